@@ -1,0 +1,48 @@
+# posenorm: `make build`, `make test`, `make demo` (each idempotent).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v /usr/bin/python3.11 || command -v python3.11)
+VENV := .venv
+BUILD ?= build/cpu
+GPU_BUILD ?= build/gpu
+JOBS ?= $(shell nproc)
+CMAKE_ARGS ?=
+VPY := $(VENV)/bin/python
+
+.PHONY: build build-gpu test test-caffe test-python demo deps venv caffe clean help
+
+help:
+	@echo "make build      install deps, fetch+build Caffe with our layers (CPU), set up .venv"
+	@echo "make test       build, then every test (C++ gtest, nvcc check, pycaffe, pytest)"
+	@echo "make demo       build, then the main job"
+	@echo "make build-gpu  CUDA build of Caffe in $(GPU_BUILD) (needs nvcc; ~13 min)"
+
+deps:
+	@bash tools/setup/install_deps.sh
+
+venv: deps
+	@bash tools/setup/make_venv.sh "$(PYTHON)" $(VENV) requirements.txt
+
+caffe: venv
+	@cmake -S . -B $(BUILD) -DPython3_EXECUTABLE=$(abspath $(VPY)) $(CMAKE_ARGS) > $(BUILD).configure.log 2>&1 \
+	  || { mkdir -p build; tail -30 $(BUILD).configure.log; echo "[build] ERROR: configure failed, log: $(BUILD).configure.log"; exit 1; }
+	@echo "[build] building Caffe in $(BUILD) (log: $(BUILD).build.log)"
+	@cmake --build $(BUILD) -j $(JOBS) > $(BUILD).build.log 2>&1 \
+	  || { grep -m 20 -B2 -A8 -E "error|Error" $(BUILD).build.log; echo "[build] ERROR: build failed, log: $(BUILD).build.log"; exit 1; }
+
+build: caffe
+	@bash tools/setup/link_venv.sh $(VENV) $(BUILD) .
+	@$(VPY) -c "import caffe, posenorm; print('[build] ok: caffe', caffe.__version__, 'with', ', '.join(t for t in caffe.layer_type_list() if t in ('SignedSqrt', 'L2Normalize', 'KeypointSigmoidCrossEntropyLoss', 'CoordinateTransfer', 'CompactBilinear')))"
+
+build-gpu: venv
+	@cmake -S . -B $(GPU_BUILD) -DCPU_ONLY=OFF -DPython3_EXECUTABLE=$(abspath $(VPY)) $(CMAKE_ARGS)
+	@cmake --build $(GPU_BUILD) -j $(JOBS)
+	@echo "[build-gpu] done: $(GPU_BUILD)/caffe-build/tools/caffe (needs an NVIDIA driver for CUDA 13 to run on a GPU)"
+
+test: build
+	@bash tests/run_all.sh $(BUILD) $(JOBS)
+
+demo: build
+	@bash tools/demo.sh
+
+clean:
+	rm -rf build

@@ -1,0 +1,46 @@
+"""Shared pytest fixtures: where the repo, the shared data and the Caffe tool are."""
+import os
+import shutil
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get('POSENORM_SHARED',
+                        os.path.join(os.path.dirname(REPO), 'shared'))
+CUB_ROOT = os.path.join(SHARED, 'data', 'CUB_200_2011')
+VOC_KEYPOINTS = os.path.join(SHARED, 'data', 'voc2011_keypoints')
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'slow: takes more than a few seconds')
+
+
+@pytest.fixture(scope='session')
+def repo_root():
+    return REPO
+
+
+@pytest.fixture(scope='session')
+def cub_root():
+    """The real CUB-200-2011 subset in ../shared (skipped where absent)."""
+    if not os.path.isfile(os.path.join(CUB_ROOT, 'images.txt')):
+        pytest.skip('real CUB-200-2011 data not found at %s' % CUB_ROOT)
+    return CUB_ROOT
+
+
+@pytest.fixture(scope='session')
+def voc_keypoints_dir():
+    """The two real PASCAL VOC 2011 keypoint XMLs in ../shared."""
+    if not os.path.isdir(VOC_KEYPOINTS):
+        pytest.skip('PASCAL keypoint XMLs not found at %s' % VOC_KEYPOINTS)
+    return VOC_KEYPOINTS
+
+
+@pytest.fixture(scope='session')
+def caffe_tool():
+    """The `caffe` command-line tool of our build."""
+    tool = shutil.which('caffe') or os.path.join(
+        REPO, 'build', 'cpu', 'caffe-build', 'tools', 'caffe')
+    if not os.path.exists(tool):
+        pytest.fail('caffe tool not found: run `make build` first')
+    return tool
