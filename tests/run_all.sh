@@ -21,7 +21,7 @@ count_gtest() {  # log name
 }
 count_pytest() {  # log name
   local line p f e
-  line=$(grep -E '^=+ .*(passed|failed|error).* in [0-9.]+s' "$1" | tail -1)
+  line=$(grep -E '(passed|failed|error).* in [0-9.]+s' "$1" | tail -1)
   p=$(grep -oP '[0-9]+(?= passed)' <<<"$line"); f=$(grep -oP '[0-9]+(?= failed)' <<<"$line")
   e=$(grep -oP '[0-9]+(?= error)' <<<"$line")
   passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0}))
@@ -47,11 +47,14 @@ TESTBIN="$BUILD/caffe-build/test/test.testbin"
 ours=$(grep -ohP '^(TYPED_)?TEST(_F|_CASE)?\(\K\w+' layers/src/caffe/test/*.cpp | sort -u | sed 's/$/*/' | paste -sd:)
 
 step "gtest: our layers ($ours)"
-"$TESTBIN" --gtest_filter="$ours:-*GPU*" > "$BUILD.gtest-ours.log" 2>&1 || failures+=("gtest (ours)")
+# Caffe's tests read test data by paths relative to its source root.
+(cd "$BUILD/caffe" && "$ROOT/$TESTBIN" --gtest_filter="$ours:-*GPU*") \
+  > "$BUILD.gtest-ours.log" 2>&1 || failures+=("gtest (ours)")
 grep -E '^\[  (FAILED|PASSED)' "$BUILD.gtest-ours.log" | head -20; count_gtest "$BUILD.gtest-ours.log" ours
 
 step "gtest: Caffe's own suite, CPU (log: $BUILD.gtest-caffe.log)"
-"$TESTBIN" --gtest_filter="-*GPU*:$ours" > "$BUILD.gtest-caffe.log" 2>&1 || failures+=("gtest (Caffe)")
+(cd "$BUILD/caffe" && "$ROOT/$TESTBIN" --gtest_filter="-*GPU*:$ours") \
+  > "$BUILD.gtest-caffe.log" 2>&1 || failures+=("gtest (Caffe)")
 grep -E '^\[  FAILED' "$BUILD.gtest-caffe.log" | head -20; count_gtest "$BUILD.gtest-caffe.log" caffe
 
 step "pytest: pycaffe's own python/caffe/test"

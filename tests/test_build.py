@@ -79,7 +79,7 @@ def test_caffe_train_tiny_solver(tmp_path, caffe_tool):
                           weight_filler=dict(type='xavier'))
     n.sqrt = L.SignedSqrt(n.ip)
     n.norm = L.L2Normalize(n.sqrt)
-    n.scaled = L.Scale(n.norm, bias_term=False, scale_filler=dict(value=10.0))
+    n.scaled = L.Power(n.norm, power_param=dict(scale=10.0))
     n.loss = L.SoftmaxWithLoss(n.scaled, n.label)
     (tmp_path / 'train.prototxt').write_text(str(n.to_proto()))
     (tmp_path / 'solver.prototxt').write_text(

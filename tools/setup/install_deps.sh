@@ -5,7 +5,7 @@ PKGS=(
   build-essential cmake dpkg-dev ccache
   libboost-system-dev libboost-thread-dev libboost-filesystem-dev libboost-python-dev
   libgoogle-glog-dev libgflags-dev libprotobuf-dev protobuf-compiler
-  libhdf5-dev libopenblas-dev liblmdb-dev libleveldb-dev libsnappy-dev
+  libhdf5-dev libopenblas-dev liblmdb-dev graphviz
   python3-dev python3-venv
 )
 missing=()
