@@ -23,6 +23,7 @@ venv: deps
 	@bash tools/setup/make_venv.sh "$(PYTHON)" $(VENV) requirements.txt
 
 caffe: venv
+	@mkdir -p $(dir $(BUILD))
 	@cmake -S . -B $(BUILD) -DPython3_EXECUTABLE=$(abspath $(VPY)) $(CMAKE_ARGS) > $(BUILD).configure.log 2>&1 \
 	  || { mkdir -p build; tail -30 $(BUILD).configure.log; echo "[build] ERROR: configure failed, log: $(BUILD).configure.log"; exit 1; }
 	@echo "[build] building Caffe in $(BUILD) (log: $(BUILD).build.log)"

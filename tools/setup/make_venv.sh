@@ -23,6 +23,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 echo "[venv] installing $REQ"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" \
+# (this machine's pip config names local index folders that may be absent: hide those warnings)
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQ" 2>&1 \
+  | { grep -v "^WARNING: Location 'file:" || true; }
+[ "${PIPESTATUS[0]}" -eq 0 ] \
   || { echo "[venv] ERROR: pip install -r $REQ failed (is PyPI reachable?)" >&2; exit 1; }
 echo "$want" > "$VENV/.requirements.sha256"
