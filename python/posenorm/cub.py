@@ -1,0 +1,461 @@
+"""Reader and validator for the CUB-200-2011 directory layout.
+
+Every tool reads birds through `read_cub`, so the real dataset and the
+synthetic one (`posenorm.synthetic`) go through the same checks.  Parsing is
+whole-file and vectorised (the full 11,788-image set loads in seconds); the
+only per-image work is reading each JPEG header for its size, plus a full
+decode when `verify_images=True`.
+
+Conventions (as in the files): ids are 1-based; keypoints are (x, y, visible)
+with 0-based pixel-centre coordinates; invisible parts are (0, 0, 0); a
+bounding box is (x, y, w, h) in pixels.  `label` is a 0-based contiguous class
+index for Caffe, in increasing class-id order over the classes kept.
+"""
+import collections
+import os
+import re
+
+import numpy as np
+from PIL import Image
+
+# parts/parts.txt of CUB-200-2011, in file order (the synthetic generator
+# writes the same list; the reader always takes names from the file).
+PART_NAMES = ('back', 'beak', 'belly', 'breast', 'crown', 'forehead',
+              'left eye', 'left leg', 'left wing', 'nape', 'right eye',
+              'right leg', 'right wing', 'tail', 'throat')
+
+SPLITS = ('train', 'test')
+
+# How far a visible part (or a box edge) may lie outside the image before it
+# is an error rather than a counted borderline annotation: the larger of
+# PART_TOLERANCE_PX and PART_TOLERANCE_FRACTION of the longer image side.
+PART_TOLERANCE_PX = 10.0
+PART_TOLERANCE_FRACTION = 0.05
+
+CUBImage = collections.namedtuple(
+    'CUBImage', 'id name path class_id label split bbox keypoints size')
+CUBImage.__doc__ = """One image: ids as in the files, `label` 0-based,
+`split` 'train'/'test', `bbox` (x, y, w, h), `keypoints` K x 3 float32
+(x, y, visible), `size` (width, height)."""
+
+
+class CUBFormatError(ValueError):
+    """A CUB-layout file is missing, malformed or inconsistent.
+
+    `path` is the offending file and `line` its 1-based line number (None when
+    the problem is the file as a whole).
+    """
+
+    def __init__(self, path, line, message):
+        self.path, self.line = path, line
+        where = path if line is None else '%s:%d' % (path, line)
+        super().__init__('%s: %s' % (where, message))
+
+
+# ---------------------------------------------------------------- parsing ---
+
+def _read_rows(path):
+    """Non-blank lines of a text file with their 1-based line numbers."""
+    if not os.path.isfile(path):
+        raise CUBFormatError(path, None, 'file not found')
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise CUBFormatError(path, data[:e.start].count(b'\n') + 1,
+                             'not valid UTF-8 text') from None
+    lines = text.splitlines()
+    keep = [i for i, line in enumerate(lines) if line.strip()]
+    if not keep:
+        raise CUBFormatError(path, None, 'file is empty')
+    return [lines[i] for i in keep], np.array(keep, np.int64) + 1
+
+
+def _numeric_table(path, columns, integer_columns):
+    """Parse whitespace-separated numbers: (values float64 N x C, line numbers)."""
+    rows, numbers = _read_rows(path)
+    fields = [row.split() for row in rows]
+    counts = np.fromiter(map(len, fields), np.int64, len(fields))
+    bad = np.flatnonzero(counts != len(columns))
+    if bad.size:
+        i = bad[0]
+        raise CUBFormatError(path, numbers[i], 'expected %d fields (%s), found %d: %r'
+                             % (len(columns), ' '.join(columns), counts[i], rows[i]))
+    try:
+        values = np.array(fields, dtype=np.float64)
+    except ValueError:
+        for i, row in enumerate(fields):
+            for c, token in enumerate(row):
+                try:
+                    float(token)
+                except ValueError:
+                    raise CUBFormatError(path, numbers[i], 'field %d (%s) is not a number: %r'
+                                         % (c + 1, columns[c], token)) from None
+        raise
+    for c in range(len(columns)):
+        col = values[:, c]
+        bad = np.flatnonzero(~np.isfinite(col))
+        if not bad.size and c in integer_columns:
+            bad = np.flatnonzero(col != np.round(col))
+        if bad.size:
+            i = bad[0]
+            raise CUBFormatError(path, numbers[i], 'field %d (%s) must be a finite %s: %r'
+                                 % (c + 1, columns[c], 'integer' if c in integer_columns
+                                    else 'number', fields[i][c]))
+    return values, numbers
+
+
+def _named_table(path, what):
+    """Parse `<id> <name>` lines (names may contain spaces): (ids, names, lines)."""
+    rows, numbers = _read_rows(path)
+    ids, names = [], []
+    for row, number in zip(rows, numbers):
+        parts = row.split(None, 1)
+        if len(parts) != 2:
+            raise CUBFormatError(path, number, 'expected 2 fields (%s_id %s_name), found 1: %r'
+                                 % (what, what, row))
+        try:
+            ids.append(int(parts[0]))
+        except ValueError:
+            raise CUBFormatError(path, number, 'field 1 (%s_id) is not an integer: %r'
+                                 % (what, parts[0])) from None
+        names.append(parts[1].strip())
+    ids = np.array(ids, np.int64)
+    _check_unique(path, ids, numbers, lambda i: '%s id %d' % (what, ids[i]))
+    return ids, names, numbers
+
+
+def _check_unique(path, ids, numbers, describe):
+    """Error at the earliest line repeating an id; describe(row) names it."""
+    order = np.argsort(ids, kind='stable')
+    dup = np.flatnonzero(ids[order][1:] == ids[order][:-1])
+    if dup.size:
+        j = dup[np.argmin(numbers[order[dup + 1]])]
+        first, second = order[j], order[j + 1]
+        raise CUBFormatError(path, numbers[second], 'duplicate %s (first on line %d)'
+                             % (describe(second), numbers[first]))
+
+
+def _positions(path, ids, numbers, known_ids, what):
+    """Index of each id in sorted `known_ids`; error naming the first unknown."""
+    pos = np.searchsorted(known_ids, ids)
+    pos_c = np.minimum(pos, len(known_ids) - 1)
+    bad = np.flatnonzero(known_ids[pos_c] != ids)
+    if bad.size:
+        i = bad[0]
+        raise CUBFormatError(path, numbers[i], 'unknown %s %d' % (what, ids[i]))
+    return pos_c
+
+
+def _per_image(path, values, numbers, image_ids, image_lines, images_txt):
+    """Rows of an image-keyed table reordered to `image_ids` (sorted)."""
+    ids = values[:, 0].astype(np.int64)
+    pos = _positions(path, ids, numbers, image_ids, 'image id')
+    _check_unique(path, ids, numbers, lambda i: 'image id %d' % ids[i])
+    if len(pos) != len(image_ids):
+        missing = np.setdiff1d(np.arange(len(image_ids)), pos)[0]
+        raise CUBFormatError(path, None, 'no line for image id %d (%s:%d)'
+                             % (image_ids[missing], images_txt, image_lines[missing]))
+    out = np.empty_like(values)
+    out[pos] = values
+    lines = np.empty_like(numbers)
+    lines[pos] = numbers
+    return out, lines
+
+
+# ---------------------------------------------------------------- dataset ---
+
+class CUBDataset:
+    """Parallel per-image arrays of a CUB-layout dataset (sorted by image id).
+
+    Attributes: root, image_ids, names (relative paths as in images.txt),
+    class_ids (1-based, as in the files), labels (0-based contiguous),
+    is_train, bboxes (N x 4 float32), keypoints (N x K x 3 float32), sizes
+    (N x 2 int, width and height), classes (kept class ids, label order),
+    class_names, part_names, borderline_parts (list of (image id, part name)
+    visible outside the image but within tolerance).
+    """
+
+    def __init__(self, root, image_ids, names, class_ids, labels, is_train, bboxes,
+                 keypoints, sizes, classes, class_names, part_names, borderline_parts=()):
+        self.root = root
+        self.image_ids = image_ids
+        self.names = names
+        self.class_ids = class_ids
+        self.labels = labels
+        self.is_train = is_train
+        self.bboxes = bboxes
+        self.keypoints = keypoints
+        self.sizes = sizes
+        self.classes = classes
+        self.class_names = class_names
+        self.part_names = part_names
+        self.borderline_parts = list(borderline_parts)
+
+    def __len__(self):
+        return len(self.image_ids)
+
+    def path(self, i):
+        return os.path.join(self.root, 'images', self.names[i])
+
+    def __getitem__(self, i):
+        return CUBImage(int(self.image_ids[i]), self.names[i], self.path(i),
+                        int(self.class_ids[i]), int(self.labels[i]),
+                        'train' if self.is_train[i] else 'test', self.bboxes[i],
+                        self.keypoints[i], (int(self.sizes[i, 0]), int(self.sizes[i, 1])))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def select(self, index):
+        """A dataset of the images picked by a boolean mask or index array."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        kept = set(self.image_ids[index].tolist())
+        return CUBDataset(self.root, self.image_ids[index], [self.names[i] for i in index],
+                          self.class_ids[index], self.labels[index], self.is_train[index],
+                          self.bboxes[index], self.keypoints[index], self.sizes[index],
+                          self.classes, self.class_names, self.part_names,
+                          [b for b in self.borderline_parts if b[0] in kept])
+
+    def split(self, name):
+        """The 'train' or 'test' images."""
+        if name not in SPLITS:
+            raise ValueError('unknown split %r (expected one of %s)' % (name, SPLITS))
+        return self.select(self.is_train == (name == 'train'))
+
+    def summary(self):
+        visible = int(self.keypoints[:, :, 2].sum())
+        return ('%s: %d classes, %d images (%d train, %d test), %d parts x %d images '
+                '= %d part rows (%d visible, %d borderline)'
+                % (self.root, len(self.classes), len(self), int(self.is_train.sum()),
+                   int((~self.is_train).sum()), len(self.part_names), len(self),
+                   self.keypoints.shape[0] * self.keypoints.shape[1], visible,
+                   len(self.borderline_parts)))
+
+
+def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
+             allow_empty_split=False):
+    """Read and validate a CUB-200-2011-layout directory.
+
+    classes: optional iterable of class ids to keep (ids stay as in the files;
+    labels are 0..len-1 in id order).  verify_images: fully decode every kept
+    image instead of reading only its header.  part_tolerance: pixels a
+    visible part may lie outside the image (counted in `borderline_parts`);
+    farther is an error; None means max(10 px, 5% of the longer side).
+    Raises CUBFormatError naming file and line.
+    """
+    root = os.path.abspath(os.fspath(root))
+    p = lambda *names: os.path.join(root, *names)  # noqa: E731
+    images_txt = p('images.txt')
+
+    image_ids, names, image_lines = _named_table(images_txt, 'image')
+    order = np.argsort(image_ids)
+    image_ids, image_lines = image_ids[order], image_lines[order]
+    names = [names[i] for i in order]
+
+    class_ids, class_names, _ = _named_table(p('classes.txt'), 'class')
+    order = np.argsort(class_ids)
+    class_ids, class_names = class_ids[order], [class_names[i] for i in order]
+
+    part_ids, part_names, _ = _named_table(p('parts', 'parts.txt'), 'part')
+    if sorted(part_ids.tolist()) != list(range(1, len(part_ids) + 1)):
+        raise CUBFormatError(p('parts', 'parts.txt'), None,
+                             'part ids must be 1..%d, found %s' % (len(part_ids), sorted(part_ids.tolist())))
+    part_names = tuple(part_names[i] for i in np.argsort(part_ids))
+
+    path = p('image_class_labels.txt')
+    values, numbers = _numeric_table(path, ('image_id', 'class_id'), {0, 1})
+    values, label_lines = _per_image(path, values, numbers, image_ids, image_lines, images_txt)
+    image_classes = values[:, 1].astype(np.int64)
+    _positions(path, image_classes, label_lines, class_ids, 'class id')
+
+    path = p('train_test_split.txt')
+    values, numbers = _numeric_table(path, ('image_id', 'is_training_image'), {0, 1})
+    values, split_lines = _per_image(path, values, numbers, image_ids, image_lines, images_txt)
+    bad = np.flatnonzero((values[:, 1] != 0) & (values[:, 1] != 1))
+    if bad.size:
+        raise CUBFormatError(path, split_lines[bad[0]], 'is_training_image must be 0 or 1, found %g'
+                             % values[bad[0], 1])
+    is_train = values[:, 1] == 1
+
+    path = p('bounding_boxes.txt')
+    values, numbers = _numeric_table(path, ('image_id', 'x', 'y', 'width', 'height'), {0})
+    values, bbox_lines = _per_image(path, values, numbers, image_ids, image_lines, images_txt)
+    bboxes = values[:, 1:].astype(np.float32)
+    bad = np.flatnonzero((bboxes[:, 2] <= 0) | (bboxes[:, 3] <= 0))
+    if bad.size:
+        raise CUBFormatError(path, bbox_lines[bad[0]], 'bounding box width and height must be '
+                             'positive, found %g x %g' % tuple(bboxes[bad[0], 2:]))
+
+    path = p('parts', 'part_locs.txt')
+    values, numbers = _numeric_table(path, ('image_id', 'part_id', 'x', 'y', 'visible'), {0, 1, 4})
+    img_pos = _positions(path, values[:, 0].astype(np.int64), numbers, image_ids, 'image id')
+    part = values[:, 1].astype(np.int64)
+    bad = np.flatnonzero((part < 1) | (part > len(part_names)))
+    if bad.size:
+        raise CUBFormatError(path, numbers[bad[0]], 'part id %d out of range (parts.txt lists 1-%d)'
+                             % (part[bad[0]], len(part_names)))
+    bad = np.flatnonzero((values[:, 4] != 0) & (values[:, 4] != 1))
+    if bad.size:
+        raise CUBFormatError(path, numbers[bad[0]], 'visible must be 0 or 1, found %g'
+                             % values[bad[0], 4])
+    K = len(part_names)
+    slot = img_pos * K + part - 1
+    _check_unique(path, slot, numbers, lambda i: 'image id %d part id %d'
+                  % (image_ids[img_pos[i]], part[i]))
+    if len(slot) != len(image_ids) * K:
+        missing = np.setdiff1d(np.arange(len(image_ids) * K), slot)[0]
+        i, k = divmod(int(missing), K)
+        raise CUBFormatError(path, None, 'no line for image id %d (%s:%d), part %d (%s)'
+                             % (image_ids[i], images_txt, image_lines[i], k + 1, part_names[k]))
+    keypoints = np.zeros((len(image_ids) * K, 3), np.float32)
+    keypoints[slot] = values[:, 2:5]
+    keypoints = keypoints.reshape(-1, K, 3)
+    kp_lines = np.zeros(len(image_ids) * K, np.int64)
+    kp_lines[slot] = numbers
+    kp_lines = kp_lines.reshape(-1, K)
+
+    # class subset: everything above was checked for all images
+    if classes is not None:
+        wanted = np.unique(np.asarray(list(classes), np.int64))
+        unknown = np.setdiff1d(wanted, class_ids)
+        if unknown.size:
+            raise ValueError('requested class id(s) %s not in %s' % (unknown.tolist(), p('classes.txt')))
+        keep_cls = np.isin(class_ids, wanted)
+        class_ids = class_ids[keep_cls]
+        class_names = [n for n, k in zip(class_names, keep_cls) if k]
+    keep = np.flatnonzero(np.isin(image_classes, class_ids))
+    labels = np.searchsorted(class_ids, image_classes[keep]).astype(np.int64)
+
+    data = CUBDataset(root, image_ids[keep], [names[i] for i in keep], image_classes[keep], labels,
+                      is_train[keep], bboxes[keep], keypoints[keep],
+                      _image_sizes(root, [names[i] for i in keep], image_lines[keep], images_txt,
+                                   verify_images),
+                      class_ids, class_names, part_names)
+    if not allow_empty_split:
+        for name, n in (('train', data.is_train.sum()), ('test', (~data.is_train).sum())):
+            if n == 0:
+                raise CUBFormatError(p('train_test_split.txt'), None,
+                                     'the %s split is empty (0 of %d images%s)'
+                                     % (name, len(data), '' if classes is None else ' in the classes kept'))
+    data.borderline_parts = _check_geometry(data, kp_lines[keep], bbox_lines[keep], part_tolerance,
+                                            p('parts', 'part_locs.txt'), p('bounding_boxes.txt'))
+    return data
+
+
+def _image_sizes(root, names, lines, images_txt, verify):
+    sizes = np.zeros((len(names), 2), np.int64)
+    for i, (name, line) in enumerate(zip(names, lines)):
+        path = os.path.join(root, 'images', name)
+        if not os.path.isfile(path):
+            raise CUBFormatError(images_txt, line, 'image file not found: %s' % path)
+        try:
+            with Image.open(path) as im:
+                sizes[i] = im.size
+                if verify:
+                    im.load()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            raise CUBFormatError(images_txt, line, 'cannot decode image %s: %s' % (path, e)) from None
+    return sizes
+
+
+def _check_geometry(data, kp_lines, bbox_lines, tolerance, part_locs_txt, bboxes_txt):
+    """Error for parts/boxes far outside their image; return borderline parts."""
+    w = data.sizes[:, 0:1].astype(np.float64)
+    h = data.sizes[:, 1:2].astype(np.float64)
+    if tolerance is None:
+        tolerance = np.maximum(PART_TOLERANCE_PX, PART_TOLERANCE_FRACTION * np.maximum(w, h))
+    tolerance = np.broadcast_to(np.asarray(tolerance, np.float64), w.shape)
+    x, y = data.keypoints[:, :, 0], data.keypoints[:, :, 1]
+    outside = np.maximum.reduce([-x, x - (w - 1), -y, y - (h - 1)])
+    outside = np.where(data.keypoints[:, :, 2] > 0, outside, 0)
+    far = np.argwhere(outside > tolerance)
+    if far.size:
+        i, k = far[np.argmin(kp_lines[far[:, 0], far[:, 1]])]
+        raise CUBFormatError(part_locs_txt, kp_lines[i, k],
+                             'visible part %d (%s) at (%g, %g) lies %.1f px outside image id %d '
+                             '(%d x %d; tolerance %g px)'
+                             % (k + 1, data.part_names[k], x[i, k], y[i, k], outside[i, k],
+                                data.image_ids[i], w[i, 0], h[i, 0], tolerance[i, 0]))
+    b = data.bboxes.astype(np.float64)
+    outside = np.maximum.reduce([-b[:, 0], -b[:, 1], b[:, 0] + b[:, 2] - w[:, 0],
+                                 b[:, 1] + b[:, 3] - h[:, 0]])
+    bad = np.flatnonzero(outside > tolerance[:, 0])
+    if bad.size:
+        i = bad[np.argmin(bbox_lines[bad])]
+        raise CUBFormatError(bboxes_txt, bbox_lines[i],
+                             'bounding box %s lies %.1f px outside image id %d (%d x %d)'
+                             % (b[i].tolist(), outside[i], data.image_ids[i], w[i, 0], h[i, 0]))
+    border = np.argwhere(outside_parts(data.keypoints, data.sizes))
+    return [(int(data.image_ids[i]), data.part_names[k]) for i, k in border]
+
+
+def outside_parts(keypoints, sizes):
+    """Mask (N x K) of visible parts not within [0, w-1] x [0, h-1]."""
+    w = np.asarray(sizes)[:, 0:1] - 1
+    h = np.asarray(sizes)[:, 1:2] - 1
+    x, y, v = keypoints[..., 0], keypoints[..., 1], keypoints[..., 2] > 0
+    return v & ((x < 0) | (y < 0) | (x > w) | (y > h))
+
+
+# ------------------------------------------------------------ flip tables ---
+
+_SIDE = {'left': 'right', 'right': 'left', 'l': 'r', 'r': 'l'}
+
+
+def mirror_name(name):
+    """The name of the mirror part: 'left eye' -> 'right eye', 'L_Wing' -> 'R_Wing'."""
+    def swap(m):
+        word = m.group(0)
+        other = _SIDE[word.lower()]
+        return other.upper() if word.isupper() else other.title() if word[0].isupper() else other
+    return re.sub(r'(?<![^\W_])(left|right|l|r)(?![^\W_])', swap, name, flags=re.IGNORECASE)
+
+
+def flip_permutation(part_names):
+    """Index array `perm` so that `keypoints[perm]` relabels parts after a mirror.
+
+    Derived from the names (left <-> right, L_ <-> R_); parts without a mirror
+    partner in the list (e.g. 'beak') map to themselves.
+    """
+    index = {n: i for i, n in enumerate(part_names)}
+    return np.array([index.get(mirror_name(n), i) for i, n in enumerate(part_names)], np.int64)
+
+
+def flip_pairs(part_names):
+    """The (left, right) name pairs that a horizontal flip swaps."""
+    perm = flip_permutation(part_names)
+    return [(part_names[i], part_names[j]) for i, j in enumerate(perm) if i < j]
+
+
+def flip_keypoints(keypoints, width, perm):
+    """Mirror K x 3 (or N x K x 3) keypoints in an image `width` pixels wide.
+
+    x -> width - 1 - x for visible parts (0-based pixel centres), parts
+    relabelled by `perm`; invisible parts stay (0, 0, 0).
+    """
+    out = np.array(keypoints, np.float32)[..., perm, :]
+    vis = out[..., 2] > 0
+    out[..., 0] = np.where(vis, np.asarray(width, np.float32)[..., None] - 1 - out[..., 0], 0)
+    return out
+
+
+def flip_bbox(bbox, width):
+    """Mirror an (x, y, w, h) box: x -> width - 1 - (x + w)."""
+    out = np.array(bbox, np.float32)
+    out[..., 0] = np.asarray(width, np.float32) - 1 - (out[..., 0] + out[..., 2])
+    return out
+
+
+def parse_id_list(text):
+    """'1-10,15,20-22' -> [1, ..., 10, 15, 20, 21, 22] (for --classes options)."""
+    ids = []
+    for part in text.split(','):
+        m = re.fullmatch(r'\s*(\d+)\s*(?:-\s*(\d+)\s*)?', part)
+        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+            raise ValueError('bad id list %r: expected e.g. 1-10,15' % text)
+        ids.extend(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+    return sorted(set(ids))

@@ -1,0 +1,391 @@
+"""Caffe LMDBs from a CUB-layout dataset, their manifest, and their verification.
+
+Per split (train, test) three LMDBs share the same keys `%08d_<image id>`
+(`_flip` appended for mirrored copies), so three Caffe `Data` layers read
+aligned batches:
+
+  <split>_images     uint8 BGR CHW Datum, 3 x S x S, label = 0-based class
+  <split>_keypoints  float Datum 1 x K x 3 (x, y, visible) in input pixels
+  <split>_bboxes     float Datum 1 x 1 x 4 (x, y, w, h) in input pixels
+
+plus `<split>_index.txt` (key, image id, label, flipped, original size, name)
+and `manifest.json` (source, counts, sizes, versions, sha256 of every
+data.mdb).  The %08d prefix is the read order: the train split is shuffled
+(Caffe's Data layer has no shuffle of its own), the test split keeps image-id
+order.  Flipped copies (`flip=True`) are added to the train split only.
+
+Coordinate convention, used for keypoints and boxes everywhere: 0-based
+pixel centres, so the whole image (W x H) resized to S x S maps
+x' = (x + 0.5) * S / W - 0.5 (likewise y with H); `from_input_coords` is the
+exact inverse.  Visible keypoints are then clamped to [0, S - 1] (sub-pixel
+overshoot at the border and borderline annotations); invisible ones are
+(0, 0, 0).  A box's corner (x, y) maps as a point, w and h scale by S / W.
+"""
+import hashlib
+import json
+import os
+import re
+import time
+
+import numpy as np
+from PIL import Image
+
+from posenorm import __version__
+from posenorm.atomic import atomic_directory, atomic_write_text
+from posenorm.cub import SPLITS, flip_bbox, flip_keypoints, flip_permutation, read_cub
+
+LMDB_FORMAT_VERSION = 'posenorm-lmdb 1'
+KINDS = ('images', 'keypoints', 'bboxes')
+MANIFEST = 'manifest.json'
+KEY_RE = re.compile(r'^(\d{8})_(\d+)(_flip)?$')
+COORDINATES = ("0-based pixel centres; x' = (x + 0.5) * S / W - 0.5, y' = (y + 0.5) * S / H - 0.5; "
+               "visible keypoints clamped to [0, S-1], invisible (0, 0, 0); box corner as a point, "
+               "w' = w * S / W, h' = h * S / H")
+
+
+class LMDBVerifyError(ValueError):
+    """An LMDB set does not match its manifest or its own invariants."""
+
+
+# ------------------------------------------------------------ coordinates ---
+
+def to_input_coords(xy, image_size, input_size):
+    """Map (..., 2) original-image points to the resized input image.
+
+    image_size (W, H) and input_size (S or (Sw, Sh)) broadcast against xy,
+    e.g. sizes[:, None, :] for N x K x 2 points of N images.
+    """
+    xy = np.asarray(xy, np.float64)
+    return (xy + 0.5) * (np.asarray(input_size, np.float64) / np.asarray(image_size, np.float64)) - 0.5
+
+
+def from_input_coords(xy, image_size, input_size):
+    """Inverse of `to_input_coords`: input-image points back to the original."""
+    xy = np.asarray(xy, np.float64)
+    return (xy + 0.5) * (np.asarray(image_size, np.float64) / np.asarray(input_size, np.float64)) - 0.5
+
+
+def keypoints_to_input(keypoints, image_size, input_size):
+    """K x 3 (x, y, visible) keypoints as stored: mapped, clamped, float32."""
+    kp = np.asarray(keypoints, np.float32)
+    out = np.zeros_like(kp)
+    vis = kp[..., 2] > 0
+    xy = np.clip(to_input_coords(kp[..., :2], image_size, input_size), 0,
+                 np.asarray(input_size, np.float64) - 1)
+    out[..., :2] = np.where(vis[..., None], xy, 0)
+    out[..., 2] = vis
+    return out
+
+
+def bbox_to_input(bbox, image_size, input_size):
+    """(x, y, w, h) box as stored: corner mapped as a point, size scaled."""
+    b = np.asarray(bbox, np.float64)
+    scale = np.asarray(input_size, np.float64) / np.asarray(image_size, np.float64)
+    return np.concatenate([to_input_coords(b[..., :2], image_size, input_size), b[..., 2:] * scale],
+                          -1).astype(np.float32)
+
+
+def load_input_image(path, input_size):
+    """The whole image resized (not aspect-preserving) to S x S: uint8 RGB HWC."""
+    with Image.open(path) as im:
+        im = im.convert('RGB')
+        return np.asarray(im.resize((input_size, input_size), Image.BILINEAR))
+
+
+def _prepare(task):
+    """Worker: decode and resize one image (and its mirror when asked)."""
+    path, size, flip = task
+    try:
+        rgb = load_input_image(path, size)
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ValueError('cannot decode image %s: %s' % (path, e)) from None
+    return rgb, (rgb[:, ::-1] if flip else None)
+
+
+# ------------------------------------------------------------------ build ---
+
+def _caffe():
+    try:
+        import caffe
+        import caffe.io  # noqa: F401
+    except ImportError as e:
+        raise ImportError('writing/reading Caffe Datums needs pycaffe (`import caffe` failed: %s); '
+                          'run `make build`' % e) from None
+    return caffe
+
+
+def sha256_file(path, chunk=1 << 22):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            h.update(block)
+    return h.hexdigest()
+
+
+def parse_manifest(out):
+    path = os.path.join(out, MANIFEST)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise LMDBVerifyError('%s: no manifest (not an LMDB set written by build_lmdbs?)' % path) from None
+    except json.JSONDecodeError as e:
+        raise LMDBVerifyError('%s: invalid JSON: %s' % (path, e)) from None
+
+
+def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=False,
+                progress=True, workers=1, part_tolerance=None):
+    """Write the LMDB set for a CUB-layout dataset into `out` (atomically).
+
+    classes and part_tolerance go to `read_cub`.  Returns the manifest dict,
+    with build timing under 'throughput' (not saved: it varies per run).
+    """
+    import lmdb
+    caffe = _caffe()
+    data = read_cub(cub_dir, classes=classes, part_tolerance=part_tolerance)
+    perm = flip_permutation(data.part_names)
+    generator = None
+    version_file = os.path.join(data.root, 'synthetic_version.txt')
+    if os.path.isfile(version_file):
+        with open(version_file) as f:
+            generator = f.read().strip()
+    manifest = dict(
+        format=LMDB_FORMAT_VERSION, tool='posenorm %s tools/build_lmdb.py' % __version__,
+        source=data.root, source_generator=generator, input_size=size, flip=flip,
+        flip_splits=['train'] if flip else [], shuffle='train', seed=seed, coordinates=COORDINATES,
+        image_encoding='uint8 BGR CHW; whole image resized to S x S with PIL bilinear',
+        classes=data.classes.tolist(), class_names=data.class_names, num_classes=len(data.classes),
+        part_names=list(data.part_names), flip_permutation=perm.tolist(),
+        borderline_parts=len(data.borderline_parts), splits={}, lmdbs={}, files={})
+    start = time.perf_counter()
+    images_done = 0
+    pool = None
+    if workers > 1:
+        import multiprocessing
+        pool = multiprocessing.get_context('fork').Pool(workers)
+    try:
+        with atomic_directory(out, force) as tmp:
+            for split in SPLITS:
+                sub = data.split(split)
+                n, do_flip = len(sub), flip and split == 'train'
+                copies = 2 if do_flip else 1
+                order = np.arange(n * copies)  # slot = copy * n + image
+                if split == 'train':
+                    order = np.random.default_rng(seed).permutation(n * copies)
+                position = np.empty_like(order)
+                position[order] = np.arange(len(order))
+                keys = ['%08d_%d%s' % (position[s], sub.image_ids[s % n], '_flip' if s >= n else '')
+                        for s in range(n * copies)]
+                envs = {kind: lmdb.open(os.path.join(tmp, '%s_%s' % (split, kind)), subdir=True,
+                                        map_size=_map_size(n * copies, size, kind), sync=False)
+                        for kind in KINDS}
+                txns = {k: e.begin(write=True) for k, e in envs.items()}
+                tasks = ((sub.path(i), size, do_flip) for i in range(n))
+                results = pool.imap(_prepare, tasks, chunksize=4) if pool else map(_prepare, tasks)
+                bar = _progress(n, progress, '%s %s' % (os.path.basename(out), split))
+                for i, (rgb, mirrored) in enumerate(results):
+                    wh = sub.sizes[i]
+                    label = int(sub.labels[i])
+                    kp = keypoints_to_input(sub.keypoints[i], wh, size)
+                    box = bbox_to_input(sub.bboxes[i], wh, size)
+                    records = [(keys[i], rgb, kp, box)]
+                    if do_flip:
+                        records.append((keys[n + i], mirrored, flip_keypoints(kp, size, perm),
+                                        flip_bbox(box, size)))
+                    for key, img, kps, bb in records:
+                        key = key.encode('ascii')
+                        bgr_chw = np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))
+                        txns['images'].put(key, caffe.io.array_to_datum(bgr_chw, label).SerializeToString())
+                        txns['keypoints'].put(key, caffe.io.array_to_datum(
+                            kps.reshape(1, -1, 3), label).SerializeToString())
+                        txns['bboxes'].put(key, caffe.io.array_to_datum(
+                            bb.reshape(1, 1, 4), label).SerializeToString())
+                    images_done += 1
+                    bar.update(1)
+                    if (i + 1) % 256 == 0:
+                        for k in KINDS:
+                            txns[k].commit()
+                            txns[k] = envs[k].begin(write=True)
+                bar.close()
+                for k in KINDS:
+                    txns[k].commit()
+                    envs[k].sync(True)
+                    envs[k].close()
+                index = ['# key image_id label flipped width height name']
+                for s in order:
+                    i = s % n
+                    index.append('%s %d %d %d %d %d %s' % (keys[s], sub.image_ids[i], sub.labels[i], s >= n,
+                                                           sub.sizes[i, 0], sub.sizes[i, 1], sub.names[i]))
+                name = '%s_index.txt' % split
+                with open(os.path.join(tmp, name), 'w') as f:
+                    f.write('\n'.join(index) + '\n')
+                manifest['files'][name] = sha256_file(os.path.join(tmp, name))
+                manifest['splits'][split] = dict(count=n * copies, images=n, flipped=n * (copies - 1),
+                                                 per_class=np.bincount(sub.labels, minlength=len(data.classes)
+                                                                       ).tolist())
+                for kind in KINDS:
+                    mdb = os.path.join(tmp, '%s_%s' % (split, kind), 'data.mdb')
+                    manifest['lmdbs']['%s_%s' % (split, kind)] = dict(
+                        entries=n * copies, bytes=os.path.getsize(mdb), sha256=sha256_file(mdb))
+            seconds = time.perf_counter() - start
+            atomic_write_text(os.path.join(tmp, MANIFEST), json.dumps(manifest, indent=1) + '\n')
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    manifest['throughput'] = dict(images=images_done, seconds=seconds, images_per_second=images_done / seconds,
+                                  entries=sum(s['count'] for s in manifest['splits'].values()))
+    return manifest
+
+
+def _map_size(entries, size, kind):
+    per = 3 * size * size + 8192 if kind == 'images' else 8192
+    return int(entries * per * 1.5) + (64 << 20)
+
+
+def _progress(total, enabled, desc):
+    from tqdm import tqdm
+    return tqdm(total=total, disable=not enabled, desc=desc, unit='img', mininterval=0.5)
+
+
+# ----------------------------------------------------------------- verify ---
+
+def read_lmdb(path):
+    """[(key str, Datum)] of one LMDB, in key order (small sets and tests)."""
+    import lmdb
+    caffe = _caffe()
+    out = []
+    with lmdb.open(path, readonly=True, lock=False, subdir=True) as env, env.begin() as txn:
+        for key, value in txn.cursor():
+            datum = caffe.proto.caffe_pb2.Datum()
+            datum.ParseFromString(value)
+            out.append((key.decode('ascii'), datum))
+    return out
+
+
+def verify_lmdbs(out, checksums=True, max_problems=20):
+    """Re-read an LMDB set and check it; return a summary string.
+
+    Checks counts against the manifest, identical keys across the LMDBs of a
+    split (and the index file), Datum shapes, labels in range and equal
+    across LMDBs, visible keypoints within [0, S), invisible ones zero,
+    finite positive boxes, and the sha256 of every data.mdb.  Raises
+    LMDBVerifyError listing the problems found.
+    """
+    import lmdb
+    caffe = _caffe()
+    manifest = parse_manifest(out)
+    problems = []
+
+    def problem(msg):
+        problems.append(msg)
+        if len(problems) >= max_problems:
+            raise LMDBVerifyError('%s: %d problems (stopped):\n  %s' % (out, len(problems), '\n  '.join(problems)))
+    try:
+        S, C, K = manifest['input_size'], manifest['num_classes'], len(manifest['part_names'])
+        splits, lmdbs = manifest['splits'], manifest['lmdbs']
+    except (KeyError, TypeError) as e:
+        raise LMDBVerifyError('%s: manifest lacks %s' % (os.path.join(out, MANIFEST), e)) from None
+    lines = []
+    for split, info in splits.items():
+        paths = {k: os.path.join(out, '%s_%s' % (split, k)) for k in KINDS}
+        missing = [p for p in paths.values() if not os.path.isfile(os.path.join(p, 'data.mdb'))]
+        if missing:
+            problem('missing LMDB %s' % ', '.join(missing))
+            continue
+        envs = {k: lmdb.open(p, readonly=True, lock=False, subdir=True) for k, p in paths.items()}
+        try:
+            txns = {k: e.begin() for k, e in envs.items()}
+            for k in KINDS:
+                n = txns[k].stat()['entries']
+                if n != info['count']:
+                    problem('%s_%s: %d entries, manifest says %d' % (split, k, n, info['count']))
+            index = _read_index(os.path.join(out, '%s_index.txt' % split), problem)
+            cursors = [txns[k].cursor().iternext() for k in KINDS]
+            labels = np.zeros(C, np.int64)
+            visible = n = 0
+            for n, (img, kp, box) in enumerate(zip(*cursors), 1):
+                key = img[0].decode('ascii', 'replace')
+                if kp[0] != img[0] or box[0] != img[0]:
+                    problem('%s entry %d: keys differ: images %s, keypoints %s, bboxes %s'
+                            % (split, n, key, kp[0].decode(errors='replace'), box[0].decode(errors='replace')))
+                    continue
+                if not KEY_RE.match(key) or int(key[:8]) != n - 1:
+                    problem('%s: key %s is not %%08d_<image id> with prefix %08d' % (split, key, n - 1))
+                if index is not None and (n > len(index) or index[n - 1][0] != key):
+                    problem('%s_index.txt line %d does not name key %s' % (split, n + 1, key))
+                datums = []
+                for kind, (_, value) in zip(KINDS, (img, kp, box)):
+                    d = caffe.proto.caffe_pb2.Datum()
+                    d.ParseFromString(value)
+                    datums.append(d)
+                di, dk, db = datums
+                lab = {d.label for d in datums}
+                if len(lab) != 1 or not 0 <= di.label < C:
+                    problem('%s %s: labels %s not equal or not in [0, %d)' % (split, key, sorted(lab), C))
+                    continue
+                if index is not None and n <= len(index) and index[n - 1][1] != di.label:
+                    problem('%s %s: label %d but index file says %d' % (split, key, di.label, index[n - 1][1]))
+                labels[di.label] += 1
+                if (di.channels, di.height, di.width) != (3, S, S) or len(di.data) != 3 * S * S:
+                    problem('%s_images %s: shape %dx%dx%d (%d bytes), expected 3x%dx%d uint8'
+                            % (split, key, di.channels, di.height, di.width, len(di.data), S, S))
+                if (dk.channels, dk.height, dk.width) != (1, K, 3) or len(dk.float_data) != 3 * K:
+                    problem('%s_keypoints %s: shape %dx%dx%d, expected 1x%dx3 floats'
+                            % (split, key, dk.channels, dk.height, dk.width, K))
+                    continue
+                k = np.array(dk.float_data, np.float64).reshape(K, 3)
+                vis = k[:, 2] == 1
+                visible += int(vis.sum())
+                if not np.all((k[:, 2] == 0) | vis):
+                    problem('%s_keypoints %s: visibility flags not 0/1: %s' % (split, key, k[:, 2].tolist()))
+                elif np.any(k[~vis] != 0):
+                    problem('%s_keypoints %s: invisible keypoints not (0, 0, 0)' % (split, key))
+                elif not np.all((k[vis, :2] >= 0) & (k[vis, :2] < S)):
+                    problem('%s_keypoints %s: visible keypoint outside [0, %d)' % (split, key, S))
+                b = np.array(db.float_data, np.float64)
+                if (db.channels, db.height, db.width) != (1, 1, 4) or len(b) != 4 or \
+                        not np.all(np.isfinite(b)) or b[2] <= 0 or b[3] <= 0:
+                    problem('%s_bboxes %s: not a finite 1x1x4 box with positive size: %s' % (split, key, b.tolist()))
+            if index is not None and len(index) != n:
+                problem('%s_index.txt: %d entries, LMDBs have %d' % (split, len(index), n))
+            if labels.tolist() != [c * (1 + (split in manifest.get('flip_splits', []))) for c in info['per_class']]:
+                problem('%s: labels per class %s differ from the manifest' % (split, labels.tolist()))
+            lines.append('%s: %d entries (%d images + %d flipped), %d classes present, %d visible keypoints, '
+                         'keys aligned' % (split, n, info['images'], info['flipped'], int((labels > 0).sum()),
+                                           visible))
+        finally:
+            for e in envs.values():
+                e.close()
+    if checksums:
+        for name, info in lmdbs.items():
+            mdb = os.path.join(out, name, 'data.mdb')
+            if os.path.isfile(mdb) and sha256_file(mdb) != info['sha256']:
+                problem('%s: sha256 differs from the manifest (modified or corrupt)' % mdb)
+        for name, digest in manifest.get('files', {}).items():
+            path = os.path.join(out, name)
+            if not os.path.isfile(path) or sha256_file(path) != digest:
+                problem('%s: missing or sha256 differs from the manifest' % path)
+        lines.append('sha256 of %d LMDBs and %d index files match the manifest'
+                     % (len(lmdbs), len(manifest.get('files', {}))))
+    if problems:
+        raise LMDBVerifyError('%s: %d problem(s):\n  %s' % (out, len(problems), '\n  '.join(problems)))
+    return '%s (input %dx%d, %d classes, %d parts)\n  %s' % (out, S, S, C, K, '\n  '.join(lines))
+
+
+def _read_index(path, problem):
+    """[(key, label)] from an index file, or None (after reporting) if absent."""
+    if not os.path.isfile(path):
+        problem('%s: missing' % path)
+        return None
+    out = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if line.startswith('#') or not line.strip():
+                continue
+            fields = line.split(None, 6)
+            try:
+                out.append((fields[0], int(fields[2])))
+            except (IndexError, ValueError):
+                problem('%s:%d: malformed line %r' % (path, number, line.rstrip()))
+    return out

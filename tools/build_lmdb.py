@@ -1,0 +1,66 @@
+#!/usr/bin/env python3
+"""Build (or verify) Caffe LMDBs from a CUB-200-2011-layout dataset.
+
+  python tools/build_lmdb.py --cub /path/to/CUB_200_2011 --out data/cub_lmdb --size 500 --flip
+  python tools/build_lmdb.py --cub data/synthetic_cub --out data/synthetic_lmdb --classes 1-10
+  python tools/build_lmdb.py --verify data/cub_lmdb
+
+Per split: <split>_images (label = 0-based class), <split>_keypoints (1 x K x 3)
+and <split>_bboxes (1 x 1 x 4), aligned by key, plus <split>_index.txt and
+manifest.json.  See python/posenorm/lmdb_data.py for the coordinate convention.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+
+from posenorm import cub, lmdb_data  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--cub', help='CUB-layout dataset directory (real or synthetic)')
+    ap.add_argument('--out', help='LMDB set directory to create (built in OUT.tmp, then renamed)')
+    ap.add_argument('--size', type=int, default=500, help='input side S: images resized to S x S (default 500)')
+    ap.add_argument('--flip', action='store_true', help='add mirrored copies (left/right parts swapped) to train')
+    ap.add_argument('--classes', help='class-id subset such as 1-10 or 1,4,7-9 (ids as in classes.txt)')
+    ap.add_argument('--part-tolerance', type=float, metavar='PX',
+                    help='pixels a visible part may lie outside its image (default: max(10, 5%% of the longer side))')
+    ap.add_argument('--seed', type=int, default=0, help='seed of the train-split order (default 0)')
+    ap.add_argument('--workers', type=int, default=1, help='processes decoding images (default 1)')
+    ap.add_argument('--force', action='store_true', help='replace an existing --out directory')
+    ap.add_argument('--verify', metavar='DIR', help='re-read an LMDB set and check it against its manifest')
+    ap.add_argument('--no-checksums', action='store_true', help='with --verify: skip the sha256 checks')
+    ap.add_argument('--quiet', action='store_true', help='no progress bar')
+    args = ap.parse_args(argv)
+    if bool(args.verify) == bool(args.cub or args.out):
+        ap.error('give either --cub DIR --out DIR, or --verify DIR')
+    try:
+        if args.verify:
+            print('OK', lmdb_data.verify_lmdbs(args.verify, checksums=not args.no_checksums))
+            return 0
+        if not (args.cub and args.out):
+            ap.error('building needs both --cub and --out')
+        classes = cub.parse_id_list(args.classes) if args.classes else None
+        m = lmdb_data.build_lmdbs(args.cub, args.out, size=args.size, flip=args.flip, classes=classes,
+                                  seed=args.seed, force=args.force, progress=not args.quiet,
+                                  workers=args.workers, part_tolerance=args.part_tolerance)
+        t = m['throughput']
+        print('wrote %s: %s; %d classes, input %dx%d%s' % (
+            args.out, ', '.join('%s %d' % (s, v['count']) for s, v in m['splits'].items()),
+            m['num_classes'], args.size, args.size, ', train flipped' if args.flip else ''))
+        if m['borderline_parts']:
+            print('note: %d visible parts lie slightly outside their image (clamped to the border)'
+                  % m['borderline_parts'])
+        print('throughput: %d source images (%d entries) in %.1f s = %.1f images/s (%d worker%s)'
+              % (t['images'], t['entries'], t['seconds'], t['images_per_second'], args.workers,
+                 's' if args.workers > 1 else ''))
+    except (FileExistsError, ValueError, ImportError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
