@@ -1,0 +1,130 @@
+"""Run `caffe train` for one stage: progress, divergence check, resume.
+
+The stage runs in a child `caffe` process (the tool users run by hand), its
+log streamed to a file and parsed as it comes:
+  * a progress bar follows "Iteration N";
+  * a NaN or inf loss kills the child at once (SIGKILL: no snapshot of a
+    diverged model is written) and raises StageDiverged;
+  * SIGINT/SIGTERM to us are forwarded to Caffe as SIGINT, whose default
+    effect "stop" ends training with a snapshot (snapshot_after_train), so
+    an interrupted run resumes from there; a run killed outright (SIGKILL)
+    resumes from its last periodic snapshot, losing only the iterations
+    after it.
+"""
+import glob
+import math
+import os
+import re
+import signal
+import subprocess
+import time
+
+ITER_RE = re.compile(r'Iteration (\d+)')
+LOSS_RE = re.compile(r'Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)')
+OUTPUT_RE = re.compile(r'(Train|Test) net output #\d+: (\w+) = (\S+)')
+
+
+class StageDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class StageFailed(RuntimeError):
+    """`caffe train` exited with an error."""
+
+
+class StageInterrupted(RuntimeError):
+    """We were signalled; Caffe snapshotted and stopped, resume later."""
+
+
+def latest_snapshot(prefix):
+    """(iteration, solverstate path) of the newest snapshot, or (0, None)."""
+    best = (0, None)
+    for path in glob.glob(glob.escape(prefix) + '_iter_*.solverstate'):
+        m = re.search(r'_iter_(\d+)\.solverstate$', path)
+        if m and int(m.group(1)) > best[0] and os.path.exists(
+                path[:-len('.solverstate')] + '.caffemodel'):
+            best = (int(m.group(1)), path)
+    return best
+
+
+def parse_log(path):
+    """Training curves from a Caffe log: {'loss': [(iter, value)], ...}."""
+    curves = {'loss': []}
+    it = 0
+    with open(path, errors='replace') as f:
+        for line in f:
+            m = LOSS_RE.search(line)
+            if m:
+                it = int(m.group(1))
+                curves['loss'].append((it, float(m.group(2))))
+                continue
+            m = ITER_RE.search(line)
+            if m:
+                it = int(m.group(1))
+            m = OUTPUT_RE.search(line)
+            if m:
+                key = '%s/%s' % (m.group(1).lower(), m.group(2))
+                curves.setdefault(key, []).append((it, float(m.group(3))))
+    return curves
+
+
+def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
+                    snapshot=None, cwd=None, desc='train', progress=True):
+    """Run one `caffe train`; return the parsed curves.
+
+    weights: caffemodel(s) to start from (comma-separated list, as Caffe
+    takes it); snapshot: a .solverstate to resume (wins over weights).
+    """
+    cmd = [caffe, 'train', '--solver', solver]
+    if snapshot:
+        cmd += ['--snapshot', snapshot]
+    elif weights:
+        cmd += ['--weights', weights]
+    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=max_iter, desc=desc, unit='it', leave=True)
+    interrupted = []
+    with open(log_path, 'a') as log:
+        log.write('\n# %s: %s\n' % (time.strftime('%Y-%m-%d %H:%M:%S'), ' '.join(cmd)))
+        log.flush()
+        child = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True,
+                                 errors='replace')
+        def forward(signum, frame):
+            interrupted.append(signum)
+            child.send_signal(signal.SIGINT)
+        old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        diverged = None
+        try:
+            for line in child.stdout:
+                log.write(line)
+                m = LOSS_RE.search(line)
+                if m and not math.isfinite(float(m.group(2))):
+                    diverged = (int(m.group(1)), m.group(2))
+                    child.kill()
+                    break
+                m = ITER_RE.search(line)
+                if m and bar is not None:
+                    bar.update(max(0, int(m.group(1)) - bar.n))
+            code = child.wait()
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            if bar is not None:
+                bar.close()
+    if diverged:
+        raise StageDiverged(
+            '%s diverged: loss = %s at iteration %d (see %s); no model was '
+            'written for it. Lower base_lr in %s and run again.'
+            % (desc, diverged[1], diverged[0], log_path, solver))
+    if interrupted:
+        raise StageInterrupted('%s interrupted by signal %d; Caffe snapshotted '
+                               'it: run again to resume' % (desc, interrupted[0]))
+    if code != 0:
+        with open(log_path, errors='replace') as f:
+            tail = ''.join(f.readlines()[-15:])
+        raise StageFailed('%s: `caffe train` exited with %d (log %s):\n%s'
+                          % (desc, code, log_path, tail))
+    return parse_log(log_path)

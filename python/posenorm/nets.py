@@ -1,0 +1,297 @@
+"""The paper's nets as Caffe NetSpec code: one generator, every variant.
+
+`pose_normalized_net` reads like the paper's Figure 1: a localization stream
+(VGG-16 cast fully convolutional, a 1x1 keypoint score layer, the pixelwise
+sigmoid cross-entropy loss) tells the classification stream where to look; a
+CoordinateTransfer layer pools that stream's features at the keypoints, a
+holistic feature (pooled fc7, or compact bilinear -> signed sqrt -> L2) joins
+them, and an InnerProduct + softmax classifies.  The same function writes the
+keypoint-only net (stages 1-2), the baselines of Table 1 and the deploy nets.
+
+Geometry (heatmap cell -> image point, image point -> feature cell) comes from
+`caffe.coord_map`, never typed in.  Layer names of the localization stream are
+those of VGG_ILSVRC_16_layers, so ImageNet weights copy by name; the
+classification stream is the same trunk with the prefix `cls_`.
+"""
+import collections
+import os
+
+import caffe
+from caffe import layers as L, params as P
+from caffe.coord_map import coord_map_from_to
+
+# BGR means of the ImageNet training set, as VGG and FCN use them.
+VGG_MEAN_BGR = (104.00699, 116.66877, 122.67892)
+
+Backbone = collections.namedtuple('Backbone', 'blocks fc fc6_kernel input_size score_from')
+
+BACKBONES = {
+    # The paper's net: 500x500 input -> pool5 16x16 -> fc6 (7x7) -> 10x10 fc7.
+    'vgg16': Backbone(blocks=((64, 64), (128, 128), (256, 256, 256),
+                              (512, 512, 512), (512, 512, 512)),
+                      fc=4096, fc6_kernel=7, input_size=500, score_from='fc7'),
+    # VGG-16's topology at 1/8 of its widths, for CPU demos and tests: the
+    # same layer names and geometry, ~1/64 of the arithmetic.  Keypoints are
+    # scored on conv5_3 (stride 16) since its fc7 map is too coarse at 256 px.
+    'small': Backbone(blocks=((8, 8), (16, 16), (32, 32, 32),
+                              (64, 64, 64), (64, 64, 64)),
+                      fc=256, fc6_kernel=7, input_size=256, score_from='conv5_3'),
+}
+
+NUM_KEYPOINTS = 15
+
+
+def learn(lr):
+    """Weight and bias ParamSpecs at learning-rate multiplier lr (FCN's)."""
+    return [dict(lr_mult=lr, decay_mult=1 if lr else 0),
+            dict(lr_mult=2 * lr, decay_mult=0)]
+
+
+def conv_relu(bottom, nout, ks=3, stride=1, pad=1, lr=1):
+    conv = L.Convolution(bottom, kernel_size=ks, stride=stride,
+                         num_output=nout, pad=pad, param=learn(lr),
+                         weight_filler=dict(type='xavier'),
+                         bias_filler=dict(type='constant', value=0))
+    return conv, L.ReLU(conv, in_place=True)
+
+
+def max_pool(bottom, ks=2, stride=2):
+    return L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=ks, stride=stride)
+
+
+def trunk(n, bottom, backbone, prefix='', lr=1, upto='fc7', train=True):
+    """VGG-16 (or its narrow twin) cast fully convolutional, up to `upto`.
+
+    Layers are named as in VGG_ILSVRC_16_layers (conv1_1 ... fc7) behind
+    `prefix`; fc6 is a 7x7 convolution and fc7 a 1x1 one, as in FCN.
+    Returns the top named `upto`.
+    """
+    top = bottom
+    for b, widths in enumerate(backbone.blocks, 1):
+        for i, width in enumerate(widths, 1):
+            name = '%sconv%d_%d' % (prefix, b, i)
+            n[name], n['%srelu%d_%d' % (prefix, b, i)] = conv_relu(top, width, lr=lr)
+            top = n[name]
+            if upto == 'conv%d_%d' % (b, i):
+                return top
+        n['%spool%d' % (prefix, b)] = top = max_pool(top)
+    for name, ks in (('fc6', backbone.fc6_kernel), ('fc7', 1)):
+        n[prefix + name], n[prefix + 'relu' + name[2:]] = conv_relu(
+            top, backbone.fc, ks=ks, pad=0, lr=lr)
+        top = n[prefix + name]
+        if train:
+            n[prefix + 'drop' + name[2:]] = L.Dropout(top, dropout_ratio=0.5,
+                                                      in_place=True)
+        if upto == name:
+            return top
+    raise ValueError('trunk: unknown layer %r' % upto)
+
+
+def geometry(top, data):
+    """(stride, offset) with cell j of `top` at image point offset + stride*j."""
+    _, a, b = coord_map_from_to(top, data)
+    return float(a[0]), float(b[0])
+
+
+def data_layers(n, lmdb_dir, split, batch_size, input_size, keypoints=True):
+    """Aligned Caffe Data layers over the LMDBs of tools/build_lmdb.py."""
+    source = lambda kind: os.path.join(lmdb_dir, '%s_%s' % (split, kind))
+    n.data, n.label = L.Data(
+        source=source('images'), backend=P.Data.LMDB, batch_size=batch_size,
+        ntop=2, transform_param=dict(mean_value=list(VGG_MEAN_BGR)))
+    if keypoints:
+        n.keypoints = L.Data(source=source('keypoints'), backend=P.Data.LMDB,
+                             batch_size=batch_size)
+
+
+def keypoint_scores(n, feature, num_keypoints, lr=1):
+    """The 1x1 convolution scoring each keypoint at every feature cell."""
+    n.kp_score = L.Convolution(feature, num_output=num_keypoints, kernel_size=1,
+                               param=learn(lr),
+                               weight_filler=dict(type='gaussian', std=0.01),
+                               bias_filler=dict(type='constant', value=-4))
+    return n.kp_score
+
+
+def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
+                        batch_size=8, input_size=None, num_keypoints=NUM_KEYPOINTS,
+                        num_classes=200, holistic='cbp', parts=True,
+                        classify=True, shared_stream=False, part_layer='conv5_3',
+                        score_from=None, cbp_dim=5000, radius=1,
+                        loc_lr=1, score_lr=1, cls_lr=1, head_lr=1,
+                        keypoint_loss_weight=1, oracle=False):
+    """The model of the paper's Figure 1, or one of its ablations.
+
+    phase: 'train' (LMDB data, ground-truth parts pooled, losses), 'val'
+      (LMDB data, predicted parts, losses + accuracy) or 'deploy' (an Input
+      blob; outputs class probabilities, heatmaps and predicted keypoints).
+    holistic: 'fc7' (the classification stream's fc7, averaged over its
+      map), 'cbp' (compact bilinear on conv5_3, then signed sqrt and L2) or
+      None.  parts: pool part features with CoordinateTransfer.
+    classify: False gives the keypoint net alone (training stages 1-2).
+    shared_stream: parts pooled from the localization stream itself (the
+      paper's "keypoint features baseline"; it reports that worse, 65.10%).
+    part_layer: the classification-stream layer the parts are pooled from;
+      the paper does not name it, conv5_3 keeps the finest semantic map.
+    score_from: the layer the keypoint scores sit on (default per backbone:
+      fc7 for vgg16 as in the paper, conv5_3 for small).
+    *_lr: learning-rate multipliers of the localization trunk, the keypoint
+      score layer, the classification trunk and the classifier (0 freezes).
+
+    oracle: a deploy net that also takes ground-truth keypoints (an Input
+      blob `keypoints`, 1 x K x 3 in input pixels) and pools the parts there:
+      the ground-truth-parts oracle of the evaluation.
+
+    Each feature block (parts, holistic) is L2-normalized before the concat so
+    that neither dominates the classifier by scale alone (the paper does this
+    for compact bilinear; doing it for every block is our choice).
+    """
+    bb = BACKBONES[backbone]
+    size = input_size or bb.input_size
+    score_from = score_from or bb.score_from
+    train = phase == 'train'
+    needs_loc = not classify or parts
+    n = caffe.NetSpec()
+    if phase == 'deploy':
+        n.data = L.Input(shape=dict(dim=[1, 3, size, size]))
+        if oracle:
+            n.keypoints = L.Input(shape=dict(dim=[1, num_keypoints, 3]))
+    else:
+        data_layers(n, lmdb_dir, 'train' if train else 'test', batch_size, size,
+                    keypoints=needs_loc)
+
+    # 1) localization net: where to look
+    if needs_loc:
+        loc_feature = trunk(n, n.data, bb, lr=loc_lr, upto=score_from,
+                            train=train)
+        kp_score = keypoint_scores(n, loc_feature, num_keypoints, lr=score_lr)
+        kp_stride, kp_offset = geometry(kp_score, n.data)
+        if phase == 'deploy':
+            n.heatmap = L.Sigmoid(kp_score)
+        else:
+            n.loss_kp = L.KeypointSigmoidCrossEntropyLoss(
+                kp_score, n.keypoints, loss_weight=keypoint_loss_weight,
+                keypoint_loss_param=dict(stride=kp_stride, offset=kp_offset))
+    if not classify:
+        return n.to_proto()
+
+    # 2) classification net: what is there, pooled at the parts
+    prefix = '' if shared_stream else 'cls_'
+    deepest = 'fc7' if holistic == 'fc7' else part_layer
+    if shared_stream:
+        if deepest != score_from and holistic == 'fc7':
+            raise ValueError('shared stream with fc7 needs score_from=fc7')
+    else:
+        trunk(n, n.data, bb, prefix=prefix, lr=cls_lr, upto=deepest, train=train)
+    features = []
+    if parts:
+        feature = n[prefix + part_layer]
+        f_stride, f_offset = geometry(feature, n.data)
+        bottoms = [feature, kp_score] + ([n.keypoints] if train or oracle else [])
+        n.parts, n.part_locations = L.CoordinateTransfer(
+            *bottoms, ntop=2, coordinate_transfer_param=dict(
+                heatmap_stride=kp_stride, heatmap_offset=kp_offset,
+                feature_stride=f_stride, feature_offset=f_offset,
+                radius=radius))
+        n.parts_l2 = L.L2Normalize(n.parts)
+        features.append(n.parts_l2)
+    if holistic == 'fc7':
+        n.fc7_pool = L.Pooling(n[prefix + 'fc7'], pool=P.Pooling.AVE,
+                               global_pooling=True)
+        n.fc7_l2 = L.L2Normalize(n.fc7_pool)
+        n.holistic = L.Flatten(n.fc7_l2)
+    elif holistic == 'cbp':
+        n.cbp = L.CompactBilinear(n[prefix + 'conv5_3'], param=learn(0),
+                                  compact_bilinear_param=dict(num_output=cbp_dim))
+        n.cbp_sqrt = L.SignedSqrt(n.cbp)
+        n.cbp_l2 = L.L2Normalize(n.cbp_sqrt)
+        n.holistic = L.Flatten(n.cbp_l2)
+    elif holistic is not None:
+        raise ValueError('holistic must be fc7, cbp or None, not %r' % holistic)
+    if holistic is not None:
+        features.append(n.holistic)
+    if not features:
+        raise ValueError('nothing to classify: parts=False and holistic=None')
+    fused = L.Concat(*features, axis=1) if len(features) > 1 else features[0]
+    if len(features) > 1:
+        n.fused = fused
+    n.cls_score = L.InnerProduct(fused, num_output=num_classes,
+                                 param=learn(head_lr),
+                                 weight_filler=dict(type='gaussian', std=0.001),
+                                 bias_filler=dict(type='constant', value=0))
+    if phase == 'deploy':
+        n.prob = L.Softmax(n.cls_score)
+    else:
+        n.loss_cls = L.SoftmaxWithLoss(n.cls_score, n.label)
+        if not train:
+            n.accuracy = L.Accuracy(n.cls_score, n.label)
+    return n.to_proto()
+
+
+def variants(backbone):
+    """Every trained net of the paper, as keyword arguments of the generator.
+
+    The stages of section 3.4: (1) keypoint net, trunk fixed, new score
+    layer; (2) the whole keypoint net; (3) the classifier on fixed features
+    with ground-truth parts; (4) everything.  The small backbone has no
+    ImageNet weights, so its stage 1 trains the trunk too (a fixed random
+    trunk would teach nothing).
+    """
+    pretrained = backbone == 'vgg16'
+    frozen = dict(loc_lr=0, score_lr=0, cls_lr=0)
+    return collections.OrderedDict([
+        ('keypoint_stage1', dict(classify=False, loc_lr=0 if pretrained else 1)),
+        ('keypoint_stage2', dict(classify=False)),
+        ('joint_cbp_stage3', dict(holistic='cbp', **frozen)),
+        ('joint_cbp_stage4', dict(holistic='cbp')),
+        ('joint_fc7_stage3', dict(holistic='fc7', **frozen)),
+        ('joint_fc7_stage4', dict(holistic='fc7')),
+        ('baseline_fc7_frozen', dict(parts=False, holistic='fc7', cls_lr=0)),
+        ('baseline_fc7_ft', dict(parts=False, holistic='fc7')),
+        ('baseline_keypoint_features', dict(shared_stream=True, holistic=None,
+                                            loc_lr=0, score_lr=0)),
+    ])
+
+
+def deploy_variants():
+    """The nets a user runs on images: name -> generator keyword arguments."""
+    return collections.OrderedDict([
+        ('keypoint', dict(classify=False)),
+        ('joint_cbp', dict(holistic='cbp')),
+        ('joint_fc7', dict(holistic='fc7')),
+        ('joint_cbp_oracle', dict(holistic='cbp', oracle=True)),
+        ('joint_fc7_oracle', dict(holistic='fc7', oracle=True)),
+        ('baseline_fc7', dict(parts=False, holistic='fc7')),
+        ('baseline_keypoint_features', dict(shared_stream=True, holistic=None)),
+    ])
+
+
+def net_path(out_dir, backbone, name, phase):
+    return os.path.join(out_dir, backbone, '%s_%s.prototxt' % (name, phase))
+
+
+def write_nets(out_dir, backbone, **kwargs):
+    """Write every variant's train/val/deploy prototxt; return their paths.
+
+    kwargs (lmdb_dir, batch_size, num_classes, ...) go to every net.
+    """
+    from posenorm.atomic import atomic_write_text
+    paths = []
+    jobs = [(name, phase, v) for name, v in variants(backbone).items()
+            for phase in ('train', 'val')]
+    jobs += [(name, 'deploy', v) for name, v in deploy_variants().items()]
+    for name, phase, v in jobs:
+        path = net_path(out_dir, backbone, name, phase)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        args = dict(kwargs, **v)
+        if phase == 'deploy':
+            args.pop('lmdb_dir', None)
+            args.pop('batch_size', None)
+        proto = pose_normalized_net(phase, backbone=backbone, **args)
+        proto.name = '%s_%s_%s' % (backbone, name, phase)
+        atomic_write_text(path, HEADER + str(proto))
+        paths.append(path)
+    return paths
+
+
+HEADER = '# Generated by tools/make_nets.py (python/posenorm/nets.py): edit the generator, not this file.\n'

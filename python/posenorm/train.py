@@ -1,0 +1,299 @@
+"""The staged training of section 3.4, resumable, stage by stage.
+
+A run directory holds everything of one training run:
+
+  prototxt/, solvers/   the generated nets and solvers (paths inside are
+                        relative to the run directory, LMDBs absolute)
+  snapshots/            Caffe's .caffemodel/.solverstate snapshots
+  logs/<stage>.log      each stage's Caffe log
+  init/<stage>.caffemodel  the weights a stage starts from
+  done/<stage>.json     written (atomically) when a stage has finished
+  models/<variant>/     deploy.prototxt + weights.caffemodel + model.json
+
+A rerun skips stages with a done/ record and resumes an interrupted stage
+from its newest .solverstate.  The order and the initialization of each
+stage:
+
+  keypoint_stage1   ImageNet weights (vgg16) or the filler (small)
+  keypoint_stage2   <- keypoint_stage1
+  <joint>_stage3    localization stream <- keypoint_stage2; classification
+                    stream <- ImageNet (vgg16), or a copy of the trained
+                    localization trunk (small: it has no ImageNet weights)
+  <joint>_stage4    <- <joint>_stage3
+  baselines         fc7: the classification stream initialized as in stage 3;
+                    keypoint features: <- keypoint_stage2
+Stages whose trunks are frozen (stage 1 of vgg16, every stage 3, the frozen
+baselines) can run from cached features (posenorm.feature_cache).
+"""
+import collections
+import json
+import os
+import shutil
+import time
+
+from google.protobuf import text_format
+
+from posenorm import caffe_run, feature_cache
+from posenorm.atomic import atomic_write_text
+from posenorm.nets import deploy_variants, pose_normalized_net, variants, write_nets
+from posenorm.solvers import make_solver
+
+Stage = collections.namedtuple('Stage', 'name init cached')
+
+# Table 1 rows: exported model -> (final stage, deploy variant, label)
+MODELS = collections.OrderedDict([
+    ('keypoint', ('keypoint_stage2', 'keypoint', 'Keypoint localization net')),
+    ('baseline_fc7_frozen', ('baseline_fc7_frozen', 'baseline_fc7',
+                             'fc7 feature on whole image')),
+    ('baseline_fc7_ft', ('baseline_fc7_ft', 'baseline_fc7',
+                         'fc7 feature of fine-tuned net on whole image')),
+    ('baseline_keypoint_features', ('baseline_keypoint_features',
+                                    'baseline_keypoint_features',
+                                    'Keypoint features baseline')),
+    ('joint_fc7', ('joint_fc7_stage4', 'joint_fc7', 'Our model with fc7 feature')),
+    ('joint_cbp', ('joint_cbp_stage4', 'joint_cbp',
+                   'Our model with compact bilinear feature')),
+])
+
+
+def plan(backbone, models=None):
+    """The stages needed for `models` (default: all), in training order."""
+    frozen_stage1 = variants(backbone)['keypoint_stage1'].get('loc_lr', 1) == 0
+    all_stages = [
+        Stage('keypoint_stage1', {'imagenet': ''}, frozen_stage1),
+        Stage('keypoint_stage2', {'keypoint_stage1': ''}, False),
+        Stage('baseline_fc7_frozen', {'classification_init': ''}, True),
+        Stage('baseline_fc7_ft', {'classification_init': ''}, False),
+        Stage('baseline_keypoint_features', {'keypoint_stage2': ''}, True),
+        Stage('joint_fc7_stage3', {'keypoint_stage2': '', 'classification_init': ''}, True),
+        Stage('joint_fc7_stage4', {'joint_fc7_stage3': ''}, False),
+        Stage('joint_cbp_stage3', {'keypoint_stage2': '', 'classification_init': ''}, True),
+        Stage('joint_cbp_stage4', {'joint_cbp_stage3': ''}, False),
+    ]
+    wanted = list(models or MODELS)
+    needed = set()
+
+    def need(stage_name):
+        needed.add(stage_name)
+        stage = next(s for s in all_stages if s.name == stage_name)
+        for src in stage.init:
+            if src not in ('imagenet', 'classification_init'):
+                need(src)
+            elif src == 'classification_init':
+                need('keypoint_stage2')
+    for model in wanted:
+        need(MODELS[model][0])
+    return [s for s in all_stages if s.name in needed]
+
+
+class Run(object):
+    """One run directory and the settings its nets were generated with."""
+
+    def __init__(self, run_dir, backbone, lmdb_dir, num_classes, caffe='caffe',
+                 imagenet_weights=None, batch_size=None,
+                 iter_scale=1.0, use_cache=True, progress=True, log=print, seed=0):
+        self.dir = os.path.abspath(run_dir)
+        self.backbone = backbone
+        self.lmdb_dir = os.path.abspath(lmdb_dir)
+        self.num_classes = num_classes
+        self.caffe = caffe
+        self.imagenet = imagenet_weights and os.path.abspath(imagenet_weights)
+        self.batch_size = batch_size or (1 if backbone == 'vgg16' else 8)
+        self.iter_scale = iter_scale
+        self.seed = seed
+        self.use_cache = use_cache
+        self.progress = progress
+        self.log = log
+        with open(os.path.join(self.lmdb_dir, 'manifest.json')) as f:
+            self.manifest = json.load(f)
+        # The nets take the images at the size the LMDBs hold them.
+        self.input_size = self.manifest['input_size']
+        self.net_args = dict(lmdb_dir=self.lmdb_dir, batch_size=self.batch_size,
+                             num_classes=num_classes, input_size=self.input_size)
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def train_count(self):
+        return int(self.manifest['splits']['train']['count'])
+
+    def prepare(self):
+        """Generate this run's nets and solvers (idempotent)."""
+        os.makedirs(self.dir, exist_ok=True)
+        write_nets(self.path('prototxt'), self.backbone, **self.net_args)
+        for name in variants(self.backbone):
+            s = self.solver_param(name)
+            atomic_write_text(self.path('solvers', name + '.prototxt'),
+                              text_format.MessageToString(s))
+
+    def solver_param(self, name):
+        s = make_solver(self.backbone, name)
+        s.max_iter = max(1, int(round(s.max_iter * self.iter_scale)))
+        s.stepsize = max(1, int(round(s.stepsize * self.iter_scale)))
+        s.snapshot = max(1, s.max_iter // 4)
+        s.test_interval = s.max_iter
+        s.random_seed = self.seed
+        s.train_net = self.path(s.train_net)
+        s.test_net[0] = self.path(s.test_net[0])
+        s.snapshot_prefix = self.path(s.snapshot_prefix)
+        os.makedirs(os.path.dirname(s.snapshot_prefix), exist_ok=True)
+        return s
+
+    def done_record(self, name):
+        path = self.path('done', name + '.json')
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+        return None
+
+    def final_weights(self, name):
+        record = self.done_record(name)
+        if record is None:
+            raise RuntimeError('stage %s has not finished' % name)
+        return record['weights']
+
+    # ---------------------------------------------------------------- init --
+    def init_weights(self, stage):
+        """Assemble the caffemodel a stage starts from; None for fillers."""
+        import caffe
+        sources = [s for s in stage.init if s != 'imagenet']
+        if 'imagenet' in stage.init and not self.imagenet:
+            return None
+        if list(stage.init) == ['imagenet']:
+            return self.imagenet
+        if len(sources) == 1 and sources[0] != 'classification_init':
+            return self.final_weights(sources[0])
+        out = self.path('init', stage.name + '.caffemodel')
+        if os.path.exists(out):
+            return out
+        caffe.set_random_seed(self.seed)  # the new layers' fillers: reproducible
+        net = caffe.Net(self.path('prototxt', self.backbone, stage.name + '_train.prototxt'),
+                        caffe.TEST)
+        loc = self.final_weights('keypoint_stage2')
+        net.copy_from(loc)
+        if self.imagenet:
+            # ImageNet trunk weights, renamed into the classification stream.
+            from posenorm.surgery import transplant
+            src = caffe.Net(self.path('prototxt', self.backbone, 'keypoint_deploy.prototxt'),
+                            self.imagenet, caffe.TEST)
+            transplant(net, src, prefixes=('cls_',))
+        else:
+            from posenorm.surgery import copy_stream
+            copy_stream(net, src_prefix='', dst_prefix='cls_')
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        net.save(out + '.tmp')
+        os.replace(out + '.tmp', out)
+        return out
+
+    # --------------------------------------------------------------- stages --
+    def run_stage(self, stage):
+        """Train one stage (or skip it if done); return its final weights."""
+        record = self.done_record(stage.name)
+        if record:
+            self.log('[train] %s: done earlier (%s)' % (stage.name, record['weights']))
+            return record['weights']
+        t0 = time.time()
+        init = self.init_weights(stage)
+        solver = self.solver_param(stage.name)
+        log_path = self.path('logs', stage.name + '.log')
+        if stage.cached and self.use_cache:
+            weights, curves = self._run_cached(stage, solver, init, log_path)
+        else:
+            solver_path = self.path('solvers', stage.name + '.prototxt')
+            atomic_write_text(solver_path, text_format.MessageToString(solver))
+            it, state = caffe_run.latest_snapshot(solver.snapshot_prefix)
+            if state:
+                self.log('[train] %s: resuming from iteration %d (%s)'
+                         % (stage.name, it, os.path.basename(state)))
+            else:
+                self.log('[train] %s: %d iterations from %s'
+                         % (stage.name, solver.max_iter, init or 'fillers'))
+            curves = caffe_run.run_caffe_train(
+                self.caffe, solver_path, log_path, solver.max_iter, weights=init,
+                snapshot=state, cwd=self.dir, desc=stage.name, progress=self.progress)
+            weights = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
+        if not os.path.exists(weights):
+            raise caffe_run.StageFailed('%s finished without %s' % (stage.name, weights))
+        record = dict(stage=stage.name, weights=weights, seconds=round(time.time() - t0, 1),
+                      iterations=solver.max_iter, cached=bool(stage.cached and self.use_cache),
+                      final_loss=curves['loss'][-1][1] if curves['loss'] else None)
+        atomic_write_text(self.path('done', stage.name + '.json'), json.dumps(record, indent=1))
+        self.log('[train] %s: done in %.0f s, loss %s' % (stage.name, record['seconds'],
+                                                          record['final_loss']))
+        return weights
+
+    def _run_cached(self, stage, solver, init, log_path):
+        """Train the head on cached features, then copy it into the full model."""
+        import caffe
+        train_net = solver.train_net
+        cache_dir = self.path('cache', stage.name)
+        lmdb_path, dim, noisy = feature_cache.write_feature_cache(
+            train_net, init, cache_dir, self.train_count())
+        if noisy:
+            self.log('[train] %s: cached features hold the expectation of %s '
+                     '(dropout off); the uncached stage would train on dropped-out '
+                     'features' % (stage.name, ', '.join(noisy)))
+        head_path = os.path.join(cache_dir, 'head_train.prototxt')
+        feature_cache.write_head_net(train_net, lmdb_path, head_path)
+        head = type(solver)()
+        head.CopyFrom(solver)
+        head.train_net = head_path
+        del head.test_net[:]
+        del head.test_iter[:]
+        head.ClearField('test_interval')
+        head.snapshot_prefix = os.path.join(cache_dir, 'head')
+        solver_path = os.path.join(cache_dir, 'head_solver.prototxt')
+        atomic_write_text(solver_path, text_format.MessageToString(head))
+        it, state = caffe_run.latest_snapshot(head.snapshot_prefix)
+        self.log('[train] %s: head on %d cached %d-d features, %d iterations'
+                 % (stage.name, self.train_count(), dim, head.max_iter))
+        curves = caffe_run.run_caffe_train(
+            self.caffe, solver_path, log_path, head.max_iter, weights=init,
+            snapshot=state, cwd=self.dir, desc=stage.name + ' (cached)',
+            progress=self.progress)
+        net = caffe.Net(train_net, init, caffe.TEST)
+        net.copy_from('%s_iter_%d.caffemodel' % (head.snapshot_prefix, head.max_iter))
+        out = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
+        net.save(out + '.tmp')
+        os.replace(out + '.tmp', out)
+        return out, curves
+
+    # ------------------------------------------------------------- exports --
+    def export(self, model):
+        """Write models/<model>/ for evaluation and prediction."""
+        from posenorm.model_dir import write_model_dir
+        stage, deploy, label = MODELS[model]
+        kwargs = dict(deploy_variants()[deploy], num_classes=self.num_classes,
+                      input_size=self.input_size)
+        proto = pose_normalized_net('deploy', backbone=self.backbone, **kwargs)
+        info = dict(variant=model, label=label, backbone=self.backbone,
+                    input_size=self.input_size, classes=self.manifest['class_names'],
+                    part_names=self.manifest['part_names'])
+        extra = {}
+        if deploy + '_oracle' in deploy_variants():
+            oracle = pose_normalized_net('deploy', backbone=self.backbone, **dict(
+                deploy_variants()[deploy + '_oracle'], num_classes=self.num_classes,
+                input_size=self.input_size))
+            extra['oracle_deploy.prototxt'] = str(oracle)
+            info['oracle_deploy'] = 'oracle_deploy.prototxt'
+        out = self.path('models', model)
+        write_model_dir(out, str(proto), self.final_weights(stage), info, extra=extra)
+        return out
+
+
+def train(run, models=None):
+    """Run every stage the models need, then export them; return model dirs."""
+    run.prepare()
+    stages = plan(run.backbone, models)
+    run.log('[train] %d stages: %s' % (len(stages), ', '.join(s.name for s in stages)))
+    for stage in stages:
+        run.run_stage(stage)
+    return [run.export(m) for m in (models or MODELS)]
+
+
+def clean_stage(run, name):
+    """Forget a stage (and its snapshots) so the next run trains it again."""
+    for path in (run.path('done', name + '.json'), run.path('init', name + '.caffemodel')):
+        if os.path.exists(path):
+            os.remove(path)
+    shutil.rmtree(run.path('cache', name), ignore_errors=True)

@@ -1,0 +1,121 @@
+"""The staged training driver: a tiny real run, resume after a signal,
+divergence, and the cached fixed-feature path against the uncached one."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import caffe
+from posenorm import caffe_run
+from posenorm.train import Run, plan, train
+
+TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools')
+
+
+def _run(tmp_path, small_lmdb, caffe_tool, name='run', **kwargs):
+    return Run(str(tmp_path / name), 'small', small_lmdb, 3, caffe=caffe_tool,
+               batch_size=2, progress=False, log=lambda *a: None, **kwargs)
+
+
+def test_plan_orders_stages_by_their_inputs():
+    names = [s.name for s in plan('small', ['joint_cbp'])]
+    assert names == ['keypoint_stage1', 'keypoint_stage2', 'joint_cbp_stage3',
+                     'joint_cbp_stage4']
+    assert [s.name for s in plan('small', ['keypoint'])] == ['keypoint_stage1',
+                                                            'keypoint_stage2']
+    assert plan('vgg16', ['keypoint'])[0].cached  # frozen VGG trunk in stage 1
+
+
+@pytest.fixture(scope='module')
+def keypoint_run(tmp_path_factory, small_lmdb, caffe_tool):
+    """Stages 1-2 of the small backbone, a few iterations each (real Caffe)."""
+    run = _run(tmp_path_factory.mktemp('kp'), small_lmdb, caffe_tool, iter_scale=0.005)
+    train(run, ['keypoint'])
+    return run
+
+
+def test_two_stage_run_end_to_end(keypoint_run):
+    run = keypoint_run
+    for stage in ('keypoint_stage1', 'keypoint_stage2'):
+        record = run.done_record(stage)
+        assert record and os.path.exists(record['weights'])
+        assert np.isfinite(record['final_loss'])
+        assert os.path.exists(run.path('logs', stage + '.log'))
+    model = run.path('models', 'keypoint')
+    assert os.path.exists(os.path.join(model, 'weights.caffemodel'))
+    # A rerun skips finished stages.
+    t0 = time.time()
+    train(run, ['keypoint'])
+    assert time.time() - t0 < 20
+
+
+def test_resume_after_a_real_signal(tmp_path, small_lmdb, caffe_tool):
+    out = tmp_path / 'resume'
+    cmd = [sys.executable, os.path.join(TOOLS, 'train.py'), '--lmdb', small_lmdb,
+           '--out', str(out), '--models', 'keypoint', '--batch-size', '2',
+           '--iter-scale', '0.05', '--quiet', '--caffe', caffe_tool]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = out / 'logs' / 'keypoint_stage1.log'
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait for the first periodic snapshot
+        if (out / 'snapshots' / 'small').exists() and any(
+                p.suffix == '.solverstate' for p in (out / 'snapshots' / 'small').iterdir()):
+            break
+        time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)
+    output = child.communicate(timeout=60)[0].decode()
+    assert child.returncode == 1, output
+    assert 'interrupted' in output
+    it, state = caffe_run.latest_snapshot(str(out / 'snapshots' / 'small' / 'keypoint_stage1'))
+    assert state and 0 < it < 40
+    assert not (out / 'done' / 'keypoint_stage1.json').exists()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert 'resuming from iteration %d' % it in res.stdout
+    assert (out / 'models' / 'keypoint' / 'weights.caffemodel').exists()
+    text = log.read_text()
+    assert 'Resuming from' in text  # Caffe's own line: restored the solverstate
+    curves = caffe_run.parse_log(str(log))
+    assert curves['loss'][-1][0] > it
+
+
+def test_divergence_stops_without_a_model(tmp_path, caffe_tool):
+    net = tmp_path / 'net.prototxt'
+    net.write_text(
+        'layer { name: "d" type: "DummyData" top: "x" top: "y" dummy_data_param {'
+        ' shape { dim: 4 dim: 3 } shape { dim: 4 dim: 3 }'
+        ' data_filler { type: "gaussian" std: 1 } data_filler { type: "gaussian" std: 1 } } }\n'
+        'layer { name: "ip" type: "InnerProduct" bottom: "x" top: "z" inner_product_param {'
+        ' num_output: 3 weight_filler { type: "gaussian" std: 1 } } }\n'
+        'layer { name: "loss" type: "EuclideanLoss" bottom: "z" bottom: "y" top: "loss" }\n')
+    solver = tmp_path / 'solver.prototxt'
+    solver.write_text('net: "%s"\nbase_lr: 1e30\nlr_policy: "fixed"\nmax_iter: 100\n'
+                      'display: 1\nsnapshot: 0\nsnapshot_prefix: "%s"\n'
+                      % (net, tmp_path / 'snap'))
+    with pytest.raises(caffe_run.StageDiverged, match='diverged'):
+        caffe_run.run_caffe_train(caffe_tool, str(solver), str(tmp_path / 'log'), 100,
+                                  progress=False)
+    assert not list(tmp_path.glob('snap_iter_*'))
+
+
+def test_cached_stage_equals_uncached(tmp_path, keypoint_run, small_lmdb, caffe_tool):
+    """No stochastic layer between cache and head: same weights either way."""
+    stage = next(s for s in plan('small', ['joint_cbp']) if s.name == 'joint_cbp_stage3')
+    results = {}
+    for cached in (True, False):
+        run = _run(tmp_path, small_lmdb, caffe_tool, name='c%d' % cached,
+                   iter_scale=0.01, use_cache=cached)
+        run.prepare()
+        os.makedirs(run.path('done'))
+        for s in ('keypoint_stage1', 'keypoint_stage2'):
+            os.symlink(keypoint_run.path('done', s + '.json'), run.path('done', s + '.json'))
+        weights = run.run_stage(stage)
+        net = caffe.Net(run.path('prototxt', 'small', 'joint_cbp_deploy.prototxt'), weights,
+                        caffe.TEST)
+        results[cached] = [p.data.copy() for p in net.params['cls_score']]
+    for a, b in zip(results[True], results[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Write the generated prototxts (prototxt/) and solvers (solvers/).
+
+The checked-in files are this tool's output with its defaults; a test
+regenerates them and compares.  Paths inside are relative to the directory
+`caffe train` runs in (the repository root by default: LMDBs in data/lmdb).
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+
+from posenorm.nets import BACKBONES, write_nets  # noqa: E402
+from posenorm.solvers import write_solvers  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--out', default='.', help='directory receiving prototxt/ and solvers/')
+    ap.add_argument('--backbone', choices=sorted(BACKBONES), action='append',
+                    help='backbone(s) to write (default: all)')
+    ap.add_argument('--lmdb-dir', default='data/lmdb', help='LMDBs of tools/build_lmdb.py')
+    ap.add_argument('--batch-size', type=int, default=None,
+                    help='train/val batch (default: 8 for small, 1 for vgg16)')
+    ap.add_argument('--num-classes', type=int, default=200)
+    ap.add_argument('--input-size', type=int, default=None,
+                    help='network input (default: 500 for vgg16, 256 for small)')
+    args = ap.parse_args(argv)
+    for backbone in args.backbone or sorted(BACKBONES):
+        batch = args.batch_size or (1 if backbone == 'vgg16' else 8)
+        nets = write_nets(os.path.join(args.out, 'prototxt'), backbone,
+                          lmdb_dir=args.lmdb_dir, batch_size=batch,
+                          num_classes=args.num_classes, input_size=args.input_size)
+        solvers = write_solvers(os.path.join(args.out, 'solvers'), backbone)
+        print('[make_nets] %s: %d nets, %d solvers' % (backbone, len(nets), len(solvers)))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

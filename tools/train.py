@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""Train the paper's model stage by stage (section 3.4), resumably.
+
+  python tools/train.py --lmdb data/demo/lmdb --out runs/demo --backbone small
+  python tools/train.py --lmdb data/cub_lmdb --out runs/vgg16 --backbone vgg16 \\
+      --weights VGG_ILSVRC_16_layers.caffemodel
+
+Kill it at any moment and run the same command again: finished stages are
+skipped and the interrupted one resumes from its newest snapshot.  Each
+stage's Caffe log is in RUN/logs/, its final weights are recorded in
+RUN/done/, and the trained models are exported to RUN/models/<model>/.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+
+from posenorm import caffe_run  # noqa: E402
+from posenorm.nets import BACKBONES  # noqa: E402
+from posenorm.train import MODELS, Run, train  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                 epilog=__doc__.split('\n', 2)[2],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--lmdb', required=True, help='LMDB set of tools/build_lmdb.py')
+    ap.add_argument('--out', required=True, help='run directory (created; reused to resume)')
+    ap.add_argument('--backbone', choices=sorted(BACKBONES), default='small')
+    ap.add_argument('--weights', help='ImageNet VGG-16: the Model Zoo caffemodel or '
+                    'tools/get_vgg16_conv_weights.py output (vgg16 only)')
+    ap.add_argument('--models', default=','.join(MODELS),
+                    help='models to train, comma-separated (default: %(default)s)')
+    ap.add_argument('--batch-size', type=int, help='default: 8 small, 1 vgg16')
+    ap.add_argument('--iter-scale', type=float, default=1.0,
+                    help='multiply every stage\'s iterations (and lr steps)')
+    ap.add_argument('--no-cache', action='store_true',
+                    help='train fixed-feature stages through the whole net')
+    ap.add_argument('--caffe', default=shutil.which('caffe') or 'caffe',
+                    help='the caffe tool (default: %(default)s)')
+    ap.add_argument('--quiet', action='store_true', help='no progress bars')
+    args = ap.parse_args(argv)
+    models = [m for m in args.models.split(',') if m]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        ap.error('unknown model(s) %s; choose from %s' % (unknown, ', '.join(MODELS)))
+    manifest = os.path.join(args.lmdb, 'manifest.json')
+    if not os.path.exists(manifest):
+        ap.error('%s: no LMDB set here (build one with tools/build_lmdb.py)' % args.lmdb)
+    with open(manifest) as f:
+        num_classes = json.load(f)['num_classes']
+    run = Run(args.out, args.backbone, args.lmdb, num_classes, caffe=args.caffe,
+              imagenet_weights=args.weights, batch_size=args.batch_size,
+              iter_scale=args.iter_scale, use_cache=not args.no_cache,
+              progress=not args.quiet)
+    try:
+        dirs = train(run, models)
+    except (caffe_run.StageDiverged, caffe_run.StageFailed,
+            caffe_run.StageInterrupted) as e:
+        print('[train] ERROR: %s' % e, file=sys.stderr)
+        return 1
+    for d in dirs:
+        print('[train] model: %s' % d)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
