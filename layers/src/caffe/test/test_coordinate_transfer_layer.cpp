@@ -18,13 +18,15 @@ namespace {
 
 // Ground truth (x, y, visible) for 2 x 3 parts. Feature cells: j at x = 3 + 6j
 // (7 columns), i at y = 3 + 6i (6 rows).
-const double kKeypoints[2][3][3] = {
-  {{15, 9, 1},      // cell (1, 2) exactly
-   {0, 0, 1},       // (-0.5, -0.5) -> -1 -> clamped: top-left corner (0, 0)
-   {6, 18, 0}},     // invisible
-  {{139, 40, 1},    // outside: clamped to the bottom-right corner (5, 6)
-   {12, 12, 1},     // halfway (1.5, 1.5) -> (2, 2), away from zero
-   {13, 13, 1}}};   // (1.67, 1.67) -> (2, 2): same window as part 1
+const double kKeypoints[2][3][3] = {{
+  {15, 9, 1},       // cell (1, 2) exactly
+  {0, 0, 1},        // (-0.5, -0.5) -> -1 -> clamped: top-left corner (0, 0)
+  {6, 18, 0},       // invisible
+}, {
+  {139, 40, 1},     // outside: clamped to the bottom-right corner (5, 6)
+  {12, 12, 1},      // halfway (1.5, 1.5) -> (2, 2), away from zero
+  {13, 13, 1},      // (1.67, 1.67) -> (2, 2): same window as part 1
+}};
 
 double RoundHalfAway(double v) {
   return v >= 0 ? std::floor(v + 0.5) : -std::floor(-v + 0.5);

@@ -18,13 +18,15 @@ namespace {
 
 // 2 x 3 keypoints (x, y, visible) for a 4 x 5 map with stride 4, offset 2
 // (cells at x = 2, 6, 10, 14, 18 and y = 2, 6, 10, 14).
-const double kKeypoints[2][3][3] = {
-  {{10, 6, 1},         // cell (1, 2) exactly
-   {8, 12, 1},         // halfway: (1.5, 2.5) -> j = 2, i = 3 (away from 0)
-   {6, 6, 0}},         // invisible
-  {{-100, 1000, 1},    // outside: clamped to (3, 0)
-   {19.9, -0.1, 2},    // (4.475, -0.525) -> (4, -1) -> clamped to (0, 4)
-   {3, 3, -1}}};       // invisible
+const double kKeypoints[2][3][3] = {{
+  {10, 6, 1},         // cell (1, 2) exactly
+  {8, 12, 1},         // halfway: (1.5, 2.5) -> j = 2, i = 3 (away from 0)
+  {6, 6, 0},          // invisible
+}, {
+  {-100, 1000, 1},    // outside: clamped to (3, 0)
+  {19.9, -0.1, 2},    // (4.475, -0.525) -> (4, -1) -> clamped to (0, 4)
+  {3, 3, -1},         // invisible
+}};
 // The positive cell (i, j) of each keypoint above, (-1, -1) if invisible.
 const int kCells[2][3][2] = {
   {{1, 2}, {3, 2}, {-1, -1}},
