@@ -12,6 +12,7 @@ import shutil
 def atomic_write_bytes(path, data):
     """Write `data` to `path` via a temporary file in the same directory."""
     path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = '%s.tmp-%d' % (path, os.getpid())
     try:
         with open(tmp, 'wb') as f:

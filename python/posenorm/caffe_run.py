@@ -3,8 +3,9 @@
 The stage runs in a child `caffe` process (the tool users run by hand), its
 log streamed to a file and parsed as it comes:
   * a progress bar follows "Iteration N";
-  * a NaN or inf loss kills the child at once (SIGKILL: no snapshot of a
-    diverged model is written) and raises StageDiverged;
+  * a NaN or inf loss or net output kills the child at once (SIGKILL: no
+    snapshot of a diverged model is written) and raises StageDiverged;
+    the driver's solvers display every iteration early on so it is seen;
   * SIGINT/SIGTERM to us are forwarded to Caffe as SIGINT, whose default
     effect "stop" ends training with a snapshot (snapshot_after_train), so
     an interrupted run resumes from there; a run killed outright (SIGKILL)
@@ -45,6 +46,18 @@ def latest_snapshot(prefix):
                 path[:-len('.solverstate')] + '.caffemodel'):
             best = (int(m.group(1)), path)
     return best
+
+
+def nonfinite_params(caffemodel):
+    """Names of the layers of a caffemodel holding NaN or inf weights."""
+    import numpy as np
+    from caffe.proto import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    with open(caffemodel, 'rb') as f:
+        net.ParseFromString(f.read())
+    return [layer.name for layer in net.layer
+            if any(not np.all(np.isfinite(np.asarray(b.data, np.float32)))
+                   for b in layer.blobs)]
 
 
 def parse_log(path):
@@ -96,18 +109,20 @@ def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
             interrupted.append(signum)
             child.send_signal(signal.SIGINT)
         old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-        diverged = None
+        diverged, it = None, 0
         try:
             for line in child.stdout:
                 log.write(line)
-                m = LOSS_RE.search(line)
-                if m and not math.isfinite(float(m.group(2))):
-                    diverged = (int(m.group(1)), m.group(2))
+                m = ITER_RE.search(line)
+                if m:
+                    it = int(m.group(1))
+                    if bar is not None:
+                        bar.update(max(0, it - bar.n))
+                value = LOSS_RE.search(line) or OUTPUT_RE.search(line)
+                if value and not math.isfinite(float(value.group(value.lastindex))):
+                    diverged = (it, value.group(0).strip())
                     child.kill()
                     break
-                m = ITER_RE.search(line)
-                if m and bar is not None:
-                    bar.update(max(0, int(m.group(1)) - bar.n))
             code = child.wait()
         finally:
             for s, handler in old.items():
@@ -116,9 +131,9 @@ def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
                 bar.close()
     if diverged:
         raise StageDiverged(
-            '%s diverged: loss = %s at iteration %d (see %s); no model was '
+            '%s diverged at iteration %d (%s; see %s); no model was '
             'written for it. Lower base_lr in %s and run again.'
-            % (desc, diverged[1], diverged[0], log_path, solver))
+            % (desc, diverged[0], diverged[1], log_path, solver))
     if interrupted:
         raise StageInterrupted('%s interrupted by signal %d; Caffe snapshotted '
                                'it: run again to resume' % (desc, interrupted[0]))

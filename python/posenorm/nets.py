@@ -93,12 +93,16 @@ def geometry(top, data):
     return float(a[0]), float(b[0])
 
 
-def data_layers(n, lmdb_dir, split, batch_size, input_size, keypoints=True):
+def data_layers(n, lmdb_dir, split, batch_size, keypoints=True, labels=True):
     """Aligned Caffe Data layers over the LMDBs of tools/build_lmdb.py."""
     source = lambda kind: os.path.join(lmdb_dir, '%s_%s' % (split, kind))
-    n.data, n.label = L.Data(
-        source=source('images'), backend=P.Data.LMDB, batch_size=batch_size,
-        ntop=2, transform_param=dict(mean_value=list(VGG_MEAN_BGR)))
+    images = L.Data(source=source('images'), backend=P.Data.LMDB,
+                    batch_size=batch_size, ntop=2 if labels else 1,
+                    transform_param=dict(mean_value=list(VGG_MEAN_BGR)))
+    if labels:
+        n.data, n.label = images
+    else:
+        n.data = images
     if keypoints:
         n.keypoints = L.Data(source=source('keypoints'), backend=P.Data.LMDB,
                              batch_size=batch_size)
@@ -157,8 +161,8 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
         if oracle:
             n.keypoints = L.Input(shape=dict(dim=[1, num_keypoints, 3]))
     else:
-        data_layers(n, lmdb_dir, 'train' if train else 'test', batch_size, size,
-                    keypoints=needs_loc)
+        data_layers(n, lmdb_dir, 'train' if train else 'test', batch_size,
+                    keypoints=needs_loc, labels=classify)
 
     # 1) localization net: where to look
     if needs_loc:

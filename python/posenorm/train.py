@@ -131,6 +131,7 @@ class Run(object):
         s.max_iter = max(1, int(round(s.max_iter * self.iter_scale)))
         s.stepsize = max(1, int(round(s.stepsize * self.iter_scale)))
         s.snapshot = max(1, s.max_iter // 4)
+        s.display = max(1, min(20, s.max_iter // 50))
         s.test_interval = s.max_iter
         s.random_seed = self.seed
         s.train_net = self.path(s.train_net)
@@ -214,6 +215,13 @@ class Run(object):
             weights = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
         if not os.path.exists(weights):
             raise caffe_run.StageFailed('%s finished without %s' % (stage.name, weights))
+        bad = caffe_run.nonfinite_params(weights)
+        if bad:
+            os.replace(weights, weights + '.diverged')
+            raise caffe_run.StageDiverged(
+                '%s diverged: non-finite weights in %s (moved to %s.diverged); lower '
+                'base_lr in %s and run again' % (stage.name, ', '.join(bad[:5]), weights,
+                                                  self.path('solvers', stage.name + '.prototxt')))
         record = dict(stage=stage.name, weights=weights, seconds=round(time.time() - t0, 1),
                       iterations=solver.max_iter, cached=bool(stage.cached and self.use_cache),
                       final_loss=curves['loss'][-1][1] if curves['loss'] else None)

@@ -1,0 +1,326 @@
+"""The evaluation metrics of the paper's section 4, in plain numpy.
+
+Every function states its exact definition; the choices the paper leaves open
+are fixed here once and named in the report:
+
+* Classification (Table 1): top-1 accuracy, mean per-class accuracy, the
+  confusion matrix.  A tie between class scores goes to the lowest class
+  index (numpy's argmax), so a prediction is deterministic.
+* PCK (Table 2): a visible ground-truth keypoint is correct when the
+  predicted point lies within alpha * max(h, w) of it, (h, w) the object's
+  bounding box, *inclusive* (distance <= threshold: the paper's "lies
+  within").  Only visible ground-truth keypoints count; coordinates are
+  original-image pixels.
+* Part boxes and PCP (Table 3): head and body boxes are built from keypoints
+  chosen *by part name* (`HEAD_PARTS`, `BODY_PARTS`), the same function for
+  ground-truth and predicted keypoints; a predicted box is correct when its
+  IoU with the ground-truth box is >= 0.5.
+
+Coordinates follow `posenorm.lmdb_data`: 0-based pixel centres, so an image
+W x H spans [-0.5, W - 0.5] x [-0.5, H - 0.5] as a continuous region.  Boxes
+here are continuous (x0, y0, x1, y1) with area (x1 - x0) * (y1 - y0); CUB's
+(x, y, w, h) boxes enter only through their w and h (PCK's max(h, w)).
+"""
+import numpy as np
+
+# The alphas of the paper's Table 2, and the grid of the PCK-vs-alpha curves.
+PCK_ALPHAS = (0.02, 0.05, 0.08, 0.10)
+PCK_CURVE_ALPHAS = tuple(np.round(np.linspace(0.0, 0.2, 41), 3).tolist())
+
+# Relative slack on the PCK threshold: a distance within 1e-9 * threshold of
+# alpha * max(h, w) counts as "at" the threshold (hence correct), so float
+# rounding of alpha * L (0.1 * 30 = 3.0000000000000004) or of the
+# input <-> original coordinate round trip cannot flip an exact tie.
+PCK_RELATIVE_TOLERANCE = 1e-9
+
+# Section 3.6 / Table 3 (after Zhang et al., 2014): the parts whose keypoints
+# define the head and the body box.  Matched by name (case-insensitive, '_'
+# and ' ' alike), never by index, so any part order works.
+HEAD_PARTS = ('beak', 'crown', 'forehead', 'left eye', 'right eye', 'nape', 'throat')
+BODY_PARTS = ('back', 'belly', 'breast', 'tail', 'left wing', 'right wing',
+              'left leg', 'right leg')
+PART_GROUPS = {'head': HEAD_PARTS, 'body': BODY_PARTS}
+
+# Box construction (see `part_box`): at least BOX_MIN_POINTS visible points;
+# each side at least BOX_MIN_SIDE of the longer side; then BOX_MARGIN of each
+# side's length added on both ends.
+BOX_MIN_POINTS = 2
+BOX_MIN_SIDE = 0.5
+BOX_MARGIN = 0.1
+PCP_IOU = 0.5
+
+
+# --------------------------------------------------------- classification ---
+
+def predicted_labels(scores):
+    """Top-1 class of each row of N x C `scores`; a tie goes to the lowest index."""
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError('scores must be N x C, got shape %s' % (scores.shape,))
+    return np.argmax(scores, axis=1)
+
+
+def _labels(pred, labels):
+    pred = np.asarray(pred)
+    if pred.ndim == 2:
+        pred = predicted_labels(pred)
+    pred = pred.astype(np.int64)
+    labels = np.asarray(labels, np.int64)
+    if pred.shape != labels.shape or pred.ndim != 1:
+        raise ValueError('predictions %s and labels %s must be equal-length vectors'
+                         % (pred.shape, labels.shape))
+    return pred, labels
+
+
+def top1_accuracy(pred, labels):
+    """Fraction of images whose top-1 class equals the label.
+
+    pred: N predicted labels, or N x C scores (top-1 by `predicted_labels`,
+    ties to the lowest index).  labels: N true labels.  Returns a float in
+    [0, 1]; NaN when N = 0.
+    """
+    pred, labels = _labels(pred, labels)
+    if not len(labels):
+        return float('nan')
+    return float(np.mean(pred == labels))
+
+
+def per_class_accuracy(pred, labels, num_classes):
+    """Top-1 accuracy of each class over its own images.
+
+    Returns (accuracy, counts): accuracy[c] = #{i: label_i = c, pred_i = c} /
+    #{i: label_i = c}, NaN for a class with no images (counts[c] = 0).
+    """
+    pred, labels = _labels(pred, labels)
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError('labels must lie in [0, %d)' % num_classes)
+    counts = np.bincount(labels, minlength=num_classes)
+    correct = np.bincount(labels[pred == labels], minlength=num_classes)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        accuracy = np.where(counts > 0, correct / np.maximum(counts, 1), np.nan)
+    return accuracy, counts
+
+
+def mean_per_class_accuracy(pred, labels, num_classes):
+    """Unweighted mean over classes of `per_class_accuracy`.
+
+    Classes with no images are excluded from the mean (not counted as 0 or
+    1) and returned.  Returns dict(mean, per_class (list, None for an empty
+    class), counts, empty_classes (their indices), classes_evaluated).
+    `mean` is NaN when no class has an image.
+    """
+    accuracy, counts = per_class_accuracy(pred, labels, num_classes)
+    present = counts > 0
+    return dict(mean=float(np.mean(accuracy[present])) if present.any() else float('nan'),
+                per_class=[None if np.isnan(a) else float(a) for a in accuracy],
+                counts=counts.tolist(),
+                empty_classes=np.flatnonzero(~present).tolist(),
+                classes_evaluated=int(present.sum()))
+
+
+def confusion_matrix(pred, labels, num_classes):
+    """C x C counts: entry [t, p] = number of images of true class t predicted p.
+
+    Rows are true classes, columns predictions; a row sums to its class's
+    image count.
+    """
+    pred, labels = _labels(pred, labels)
+    for name, v in (('labels', labels), ('predictions', pred)):
+        if len(v) and (v.min() < 0 or v.max() >= num_classes):
+            raise ValueError('%s must lie in [0, %d)' % (name, num_classes))
+    return np.bincount(labels * num_classes + pred,
+                       minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+# -------------------------------------------------------------------- PCK ---
+
+def pck_scale(bboxes):
+    """max(h, w) of N (x, y, w, h) object boxes: the unit of PCK's threshold."""
+    b = np.asarray(bboxes, np.float64)
+    scale = np.maximum(b[..., 2], b[..., 3])
+    if np.any(~(scale > 0)):
+        raise ValueError('object boxes need a positive width or height')
+    return scale
+
+
+def keypoint_distances(pred, gt):
+    """Euclidean distance (pixels) between predicted and ground-truth points.
+
+    pred, gt: N x K x 2+ arrays ((x, y, ...)).  Returns N x K.
+    """
+    pred = np.asarray(pred, np.float64)
+    gt = np.asarray(gt, np.float64)
+    return np.hypot(pred[..., 0] - gt[..., 0], pred[..., 1] - gt[..., 1])
+
+
+def keypoint_correct(pred, gt, bboxes, alpha):
+    """Which keypoints PCK at `alpha` counts correct, and which it counts at all.
+
+    pred: N x K x 3 predicted (x, y, predicted) in original-image pixels; a
+      prediction with third column 0 (the model gave no point) is wrong.
+      N x K x 2 means every point is predicted.
+    gt: N x K x 3 ground truth (x, y, visible).  bboxes: N x 4 (x, y, w, h).
+    Returns (correct, evaluated), N x K booleans: evaluated = gt visible;
+    correct = evaluated and predicted and
+    distance <= alpha * max(h, w) * (1 + PCK_RELATIVE_TOLERANCE).
+    """
+    pred = np.asarray(pred, np.float64)
+    gt = np.asarray(gt, np.float64)
+    if pred.shape[:2] != gt.shape[:2]:
+        raise ValueError('pred %s and gt %s differ in N x K' % (pred.shape, gt.shape))
+    has_pred = pred[..., 2] > 0 if pred.shape[-1] > 2 else np.ones(pred.shape[:2], bool)
+    evaluated = gt[..., 2] > 0
+    threshold = alpha * pck_scale(bboxes)[:, None] * (1 + PCK_RELATIVE_TOLERANCE)
+    correct = evaluated & has_pred & (keypoint_distances(pred, gt) <= threshold)
+    return correct, evaluated
+
+
+def pck(pred, gt, bboxes, alphas=PCK_ALPHAS):
+    """Percentage of correct keypoints, per keypoint and alpha.
+
+    For keypoint k at alpha a: PCK[k, a] = #{images with k visible in the
+    ground truth and predicted within a * max(h, w) of it (inclusive)} /
+    #{images with k visible} (`keypoint_correct`).  NaN for a keypoint never
+    visible.  Returns dict(alphas, per_keypoint (K x A list, None for NaN),
+    visible (K counts), mean (A: unweighted mean over the keypoints with at
+    least one visible instance), pooled (A: all visible instances together),
+    keypoints_evaluated).
+    """
+    alphas = [float(a) for a in alphas]
+    table = np.full((np.asarray(gt).shape[1], len(alphas)), np.nan)
+    pooled = []
+    for j, a in enumerate(alphas):
+        correct, evaluated = keypoint_correct(pred, gt, bboxes, a)
+        n = evaluated.sum(0)
+        with np.errstate(invalid='ignore', divide='ignore'):
+            table[:, j] = np.where(n > 0, correct.sum(0) / np.maximum(n, 1), np.nan)
+        pooled.append(float(correct.sum() / evaluated.sum()) if evaluated.any() else float('nan'))
+    visible = (np.asarray(gt)[..., 2] > 0).sum(0)
+    present = visible > 0
+    mean = table[present].mean(0) if present.any() else np.full(len(alphas), np.nan)
+    return dict(alphas=alphas,
+                per_keypoint=[[None if np.isnan(v) else float(v) for v in row] for row in table],
+                visible=visible.tolist(), mean=[float(v) for v in mean], pooled=pooled,
+                keypoints_evaluated=int(present.sum()))
+
+
+def pck_curve(pred, gt, bboxes, alphas=PCK_CURVE_ALPHAS):
+    """PCK as a function of alpha: `pck` over a grid of alphas (default 0 to 0.2)."""
+    return pck(pred, gt, bboxes, alphas)
+
+
+# -------------------------------------------------------- part boxes, PCP ---
+
+def _norm(name):
+    return ' '.join(name.lower().replace('_', ' ').split())
+
+
+def group_indices(part_names, group):
+    """Indices in `part_names` of the parts named in `group` (a name tuple or
+    'head'/'body'); KeyError naming any part missing from `part_names`."""
+    if isinstance(group, str):
+        group = PART_GROUPS[group]
+    index = {_norm(n): i for i, n in enumerate(part_names)}
+    missing = [g for g in group if _norm(g) not in index]
+    if missing:
+        raise KeyError('parts %s not among the part names %s' % (missing, list(part_names)))
+    return np.array([index[_norm(g)] for g in group], np.int64)
+
+
+def part_box(keypoints, part_names, group, image_size=None, margin=BOX_MARGIN,
+             min_side=BOX_MIN_SIDE, min_points=BOX_MIN_POINTS):
+    """The head or body box of each image from its keypoints.
+
+    keypoints: N x K x 3 (x, y, flag) (or K x 3 for one image): ground truth
+    (flag = visible) or predictions (flag = predicted); the same rule serves
+    both.  group: 'head', 'body' or a tuple of part names.  For each image:
+
+    1. P = the group's points with flag > 0.  Fewer than `min_points` (2)
+       points: no box.
+    2. The tight box (min x, min y, max x, max y) of P, width w, height h,
+       L = max(w, h).  L = 0 (all points coincide): no box.
+    3. A side shorter than `min_side` * L (0.5) grows symmetrically about its
+       centre to min_side * L (so two points on a line still give an area).
+    4. Each side grows by `margin` (0.1) of its length at both ends (the box
+       is 1.2x the size in each direction).
+    5. With image_size (N x 2 or 2: W, H), clipped to [-0.5, W - 0.5] x
+       [-0.5, H - 0.5], the image's extent.
+
+    Returns N x 4 (x0, y0, x1, y1) float64; a row of NaN where there is no box.
+    """
+    kp = np.asarray(keypoints, np.float64)
+    single = kp.ndim == 2
+    if single:
+        kp = kp[None]
+    idx = group_indices(part_names, group)
+    pts = kp[:, idx]
+    use = pts[..., 2] > 0
+    inf = np.inf
+    x0 = np.where(use, pts[..., 0], inf).min(1)
+    y0 = np.where(use, pts[..., 1], inf).min(1)
+    x1 = np.where(use, pts[..., 0], -inf).max(1)
+    y1 = np.where(use, pts[..., 1], -inf).max(1)
+    ok = use.sum(1) >= min_points
+    with np.errstate(invalid='ignore'):
+        w, h = x1 - x0, y1 - y0
+        side = np.maximum(w, h)
+        ok &= side > 0
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        w = np.maximum(w, min_side * side) * (1 + 2 * margin)
+        h = np.maximum(h, min_side * side) * (1 + 2 * margin)
+        box = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    if image_size is not None:
+        size = np.broadcast_to(np.asarray(image_size, np.float64), (len(box), 2))
+        lo = -0.5
+        box[:, 0] = np.clip(box[:, 0], lo, size[:, 0] - 0.5)
+        box[:, 2] = np.clip(box[:, 2], lo, size[:, 0] - 0.5)
+        box[:, 1] = np.clip(box[:, 1], lo, size[:, 1] - 0.5)
+        box[:, 3] = np.clip(box[:, 3], lo, size[:, 1] - 0.5)
+    box[~ok] = np.nan
+    return box[0] if single else box
+
+
+def box_iou(a, b):
+    """Intersection over union of (..., 4) continuous boxes (x0, y0, x1, y1).
+
+    area = (x1 - x0) * (y1 - y0); IoU = area(a & b) / area(a | b); 0 when the
+    union has no area; NaN when either box is missing (NaN).
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = iw * ih
+    area = lambda c: (c[..., 2] - c[..., 0]) * (c[..., 3] - c[..., 1])  # noqa: E731
+    union = area(a) + area(b) - inter
+    with np.errstate(invalid='ignore', divide='ignore'):
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    missing = np.isnan(a).any(-1) | np.isnan(b).any(-1)
+    return np.where(missing, np.nan, iou)
+
+
+def pcp(pred_boxes, gt_boxes, threshold=PCP_IOU):
+    """Percentage of correctly localized parts (one part, e.g. the head).
+
+    An image counts when its ground-truth box exists; images without one
+    (too few visible ground-truth points, see `part_box`) are excluded and
+    counted.  A counted image is correct when its predicted box exists and
+    IoU(pred, gt) >= threshold (0.5: the paper says "over 0.5"; we take the
+    PASCAL devkit's >=, which differs only at exact equality); a missing
+    predicted box is wrong.  Returns dict(pcp (NaN when nothing counts),
+    correct, evaluated, excluded, missing_predictions, mean_iou (over the
+    counted images with a prediction), iou (N list, None where undefined)).
+    """
+    gt_boxes = np.asarray(gt_boxes, np.float64)
+    pred_boxes = np.asarray(pred_boxes, np.float64)
+    iou = box_iou(pred_boxes, gt_boxes)
+    has_gt = ~np.isnan(gt_boxes).any(-1)
+    has_pred = ~np.isnan(pred_boxes).any(-1)
+    correct = has_gt & has_pred & (np.nan_to_num(iou, nan=-1.0) >= threshold)
+    n = int(has_gt.sum())
+    both = has_gt & has_pred
+    return dict(pcp=float(correct.sum() / n) if n else float('nan'),
+                correct=int(correct.sum()), evaluated=n, excluded=int((~has_gt).sum()),
+                missing_predictions=int((has_gt & ~has_pred).sum()),
+                mean_iou=float(iou[both].mean()) if both.any() else float('nan'),
+                iou=[None if np.isnan(v) else float(v) for v in iou])

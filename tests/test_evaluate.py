@@ -1,0 +1,258 @@
+"""Model directories, the evaluation report and tools/predict.py, end to end
+on a tiny synthetic dataset with random-weight small nets."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import caffe
+from posenorm import evaluate, model_dir, nets
+from posenorm.cub import PART_NAMES, read_cub
+
+NEW_LAYERS = ('CoordinateTransfer', 'KeypointSigmoidCrossEntropyLoss')
+
+
+def _need_new_layers():
+    missing = [t for t in NEW_LAYERS if t not in caffe.layer_type_list()]
+    if missing:
+        pytest.skip('Caffe build lacks %s (merged with the layers of issue 6)' % ', '.join(missing))
+
+
+def make_model(root, name, variant, label, classes, **kwargs):
+    """A model directory with the small backbone's random initial weights."""
+    caffe.set_random_seed(0)
+    kwargs = dict(nets.deploy_variants()[variant], **kwargs)
+    oracle = kwargs.pop('oracle', False)
+    proto = nets.pose_normalized_net('deploy', backbone='small', num_classes=max(len(classes), 1),
+                                     **kwargs)
+    text = str(proto)
+    path = os.path.join(root, name + '.prototxt')
+    with open(path, 'w') as f:
+        f.write(text)
+    net = caffe.Net(path, caffe.TEST)
+    weights = os.path.join(root, name + '.caffemodel')
+    net.save(weights)
+    oracle_text = None
+    if oracle:
+        oracle_text = str(nets.pose_normalized_net('deploy', backbone='small', num_classes=len(classes),
+                                                   oracle=True, **kwargs))
+    info = dict(variant=variant, label=label, backbone='small', input_size=256, classes=list(classes),
+                part_names=list(PART_NAMES))
+    return model_dir.write_model_dir(os.path.join(root, 'models', name), text, weights, info,
+                                     oracle_deploy_text=oracle_text)
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    from posenorm import synthetic
+    root = str(tmp_path_factory.mktemp('evaluate'))
+    cub_dir = os.path.join(root, 'cub')
+    synthetic.write_dataset(cub_dir, num_classes=3, per_class=4, size=96, seed=1, progress=False)
+    classes = read_cub(cub_dir).class_names
+    return dict(root=root, cub=cub_dir, classes=classes)
+
+
+@pytest.fixture(scope='module')
+def basic_models(tiny):
+    """Models whose layers are all in the BVLC build: keypoints only, fc7 only."""
+    return [make_model(tiny['root'], 'keypoint', 'keypoint', 'Keypoint net', []),
+            make_model(tiny['root'], 'baseline_fc7', 'baseline_fc7',
+                       'fc7 feature of VGG-ft on whole image', tiny['classes'])]
+
+
+# ------------------------------------------------------------- pieces ---
+
+@pytest.mark.parametrize('backbone,stride,offset', [('small', 16, 7.5), ('vgg16', 32, 111.5)])
+def test_heatmap_geometry_from_prototxt_matches_coord_map(tmp_path, backbone, stride, offset):
+    proto = nets.pose_normalized_net('deploy', backbone=backbone, classify=False)
+    path = tmp_path / 'kp.prototxt'
+    path.write_text(str(proto))
+    assert evaluate.heatmap_geometry(str(path)) == (stride, offset)
+
+
+def test_decode_heatmap_argmax_and_ties():
+    hm = np.zeros((3, 4, 5))
+    hm[0, 2, 3] = 0.9
+    hm[1] = 0.5                      # all tied: the first cell
+    hm[2, 1, 0] = hm[2, 3, 4] = 0.7  # tie: the first in row-major order
+    kp, scores = evaluate.decode_heatmap(hm, 16, 7.5)
+    assert kp.tolist() == [[7.5 + 48, 7.5 + 32, 1], [7.5, 7.5, 1], [7.5, 7.5 + 16, 1]]
+    assert scores.tolist() == [0.9, 0.5, 0.7]
+
+
+def test_select_images_round_robin(tiny):
+    data = read_cub(tiny['cub']).split('test')
+    sub = evaluate.select_images(data, 4)
+    assert len(sub) == 4 and sorted(set(sub.labels.tolist())) == [0, 1, 2]
+    assert list(sub.image_ids) == sorted(sub.image_ids)
+    assert evaluate.select_images(data, None) is data
+
+
+def test_model_dir_round_trip_and_errors(tiny, basic_models, tmp_path):
+    net, info = model_dir.load_model(basic_models[1])
+    assert info['classes'] == tiny['classes'] and info['name'] == 'baseline_fc7'
+    assert net.blobs['prob'].data.shape == (1, 3)
+    # replacing needs force; a bad info is refused before anything is written
+    src = os.path.join(basic_models[1], model_dir.WEIGHTS)
+    deploy = open(os.path.join(basic_models[1], model_dir.DEPLOY)).read()
+    with pytest.raises(FileExistsError):
+        model_dir.write_model_dir(basic_models[1], deploy, src, info, force=False)
+    # the training driver's call: the oracle deploy as an extra file; replaces by default
+    again = model_dir.write_model_dir(tmp_path / 'again', deploy, src, info)
+    mine = {k: info[k] for k in model_dir.REQUIRED}
+    model_dir.write_model_dir(again, deploy, src, dict(mine, oracle_deploy='oracle.prototxt'),
+                              extra={'oracle.prototxt': deploy, 'notes.txt': 'hi'})
+    reread = model_dir.read_info(again)
+    assert reread['oracle_deploy_path'] == os.path.join(again, 'oracle.prototxt')
+    assert open(os.path.join(again, 'notes.txt')).read() == 'hi'
+    with pytest.raises(model_dir.ModelDirError, match='clashes'):
+        model_dir.write_model_dir(again, deploy, src, mine, extra={'model.json': '{}'})
+    bad = {k: v for k, v in info.items() if k != 'label'}
+    with pytest.raises(model_dir.ModelDirError, match='label'):
+        model_dir.write_model_dir(tmp_path / 'm', deploy, src, bad)
+    assert not os.path.exists(tmp_path / 'm')
+    with pytest.raises(model_dir.ModelDirError, match='oracle'):
+        model_dir.write_model_dir(tmp_path / 'm', deploy, src, dict(info, oracle_deploy='o.prototxt'))
+    # a model.json that disagrees with the net
+    wrong = model_dir.write_model_dir(tmp_path / 'wrong', deploy, src, dict(mine, classes=['a', 'b']))
+    with pytest.raises(model_dir.ModelDirError, match='prob has 3 classes'):
+        model_dir.load_model(wrong)
+    with pytest.raises(model_dir.ModelDirError, match='not found'):
+        model_dir.load_model(tmp_path)
+
+
+# ---------------------------------------------------------- end to end ---
+
+def _check_report(out, results, models):
+    for f in ('README.md', 'results.json'):
+        assert os.path.isfile(os.path.join(out, f))
+    with open(os.path.join(out, 'results.json')) as f:
+        saved = json.load(f)
+    assert saved == results
+    readme = open(os.path.join(out, 'README.md')).read()
+    for name, r in saved['models'].items():
+        for fname in r['files'].values():
+            assert os.path.isfile(os.path.join(out, fname)), fname
+            if fname.endswith('.png'):
+                assert fname in readme
+                with open(os.path.join(out, fname), 'rb') as f:
+                    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    t = saved['tables']
+    assert set(t) == {'table1', 'table2', 'table3'}
+    for row in t['table1']:
+        assert 0 <= row['accuracy'] <= 1 and 0 <= row['mean_per_class_accuracy'] <= 1
+        assert row['label'] in readme
+    for tab in t['table2'].values():
+        assert [r['part'] for r in tab['rows']] == list(PART_NAMES)
+        for r in tab['rows']:
+            assert all(v is None or 0 <= v <= 1 for v in r['pck'])
+        assert all(0 <= v <= 1 for v in tab['mean'])
+        assert all(b >= a for a, b in zip(tab['mean'], tab['mean'][1:]))  # PCK grows with alpha
+    for row in t['table3']:
+        for g in ('head', 'body'):
+            assert row[g] is None or 0 <= row[g] <= 1
+            assert row[g + '_evaluated'] + row[g + '_excluded'] == saved['images']
+    assert '## Table 1' in readme and '## Table 2' in readme and '## Table 3' in readme
+    return saved
+
+
+def test_evaluate_models_keypoint_and_baseline(tiny, basic_models, tmp_path):
+    out = str(tmp_path / 'report')
+    results = evaluate.evaluate_models(basic_models, tiny['cub'], out, progress=False, figure_images=4)
+    saved = _check_report(out, results, basic_models)
+    assert saved['images'] == 6                          # half of 3 x 4 test
+    assert [r['model'] for r in saved['tables']['table1']] == ['baseline_fc7']
+    assert list(saved['tables']['table2']) == ['keypoint']
+    kp = saved['models']['keypoint']
+    assert kp['classification'] is None and len(kp['pck_curve']['alphas']) == 41
+    cm = np.array(saved['models']['baseline_fc7']['classification']['confusion'])
+    assert cm.shape == (3, 3) and cm.sum() == 6
+    with np.load(os.path.join(out, 'predictions_keypoint.npz')) as z:
+        assert z['keypoints'].shape == (6, 15, 3)
+        # predictions lie inside the image (mapped back to original pixels)
+        sizes = read_cub(tiny['cub']).split('test').sizes
+        assert np.all(z['keypoints'][..., 0] <= sizes[:, None, 0])
+    # the CLI: refuses an existing report without --force, writes one with it
+    from importlib import util
+    spec = util.spec_from_file_location('evaluate_cli', os.path.join(
+        os.path.dirname(__file__), '..', 'tools', 'evaluate.py'))
+    cli = util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    assert cli.main(['--models', basic_models[0], '--cub', tiny['cub'], '--out', out, '--quiet']) == 1
+    assert cli.main(['--models', basic_models[0], '--cub', tiny['cub'], '--out', out, '--quiet',
+                     '--limit', '2', '--force']) == 0
+    assert json.load(open(os.path.join(out, 'results.json')))['images'] == 2
+    assert cli.main(['--models', str(tmp_path), '--cub', tiny['cub'], '--out', out + '2']) == 1
+    with pytest.raises(SystemExit) as e:
+        cli.main(['--help'])
+    assert e.value.code == 0
+
+
+@pytest.fixture(scope='module')
+def joint_model(tiny):
+    _need_new_layers()
+    return make_model(tiny['root'], 'joint_fc7', 'joint_fc7', 'Our model with fc7 feature',
+                      tiny['classes'], oracle=True)
+
+
+def test_evaluate_joint_model_with_oracle(tiny, joint_model, tmp_path):
+    out = str(tmp_path / 'report')
+    results = evaluate.evaluate_models([joint_model], tiny['cub'], out, progress=False, figure_images=4)
+    saved = _check_report(out, results, [joint_model])
+    rows = saved['tables']['table1']
+    assert [r['oracle'] for r in rows] == [False, True]
+    assert 'ground-truth parts' in rows[1]['label']
+    assert list(saved['tables']['table2']) == ['joint_fc7']
+    assert saved['tables']['table3'][0]['model'] == 'joint_fc7'
+    # CoordinateTransfer's part_locations = our own decoding of the heatmap
+    p = evaluate.Predictor(joint_model)
+    data = read_cub(tiny['cub'])
+    for i in range(3):
+        r = p.predict(data.path(i), tuple(data.sizes[i]))
+        mine, _ = evaluate.decode_heatmap(p.net.blobs['kp_score'].data[0], *p.geometry)
+        np.testing.assert_allclose(r['keypoints_input'], mine)
+        assert np.all((r['scores'] > 0) & (r['scores'] < 1))
+
+
+def _run_predict(*args):
+    tool = os.path.join(os.path.dirname(__file__), '..', 'tools', 'predict.py')
+    return subprocess.run([sys.executable, tool, *args], capture_output=True, text=True, timeout=120)
+
+
+def _predict_checks(image, model, tmp_path, classes, keypoints):
+    png = str(tmp_path / 'pred.png')
+    r = _run_predict(image, '--model', model, '--out', png, '--top', '5')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    if classes:
+        i = lines.index('top 5 classes:')
+        ranked = lines[i + 1:i + 6]
+        assert [l.split('.')[0].strip() for l in ranked] == ['1', '2', '3', '4', '5']
+        probs = [float(l.split()[-1]) for l in ranked]
+        assert probs == sorted(probs, reverse=True)
+    if keypoints:
+        i = next(j for j, l in enumerate(lines) if l.startswith('keypoints'))
+        rows = lines[i + 1:i + 16]
+        assert [r_.strip().rsplit(None, 3)[0] for r_ in rows] == list(PART_NAMES)
+    with open(png, 'rb') as f:
+        assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_predict_tool(tiny, tmp_path):
+    """Top-5 classes and 15 named keypoints (a 6-class joint model when the
+    new layers are built, else a keypoint net and a 6-class baseline)."""
+    image = read_cub(tiny['cub']).path(0)
+    classes = ['%03d.Class_%d' % (i, i) for i in range(1, 7)]
+    if all(t in caffe.layer_type_list() for t in NEW_LAYERS):
+        m = make_model(str(tmp_path), 'joint6', 'joint_fc7', 'joint', classes)
+        _predict_checks(image, m, tmp_path, True, True)
+    else:
+        m = make_model(str(tmp_path), 'base6', 'baseline_fc7', 'baseline', classes)
+        _predict_checks(image, m, tmp_path, True, False)
+        m = make_model(str(tmp_path), 'kp', 'keypoint', 'keypoints', [])
+        _predict_checks(image, m, tmp_path, False, True)
+    r = _run_predict('--help')
+    assert r.returncode == 0 and '--model' in r.stdout

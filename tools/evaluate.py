@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Evaluate trained model directories: the paper's Tables 1-3, PCK curves, Figure 3.
+
+  python tools/evaluate.py --models models/joint_cbp models/joint_fc7 models/keypoint \\
+      --cub data/synthetic_cub --out reports/synthetic
+  python tools/evaluate.py --models models/joint_cbp --cub /path/to/CUB_200_2011 \\
+      --out reports/cub --limit 200
+
+Each model directory holds deploy.prototxt, weights.caffemodel and model.json
+(python/posenorm/model_dir.py).  Every image of the split is read with
+read_cub, resized to the model's input size and run through its deploy net
+(and its oracle deploy net, when it has one).  The report directory gets
+README.md (markdown tables and figures), results.json (every number),
+confusion matrices, PCK-vs-alpha curves, Figure 3 grids and per-image
+predictions (.npz).  Metric definitions: python/posenorm/metrics.py.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--models', nargs='+', required=True, metavar='DIR', help='model directories')
+    ap.add_argument('--cub', required=True, metavar='CUB_DIR', help='CUB-layout dataset (real or synthetic)')
+    ap.add_argument('--out', required=True, metavar='REPORT_DIR',
+                    help='report directory to create (built in REPORT_DIR.tmp, then renamed)')
+    ap.add_argument('--split', default='test', choices=('test', 'train'), help='split to evaluate (default test)')
+    ap.add_argument('--limit', type=int, metavar='N', help='at most N images, round-robin over classes')
+    ap.add_argument('--figure-images', type=int, default=8, metavar='N',
+                    help='images in each Figure 3 grid (default 8)')
+    ap.add_argument('--no-oracle', action='store_true', help='skip the models\' oracle deploy nets')
+    ap.add_argument('--force', action='store_true', help='replace an existing REPORT_DIR')
+    ap.add_argument('--quiet', action='store_true', help='no progress bars')
+    args = ap.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        ap.error('--limit must be positive')
+
+    os.environ.setdefault('GLOG_minloglevel', '2')
+    from posenorm.atomic import refuse_existing
+    from posenorm.cub import CUBFormatError
+    from posenorm.evaluate import evaluate_models
+    from posenorm.model_dir import ModelDirError
+    try:
+        refuse_existing(os.path.abspath(args.out), args.force, 'report directory')
+        results = evaluate_models(args.models, args.cub, args.out, split=args.split, limit=args.limit,
+                                  progress=not args.quiet, figure_images=args.figure_images,
+                                  force=args.force, oracle=not args.no_oracle)
+    except (CUBFormatError, ModelDirError, FileExistsError, ValueError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 1
+    pct = lambda v: '-' if v is None else '%.2f%%' % (100 * v)  # noqa: E731
+    t = results['tables']
+    for row in t['table1']:
+        print('Table 1  %-60s accuracy %s  mean per-class %s' % (row['label'][:60], pct(row['accuracy']),
+                                                                   pct(row['mean_per_class_accuracy'])))
+    for name, tab in t['table2'].items():
+        print('Table 2  %-60s mean PCK %s' % (tab['label'][:60], ' / '.join(
+            '%s@%.2f' % (pct(v), a) for v, a in zip(tab['mean'], tab['alphas']))))
+    for row in t['table3']:
+        print('Table 3  %-60s PCP head %s  body %s' % (row['label'][:60], pct(row['head']), pct(row['body'])))
+    print('report: %s' % os.path.join(os.path.abspath(args.out), 'README.md'))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""Predict the species and the keypoints of one bird image with a trained model.
+
+  python tools/predict.py bird.jpg --model models/joint_cbp
+  python tools/predict.py bird.jpg --model models/joint_cbp --out bird_keypoints.png --top 3
+
+Prints the top classes with their probabilities and the predicted keypoints
+(heatmap argmax) in original-image pixels with their part names; --out draws
+the keypoints (and the top class) on the image.
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('image', help='an image file (any size; resized to the model input)')
+    ap.add_argument('--model', required=True, metavar='DIR', help='model directory (model.json, deploy.prototxt, weights)')
+    ap.add_argument('--out', metavar='PNG', help='draw the predicted keypoints on the image into PNG')
+    ap.add_argument('--top', type=int, default=5, help='how many classes to print (default 5)')
+    args = ap.parse_args(argv)
+    if args.top < 1:
+        ap.error('--top must be positive')
+    if not os.path.isfile(args.image):
+        ap.error('no such image: %s' % args.image)
+
+    os.environ.setdefault('GLOG_minloglevel', '2')
+    import numpy as np
+    from PIL import Image
+    from posenorm.evaluate import Predictor
+    from posenorm.model_dir import ModelDirError
+    try:
+        predictor = Predictor(args.model)
+        with Image.open(args.image) as im:
+            size = im.size
+        r = predictor.predict(args.image, size)
+    except (ModelDirError, OSError, ValueError) as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 1
+    info = predictor.info
+    print('%s: %d x %d, model %s (%s)' % (args.image, size[0], size[1], info['name'], info['label']))
+    title = None
+    if r['prob'] is not None:
+        order = np.argsort(-r['prob'], kind='stable')[:args.top]
+        print('top %d classes:' % len(order))
+        for rank, c in enumerate(order, 1):
+            print('  %d. %-45s %.4f' % (rank, info['classes'][c], r['prob'][c]))
+        title = '%s (%.1f%%)' % (info['classes'][order[0]], 100 * r['prob'][order[0]])
+    else:
+        print('this model does not classify')
+    if r['keypoints'] is not None:
+        print('keypoints (x, y in original pixels%s):' % (', heatmap score' if r['scores'] is not None else ''))
+        for k, name in enumerate(info['part_names']):
+            x, y, v = r['keypoints'][k]
+            score = '  %.3f' % r['scores'][k] if r['scores'] is not None else ''
+            print('  %-12s %8.1f %8.1f%s%s' % (name, x, y, score, '' if v > 0 else '  (not predicted)'))
+    else:
+        print('this model does not predict keypoints')
+    if args.out:
+        import io
+        from posenorm.atomic import atomic_write_bytes
+        from posenorm.evaluate import _pyplot, draw_keypoints
+        plt = _pyplot()
+        with Image.open(args.image) as im:
+            rgb = np.asarray(im.convert('RGB'))
+        w, h = size
+        scale = 8.0 / max(w, h)
+        fig, ax = plt.subplots(figsize=(w * scale, h * scale + 0.4), dpi=100)
+        ax.imshow(rgb)
+        if r['keypoints'] is not None:
+            draw_keypoints(ax, r['keypoints'], info['part_names'], names=True, size=40)
+        ax.set_xlim(-0.5, w - 0.5)
+        ax.set_ylim(h - 0.5, -0.5)
+        ax.axis('off')
+        if title:
+            ax.set_title(title, fontsize=10)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format='png')
+        plt.close(fig)
+        atomic_write_bytes(args.out, buf.getvalue())
+        print('wrote %s' % args.out)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
