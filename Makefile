@@ -13,7 +13,7 @@ VPY := $(VENV)/bin/python
 help:
 	@echo "make build      install deps, fetch+build Caffe with our layers (CPU), set up .venv"
 	@echo "make test       build, then every test (C++ gtest, nvcc check, pycaffe, pytest)"
-	@echo "make demo       build, then the main job"
+	@echo "make demo       build, then the main job (DATA=CUB_200_2011 BACKBONE=vgg16 WEIGHTS=...)"
 	@echo "make build-gpu  CUDA build of Caffe in $(GPU_BUILD) (needs nvcc; ~13 min)"
 
 deps:
@@ -42,8 +42,12 @@ build-gpu: venv
 test: build
 	@bash tests/run_all.sh $(BUILD) $(JOBS)
 
+BACKBONE ?= small
+DATA ?=
+WEIGHTS ?=
 demo: build
-	@bash tools/demo.sh
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VPY) tools/demo.py --backbone $(BACKBONE) \
+	  $(if $(DATA),--data $(DATA)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(DEMO_ARGS)
 
 clean:
 	rm -rf build

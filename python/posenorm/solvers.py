@@ -40,15 +40,15 @@ STAGES = {
     # demo's budget (1e-2 diverged at once here; 1e-4 crawled): Adam's
     # per-parameter scaling trains it at its usual 1e-3.
     'small': {
-        'keypoint_stage1': ('Adam', 1e-3, 5e-4, 600, 800),
-        'keypoint_stage2': ('Adam', 1e-4, 5e-4, 300, 400),
-        'joint_cbp_stage3': ('SGD', 1.0, 5e-6, 300, 400),
-        'joint_cbp_stage4': ('Adam', 1e-4, 5e-4, 300, 400),
-        'joint_fc7_stage3': ('SGD', 1.0, 5e-6, 300, 400),
-        'joint_fc7_stage4': ('Adam', 1e-4, 5e-4, 300, 400),
-        'baseline_fc7_frozen': ('SGD', 1.0, 5e-6, 300, 400),
-        'baseline_fc7_ft': ('Adam', 1e-3, 5e-4, 600, 800),
-        'baseline_keypoint_features': ('SGD', 1.0, 5e-6, 300, 400),
+        'keypoint_stage1': ('Adam', 1e-3, 5e-4, 200, 250),
+        'keypoint_stage2': ('Adam', 1e-4, 5e-4, 50, 50),
+        'joint_cbp_stage3': ('SGD', 1.0, 5e-6, 200, 300),
+        'joint_cbp_stage4': ('Adam', 1e-4, 5e-4, 50, 50),
+        'joint_fc7_stage3': ('SGD', 1.0, 5e-6, 200, 300),
+        'joint_fc7_stage4': ('Adam', 1e-4, 5e-4, 50, 50),
+        'baseline_fc7_frozen': ('SGD', 1.0, 5e-6, 200, 300),
+        'baseline_fc7_ft': ('Adam', 1e-3, 5e-4, 100, 120),
+        'baseline_keypoint_features': ('SGD', 1.0, 5e-6, 200, 300),
     },
 }
 

@@ -110,6 +110,14 @@ class Run(object):
         self.input_size = self.manifest['input_size']
         self.net_args = dict(lmdb_dir=self.lmdb_dir, batch_size=self.batch_size,
                              num_classes=num_classes, input_size=self.input_size)
+        if self.imagenet and backbone == 'vgg16':
+            from posenorm.surgery import caffemodel_layers
+            if 'fc6' not in caffemodel_layers(self.imagenet):
+                # Conv-only ImageNet weights: fc6/fc7 would be random, so the
+                # keypoint scores sit on conv5_3 (stride 16) instead of fc7.
+                self.net_args['score_from'] = 'conv5_3'
+                log('[train] %s has no fc6/fc7: keypoints are scored on conv5_3 '
+                    '(a documented deviation from the paper\'s fc7)' % self.imagenet)
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
@@ -170,17 +178,14 @@ class Run(object):
         caffe.set_random_seed(self.seed)  # the new layers' fillers: reproducible
         net = caffe.Net(self.path('prototxt', self.backbone, stage.name + '_train.prototxt'),
                         caffe.TEST)
-        loc = self.final_weights('keypoint_stage2')
-        net.copy_from(loc)
-        if self.imagenet:
-            # ImageNet trunk weights, renamed into the classification stream.
-            from posenorm.surgery import transplant
-            src = caffe.Net(self.path('prototxt', self.backbone, 'keypoint_deploy.prototxt'),
-                            self.imagenet, caffe.TEST)
-            transplant(net, src, prefixes=('cls_',))
-        else:
+        if self.imagenet:  # both streams (tools/surgery.py output)
+            net.copy_from(self.imagenet)
+        net.copy_from(self.final_weights('keypoint_stage2'))
+        if not self.imagenet:
+            # No ImageNet weights: the classification stream starts from the
+            # trained localization trunk (the only pretraining we have).
             from posenorm.surgery import copy_stream
-            copy_stream(net, src_prefix='', dst_prefix='cls_')
+            copy_stream(net, src_prefix='', dst_prefix='cls_', log=self.log)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         net.save(out + '.tmp')
         os.replace(out + '.tmp', out)

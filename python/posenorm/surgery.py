@@ -1,0 +1,439 @@
+"""Net surgery: ImageNet VGG-16 weights into our two-stream nets, by name.
+
+In the style of FCN's `surgery.transplant`: every parameter blob of a source
+net is copied into the layer of the same name of a new net, behind each
+stream prefix (`conv1_1` -> `conv1_1` and `cls_conv1_1`), so the
+localization and the classification stream both start from ImageNet.  The
+Model Zoo's fc6/fc7 are InnerProduct layers (4096 x 25088, 4096 x 4096) and
+ours are 7x7 and 1x1 convolutions: the weights are the same numbers in the
+same order (an InnerProduct on pool5 flattens C x H x W exactly as a
+convolution's kernel is laid out), so they are *coerced*, i.e. reshaped.
+fc8 (ImageNet's 1000 classes) has no counterpart and is dropped.  Any other
+shape mismatch is an error naming the layer and both shapes.
+
+The output caffemodel holds only the layers that received weights, so
+`caffe train --weights` copies them by name into every stage's train net
+(whatever its classifier or keypoint head looks like) and each net's own
+fillers initialize the rest.
+
+  * `transplant(new_net, net, prefixes)`: copy a net's params into another.
+  * `copy_stream(net, '', 'cls_')`: initialize the classification stream
+    from the localization stream's (e.g. stage-2 keypoint) weights.
+  * `surgery(...)`: the whole job of tools/surgery.py.
+"""
+import collections
+import contextlib
+import os
+import tempfile
+
+import numpy as np
+
+import caffe
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+
+from posenorm.atomic import atomic_write_bytes, refuse_existing
+
+STREAMS = ('', 'cls_')
+
+
+class SurgeryError(ValueError):
+    """Weights that cannot go where they were asked to."""
+
+
+def _shapes(blobs):
+    return [tuple(b.data.shape) for b in blobs]
+
+
+def _fmt(shapes):
+    return ', '.join('x'.join(map(str, s)) or 'scalar' for s in shapes)
+
+
+def _coercible(src_type, dst_type, src_shape, dst_shape):
+    """InnerProduct -> Convolution with the same number of weights."""
+    return (src_type == 'InnerProduct' and dst_type == 'Convolution'
+            and int(np.prod(src_shape)) == int(np.prod(dst_shape)))
+
+
+def transplant(new_net, net, prefixes=STREAMS, log=print):
+    """Copy every param of `net` into `new_net` behind each prefix, by name.
+
+    Source layer `p` goes to `prefix + p` for every prefix where that layer
+    exists in new_net.  Equal shapes are copied; InnerProduct -> Convolution
+    blobs with the same count are coerced (reshaped, same order); any other
+    mismatch (shape or number of blobs) raises SurgeryError naming the layer
+    and both shapes, before anything is written.
+
+    Returns a report dict:
+      copied:  [(src, dst)] copied with equal shapes
+      coerced: [(src, dst, src_shapes, dst_shapes)] reshaped
+      dropped: [src] source layers with no target in any stream
+      filler:  [dst] params of new_net nobody wrote (for a freshly made net
+               they still hold their filler's values)
+      written: [dst] every layer written, in new_net's order
+    """
+    if isinstance(prefixes, str):
+        prefixes = (prefixes,)
+    prefixes = tuple(dict.fromkeys(prefixes))
+    report = dict(copied=[], coerced=[], dropped=[], filler=[], written=[])
+    src_layers, dst_layers = net.layer_dict, new_net.layer_dict
+    plan = []  # (src, dst, coerce), all checked before any write
+    for p, src_blobs in net.params.items():
+        targets = [prefix + p for prefix in prefixes if prefix + p in new_net.params]
+        if not targets:
+            report['dropped'].append(p)
+            continue
+        src_type = src_layers[p].type
+        for q in targets:
+            dst_blobs, dst_type = new_net.params[q], dst_layers[q].type
+            src_shapes, dst_shapes = _shapes(src_blobs), _shapes(dst_blobs)
+            if len(src_blobs) != len(dst_blobs):
+                raise SurgeryError(
+                    'layer %s: the source has %d param blobs (%s), the new net\'s %s '
+                    'has %d (%s)' % (p, len(src_blobs), _fmt(src_shapes), q,
+                                     len(dst_blobs), _fmt(dst_shapes)))
+            coerce = False
+            for i, (a, b) in enumerate(zip(src_shapes, dst_shapes)):
+                if a == b:
+                    continue
+                if not _coercible(src_type, dst_type, a, b):
+                    raise SurgeryError(
+                        'shape mismatch at layer %s, param %d: source %s %s is %s, new net '
+                        '%s %s is %s' % (p, i, src_type, p, 'x'.join(map(str, a)),
+                                         dst_type, q, 'x'.join(map(str, b))))
+                coerce = True
+            plan.append((p, q, coerce))
+    for p, q, coerce in plan:
+        src_blobs, dst_blobs = net.params[p], new_net.params[q]
+        for s, d in zip(src_blobs, dst_blobs):
+            d.data[...] = s.data.reshape(d.data.shape)
+        src_shapes, dst_shapes = _shapes(src_blobs), _shapes(dst_blobs)
+        if coerce:
+            report['coerced'].append((p, q, src_shapes, dst_shapes))
+            log('coercing %s %s (%s) -> %s %s (%s)' % (
+                src_layers[p].type, p, _fmt(src_shapes), dst_layers[q].type, q,
+                _fmt(dst_shapes)))
+        else:
+            report['copied'].append((p, q))
+            log('copying %s -> %s (%s)' % (p, q, _fmt(src_shapes)))
+    for p in report['dropped']:
+        log('dropping %s (%s): no %s in the new net' % (
+            p, _fmt(_shapes(net.params[p])), ' / '.join(prefix + p for prefix in prefixes)))
+    written = {q for _, q, _ in plan}
+    report['written'] = [q for q in new_net.params if q in written]
+    report['filler'] = [q for q in new_net.params if q not in written]
+    return report
+
+
+def copy_stream(net, src_prefix='', dst_prefix='cls_', log=print):
+    """Copy stream `src_prefix` into stream `dst_prefix` inside one net.
+
+    Every param layer `src_prefix + x` with a counterpart `dst_prefix + x`
+    is copied (shapes must match exactly, else SurgeryError), e.g. the
+    localization trunk's stage-2 keypoint weights into the classification
+    trunk (`cls_conv1_1` ... ).  Returns {'copied': [(src, dst)],
+    'missing': [dst-stream layers with no source]} where the dst stream is
+    every param layer named `dst_prefix + ...` (so with 'cls_' it lists the
+    classifier cls_score too).
+    """
+    if src_prefix == dst_prefix:
+        raise ValueError('copy_stream: source and destination prefix are both %r'
+                         % src_prefix)
+    report = dict(copied=[], missing=[])
+    for p, blobs in net.params.items():
+        if not p.startswith(src_prefix) or (dst_prefix.startswith(src_prefix)
+                                            and p.startswith(dst_prefix)):
+            continue
+        q = dst_prefix + p[len(src_prefix):]
+        if q not in net.params:
+            continue
+        a, b = _shapes(blobs), _shapes(net.params[q])
+        if a != b:
+            raise SurgeryError('copy_stream: layer %s is %s but %s is %s'
+                               % (p, _fmt(a), q, _fmt(b)))
+        for s, d in zip(blobs, net.params[q]):
+            d.data[...] = s.data
+        report['copied'].append((p, q))
+    copied = {q for _, q in report['copied']}
+    report['missing'] = [q for q in net.params
+                         if q.startswith(dst_prefix) and q not in copied]
+    log('copy_stream %r -> %r: %d layers copied%s' % (
+        src_prefix, dst_prefix, len(report['copied']),
+        '; no source for %s' % ', '.join(report['missing']) if report['missing'] else ''))
+    return report
+
+
+# ---------------------------------------------------------------------------
+# Reading and writing caffemodels
+
+def blob_proto_shape(bp):
+    """A BlobProto's shape: `shape` if set, else the legacy 4-D dims."""
+    if bp.HasField('shape'):
+        return tuple(bp.shape.dim)
+    return (bp.num, bp.channels, bp.height, bp.width)
+
+
+def _shape_equals(proto_shape, has_shape, shape):
+    """Caffe's Blob::ShapeEquals: legacy dims compare to the left-padded shape."""
+    if has_shape:
+        return tuple(proto_shape) == tuple(shape)
+    if len(shape) > 4:
+        return False
+    return tuple(proto_shape) == (1,) * (4 - len(shape)) + tuple(shape)
+
+
+def caffemodel_layers(path):
+    """{layer name: [(shape, has_shape) per blob]} of a caffemodel (V1 or V2)."""
+    param = caffe_pb2.NetParameter()
+    with open(path, 'rb') as f:
+        param.ParseFromString(f.read())
+    out = collections.OrderedDict()
+    for layer in list(param.layer) + list(param.layers):
+        if layer.blobs:
+            out[layer.name] = [(blob_proto_shape(b), b.HasField('shape'))
+                               for b in layer.blobs]
+    del param
+    return out
+
+
+def check_prototxt(path, what='prototxt'):
+    """Raise FileNotFoundError / SurgeryError before Caffe would abort on it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError('%s not found: %s' % (what, path))
+    param = caffe_pb2.NetParameter()
+    try:
+        with open(path) as f:
+            text_format.Merge(f.read(), param)
+    except (text_format.ParseError, UnicodeDecodeError) as e:
+        raise SurgeryError('%s %s is not a Caffe net prototxt: %s' % (what, path, e))
+    check_layer_types(param, '%s %s' % (what, path))
+
+
+def check_layer_types(param, what='the net'):
+    """Raise SurgeryError if a layer type is not registered in this Caffe build
+    (Caffe itself would abort the process)."""
+    known = set(caffe.layer_type_list())
+    unknown = sorted({layer.type for layer in param.layer} - known)
+    if unknown:
+        raise SurgeryError('%s uses layer type(s) %s, which this Caffe build lacks'
+                           % (what, ', '.join(unknown)))
+
+
+def load_weights(prototxt, weights, label=None):
+    """caffe.Net(prototxt, weights, TEST), checked in Python first.
+
+    Caffe aborts the process on a missing file or a shape mismatch and
+    silently leaves a layer at its filler when the caffemodel has no weights
+    for it (or ignores weights the prototxt has no layer for): all of these
+    become clear errors here.
+    """
+    check_prototxt(prototxt, 'source prototxt')
+    if not os.path.isfile(weights):
+        raise FileNotFoundError('source caffemodel not found: %s' % weights)
+    saved = caffemodel_layers(weights)
+    what = label or prototxt
+    net = caffe.Net(prototxt, caffe.TEST)
+    unsaved = [p for p in net.params if p not in saved]
+    if unsaved:
+        raise SurgeryError(
+            '%s has no weights for layer(s) %s of %s: they would be copied at their '
+            'filler values. Give the prototxt the caffemodel belongs to (--source-net).'
+            % (weights, ', '.join(unsaved), what))
+    unused = [p for p in saved if p not in net.params]
+    if unused:
+        raise SurgeryError(
+            '%s has weights for layer(s) %s that %s lacks (Caffe would ignore them). '
+            'Give the prototxt the caffemodel belongs to (--source-net; for the Model '
+            'Zoo file, VGG_ILSVRC_16_layers_deploy.prototxt).'
+            % (weights, ', '.join(unused), what))
+    for p, blobs in net.params.items():
+        got = saved[p]
+        if len(got) != len(blobs):
+            raise SurgeryError('layer %s: %s has %d param blobs, %s has %d'
+                               % (p, weights, len(got), what, len(blobs)))
+        for i, ((shape, has_shape), blob) in enumerate(zip(got, blobs)):
+            if not _shape_equals(shape, has_shape, blob.data.shape):
+                raise SurgeryError(
+                    'shape mismatch at layer %s, param %d: %s holds %s, %s wants %s'
+                    % (p, i, weights, 'x'.join(map(str, shape)), what,
+                       'x'.join(map(str, blob.data.shape))))
+    net.copy_from(weights)
+    return net
+
+
+def atomic_save(path, save, force=False):
+    """Call save(tmp) with a temporary path beside `path`, then rename it.
+
+    Refuses an existing `path` unless force.  On any error the temporary file
+    is removed and `path` is left as it was.
+    """
+    path = os.fspath(path)
+    refuse_existing(path, force)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = '%s.tmp-%d' % (path, os.getpid())
+    try:
+        save(tmp)
+        with open(tmp, 'rb') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def weights_proto(net, layers, name=''):
+    """A NetParameter with the params of `layers` of `net`, in the net's order:
+    per layer its name, type and blobs (all `caffe train --weights` reads)."""
+    param = caffe_pb2.NetParameter(name=name)
+    keep = set(layers)
+    unknown = keep - set(net.params)
+    if unknown:
+        raise KeyError('no param layer(s) %s in the net' % ', '.join(sorted(unknown)))
+    for p, blobs in net.params.items():
+        if p not in keep:
+            continue
+        layer = param.layer.add(name=p, type=net.layer_dict[p].type)
+        for b in blobs:
+            bp = layer.blobs.add()
+            bp.shape.dim.extend(b.data.shape)
+            bp.data.extend(b.data.ravel())
+    return param
+
+
+def save_weights(net, path, layers=None, force=False, name=''):
+    """Write the params of `layers` (default: all) of `net` to a caffemodel,
+    atomically; refuses an existing file unless force."""
+    layers = list(net.params) if layers is None else layers
+    refuse_existing(path, force)
+    data = weights_proto(net, layers, name).SerializeToString()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_bytes(path, data)
+
+
+# ---------------------------------------------------------------------------
+# The job of tools/surgery.py
+
+def conv_trunk_proto(backbone='vgg16', input_size=224):
+    """The conv1_1 ... conv5_3 trunk of `backbone` on an Input blob: the net of
+    our conv-only caffemodels (tools/get_vgg16_conv_weights.py)."""
+    from caffe import layers as L
+    from posenorm.nets import BACKBONES, trunk
+    n = caffe.NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, input_size, input_size]))
+    trunk(n, n.data, BACKBONES[backbone], upto='conv5_3', train=False)
+    proto = n.to_proto()
+    proto.name = '%s_conv' % backbone
+    return proto
+
+
+def target_proto(backbone='vgg16', holistic='fc7', num_classes=200):
+    """The joint deploy net both streams are initialized in."""
+    from posenorm.nets import pose_normalized_net
+    proto = pose_normalized_net('deploy', backbone=backbone, holistic=holistic,
+                                num_classes=num_classes)
+    proto.name = '%s_joint_%s_deploy' % (backbone, holistic)
+    return proto
+
+
+@contextlib.contextmanager
+def _prototxt(proto):
+    """A NetParameter written to a temporary prototxt (removed afterwards)."""
+    fd, path = tempfile.mkstemp(suffix='.prototxt', prefix='posenorm-')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write(str(proto))
+        yield path
+    finally:
+        os.remove(path)
+
+
+def parse_streams(text):
+    """'\\'\\',cls_' or ',cls_' -> ('', 'cls_')."""
+    items = tuple(s.strip().strip('\'"') for s in text.split(','))
+    if not items or len(set(items)) != len(items):
+        raise ValueError('--streams: give distinct comma-separated prefixes, '
+                         'e.g. "\'\',cls_"; got %r' % text)
+    return items
+
+
+def summarize(report):
+    """The lines tools/surgery.py prints after the per-layer log."""
+    by_src = collections.OrderedDict()
+    for src, dst in report['copied']:
+        by_src.setdefault(src, []).append(dst)
+    for src, dst, _, _ in report['coerced']:
+        by_src.setdefault(src, []).append(dst)
+    lines = ['summary: %d layers written (%d copied, %d coerced InnerProduct -> '
+             'Convolution) from %d source layers; %d dropped; %d left at filler'
+             % (len(report['written']), len(report['copied']), len(report['coerced']),
+                len(by_src), len(report['dropped']), len(report['filler']))]
+    if report['coerced']:
+        lines.append('  coerced: %s' % ', '.join(
+            '%s -> %s' % (s, d) for s, d, _, _ in report['coerced']))
+    if report['dropped']:
+        lines.append('  dropped (no such layer in the new net): %s'
+                     % ', '.join(report['dropped']))
+    if report['filler']:
+        lines.append('  left at filler (not in the output; each train net\'s own '
+                     'fillers initialize them): %s' % ', '.join(report['filler']))
+    return lines
+
+
+def surgery(weights, out, source_net=None, net=None, backbone='vgg16',
+            holistic='fc7', num_classes=200, streams=STREAMS, force=False,
+            log=print):
+    """ImageNet weights -> a caffemodel for our nets; returns the report.
+
+    weights: the source caffemodel: the Model Zoo's VGG_ILSVRC_16_layers
+      (with source_net = its deploy prototxt) or our conv-only caffemodel
+      (source_net None: the conv1_1 ... conv5_3 trunk of `backbone`).
+    net: the target prototxt; None generates the joint deploy net of
+      `backbone` with `holistic` ('fc7': both trunks up to fc7, the most
+      layers to fill; 'cbp': the classification trunk ends at conv5_3).
+    streams: prefixes every source layer is copied behind.
+    Writes `out` atomically with the written layers only.
+    """
+    refuse_existing(out, force)
+    if not os.path.isfile(weights):
+        raise FileNotFoundError('source caffemodel not found: %s' % weights)
+    if net is not None:
+        check_prototxt(net, 'target prototxt (--net)')
+    with contextlib.ExitStack() as stack:
+        label = None
+        if source_net is None:
+            label = 'the conv-only %s trunk (--backbone %s; else give --source-net)' % (
+                backbone, backbone)
+            source_net = stack.enter_context(_prototxt(conv_trunk_proto(backbone)))
+            log('source: %s as a conv-only %s trunk (conv1_1 ... conv5_3)'
+                % (weights, backbone))
+        else:
+            log('source: %s with %s' % (weights, source_net))
+        src = load_weights(source_net, weights, label=label)
+        if net is None:
+            proto = target_proto(backbone, holistic, num_classes)
+            check_layer_types(proto, 'the generated %s deploy net' % backbone)
+            net = stack.enter_context(_prototxt(proto))
+            log('target: the %s joint deploy net (holistic=%s, %d classes)'
+                % (backbone, holistic, num_classes))
+        else:
+            log('target: %s' % net)
+        dst = caffe.Net(net, caffe.TEST)
+        report = transplant(dst, src, prefixes=streams, log=log)
+    if not report['written']:
+        raise SurgeryError('no layer of %s matches a layer of the new net behind the '
+                           'prefixes %s: nothing to write' % (weights, list(streams)))
+    for line in summarize(report):
+        log(line)
+    fc_filler = [q for q in report['filler']
+                 if any(q == prefix + fc for prefix in streams for fc in ('fc6', 'fc7'))]
+    if fc_filler and not any(p in src.params for p in ('fc6', 'fc7')):
+        log('note: the source has no fc6/fc7 (a conv-only caffemodel), so %s keep their '
+            'filler initialization.' % ', '.join(fc_filler))
+        if backbone == 'vgg16':
+            log('note: keypoint_stage1 of vgg16 freezes the trunk (loc_lr=0) and scores '
+                'keypoints on fc7, i.e. on filler fc6/fc7 here; the Model Zoo caffemodel '
+                '(see docs/weights.md) gives the paper\'s initialization.')
+    save_weights(dst, out, report['written'], force=force)
+    log('wrote %s (%d layers)' % (out, len(report['written'])))
+    return report
