@@ -18,6 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+os.environ.setdefault('GLOG_minloglevel', '2')  # pycaffe quiet; `caffe train` logs in full
 
 from posenorm import caffe_run, lmdb_data, synthetic  # noqa: E402
 from posenorm.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402

@@ -17,6 +17,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+os.environ.setdefault('GLOG_minloglevel', '2')  # pycaffe quiet; `caffe train` logs in full
 
 from posenorm import caffe_run  # noqa: E402
 from posenorm.nets import BACKBONES  # noqa: E402

@@ -102,9 +102,11 @@ def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
     with open(log_path, 'a') as log:
         log.write('\n# %s: %s\n' % (time.strftime('%Y-%m-%d %H:%M:%S'), ' '.join(cmd)))
         log.flush()
+        env = dict(os.environ)
+        env.pop('GLOG_minloglevel', None)  # the log is what we parse
         child = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True,
-                                 errors='replace')
+                                 errors='replace', env=env)
         def forward(signum, frame):
             interrupted.append(signum)
             child.send_signal(signal.SIGINT)

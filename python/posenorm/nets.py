@@ -192,11 +192,18 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
         feature = n[prefix + part_layer]
         f_stride, f_offset = geometry(feature, n.data)
         bottoms = [feature, kp_score] + ([n.keypoints] if train or oracle else [])
-        n.parts, n.part_locations = L.CoordinateTransfer(
-            *bottoms, ntop=2, coordinate_transfer_param=dict(
+        # The part locations (top 2) are an output of deploy nets only: in a
+        # train/val net Caffe would log every element as a net output.
+        tops = L.CoordinateTransfer(
+            *bottoms, ntop=2 if phase == 'deploy' else 1,
+            coordinate_transfer_param=dict(
                 heatmap_stride=kp_stride, heatmap_offset=kp_offset,
                 feature_stride=f_stride, feature_offset=f_offset,
                 radius=radius))
+        if phase == 'deploy':
+            n.parts, n.part_locations = tops
+        else:
+            n.parts = tops
         n.parts_l2 = L.L2Normalize(n.parts)
         features.append(n.parts_l2)
     if holistic == 'fc7':
