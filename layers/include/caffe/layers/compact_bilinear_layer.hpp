@@ -20,12 +20,6 @@ CAFFE_HOST_DEVICE inline int cb_swap01_index(int i, int A, int B, int S) {
   return (b * A + a) * S + s;
 }
 
-/// Index, in an (A, L) array w, of the entry that multiplies element i of an
-/// (A, B, L) array when w is broadcast over the middle axis.
-CAFFE_HOST_DEVICE inline int cb_bcast_mid_index(int i, int B, int L) {
-  return (i / (B * L)) * L + i % L;
-}
-
 /**
  * @brief Compact bilinear pooling by Random Maclaurin projection (Gao, Beijbom,
  *        Zhang, Darrell, "Compact Bilinear Pooling", CVPR 2016), as used by
@@ -108,8 +102,12 @@ class CompactBilinearLayer : public Layer<Dtype> {
   /// Forward multiply-adds per image of each factorization (the cost model).
   static double DirectCost(int d, int c1, int c2, int spatial);
   static double GramCost(int d, int c1, int c2, int spatial);
-  /// Scratch budget, in elements, that bounds the chunk size.
+  /// Scratch budget, in elements, that bounds the chunk size (DIRECT keeps
+  /// the projections of a batch for Backward when they fit in it).
   static const int kDefaultScratchLimit = 1 << 25;
+  /// GRAM's R chunk is kept at about the size of a last-level cache, since
+  /// it is read back right after the GEMM writes it.
+  static const int kGramChunkLimit = 1 << 22;
 
  protected:
   virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,
@@ -164,7 +162,6 @@ class CompactBilinearLayer : public Layer<Dtype> {
   Blob<Dtype> scaled_w_;   // GRAM backward: diag(g_n) W, d x max(C1, C2)
   Blob<Dtype> dgram_;      // GRAM backward: dG_n, C1 x C2
   Blob<Dtype> g_;          // d x m x HW (or d x m): gradient / sums, permuted
-  Blob<Dtype> ones_;       // max(HW, C1) ones, for GEMV row sums
 };
 
 }  // namespace caffe

@@ -6,10 +6,10 @@
 // primitives) and compact_bilinear_layer.cu (Ops = the GPU primitives), so the
 // GPU path runs exactly the algorithm that the CPU tests check. Ops provides
 //   data(blob), diff(blob), mutable_data(&blob), mutable_diff(&blob),
-//   gemm, gemv, mul (Caffe's BLAS wrappers of that device), and
+//   gemm, mul (Caffe's BLAS wrappers of that device), and
 //   swap01(A, B, S, in, out):        (A, B, S) -> (B, A, S) permutation,
 //   scale_rows(rows, L, g, in, out): out[r][j] = g[r] * in[r][j],
-//   mul_bcast_mid(A, B, L, w, x):    x[a][b][l] *= w[a][l].
+//   row_dot(A, B, L, x, w, out):     out[a][b] = sum_l x[a][b][l] w[a][l].
 
 #include <algorithm>
 #include <cmath>
@@ -124,13 +124,10 @@ void CompactBilinearLayer<Dtype>::DirectForward(
     const Dtype* p1 = Ops::data(p1_);
     const Dtype* p2 = Ops::data(p2_);
     if (sum_pool_) {
-      // y[n][k] = sum_s P1[k][n][s] P2[k][n][s]: product, then row sums.
-      Dtype* prod = Ops::mutable_data(&q_);
-      Ops::mul(d * cols, p1, p2, prod);
+      // y[n][k] = sum_s P1[k][n][s] P2[k][n][s].
       Dtype* y = top_data + n0 * d;
       Dtype* z = (m == 1) ? y : Ops::mutable_data(&g_);
-      Ops::gemv(CblasNoTrans, d * m, hw, Dtype(1), prod, Ops::data(ones_),
-          Dtype(0), z);
+      Ops::row_dot(d * m, 1, hw, p1, p2, z);
       if (m > 1) { Ops::swap01(d, m, 1, z, y); }
     } else {
       Dtype* y = top_data + n0 * d * hw;
@@ -243,15 +240,9 @@ void CompactBilinearLayer<Dtype>::GramForward(
     Dtype* r = Ops::mutable_data(&r_);
     Ops::gemm(CblasNoTrans, CblasTrans, d, m * c1, c2, inv_sqrt_d, w2,
         Ops::data(gram_) + n0 * c1 * c2, Dtype(0), r);
-    if (m == 1) {
-      Ops::mul(d * c1, r, w1, r);
-    } else {
-      Ops::mul_bcast_mid(d, m, c1, w1, r);
-    }
     Dtype* y = top_data + n0 * d;
     Dtype* z = (m == 1) ? y : Ops::mutable_data(&g_);
-    Ops::gemv(CblasNoTrans, d * m, c1, Dtype(1), r, Ops::data(ones_),
-        Dtype(0), z);
+    Ops::row_dot(d, m, c1, r, w1, z);
     if (m > 1) { Ops::swap01(d, m, 1, z, y); }
   }
 }

@@ -23,10 +23,6 @@ struct CompactBilinearCpuOps {
       Dtype beta, Dtype* c) {
     caffe_cpu_gemm<Dtype>(ta, tb, m, n, k, alpha, a, b, beta, c);
   }
-  static void gemv(const CBLAS_TRANSPOSE ta, int m, int n, Dtype alpha,
-      const Dtype* a, const Dtype* x, Dtype beta, Dtype* y) {
-    caffe_cpu_gemv<Dtype>(ta, m, n, alpha, a, x, beta, y);
-  }
   static void mul(int n, const Dtype* a, const Dtype* b, Dtype* y) {
     caffe_mul<Dtype>(n, a, b, y);
   }
@@ -54,11 +50,12 @@ struct CompactBilinearCpuOps {
       for (int j = 0; j < len; ++j) { dst[j] = gr * src[j]; }
     }
   }
-  static void mul_bcast_mid(int A, int B, int L, const Dtype* w, Dtype* x) {
+  static void row_dot(int A, int B, int L, const Dtype* x, const Dtype* w,
+      Dtype* out) {
     for (int a = 0; a < A; ++a) {
       for (int b = 0; b < B; ++b) {
-        Dtype* row = x + (a * B + b) * L;
-        caffe_mul<Dtype>(L, row, w + a * L, row);
+        out[a * B + b] =
+            caffe_cpu_dot<Dtype>(L, x + (a * B + b) * L, w + a * L);
       }
     }
   }
@@ -220,15 +217,14 @@ void CompactBilinearLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   factorization_ = f;
 
   // Scratch for chunks of images, as many as fit in scratch_limit_ elements.
-  int ones = 0;
   if (f == CompactBilinearParameter_Factorization_GRAM) {
-    chunk_ = ChunkSize(scratch_limit_, int64_t(d) * c1, num_);
+    chunk_ = ChunkSize(std::min(scratch_limit_, kGramChunkLimit),
+        int64_t(d) * c1, num_);
     Reshape1D(&gram_, int64_t(num_) * c1 * c2);
     Reshape1D(&r_, int64_t(d) * chunk_ * c1);
     Reshape1D(&scaled_w_, int64_t(d) * std::max(c1, c2));
     Reshape1D(&dgram_, int64_t(c1) * c2);
     Reshape1D(&g_, int64_t(d) * chunk_);
-    ones = c1;
   } else {
     const int64_t g_per_image = int64_t(d) * (sum_pool_ ? 1 : hw);
     chunk_ = ChunkSize(scratch_limit_, 3 * int64_t(d) * hw + g_per_image,
@@ -243,13 +239,8 @@ void CompactBilinearLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
       Reshape1D(&dxp_, std::max(c1, c2) * cols);
       Reshape1D(&g_, g_per_image * chunk_);
     }
-    ones = hw;
   }
   projections_cached_ = false;  // until the next Forward
-  if (ones_.count() != ones) {
-    Reshape1D(&ones_, ones);
-    caffe_set(ones, Dtype(1), ones_.mutable_cpu_data());
-  }
 }
 
 template <typename Dtype>

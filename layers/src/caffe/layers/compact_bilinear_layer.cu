@@ -22,11 +22,24 @@ __global__ void CompactBilinearScaleRows(const int n, const int len,
   }
 }
 
+// out[r] = x[r] . w[r / B] over rows of length L: one warp per row (n = 32 x
+// rows, so every warp is wholly inside or outside the grid-stride range).
 template <typename Dtype>
-__global__ void CompactBilinearMulBcastMid(const int n, const int B,
-    const int L, const Dtype* w, Dtype* x) {
+__global__ void CompactBilinearRowDot(const int n, const int B, const int L,
+    const Dtype* x, const Dtype* w, Dtype* out) {
   CUDA_KERNEL_LOOP(i, n) {
-    x[i] *= w[cb_bcast_mid_index(i, B, L)];
+    const int row = i / 32;
+    const int lane = i % 32;
+    const Dtype* xr = x + row * L;
+    const Dtype* wr = w + (row / B) * L;
+    Dtype sum = 0;
+    for (int l = lane; l < L; l += 32) {
+      sum += xr[l] * wr[l];
+    }
+    for (int offset = 16; offset > 0; offset /= 2) {
+      sum += __shfl_down_sync(0xffffffffu, sum, offset);
+    }
+    if (lane == 0) { out[row] = sum; }
   }
 }
 
@@ -43,10 +56,6 @@ struct CompactBilinearGpuOps {
       int m, int n, int k, Dtype alpha, const Dtype* a, const Dtype* b,
       Dtype beta, Dtype* c) {
     caffe_gpu_gemm<Dtype>(ta, tb, m, n, k, alpha, a, b, beta, c);
-  }
-  static void gemv(const CBLAS_TRANSPOSE ta, int m, int n, Dtype alpha,
-      const Dtype* a, const Dtype* x, Dtype beta, Dtype* y) {
-    caffe_gpu_gemv<Dtype>(ta, m, n, alpha, a, x, beta, y);
   }
   static void mul(int n, const Dtype* a, const Dtype* b, Dtype* y) {
     caffe_gpu_mul<Dtype>(n, a, b, y);
@@ -66,11 +75,12 @@ struct CompactBilinearGpuOps {
         CAFFE_CUDA_NUM_THREADS>>>(n, len, g, in, out);
     CUDA_POST_KERNEL_CHECK;
   }
-  static void mul_bcast_mid(int A, int B, int L, const Dtype* w, Dtype* x) {
-    const int n = A * B * L;
+  static void row_dot(int A, int B, int L, const Dtype* x, const Dtype* w,
+      Dtype* out) {
+    const int n = A * B * 32;
     // NOLINT_NEXT_LINE(whitespace/operators)
-    CompactBilinearMulBcastMid<Dtype><<<CAFFE_GET_BLOCKS(n),
-        CAFFE_CUDA_NUM_THREADS>>>(n, B, L, w, x);
+    CompactBilinearRowDot<Dtype><<<CAFFE_GET_BLOCKS(n),
+        CAFFE_CUDA_NUM_THREADS>>>(n, B, L, x, w, out);
     CUDA_POST_KERNEL_CHECK;
   }
 };
