@@ -440,3 +440,22 @@ def test_cpu_and_gpu_agree(tmp_path, repo_root):
         assert all(v < 1e-4 for v in diffs.values()), diffs
         return
     pytest.skip('no CUDA device / CPU-only Caffe: ' + '; '.join(reasons))
+
+
+# ---------------------------------------------------------------- docs
+
+def test_documented_pipeline_prototxt_runs(tmp_path, repo_root):
+    """The prototxt snippet in docs/layers-cb.md builds and runs."""
+    with open(os.path.join(repo_root, 'docs', 'layers-cb.md')) as f:
+        snippet = f.read().split('```')[1]
+    proto = _write(tmp_path, 'doc.prototxt',
+                   'layer { name: "in" type: "Input" top: "conv5_3" '
+                   'input_param { shape { dim: 2 dim: 8 dim: 3 dim: 3 } } }\n'
+                   + snippet)
+    net = caffe.Net(proto, caffe.TEST)
+    net.blobs['conv5_3'].data[...] = np.random.RandomState(0).randn(2, 8, 3, 3)
+    net.forward()
+    assert net.blobs['cbp'].data.shape == (2, 5000, 1, 1)
+    np.testing.assert_allclose((net.blobs['cbp_l2'].data ** 2).sum((1, 2, 3)),
+                               1, rtol=1e-5)
+    assert net.blobs['fc_cub'].data.shape == (2, 200)

@@ -157,7 +157,7 @@ class CompactBilinearLayer : public Layer<Dtype> {
   Blob<Dtype> p1_, p2_;    // DIRECT: chunk projections, d x (m HW)
   Blob<Dtype> q_;          // DIRECT: product / gradient, d x (m HW)
   Blob<Dtype> dxp_;        // DIRECT: bottom gradient, C x (m HW)
-  Blob<Dtype> gram_;       // GRAM: G_n for the batch, N x C1 x C2
+  Blob<Dtype> gram_;       // GRAM: G_n, (N or m) x C1 x C2
   Blob<Dtype> r_;          // GRAM: R for a chunk, d x (m C1)
   Blob<Dtype> scaled_w_;   // GRAM backward: diag(g_n) W, d x max(C1, C2)
   Blob<Dtype> dgram_;      // GRAM backward: dG_n, C1 x C2

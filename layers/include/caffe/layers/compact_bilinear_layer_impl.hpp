@@ -225,21 +225,24 @@ void CompactBilinearLayer<Dtype>::GramForward(
   const Dtype* x2 = shared_bottom_ ? x1 : Ops::data(*bottom[1]);
   const Dtype* w1 = Ops::data(*this->blobs_[0]);
   const Dtype* w2 = Ops::data(*this->blobs_[1]);
-  // G_n = X1_n X2_n' (C1 x C2), kept for Backward.
-  Dtype* gram = Ops::mutable_data(&gram_);
-  for (int n = 0; n < num_; ++n) {
-    Ops::gemm(CblasNoTrans, CblasTrans, c1, c2, hw, Dtype(1),
-        x1 + n * c1 * hw, x2 + n * c2 * hw, Dtype(0), gram + n * c1 * c2);
-  }
   Dtype* top_data = Ops::mutable_data(top[0]);
   const Dtype inv_sqrt_d = Dtype(1) / std::sqrt(Dtype(d));
+  // G_n = X1_n X2_n' (C1 x C2): for the batch when Backward needs them (to
+  // learn the projection), else for one chunk at a time.
+  const bool keep = learn_projection_;
   for (int n0 = 0; n0 < num_; n0 += chunk_) {
     const int m = std::min(chunk_, num_ - n0);
+    Dtype* gram = Ops::mutable_data(&gram_) + (keep ? n0 : 0) * c1 * c2;
+    for (int n = n0; n < n0 + m; ++n) {
+      Ops::gemm(CblasNoTrans, CblasTrans, c1, c2, hw, Dtype(1),
+          x1 + n * c1 * hw, x2 + n * c2 * hw, Dtype(0),
+          gram + (n - n0) * c1 * c2);
+    }
     // R = d^(-1/2) W2 [G_n0 ... G_n0+m-1]', d x (m C1): R[k][n][i] =
     // d^(-1/2) (W2 G_n')[k][i]; then y[n][k] = sum_i W1[k][i] R[k][n][i].
     Dtype* r = Ops::mutable_data(&r_);
-    Ops::gemm(CblasNoTrans, CblasTrans, d, m * c1, c2, inv_sqrt_d, w2,
-        Ops::data(gram_) + n0 * c1 * c2, Dtype(0), r);
+    Ops::gemm(CblasNoTrans, CblasTrans, d, m * c1, c2, inv_sqrt_d, w2, gram,
+        Dtype(0), r);
     Dtype* y = top_data + n0 * d;
     Dtype* z = (m == 1) ? y : Ops::mutable_data(&g_);
     Ops::row_dot(d, m, c1, r, w1, z);
@@ -259,12 +262,13 @@ void CompactBilinearLayer<Dtype>::GramBackward(
   const Dtype* w1 = Ops::data(*this->blobs_[0]);
   const Dtype* w2 = Ops::data(*this->blobs_[1]);
   const Dtype* top_diff = Ops::diff(*top[0]);
-  const Dtype* gram = Ops::data(gram_);
+  // G_n from Forward (kept for the batch when the projection is learned).
+  const Dtype* gram = (need_dw1 || need_dw2) ? Ops::data(gram_) : NULL;
   Dtype* dx1 = need_dx1 ? Ops::mutable_diff(bottom[0]) : NULL;
   Dtype* dx2 = need_dx2 ? Ops::mutable_diff(bottom[1]) : NULL;
   for (int n = 0; n < num_; ++n) {
     const Dtype* g = top_diff + n * d;
-    const Dtype* gram_n = gram + n * c1 * c2;
+    const Dtype* gram_n = gram ? gram + n * c1 * c2 : NULL;
     if (need_dx1 || need_dx2 || need_dw1) {
       // S2 = diag(g_n) W2.
       Dtype* sw = Ops::mutable_data(&scaled_w_);

@@ -220,7 +220,7 @@ void CompactBilinearLayer<Dtype>::Reshape(const vector<Blob<Dtype>*>& bottom,
   if (f == CompactBilinearParameter_Factorization_GRAM) {
     chunk_ = ChunkSize(std::min(scratch_limit_, kGramChunkLimit),
         int64_t(d) * c1, num_);
-    Reshape1D(&gram_, int64_t(num_) * c1 * c2);
+    Reshape1D(&gram_, int64_t(learn_projection_ ? num_ : chunk_) * c1 * c2);
     Reshape1D(&r_, int64_t(d) * chunk_ * c1);
     Reshape1D(&scaled_w_, int64_t(d) * std::max(c1, c2));
     Reshape1D(&dgram_, int64_t(c1) * c2);

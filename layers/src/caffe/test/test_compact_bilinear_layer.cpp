@@ -294,12 +294,14 @@ TYPED_TEST(CompactBilinearLayerTest, TestChunkedAgreesWithWholeBatch) {
                         {false, kDirect, 4 * d * hw},
                         {true, kGram, d * 3}};
   for (const Case& c : cases) {
-    for (int two = 0; two < 2; ++two) {
+    for (int two_learn = 0; two_learn < 4; ++two_learn) {
+      const bool two = two_learn % 2, learn = two_learn / 2;
       const vector<Blob<Dtype>*> bottom = two ? this->TwoBottoms()
                                               : this->OneBottom();
       ChunkedCompactBilinearLayer<Dtype> chunked(
-          this->Param(d, c.sum_pool, c.f, true), 2 * c.per_image);
-      CompactBilinearLayer<Dtype> whole(this->Param(d, c.sum_pool, c.f, true));
+          this->Param(d, c.sum_pool, c.f, learn), 2 * c.per_image);
+      CompactBilinearLayer<Dtype> whole(this->Param(d, c.sum_pool, c.f,
+          learn));
       const typename TestFixture::Result a = this->Run(&chunked, bottom);
       const typename TestFixture::Result b = this->Run(&whole, bottom);
       EXPECT_EQ(chunked.chunk(), 2);
