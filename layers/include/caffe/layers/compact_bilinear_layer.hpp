@@ -47,10 +47,15 @@ CAFFE_HOST_DEVICE inline int cb_swap01_index(int i, int A, int B, int S) {
  * the same matrices on every platform. They are saved in the caffemodel and
  * weights loaded from one win over the seed. Unless learn_projection, they
  * are fixed: the layer adds `param { lr_mult: 0 decay_mult: 0 }` for both to
- * its own LayerParameter (which Net::AppendParam reads for the solver), and
- * CHECK-fails on an explicit non-zero lr_mult; Backward never touches their
- * diffs. With learn_projection their gradients are exact, and the usual
- * ParamSpecs (lr_mult, decay_mult) apply.
+ * its own LayerParameter (which Net::AppendParam reads for the solver after
+ * SetUp), so no solver moves them, weight decay included (SGD's decay would
+ * otherwise add decay * W to the diff and update W); an explicit non-zero
+ * lr_mult is a CHECK failure. Prototxts may spell out
+ * `param { lr_mult: 0 decay_mult: 0 }` twice, which is equivalent. Backward
+ * never touches their diffs (the Net sets param_propagate_down from the
+ * prototxt's lr_mult, default 1, so Backward also checks learn_projection).
+ * With learn_projection their gradients are exact and the usual ParamSpecs
+ * (lr_mult, decay_mult) apply.
  *
  * Two exact factorizations, per image (multiply-adds):
  *  - DIRECT: project every position, @f$ P_i = d^{-1/4} W_i X_i @f$
@@ -75,8 +80,12 @@ CAFFE_HOST_DEVICE inline int cb_swap01_index(int i, int A, int B, int S) {
  * factorization AUTO picks the one with the smaller forward cost (GRAM wins
  * when HW is large against C, e.g. 28 x 28 x 512 maps; DIRECT when HW is
  * small, e.g. 10 x 10 x 512). DIRECT and GRAM force one; GRAM with
- * sum_pool: false is an error. Both are GEMM-bound; the CPU and GPU code is
- * one driver (compact_bilinear_layer_impl.hpp) over two sets of primitives.
+ * sum_pool: false is an error. Both are GEMM-bound (Caffe's gemm wrappers);
+ * the CPU and GPU code is one driver (compact_bilinear_layer_impl.hpp) over
+ * two sets of primitives, so the GPU runs the algorithm the CPU tests check.
+ * Memory: DIRECT 3 d HW per chunked image (+ d HW without sum_pool); GRAM
+ * d C1 per chunked image (about a last-level cache in all) and C1 C2 per
+ * image of the batch when the projection is learned.
  */
 template <typename Dtype>
 class CompactBilinearLayer : public Layer<Dtype> {

@@ -402,6 +402,20 @@ TYPED_TEST(CompactBilinearLayerTest, TestGradientGramOneBottom) {
   this->CheckGradient(&layer, this->OneBottom());
 }
 
+// Only one of two bottoms propagates (GradientChecker's check_bottom).
+TYPED_TEST(CompactBilinearLayerTest, TestGradientEachBottomAlone) {
+  typedef typename TypeParam::Dtype Dtype;
+  for (int f = 0; f < 2; ++f) {
+    for (int b = 0; b < 2; ++b) {
+      CompactBilinearLayer<Dtype> layer(this->Param(4, true,
+          f ? kGram : kDirect, true));
+      GradientChecker<Dtype> checker(1e-2, 1e-2, 1701);
+      checker.CheckGradientExhaustive(&layer, this->TwoBottoms(),
+          this->blob_top_vec_, b);
+    }
+  }
+}
+
 TYPED_TEST(CompactBilinearLayerTest, TestGradientNoSumPoolTwoBottoms) {
   typedef typename TypeParam::Dtype Dtype;
   CompactBilinearLayer<Dtype> layer(this->Param(3, false, kDirect, true));
