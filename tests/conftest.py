@@ -57,3 +57,10 @@ def small_lmdb(tmp_path_factory):
     lmdb_data.build_lmdbs(str(root / 'cub'), str(root / 'lmdb'), size=256,
                           progress=False)
     return str(root / 'lmdb')
+
+
+@pytest.fixture(autouse=True)
+def _caffe_logs_on(monkeypatch):
+    """Tools quiet pycaffe with GLOG_minloglevel when run in-process; tests
+    that read a `caffe` child's log need it unset again."""
+    monkeypatch.delenv('GLOG_minloglevel', raising=False)

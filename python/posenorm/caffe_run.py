@@ -37,6 +37,15 @@ class StageInterrupted(RuntimeError):
     """We were signalled; Caffe snapshotted and stopped, resume later."""
 
 
+def _snapshot_prefix(solver, cwd=None):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    param = caffe_pb2.SolverParameter()
+    with open(solver) as f:
+        text_format.Merge(f.read(), param)
+    return os.path.join(cwd or '.', param.snapshot_prefix)
+
+
 def latest_snapshot(prefix):
     """(iteration, solverstate path) of the newest snapshot, or (0, None)."""
     best = (0, None)
@@ -132,6 +141,12 @@ def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
             if bar is not None:
                 bar.close()
     if diverged:
+        # A fast net may have run (and snapshotted) past the bad iteration
+        # before it was killed: no snapshot from there on survives.
+        for path in glob.glob(glob.escape(_snapshot_prefix(solver, cwd)) + '_iter_*'):
+            m = re.search(r'_iter_(\d+)\.(caffemodel|solverstate)$', path)
+            if m and int(m.group(1)) >= diverged[0]:
+                os.remove(path)
         raise StageDiverged(
             '%s diverged at iteration %d (%s; see %s); no model was '
             'written for it. Lower base_lr in %s and run again.'
