@@ -76,7 +76,6 @@ def test_deploy_nets_outputs(tmp_path):
             assert np.all((locs[..., :2] >= 0) & (locs[..., :2] < 256))
 
 
-@pytest.mark.slow
 def test_faithful_vgg16_joint_net_shapes(tmp_path):
     """The paper's net at 500x500, batch 1: instantiated, not trained."""
     proto = nets.pose_normalized_net('deploy', backbone='vgg16', holistic='cbp')
@@ -99,3 +98,16 @@ def test_solvers_reference_generated_nets(repo_root):
             assert os.path.exists(os.path.join(repo_root, s.train_net)), s.train_net
             assert os.path.exists(os.path.join(repo_root, s.test_net[0]))
             assert s.snapshot_prefix.startswith('snapshots/%s/' % backbone)
+
+
+@pytest.mark.parametrize('name', list(nets.deploy_variants()))
+def test_faithful_vgg16_deploy_nets_instantiate(name, tmp_path):
+    """Every vgg16 deploy net at 500x500: the paper's 10x10 keypoint maps."""
+    proto = nets.pose_normalized_net('deploy', backbone='vgg16',
+                                     **nets.deploy_variants()[name])
+    proto.name = 'deploy'
+    net = _net(tmp_path, proto)
+    if name != 'baseline_fc7':
+        assert net.blobs['kp_score'].data.shape == (1, 15, 10, 10)
+    if 'prob' in net.blobs:
+        assert net.blobs['prob'].data.shape == (1, 200)
