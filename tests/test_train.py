@@ -119,3 +119,18 @@ def test_cached_stage_equals_uncached(tmp_path, keypoint_run, small_lmdb, caffe_
         results[cached] = [p.data.copy() for p in net.params['cls_score']]
     for a, b in zip(results[True], results[False]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_cached_keypoint_head_trains_only_the_score_layer(tmp_path, small_lmdb, caffe_tool):
+    """Stage 1 from cached conv5_3 maps + keypoints: the trunk stays as it was."""
+    from posenorm.train import Stage
+    run = _run(tmp_path, small_lmdb, caffe_tool, iter_scale=0.02)
+    run.prepare()
+    weights = run.run_stage(Stage('keypoint_stage1', {'imagenet': ''}, True))
+    init = run.path('init', 'keypoint_stage1.caffemodel')
+    proto = run.path('prototxt', 'small', 'keypoint_deploy.prototxt')
+    before = caffe.Net(proto, caffe.TEST, weights=init)
+    after = caffe.Net(proto, caffe.TEST, weights=weights)
+    np.testing.assert_array_equal(before.params['conv3_1'][0].data, after.params['conv3_1'][0].data)
+    assert np.abs(before.params['kp_score'][0].data - after.params['kp_score'][0].data).max() > 0
+    assert os.path.isdir(run.path('cache', 'keypoint_stage1', 'features', 'keypoints'))

@@ -22,7 +22,7 @@ os.environ.setdefault('GLOG_minloglevel', '2')  # pycaffe quiet; `caffe train` l
 
 from posenorm import caffe_run, lmdb_data, synthetic  # noqa: E402
 from posenorm.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
-from posenorm.evaluate import evaluate_models  # noqa: E402
+from posenorm.evaluate import _markdown_table, _pct, evaluate_models  # noqa: E402
 from posenorm.nets import BACKBONES  # noqa: E402
 from posenorm.train import MODELS, Run, train  # noqa: E402
 
@@ -106,6 +106,51 @@ def answer(results):
     return '\n'.join(lines)
 
 
+README_BEGIN = '<!-- demo results: written by tools/demo.py --readme; do not edit -->'
+README_END = '<!-- end of demo results -->'
+
+
+def readme_block(results, report, timings, root, figure='docs/demo/figure3.png'):
+    """The README's demo section: Tables 1-3 in brief, one figure, timings."""
+    t = results['tables']
+    out = ['Produced by `%s` on %s (%d test images, round-robin over classes); full report in '
+           '`%s/README.md`.' % (' '.join(['python tools/demo.py'] + sys.argv[1:]),
+                                time.strftime('%Y-%m-%d'), results['images'], report), '',
+           '**Table 1** (classification)', '',
+           _markdown_table(['Model', 'Accuracy', 'Mean per-class'],
+                           [[r['label'], _pct(r['accuracy']), _pct(r['mean_per_class_accuracy'])]
+                            for r in t['table1']]), '',
+           '**Table 2** (mean PCK over the 15 keypoints)', '']
+    alphas = next(iter(t['table2'].values()))['alphas'] if t['table2'] else []
+    out += [_markdown_table(['Model'] + ['α = %.2f' % a for a in alphas],
+                            [[tab['label']] + [_pct(v) for v in tab['mean']]
+                             for tab in t['table2'].values()]), '',
+            '**Table 3** (PCP)', '',
+            _markdown_table(['Model', 'Head', 'Body'],
+                            [[r['label'], _pct(r['head']), _pct(r['body'])] for r in t['table3']]),
+            '']
+    shown = next((n for n in ('joint_cbp', 'joint_fc7', 'keypoint') if n in t['table2']), None)
+    if shown:
+        src = os.path.join(report, 'figure3_%s.png' % shown)
+        if os.path.exists(src):
+            with open(src, 'rb') as f:
+                atomic_write_bytes(os.path.join(root, figure), f.read())
+            out += ['![Figure 3: ground truth (left) beside prediction (right)](%s)' % figure, '']
+    out += [answer(results).replace('## ', '**', 1).replace('?\n', '?**\n', 1),
+            '**Time per step**: ' + ', '.join('%s %.0f s' % t for t in timings), '']
+    return '\n'.join(out)
+
+
+def update_readme(path, block):
+    with open(path) as f:
+        text = f.read()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError('%s: no demo results markers' % path)
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    atomic_write_text(path, head + README_BEGIN + '\n' + block + '\n' + README_END + tail)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                  epilog=__doc__.split('\n', 2)[2],
@@ -123,6 +168,8 @@ def main(argv=None):
     ap.add_argument('--classes', type=int, default=20, help='synthetic classes')
     ap.add_argument('--per-class', type=int, default=60, help='synthetic images per class')
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--readme', action='store_true',
+                    help='also write the results into README.md (figure into docs/demo/)')
     args = ap.parse_args(argv)
     t_start = time.time()
     timings = []
@@ -169,6 +216,10 @@ def main(argv=None):
         '\n'.join('| %s | %.0f |' % t for t in timings) + '\n'
     atomic_write_text(readme, text)
     print('\n[demo] report: %s' % readme)
+    if args.readme:
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+        update_readme(os.path.join(root, 'README.md'),
+                      readme_block(results, args.out, timings, root))
     for name, seconds in timings:
         print('[demo] %-22s %6.0f s' % (name, seconds))
     return 0

@@ -2,22 +2,22 @@
 
 Stages 1 and 3 of section 3.4 train only a head on fixed features, and a
 VGG-16 forward+backward costs ~10 s per 500x500 image on this CPU.  So the
-fixed part runs once: one forward pass over the training LMDB writes the
-head's input (e.g. the fused parts + holistic vector) and the label into a
-feature LMDB; a small Caffe net whose head layer has the *same name* (e.g.
-`cls_score`) trains on it with `caffe train` and the same solver settings;
+fixed part runs once: one forward pass over the training LMDB writes every
+blob the head and its losses read (stage 3: the fused parts + holistic
+vector and the label; stage 1: the fc7 map and the keypoints) into one LMDB
+each; a small Caffe net whose head layer has the *same name* (`cls_score`,
+`kp_score`) trains on them with `caffe train` and the same solver settings;
 its learned weights are then copied back into the full model by name.
 
 Equivalence: the feature pass runs the stage's TRAIN net in TEST phase,
-reading the LMDB in the same order and the same count as the Data layer of
+reading the LMDBs in the same order and the same count as the Data layers of
 the uncached run, so the head sees the same batches in the same order.
 Where no stochastic layer sits between the cache and the head (parts pooled
 at ground-truth keypoints, compact bilinear on conv5_3) the result equals the
-uncached stage up to float rounding (tests/test_feature_cache.py).  Where
-one does (dropout after fc6/fc7 under the fc7 holistic feature), the cache
-holds dropout's expectation (Caffe's dropout is inverted: TEST phase is the
-identity), i.e. the head trains without that feature noise; we say so in the
-stage log.
+uncached stage up to float rounding (tests/test_train.py).  Where one does
+(dropout after fc6/fc7 under the fc7 features), the cache holds dropout's
+expectation (Caffe's dropout is inverted: TEST phase is the identity), i.e.
+the head trains without that feature noise; the driver says so in its log.
 """
 import os
 
@@ -27,21 +27,40 @@ from google.protobuf import text_format
 from posenorm.atomic import atomic_directory, atomic_write_text
 
 
-def head_layer_input(net_param, head):
-    """Name of the blob feeding layer `head` in a NetParameter."""
-    for layer in net_param.layer:
-        if layer.name == head:
-            return layer.bottom[0]
-    raise KeyError('no layer %r in net %r' % (head, net_param.name))
+def load_net_param(prototxt):
+    from caffe.proto import caffe_pb2
+    param = caffe_pb2.NetParameter()
+    with open(prototxt) as f:
+        text_format.Merge(f.read(), param)
+    return param
 
 
-def stochastic_layers(net_param, upto_blob):
-    """Names of Dropout layers the feature `upto_blob` depends on."""
+def head_layers(net_param, head):
+    """The head layer and the loss layers reading its top, in net order."""
+    layer = next((l for l in net_param.layer if l.name == head), None)
+    if layer is None:
+        raise KeyError('no layer %r in net %r' % (head, net_param.name))
+    losses = [l for l in net_param.layer
+              if l.type.endswith('Loss') and set(l.bottom) & set(layer.top)]
+    return [layer] + losses
+
+
+def cached_blobs(layers):
+    """Blobs the head layers read but do not produce: what the cache holds."""
+    produced, needed = set(), []
+    for layer in layers:
+        needed += [b for b in layer.bottom if b not in produced and b not in needed]
+        produced.update(layer.top)
+    return needed
+
+
+def stochastic_layers(net_param, blobs):
+    """Names of Dropout layers any of `blobs` depends on."""
     producers = {}
     for layer in net_param.layer:
         for top in layer.top:
             producers.setdefault(top, []).append(layer)
-    found, seen, todo = [], set(), [upto_blob]
+    found, seen, todo = set(), set(), list(blobs)
     while todo:
         blob = todo.pop()
         for layer in producers.get(blob, []):
@@ -49,70 +68,79 @@ def stochastic_layers(net_param, upto_blob):
                 continue
             seen.add(layer.name)
             if layer.type == 'Dropout':
-                found.append(layer.name)
+                found.add(layer.name)
             todo.extend(layer.bottom)
     return sorted(found)
 
 
-def write_feature_cache(train_prototxt, weights, out_dir, count, head='cls_score'):
-    """Forward `count` records of the train net (TEST phase) into an LMDB.
+def datum_shape(shape):
+    """A blob's per-sample shape as Datum (channels, height, width)."""
+    shape = list(shape) + [1] * (3 - len(shape))
+    if len(shape) > 3:
+        raise ValueError('cannot cache a blob with per-sample shape %s' % (shape,))
+    return shape
 
-    Returns (lmdb path, feature dim, dropout layers on the path).
+
+def write_feature_cache(train_prototxt, weights, out_dir, count, head):
+    """Forward `count` records of the train net (TEST phase) into LMDBs.
+
+    Returns ({blob: lmdb path}, {blob: per-sample shape}, dropout layers on
+    the path).
     """
     import caffe
     import lmdb
     from caffe.proto import caffe_pb2
-    net_param = caffe_pb2.NetParameter()
-    with open(train_prototxt) as f:
-        text_format.Merge(f.read(), net_param)
-    feature = head_layer_input(net_param, head)
-    producer = [l.name for l in net_param.layer if feature in l.top][-1]
-    net = caffe.Net(train_prototxt, weights, caffe.TEST)
-    batch = net.blobs['label'].data.shape[0]
-    dim = int(np.prod(net.blobs[feature].data.shape[1:]))
-    path = os.path.join(out_dir, 'features')
-    with atomic_directory(path, force=True) as tmp:
-        env = lmdb.open(tmp, map_size=max(1 << 24, count * (dim * 4 + 256) * 2))
-        with env.begin(write=True) as txn:
-            done = 0
-            while done < count:
-                net.forward(end=producer)
-                feats = net.blobs[feature].data.reshape(batch, dim)
-                labels = net.blobs['label'].data.reshape(batch)
-                for i in range(min(batch, count - done)):
-                    datum = caffe_pb2.Datum(channels=dim, height=1, width=1,
-                                            label=int(labels[i]))
-                    datum.float_data.extend(feats[i].astype(np.float32))
-                    txn.put(b'%08d' % (done + i), datum.SerializeToString())
-                done += batch
-        env.close()
-    return path, dim, stochastic_layers(net_param, feature)
+    net_param = load_net_param(train_prototxt)
+    blobs = cached_blobs(head_layers(net_param, head))
+    producers = [l.name for l in net_param.layer if set(l.top) & set(blobs)]
+    net = caffe.Net(train_prototxt, caffe.TEST, weights=weights)
+    batch = net.blobs[blobs[0]].data.shape[0]
+    shapes = {b: datum_shape(net.blobs[b].data.shape[1:]) for b in blobs}
+    paths = {}
+    with atomic_directory(out_dir, force=True) as tmp:
+        envs = {}
+        for b in blobs:
+            size = int(np.prod(shapes[b]))
+            envs[b] = lmdb.open(os.path.join(tmp, b),
+                                map_size=max(1 << 24, count * (size * 4 + 256) * 2))
+        done = 0
+        while done < count:
+            net.forward(end=producers[-1])
+            take = min(batch, count - done)
+            for b, env in envs.items():
+                data = net.blobs[b].data.reshape(batch, -1)
+                c, h, w = shapes[b]
+                with env.begin(write=True) as txn:
+                    for i in range(take):
+                        datum = caffe_pb2.Datum(channels=c, height=h, width=w)
+                        datum.float_data.extend(data[i].astype(np.float32))
+                        txn.put(b'%08d' % (done + i), datum.SerializeToString())
+            done += take
+        for env in envs.values():
+            env.close()
+    for b in blobs:
+        paths[b] = os.path.join(out_dir, b)
+    return paths, shapes, stochastic_layers(net_param, blobs)
 
 
-def head_net(net_param, feature_lmdb, batch_size, head='cls_score'):
-    """The head alone on cached features: Data -> head (same name) -> loss."""
+def head_net(net_param, lmdbs, batch_size, head):
+    """The head alone on cached blobs: Data layers -> head -> its losses."""
     from caffe.proto import caffe_pb2
-    head_layer = next(l for l in net_param.layer if l.name == head)
-    loss = next(l for l in net_param.layer
-                if l.type == 'SoftmaxWithLoss' and head in l.bottom)
     out = caffe_pb2.NetParameter(name=net_param.name + '_cached_head')
-    data = out.layer.add(name='features', type='Data')
-    data.top.extend([head_layer.bottom[0], 'label'])
-    data.data_param.source = feature_lmdb
-    data.data_param.backend = caffe_pb2.DataParameter.LMDB
-    data.data_param.batch_size = batch_size
-    out.layer.add().CopyFrom(head_layer)
-    out.layer.add().CopyFrom(loss)
+    for blob, source in lmdbs.items():
+        data = out.layer.add(name='cached_' + blob, type='Data')
+        data.top.append(blob)
+        data.data_param.source = source
+        data.data_param.backend = caffe_pb2.DataParameter.LMDB
+        data.data_param.batch_size = batch_size
+    for layer in head_layers(net_param, head):
+        out.layer.add().CopyFrom(layer)
     return out
 
 
-def write_head_net(train_prototxt, feature_lmdb, path, head='cls_score'):
-    """Write the cached head's train net next to the stage; return batch size."""
-    from caffe.proto import caffe_pb2
-    net_param = caffe_pb2.NetParameter()
-    with open(train_prototxt) as f:
-        text_format.Merge(f.read(), net_param)
-    batch = next(l.data_param.batch_size for l in net_param.layer
-                 if l.type == 'Data')
-    atomic_write_text(path, str(head_net(net_param, feature_lmdb, batch, head)))
+def write_head_net(train_prototxt, lmdbs, path, head):
+    """Write the cached head's train net; return its batch size."""
+    net_param = load_net_param(train_prototxt)
+    batch = next(l.data_param.batch_size for l in net_param.layer if l.type == 'Data')
+    atomic_write_text(path, str(head_net(net_param, lmdbs, batch, head)))
     return batch

@@ -42,13 +42,13 @@ STAGES = {
     'small': {
         'keypoint_stage1': ('Adam', 1e-3, 5e-4, 200, 250),
         'keypoint_stage2': ('Adam', 1e-4, 5e-4, 50, 50),
-        'joint_cbp_stage3': ('SGD', 1.0, 5e-6, 200, 300),
-        'joint_cbp_stage4': ('Adam', 1e-4, 5e-4, 50, 50),
-        'joint_fc7_stage3': ('SGD', 1.0, 5e-6, 200, 300),
-        'joint_fc7_stage4': ('Adam', 1e-4, 5e-4, 50, 50),
-        'baseline_fc7_frozen': ('SGD', 1.0, 5e-6, 200, 300),
-        'baseline_fc7_ft': ('Adam', 1e-3, 5e-4, 100, 120),
-        'baseline_keypoint_features': ('SGD', 1.0, 5e-6, 200, 300),
+        'joint_cbp_stage3': ('SGD', 1.0, 5e-6, 1000, 1500),
+        'joint_cbp_stage4': ('Adam', 1e-4, 5e-4, 100, 100),
+        'joint_fc7_stage3': ('SGD', 1.0, 5e-6, 1000, 1500),
+        'joint_fc7_stage4': ('Adam', 1e-4, 5e-4, 100, 100),
+        'baseline_fc7_frozen': ('SGD', 1.0, 5e-6, 1000, 1500),
+        'baseline_fc7_ft': ('Adam', 1e-3, 5e-4, 200, 200),
+        'baseline_keypoint_features': ('SGD', 1.0, 5e-6, 1000, 1500),
     },
 }
 

@@ -239,15 +239,33 @@ class Run(object):
         """Train the head on cached features, then copy it into the full model."""
         import caffe
         train_net = solver.train_net
+        head_name = 'kp_score' if stage.name.startswith('keypoint') else 'cls_score'
+        if init is None:  # fillers: fix them in a file, the feature pass and the
+            init = self.path('init', stage.name + '.caffemodel')  # result share it
+            if not os.path.exists(init):
+                caffe.set_random_seed(self.seed)
+                os.makedirs(os.path.dirname(init), exist_ok=True)
+                caffe.Net(train_net, caffe.TEST).save(init + '.tmp')
+                os.replace(init + '.tmp', init)
         cache_dir = self.path('cache', stage.name)
-        lmdb_path, dim, noisy = feature_cache.write_feature_cache(
-            train_net, init, cache_dir, self.train_count())
-        if noisy:
-            self.log('[train] %s: cached features hold the expectation of %s '
-                     '(dropout off); the uncached stage would train on dropped-out '
-                     'features' % (stage.name, ', '.join(noisy)))
+        features = os.path.join(cache_dir, 'features')
+        net_param = feature_cache.load_net_param(train_net)
+        blobs = feature_cache.cached_blobs(feature_cache.head_layers(net_param, head_name))
+        lmdbs = {b: os.path.join(features, b) for b in blobs}
+        if not os.path.isdir(features):  # atomic: present means complete
+            t0 = time.time()
+            lmdbs, shapes, noisy = feature_cache.write_feature_cache(
+                train_net, init, features, self.train_count(), head_name)
+            self.log('[train] %s: cached %s for %d images in %.0f s'
+                     % (stage.name, ', '.join('%s %s' % (b, 'x'.join(map(str, shapes[b])))
+                                              for b in blobs), self.train_count(),
+                        time.time() - t0))
+            if noisy:
+                self.log('[train] %s: cached features hold the expectation of %s (dropout '
+                         'off); the uncached stage would train on dropped-out features'
+                         % (stage.name, ', '.join(noisy)))
         head_path = os.path.join(cache_dir, 'head_train.prototxt')
-        feature_cache.write_head_net(train_net, lmdb_path, head_path)
+        feature_cache.write_head_net(train_net, lmdbs, head_path, head_name)
         head = type(solver)()
         head.CopyFrom(solver)
         head.train_net = head_path
@@ -258,13 +276,14 @@ class Run(object):
         solver_path = os.path.join(cache_dir, 'head_solver.prototxt')
         atomic_write_text(solver_path, text_format.MessageToString(head))
         it, state = caffe_run.latest_snapshot(head.snapshot_prefix)
-        self.log('[train] %s: head on %d cached %d-d features, %d iterations'
-                 % (stage.name, self.train_count(), dim, head.max_iter))
+        self.log('[train] %s: %s on cached features, %d iterations%s'
+                 % (stage.name, head_name, head.max_iter,
+                    ' (resuming from %d)' % it if state else ''))
         curves = caffe_run.run_caffe_train(
             self.caffe, solver_path, log_path, head.max_iter, weights=init,
             snapshot=state, cwd=self.dir, desc=stage.name + ' (cached)',
             progress=self.progress)
-        net = caffe.Net(train_net, init, caffe.TEST)
+        net = caffe.Net(train_net, caffe.TEST, weights=init)
         net.copy_from('%s_iter_%d.caffemodel' % (head.snapshot_prefix, head.max_iter))
         out = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
         net.save(out + '.tmp')
