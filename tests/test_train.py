@@ -134,3 +134,20 @@ def test_cached_keypoint_head_trains_only_the_score_layer(tmp_path, small_lmdb, 
     np.testing.assert_array_equal(before.params['conv3_1'][0].data, after.params['conv3_1'][0].data)
     assert np.abs(before.params['kp_score'][0].data - after.params['kp_score'][0].data).max() > 0
     assert os.path.isdir(run.path('cache', 'keypoint_stage1', 'features', 'keypoints'))
+
+
+@pytest.mark.slow
+def test_every_vgg16_stage_trains(tmp_path_factory, caffe_tool):
+    """The faithful nets through the driver: every stage of every model, one
+    iteration each, at 500x500 on two images (minutes on this CPU)."""
+    from posenorm import lmdb_data, synthetic
+    root = tmp_path_factory.mktemp('vgg16')
+    synthetic.write_dataset(str(root / 'cub'), num_classes=2, per_class=2, size=96, seed=3,
+                            progress=False)
+    lmdb_data.build_lmdbs(str(root / 'cub'), str(root / 'lmdb'), size=500, progress=False)
+    run = Run(str(root / 'run'), 'vgg16', str(root / 'lmdb'), 2, caffe=caffe_tool,
+              progress=False, log=lambda *a: None, iter_scale=1e-4, test_iter=1)
+    dirs = train(run)
+    assert len(dirs) == 6
+    for stage in plan('vgg16'):
+        assert run.done_record(stage.name)['iterations'] == 1

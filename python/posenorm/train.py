@@ -91,7 +91,8 @@ class Run(object):
 
     def __init__(self, run_dir, backbone, lmdb_dir, num_classes, caffe='caffe',
                  imagenet_weights=None, batch_size=None,
-                 iter_scale=1.0, use_cache=True, progress=True, log=print, seed=0):
+                 iter_scale=1.0, use_cache=True, progress=True, log=print, seed=0,
+                 test_iter=10):
         self.dir = os.path.abspath(run_dir)
         self.backbone = backbone
         self.lmdb_dir = os.path.abspath(lmdb_dir)
@@ -101,6 +102,7 @@ class Run(object):
         self.batch_size = batch_size or (1 if backbone == 'vgg16' else 8)
         self.iter_scale = iter_scale
         self.seed = seed
+        self.test_iter = test_iter
         self.use_cache = use_cache
         self.progress = progress
         self.log = log
@@ -142,6 +144,7 @@ class Run(object):
         s.display = max(1, min(20, s.max_iter // 50))
         s.test_interval = s.max_iter
         s.random_seed = self.seed
+        s.test_iter[0] = self.test_iter
         s.train_net = self.path(s.train_net)
         s.test_net[0] = self.path(s.test_net[0])
         s.snapshot_prefix = self.path(s.snapshot_prefix)
