@@ -120,7 +120,9 @@ def make_net(caffe, tmp, name, net_spec):
 
 
 def time_layer(net, layer, repeats, backward=True):
-    """Median forward and backward seconds of one layer of net."""
+    """Median forward and backward seconds of one layer of net, and the CPU
+    time the process got over the timed passes per wall second (all threads;
+    below the thread count when other jobs took cores)."""
     import numpy as np
     idx = list(net._layer_names).index(layer)
     rng = np.random.RandomState(0)
@@ -128,6 +130,8 @@ def time_layer(net, layer, repeats, backward=True):
         net.blobs[name].data[...] = rng.randn(*net.blobs[name].data.shape)
     fwd, bwd = [], []
     for rep in range(repeats + 1):  # the first pass is a warm-up
+        if rep == 1:
+            cpu0, wall0 = time.process_time(), time.perf_counter()
         t = time.perf_counter()
         net._forward(idx, idx)
         fwd.append(time.perf_counter() - t)
@@ -137,19 +141,21 @@ def time_layer(net, layer, repeats, backward=True):
             t = time.perf_counter()
             net._backward(idx, idx)
             bwd.append(time.perf_counter() - t)
+    cores = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     med = lambda xs: statistics.median(xs[1:]) if xs else float('nan')
-    return med(fwd), med(bwd)
+    return med(fwd), med(bwd), cores
 
 
 def sgemm_rate(caffe, L, tmp, repeats):
-    """GFLOP/s of a 4096^3 sgemm run by Caffe's InnerProduct layer."""
+    """GFLOP/s of a 4096^3 sgemm run by Caffe's InnerProduct layer, and the
+    cores the process got meanwhile."""
     n = caffe.NetSpec()
     n.x = L.Input(shape=dict(dim=[SGEMM_SIZE, SGEMM_SIZE]))
     n.ip = L.InnerProduct(n.x, num_output=SGEMM_SIZE, bias_term=False,
                           weight_filler=dict(type='gaussian', std=0.01))
     net = make_net(caffe, tmp, 'sgemm', n)
-    t, _ = time_layer(net, 'ip', repeats, backward=False)
-    return 2.0 * SGEMM_SIZE ** 3 / t / 1e9
+    t, _, cores = time_layer(net, 'ip', repeats, backward=False)
+    return 2.0 * SGEMM_SIZE ** 3 / t / 1e9, cores
 
 
 def cb_costs(shape, d, fact):
@@ -215,73 +221,88 @@ def main(argv=None):
 
     shapes = CB_SHAPES if args.shapes == 'all' else CB_SHAPES[1:]
     with tempfile.TemporaryDirectory() as tmp:
-        rates = {}
-        results = []  # (threads, shape, fact, fwd s, bwd s, fwd fl, bwd fl)
+        # Every layer measurement is preceded by its own sgemm measurement, so
+        # that "% sgemm" compares like with like on a shared machine.
+        results = []
         for threads in args.threads:
             blas.set_threads(threads)
-            rates[threads] = sgemm_rate(caffe, L, tmp, args.repeats)
-            print('[bench] %d thread(s): sgemm %.1f GFLOP/s'
-                  % (threads, rates[threads]), file=sys.stderr, flush=True)
             for shape in shapes:
                 for fact in ('DIRECT', 'GRAM'):
+                    rate, rate_cores = sgemm_rate(caffe, L, tmp, args.repeats)
                     n = caffe.NetSpec()
                     n.x = L.Input(shape=dict(dim=list(shape)))
                     n.cb = L.CompactBilinear(n.x, compact_bilinear_param=dict(
                         num_output=CB_D,
                         factorization=getattr(P.CompactBilinear, fact)))
                     net = make_net(caffe, tmp, 'cb', n)
-                    fwd, bwd = time_layer(net, 'cb', args.repeats)
+                    fwd, bwd, cores = time_layer(net, 'cb', args.repeats)
                     del net
-                    fl = cb_costs(shape, CB_D, fact)
-                    results.append((threads, shape, fact, fwd, bwd) + fl)
-                    print('[bench] %d thread(s) %s %s: fwd %.3f s, bwd %.3f s'
-                          % (threads, 'x'.join(map(str, shape)), fact, fwd,
-                             bwd), file=sys.stderr, flush=True)
+                    ffl, bfl = cb_costs(shape, CB_D, fact)
+                    results.append(dict(
+                        threads=threads, shape=shape, fact=fact, rate=rate,
+                        fwd=fwd, bwd=bwd, ffl=ffl, bfl=bfl,
+                        cores=min(cores, rate_cores)))
+                    print('[bench] %d thread(s) %s %s: sgemm %.1f GFLOP/s, '
+                          'fwd %.3f s, bwd %.3f s, %.2f cores'
+                          % (threads, 'x'.join(map(str, shape)), fact, rate,
+                             fwd, bwd, cores), file=sys.stderr, flush=True)
 
         out('## sgemm through Caffe (InnerProduct, %d x %d x %d)'
             % ((SGEMM_SIZE,) * 3))
         out()
-        out('| threads | GFLOP/s |')
-        out('|---:|---:|')
+        out('Measured right before each layer measurement below.')
+        out()
+        out('| threads | GFLOP/s median | min | max |')
+        out('|---:|---:|---:|---:|')
         for threads in args.threads:
-            out('| %d | %.1f |' % (threads, rates[threads]))
+            r = [x['rate'] for x in results if x['threads'] == threads]
+            out('| %d | %.1f | %.1f | %.1f |' % (
+                threads, statistics.median(r), min(r), max(r)))
         out()
         out('## CompactBilinear (Random Maclaurin), d = %d, one bottom, '
             'sum_pool' % CB_D)
         out()
         out('AUTO picks the factorization with the smaller forward cost '
-            '(marked *). Tensor Sketch: Gao et al.\'s layer, quoted from the '
-            'issue (single-threaded, this machine type), not measured here; '
+            '(marked *). "% sgemm" is against the sgemm measured just before '
+            'the row. "cores" is the CPU time the process got per wall second '
+            '(less than the thread count when other jobs took cores). Tensor '
+            'Sketch: Gao et al.\'s layer, quoted from the issue '
+            '(single-threaded, this machine type), not measured here; '
             'speed-up = its time / ours.')
         out()
-        out('| shape | factorization | threads | fwd s | fwd GFLOP/s | '
-            'fwd % sgemm | bwd s | bwd GFLOP/s | bwd % sgemm | '
-            'Tensor Sketch fwd / bwd s (quoted) | speed-up fwd / bwd |')
-        out('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+        out('| shape | factorization | threads | cores | sgemm GFLOP/s | '
+            'fwd s | fwd GFLOP/s | fwd % sgemm | bwd s | bwd GFLOP/s | '
+            'bwd % sgemm | Tensor Sketch fwd / bwd s (quoted) | '
+            'speed-up fwd / bwd |')
+        out('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
         verdicts = []
-        for threads, shape, fact, fwd, bwd, ffl, bfl in results:
-            rate = rates[threads]
+        for x in results:
+            shape, fact, fwd, bwd = x['shape'], x['fact'], x['fwd'], x['bwd']
+            ffl, bfl, rate = x['ffl'], x['bfl'], x['rate']
             auto = cb_auto(shape, CB_D) == fact
             ts = TENSOR_SKETCH[shape]
-            out('| %s | %s%s | %d | %s | %.1f | %.0f%% | %s | %.1f | %.0f%% | '
-                '%.2f / %.2f | %.1fx / %.1fx |' % (
+            out('| %s | %s%s | %d | %.2f | %.1f | %s | %.1f | %.0f%% | %s | '
+                '%.1f | %.0f%% | %.2f / %.2f | %.1fx / %.1fx |' % (
                     'x'.join(map(str, shape)), fact, ' *' if auto else '',
-                    threads, fmt_s(fwd), ffl / fwd / 1e9,
-                    100 * ffl / fwd / 1e9 / rate, fmt_s(bwd), bfl / bwd / 1e9,
-                    100 * bfl / bwd / 1e9 / rate, ts[0], ts[1],
-                    ts[0] / fwd, ts[1] / bwd))
+                    x['threads'], x['cores'], rate, fmt_s(fwd),
+                    ffl / fwd / 1e9, 100 * ffl / fwd / 1e9 / rate, fmt_s(bwd),
+                    bfl / bwd / 1e9, 100 * bfl / bwd / 1e9 / rate, ts[0],
+                    ts[1], ts[0] / fwd, ts[1] / bwd))
             if auto:
                 eff = min(ffl / fwd, bfl / bwd) / 1e9 / rate
                 speed = min(ts[0] / fwd, ts[1] / bwd)
                 verdicts.append(
                     '- %s, %d thread(s), %s: efficiency %.0f%% of sgemm '
                     '(target %.0f%%: %s), speed-up over Tensor Sketch %.1fx '
-                    '(target %.0fx: %s)' % (
-                        'x'.join(map(str, shape)), threads, fact, 100 * eff,
-                        100 * TARGET_EFFICIENCY,
+                    '(target %.0fx: %s)%s' % (
+                        'x'.join(map(str, shape)), x['threads'], fact,
+                        100 * eff, 100 * TARGET_EFFICIENCY,
                         'met' if eff >= TARGET_EFFICIENCY else 'MISSED',
                         speed, TARGET_SPEEDUP,
-                        'met' if speed >= TARGET_SPEEDUP else 'MISSED'))
+                        'met' if speed >= TARGET_SPEEDUP else 'MISSED',
+                        '' if x['cores'] > 0.85 * x['threads'] else
+                        ' [other jobs held cores: %.2f of %d]'
+                        % (x['cores'], x['threads'])))
         out()
         out('Targets for the factorization AUTO picks (worse of fwd and bwd):')
         out()
@@ -346,7 +367,7 @@ def bench_coordinate_transfer(caffe, L, tmp, args, blas):
     for threads in args.threads:
         blas.set_threads(threads)
         net = caffe.Net(path, caffe.TEST)
-        fwd, bwd = time_layer(net, 'ct', args.repeats)
+        fwd, bwd, _ = time_layer(net, 'ct', args.repeats)
         rows.append('| %d | %s | %s |' % (threads, fmt_s(fwd), fmt_s(bwd)))
     return rows
 
