@@ -445,9 +445,10 @@ def test_cpu_and_gpu_agree(tmp_path, repo_root):
 # ---------------------------------------------------------------- docs
 
 def test_documented_pipeline_prototxt_runs(tmp_path, repo_root):
-    """The prototxt snippet in docs/layers-cb.md builds and runs."""
-    with open(os.path.join(repo_root, 'docs', 'layers-cb.md')) as f:
-        snippet = f.read().split('```')[1]
+    """The prototxt snippet in the README's CompactBilinear section runs."""
+    with open(os.path.join(repo_root, 'README.md')) as f:
+        section = f.read().split('### CompactBilinear, SignedSqrt, L2Normalize', 1)[1]
+    snippet = section.split('```')[1]
     proto = _write(tmp_path, 'doc.prototxt',
                    'layer { name: "in" type: "Input" top: "conv5_3" '
                    'input_param { shape { dim: 2 dim: 8 dim: 3 dim: 3 } } }\n'

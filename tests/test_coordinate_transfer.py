@@ -267,6 +267,7 @@ def test_caffe_train_with_both_layers(tmp_path, caffe_tool):
     (tmp_path / 'solver.prototxt').write_text(
         'net: "%s"\nbase_lr: 0.05\nlr_policy: "fixed"\nmomentum: 0.9\n'
         'max_iter: 40\ndisplay: 10\nsnapshot_prefix: "%s"\nsolver_mode: CPU\n'
+        'random_seed: 1701\n'
         % (tmp_path / 'train.prototxt', tmp_path / 'tiny'))
     res = subprocess.run([caffe_tool, 'train', '--solver',
                           str(tmp_path / 'solver.prototxt')],
