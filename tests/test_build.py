@@ -84,7 +84,7 @@ def test_caffe_train_tiny_solver(tmp_path, caffe_tool):
     (tmp_path / 'train.prototxt').write_text(str(n.to_proto()))
     (tmp_path / 'solver.prototxt').write_text(
         'net: "%s"\nbase_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 30\n'
-        'display: 10\nsnapshot_prefix: "%s"\nsolver_mode: CPU\n'
+        'display: 10\nsnapshot_prefix: "%s"\nsolver_mode: CPU\nrandom_seed: 1701\n'
         % (tmp_path / 'train.prototxt', tmp_path / 'tiny'))
     res = subprocess.run([caffe_tool, 'train', '--solver',
                           str(tmp_path / 'solver.prototxt')],
