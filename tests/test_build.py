@@ -8,7 +8,8 @@ import pytest
 import caffe
 from caffe import layers as L, params as P
 
-OUR_TYPES = ['SignedSqrt', 'L2Normalize']
+OUR_TYPES = ['SignedSqrt', 'L2Normalize', 'KeypointSigmoidCrossEntropyLoss',
+             'CoordinateTransfer', 'CompactBilinear']
 
 
 def test_caffe_tool_version(caffe_tool):
