@@ -288,16 +288,7 @@ def test_caffe_train_with_both_layers(tmp_path, caffe_tool):
 
 # ---- error messages from the caffe tool -------------------------------------
 
-def run_caffe_on(tmp_path, caffe_tool, text):
-    path = tmp_path / 'bad.prototxt'
-    path.write_text(text)
-    return subprocess.run([caffe_tool, 'time', '--model', str(path),
-                           '--iterations', '1'], capture_output=True, text=True)
-
-
-def input_layer(name, dims):
-    return ('layer { name: "%s" type: "Input" top: "%s" input_param { shape { '
-            '%s } } }\n' % (name, name, ' '.join('dim: %d' % d for d in dims)))
+from caffe_cli import input_layer, run_caffe_on  # noqa: E402
 
 
 def transfer_layer(*bottoms, params=''):

@@ -231,16 +231,7 @@ def test_gpu_matches_cpu(tmp_path):
 
 # ---- error messages from the caffe tool -------------------------------------
 
-def run_caffe_on(tmp_path, caffe_tool, layers):
-    path = tmp_path / 'bad.prototxt'
-    path.write_text(layers)
-    return subprocess.run([caffe_tool, 'time', '--model', str(path),
-                           '--iterations', '1'], capture_output=True, text=True)
-
-
-def input_layer(name, dims):
-    return ('layer { name: "%s" type: "Input" top: "%s" input_param { shape { %s'
-            ' } } }\n' % (name, name, ' '.join('dim: %d' % d for d in dims)))
+from caffe_cli import input_layer, run_caffe_on  # noqa: E402
 
 
 def test_keypoint_count_mismatch_is_a_clear_error(tmp_path, caffe_tool):

@@ -113,15 +113,7 @@ def parse_args(argv):
     return args
 
 
-def cpu_model():
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown CPU'
+from bench_layers import cpu_model  # noqa: E402  (tools/ is on sys.path)
 
 
 def progress(msg):
