@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import caffe
-from caffe import layers as L, params as P
+from caffe import layers as L
 
 OUR_TYPES = ['SignedSqrt', 'L2Normalize', 'KeypointSigmoidCrossEntropyLoss',
              'CoordinateTransfer', 'CompactBilinear']

@@ -1,7 +1,6 @@
 """KeypointSigmoidCrossEntropyLoss through pycaffe against an independent numpy
 implementation of the paper's pixelwise sigmoid cross-entropy (section 3.1),
 plus the `caffe` tool's error messages for bad inputs."""
-import subprocess
 
 import numpy as np
 import pytest

@@ -241,7 +241,6 @@ def feature_pass(net_path, head, batches, out_dir):
     import caffe
     import lmdb
     import numpy as np
-    from caffe.proto import caffe_pb2
     from posenorm import feature_cache as fc
     net_param = fc.load_net_param(net_path)
     blobs = fc.cached_blobs(fc.head_layers(net_param, head))
@@ -261,14 +260,7 @@ def feature_pass(net_path, head, batches, out_dir):
         net.forward(end=producers[-1])
         fwd.append(time.perf_counter() - t)
         t = time.perf_counter()
-        for b, env in envs.items():
-            data = net.blobs[b].data.reshape(batch, -1)
-            c, h, w = shapes[b]
-            with env.begin(write=True) as txn:
-                for i in range(batch):
-                    datum = caffe_pb2.Datum(channels=c, height=h, width=w)
-                    datum.float_data.extend(data[i].astype(np.float32))
-                    txn.put(b'%08d' % (k * batch + i), datum.SerializeToString())
+        fc.write_records(envs, net, shapes, k * batch, batch)
         write.append(time.perf_counter() - t)
     for env in envs.values():
         env.close()

@@ -9,21 +9,29 @@ import os
 import shutil
 
 
-def atomic_write_bytes(path, data):
-    """Write `data` to `path` via a temporary file in the same directory."""
+def atomic_save(path, save):
+    """Call save(tmp) on a temporary file beside `path`, then rename it over
+    `path`: readers see the old file or the complete new one, never a part."""
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = '%s.tmp-%d' % (path, os.getpid())
     try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
-            f.flush()
+        save(tmp)
+        with open(tmp, 'rb') as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def atomic_write_bytes(path, data):
+    """Write `data` to `path` via a temporary file in the same directory."""
+    def write(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(data)
+    atomic_save(path, write)
 
 
 def atomic_write_text(path, text):

@@ -81,6 +81,20 @@ def datum_shape(shape):
     return shape
 
 
+def write_records(envs, net, shapes, start, take):
+    """Append the first `take` samples of each cached blob as float Datums
+    keyed start, start + 1, ... (the read order of Caffe's Data layer)."""
+    from caffe.proto import caffe_pb2
+    for b, env in envs.items():
+        data = net.blobs[b].data.reshape(net.blobs[b].data.shape[0], -1)
+        c, h, w = shapes[b]
+        with env.begin(write=True) as txn:
+            for i in range(take):
+                datum = caffe_pb2.Datum(channels=c, height=h, width=w)
+                datum.float_data.extend(data[i].astype(np.float32))
+                txn.put(b'%08d' % (start + i), datum.SerializeToString())
+
+
 def write_feature_cache(train_prototxt, weights, out_dir, count, head):
     """Forward `count` records of the train net (TEST phase) into LMDBs.
 
@@ -89,7 +103,6 @@ def write_feature_cache(train_prototxt, weights, out_dir, count, head):
     """
     import caffe
     import lmdb
-    from caffe.proto import caffe_pb2
     net_param = load_net_param(train_prototxt)
     blobs = cached_blobs(head_layers(net_param, head))
     producers = [l.name for l in net_param.layer if set(l.top) & set(blobs)]
@@ -107,14 +120,7 @@ def write_feature_cache(train_prototxt, weights, out_dir, count, head):
         while done < count:
             net.forward(end=producers[-1])
             take = min(batch, count - done)
-            for b, env in envs.items():
-                data = net.blobs[b].data.reshape(batch, -1)
-                c, h, w = shapes[b]
-                with env.begin(write=True) as txn:
-                    for i in range(take):
-                        datum = caffe_pb2.Datum(channels=c, height=h, width=w)
-                        datum.float_data.extend(data[i].astype(np.float32))
-                        txn.put(b'%08d' % (done + i), datum.SerializeToString())
+            write_records(envs, net, shapes, done, take)
             done += take
         for env in envs.values():
             env.close()

@@ -32,6 +32,7 @@ import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
+from posenorm import atomic
 from posenorm.atomic import atomic_write_bytes, refuse_existing
 
 STREAMS = ('', 'cls_')
@@ -267,19 +268,8 @@ def atomic_save(path, save, force=False):
     Refuses an existing `path` unless force.  On any error the temporary file
     is removed and `path` is left as it was.
     """
-    path = os.fspath(path)
     refuse_existing(path, force)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = '%s.tmp-%d' % (path, os.getpid())
-    try:
-        save(tmp)
-        with open(tmp, 'rb') as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
+    atomic.atomic_save(path, save)
 
 
 def weights_proto(net, layers, name=''):

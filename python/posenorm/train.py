@@ -34,7 +34,7 @@ import time
 from google.protobuf import text_format
 
 from posenorm import caffe_run, feature_cache
-from posenorm.atomic import atomic_write_text
+from posenorm.atomic import atomic_save, atomic_write_text
 from posenorm.nets import deploy_variants, pose_normalized_net, variants, write_nets
 from posenorm.solvers import make_solver
 
@@ -189,9 +189,7 @@ class Run(object):
             # trained localization trunk (the only pretraining we have).
             from posenorm.surgery import copy_stream
             copy_stream(net, src_prefix='', dst_prefix='cls_', log=self.log)
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        net.save(out + '.tmp')
-        os.replace(out + '.tmp', out)
+        atomic_save(out, net.save)
         return out
 
     # --------------------------------------------------------------- stages --
@@ -247,9 +245,7 @@ class Run(object):
             init = self.path('init', stage.name + '.caffemodel')  # result share it
             if not os.path.exists(init):
                 caffe.set_random_seed(self.seed)
-                os.makedirs(os.path.dirname(init), exist_ok=True)
-                caffe.Net(train_net, caffe.TEST).save(init + '.tmp')
-                os.replace(init + '.tmp', init)
+                atomic_save(init, caffe.Net(train_net, caffe.TEST).save)
         cache_dir = self.path('cache', stage.name)
         features = os.path.join(cache_dir, 'features')
         net_param = feature_cache.load_net_param(train_net)
@@ -289,8 +285,7 @@ class Run(object):
         net = caffe.Net(train_net, caffe.TEST, weights=init)
         net.copy_from('%s_iter_%d.caffemodel' % (head.snapshot_prefix, head.max_iter))
         out = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
-        net.save(out + '.tmp')
-        os.replace(out + '.tmp', out)
+        atomic_save(out, net.save)
         return out, curves
 
     # ------------------------------------------------------------- exports --
