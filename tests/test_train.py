@@ -126,7 +126,7 @@ def test_cached_keypoint_head_trains_only_the_score_layer(tmp_path, small_lmdb, 
     from posenorm.train import Stage
     run = _run(tmp_path, small_lmdb, caffe_tool, iter_scale=0.02)
     run.prepare()
-    weights = run.run_stage(Stage('keypoint_stage1', {'imagenet': ''}, True))
+    weights = run.run_stage(Stage('keypoint_stage1', 'imagenet', True))
     init = run.path('init', 'keypoint_stage1.caffemodel')
     proto = run.path('prototxt', 'small', 'keypoint_deploy.prototxt')
     before = caffe.Net(proto, caffe.TEST, weights=init)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Measure data-pipeline throughput on this machine and print a Markdown table.
 
-  python tools/benchmark_data.py [--cub /work/shared/data/CUB_200_2011] [--size 500]
+  python tools/benchmark_data.py [--cub ../shared/data/CUB_200_2011] [--size 500]
 
 Times: synthetic rendering (one core, in memory), writing the default
 synthetic dataset (20 classes x 60 images, 256 px), reading it and the real

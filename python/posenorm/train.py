@@ -38,6 +38,9 @@ from posenorm.atomic import atomic_save, atomic_write_text
 from posenorm.nets import deploy_variants, pose_normalized_net, variants, write_nets
 from posenorm.solvers import make_solver
 
+# init: where a stage's starting weights come from: a stage name, 'imagenet',
+# or 'classification_init' (localization <- keypoint_stage2, classification <-
+# ImageNet or a copy of the localization trunk).
 Stage = collections.namedtuple('Stage', 'name init cached')
 
 # Table 1 rows: exported model -> (final stage, deploy variant, label)
@@ -60,15 +63,15 @@ def plan(backbone, models=None):
     """The stages needed for `models` (default: all), in training order."""
     frozen_stage1 = variants(backbone)['keypoint_stage1'].get('loc_lr', 1) == 0
     all_stages = [
-        Stage('keypoint_stage1', {'imagenet': ''}, frozen_stage1),
-        Stage('keypoint_stage2', {'keypoint_stage1': ''}, False),
-        Stage('baseline_fc7_frozen', {'classification_init': ''}, True),
-        Stage('baseline_fc7_ft', {'classification_init': ''}, False),
-        Stage('baseline_keypoint_features', {'keypoint_stage2': ''}, True),
-        Stage('joint_fc7_stage3', {'keypoint_stage2': '', 'classification_init': ''}, True),
-        Stage('joint_fc7_stage4', {'joint_fc7_stage3': ''}, False),
-        Stage('joint_cbp_stage3', {'keypoint_stage2': '', 'classification_init': ''}, True),
-        Stage('joint_cbp_stage4', {'joint_cbp_stage3': ''}, False),
+        Stage('keypoint_stage1', 'imagenet', frozen_stage1),
+        Stage('keypoint_stage2', 'keypoint_stage1', False),
+        Stage('baseline_fc7_frozen', 'classification_init', True),
+        Stage('baseline_fc7_ft', 'classification_init', False),
+        Stage('baseline_keypoint_features', 'keypoint_stage2', True),
+        Stage('joint_fc7_stage3', 'classification_init', True),
+        Stage('joint_fc7_stage4', 'joint_fc7_stage3', False),
+        Stage('joint_cbp_stage3', 'classification_init', True),
+        Stage('joint_cbp_stage4', 'joint_cbp_stage3', False),
     ]
     wanted = list(models or MODELS)
     needed = set()
@@ -76,11 +79,10 @@ def plan(backbone, models=None):
     def need(stage_name):
         needed.add(stage_name)
         stage = next(s for s in all_stages if s.name == stage_name)
-        for src in stage.init:
-            if src not in ('imagenet', 'classification_init'):
-                need(src)
-            elif src == 'classification_init':
-                need('keypoint_stage2')
+        if stage.init == 'classification_init':
+            need('keypoint_stage2')
+        elif stage.init != 'imagenet':
+            need(stage.init)
     for model in wanted:
         need(MODELS[model][0])
     return [s for s in all_stages if s.name in needed]
@@ -168,13 +170,10 @@ class Run(object):
     def init_weights(self, stage):
         """Assemble the caffemodel a stage starts from; None for fillers."""
         import caffe
-        sources = [s for s in stage.init if s != 'imagenet']
-        if 'imagenet' in stage.init and not self.imagenet:
-            return None
-        if list(stage.init) == ['imagenet']:
-            return self.imagenet
-        if len(sources) == 1 and sources[0] != 'classification_init':
-            return self.final_weights(sources[0])
+        if stage.init == 'imagenet':
+            return self.imagenet  # None: the fillers
+        if stage.init != 'classification_init':
+            return self.final_weights(stage.init)
         out = self.path('init', stage.name + '.caffemodel')
         if os.path.exists(out):
             return out

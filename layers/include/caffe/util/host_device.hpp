@@ -15,7 +15,7 @@
 namespace caffe {
 namespace hd {
 
-// sqrt/exp/log/fabs that pick the right overload on host and device.
+// sqrt/exp/log/round/abs that pick the right overload on host and device.
 template <typename Dtype>
 CAFFE_HOST_DEVICE inline Dtype sqrt(Dtype x) {
 #ifdef __CUDA_ARCH__
@@ -40,6 +40,16 @@ CAFFE_HOST_DEVICE inline Dtype log(Dtype x) {
   return ::log(x);
 #else
   return std::log(x);
+#endif
+}
+
+/// Rounds half away from zero, like std::round, on host and device.
+template <typename Dtype>
+CAFFE_HOST_DEVICE inline Dtype round(Dtype x) {
+#ifdef __CUDA_ARCH__
+  return ::round(x);
+#else
+  return std::round(x);
 #endif
 }
 

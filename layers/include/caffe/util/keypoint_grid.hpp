@@ -13,17 +13,6 @@
 
 namespace caffe {
 
-/// Rounds half away from zero on host and device (std::round / ::round).
-/// (Not hd::round, so that it cannot clash with a later host_device.hpp.)
-template <typename Dtype>
-CAFFE_HOST_DEVICE inline Dtype grid_round(Dtype x) {
-#ifdef __CUDA_ARCH__
-  return ::round(x);
-#else
-  return std::round(x);
-#endif
-}
-
 /// The continuous grid position of an image coordinate: (coord - offset) /
 /// stride, in cells.
 template <typename Dtype>
@@ -39,7 +28,7 @@ CAFFE_HOST_DEVICE inline Dtype grid_position(Dtype coord, Dtype offset,
 template <typename Dtype>
 CAFFE_HOST_DEVICE inline int grid_cell(Dtype coord, Dtype offset, Dtype stride,
     int size) {
-  const Dtype r = grid_round(grid_position(coord, offset, stride));
+  const Dtype r = hd::round(grid_position(coord, offset, stride));
   if (!(r > 0)) { return 0; }
   if (r >= Dtype(size - 1)) { return size - 1; }
   return static_cast<int>(r);
