@@ -148,6 +148,6 @@ def test_every_vgg16_stage_trains(tmp_path_factory, caffe_tool):
     run = Run(str(root / 'run'), 'vgg16', str(root / 'lmdb'), 2, caffe=caffe_tool,
               progress=False, log=lambda *a: None, iter_scale=1e-4, test_iter=1)
     dirs = train(run)
-    assert len(dirs) == 6
+    assert len(dirs) == 7
     for stage in plan('vgg16'):
         assert run.done_record(stage.name)['iterations'] == 1

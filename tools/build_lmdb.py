@@ -27,6 +27,8 @@ def main(argv=None):
     ap.add_argument('--classes', help='class-id subset such as 1-10 or 1,4,7-9 (ids as in classes.txt)')
     ap.add_argument('--part-tolerance', type=float, metavar='PX',
                     help='pixels a visible part may lie outside its image (default: max(10, 5%% of the longer side))')
+    ap.add_argument('--crop-size', type=int, default=lmdb_data.CROP_SIZE,
+                    help='side of the head/body crops for the part nets (default %(default)s; 0: none)')
     ap.add_argument('--seed', type=int, default=0, help='seed of the train-split order (default 0)')
     ap.add_argument('--workers', type=int, default=1, help='processes decoding images (default 1)')
     ap.add_argument('--force', action='store_true', help='replace an existing --out directory')
@@ -45,11 +47,17 @@ def main(argv=None):
         classes = cub.parse_id_list(args.classes) if args.classes else None
         m = lmdb_data.build_lmdbs(args.cub, args.out, size=args.size, flip=args.flip, classes=classes,
                                   seed=args.seed, force=args.force, progress=not args.quiet,
-                                  workers=args.workers, part_tolerance=args.part_tolerance)
+                                  workers=args.workers, part_tolerance=args.part_tolerance,
+                                  crop_size=args.crop_size)
         t = m['throughput']
         print('wrote %s: %s; %d classes, input %dx%d%s' % (
             args.out, ', '.join('%s %d' % (s, v['count']) for s, v in m['splits'].items()),
             m['num_classes'], args.size, args.size, ', train flipped' if args.flip else ''))
+        if m['crop_size']:
+            print('part crops: %s at %dx%d; %s' % (', '.join(m['crop_parts']), m['crop_size'], m['crop_size'],
+                  '; '.join('%s: %s fell back (too few visible part keypoints)' % (
+                      s, ', '.join('%s %d' % kv for kv in v['crop_fallbacks'].items()))
+                      for s, v in m['splits'].items())))
         if m['borderline_parts']:
             print('note: %d visible parts lie slightly outside their image (clamped to the border)'
                   % m['borderline_parts'])

@@ -47,8 +47,8 @@ def ensure_synthetic(out, classes, per_class, size, seed):
 def ensure_lmdb(cub, out, size):
     try:
         manifest = lmdb_data.parse_manifest(out)
-        if manifest['input_size'] == size and os.path.realpath(manifest['source']) == \
-                os.path.realpath(cub):
+        if manifest['input_size'] == size and manifest.get('crop_size') and \
+                os.path.realpath(manifest['source']) == os.path.realpath(cub):
             print('[demo] reusing %s' % out)
             return out
     except (OSError, ValueError, KeyError):
@@ -92,7 +92,9 @@ def answer(results):
     pairs = [('joint_fc7', 'baseline_fc7_ft', 'fc7 parts model vs fine-tuned fc7 on the whole image'),
              ('joint_fc7', 'baseline_fc7_frozen', 'fc7 parts model vs frozen fc7 on the whole image'),
              ('joint_cbp', 'baseline_fc7_ft', 'compact bilinear parts model vs fine-tuned fc7'),
-             ('joint_cbp', 'joint_fc7', 'compact bilinear vs fc7 as the holistic feature')]
+             ('joint_cbp', 'joint_fc7', 'compact bilinear vs fc7 as the holistic feature'),
+             ('joint_cbp_partnets', 'joint_cbp',
+              'compact bilinear model with fine-tuned part nets vs without')]
     for a, b, what in pairs:
         if acc.get(a) is not None and acc.get(b) is not None:
             d = 100 * (acc[a] - acc[b])

@@ -2,7 +2,7 @@
 
 `evaluate_models(model_dirs, cub_dir, out)` runs each model's deploy net
 (`posenorm.model_dir`) over a split of a CUB-layout dataset, one image at a
-time exactly as a user would (`read_cub`, then `load_input_image` to S x S,
+time exactly as a user would (`read_cub`, then `resize_input` to S x S,
 BGR minus `nets.VGG_MEAN_BGR`), and writes a report directory:
 
   README.md                 Tables 1-3 as markdown, the figures, definitions
@@ -30,7 +30,8 @@ import numpy as np
 
 from posenorm import metrics
 from posenorm.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
-from posenorm.lmdb_data import from_input_coords, keypoints_to_input, load_input_image
+from posenorm.lmdb_data import from_input_coords, keypoints_to_input, resize_input, to_input_coords
+from posenorm.part_crops import PARTS, crop, crop_boxes
 
 RESULTS_FORMAT = 'posenorm-evaluation 1'
 
@@ -55,6 +56,7 @@ PAPER_TABLE1_BY_VARIANT = {
     'baseline_keypoint_features': 'Keypoint features baseline',
     'joint_fc7': 'Our model with fc7 feature',
     'joint_cbp': 'Our model with compact bilinear feature',
+    'joint_cbp_partnets': 'Our model with compact bilinear feature on ft-part nets',
 }
 PAPER_TABLE2 = {  # part: PCK at alpha 0.02, 0.05, 0.08, 0.10
     'back': (.094, .468, .748, .856), 'beak': (.127, .625, .891, .949),
@@ -175,19 +177,20 @@ class Predictor:
         keypoints_input (same in input pixels), scores (heatmap maxima, K) or
         None, oracle_prob or None, input (the S x S RGB image)).
         """
+        from PIL import Image
         if isinstance(image, (str, os.PathLike)):
+            with Image.open(image) as im:
+                original = im.convert('RGB')
             if image_size is None:
-                from PIL import Image
-                with Image.open(image) as im:
-                    image_size = im.size
-            rgb = load_input_image(image, self.size)
+                image_size = original.size
+            rgb = resize_input(original, self.size)
         else:
             rgb = np.asarray(image)
+            original = Image.fromarray(rgb)
             if image_size is None:
                 image_size = (rgb.shape[1], rgb.shape[0])
         x = preprocess(rgb)
-        self.net.blobs['data'].data[...] = x
-        self.net.forward()
+        self._forward(self.net, x, original, image_size)
         blobs = self.net.blobs
         out = dict(prob=None, keypoints=None, keypoints_input=None, scores=None,
                    oracle_prob=None, input=rgb)
@@ -209,12 +212,41 @@ class Predictor:
             out['keypoints'], out['keypoints_input'] = kp, kp_in
         if self.oracle_net is not None and gt_keypoints is not None:
             o = self.oracle_net
-            o.blobs['data'].data[...] = x
             o.blobs['keypoints'].data[...] = keypoints_to_input(
                 gt_keypoints, image_size, self.size).reshape(o.blobs['keypoints'].data.shape)
-            o.forward()
+            self._forward(o, x, original, image_size, gt_keypoints)
             out['oracle_prob'] = o.blobs['prob'].data[0].reshape(-1).astype(np.float64)
         return out
+
+    def _forward(self, net, x, original, image_size, gt_keypoints=None):
+        """Run `net` on one preprocessed image.
+
+        A net with part nets (inputs `<part>_data`, `nets.part_stream`) runs
+        in two passes: up to its first crop input, then, with the crops cut
+        from the `original` PIL image (`part_crops`) at the keypoints the
+        first pass located (the oracle: at `gt_keypoints`, original pixels),
+        the rest.  The crops follow the rule the training crops followed.
+        """
+        net.blobs['data'].data[...] = x
+        crops = [p for p in PARTS if p + '_data' in net.blobs]
+        if not crops:
+            net.forward()
+            return
+        names = list(net._layer_names)
+        first = min(names.index(p + '_data') for p in crops)
+        net.forward(end=names[first - 1])
+        if gt_keypoints is None:
+            kp = net.blobs['part_locations'].data[0].reshape(-1, 3).astype(np.float64)
+            kp[:, :2] = from_input_coords(kp[:, :2], image_size, self.size)
+        else:
+            kp = np.asarray(gt_keypoints, np.float64)
+        # boxes in the pixels of `original` (the file, or the array given)
+        kp[:, :2] = to_input_coords(kp[:, :2], image_size, original.size)
+        boxes, _ = crop_boxes(kp[None], self.info['part_names'], [original.size], crops)
+        for p in crops:
+            size = net.blobs[p + '_data'].data.shape[-1]
+            net.blobs[p + '_data'].data[...] = preprocess(crop(original, boxes[p][0], size))
+        net.forward(start=names[first])
 
 
 # --------------------------------------------------------- the dataset ---

@@ -7,6 +7,9 @@ aligned batches:
   <split>_images     uint8 BGR CHW Datum, 3 x S x S, label = 0-based class
   <split>_keypoints  float Datum 1 x K x 3 (x, y, visible) in input pixels
   <split>_bboxes     float Datum 1 x 1 x 4 (x, y, w, h) in input pixels
+  <split>_head, <split>_body  (crop_size > 0) uint8 BGR CHW Datum, 3 x C x C:
+                     the part's box around its ground-truth keypoints, cut
+                     from the original image (`posenorm.part_crops`)
 
 plus `<split>_index.txt` (key, image id, label, flipped, original size, name)
 and `manifest.json` (source, counts, sizes, versions, sha256 of every
@@ -33,6 +36,7 @@ from PIL import Image
 from posenorm import __version__
 from posenorm.atomic import atomic_directory, atomic_write_text
 from posenorm.cub import SPLITS, flip_bbox, flip_keypoints, flip_permutation, read_cub
+from posenorm.part_crops import CROP_SIZE, PARTS, crop, crop_boxes
 
 LMDB_FORMAT_VERSION = 'posenorm-lmdb 1'
 KINDS = ('images', 'keypoints', 'bboxes')
@@ -85,21 +89,32 @@ def bbox_to_input(bbox, image_size, input_size):
                           -1).astype(np.float32)
 
 
+def resize_input(image, input_size):
+    """A PIL image resized (not aspect-preserving) to S x S: uint8 RGB HWC."""
+    return np.asarray(image.convert('RGB').resize((input_size, input_size), Image.BILINEAR))
+
+
 def load_input_image(path, input_size):
-    """The whole image resized (not aspect-preserving) to S x S: uint8 RGB HWC."""
+    """The whole image file as the nets take it (`resize_input`)."""
     with Image.open(path) as im:
-        im = im.convert('RGB')
-        return np.asarray(im.resize((input_size, input_size), Image.BILINEAR))
+        return resize_input(im, input_size)
 
 
 def _prepare(task):
-    """Worker: decode and resize one image (and its mirror when asked)."""
-    path, size, flip = task
+    """Worker: decode and resize one image (and its mirror when asked), and
+    cut its part crops ({part: box}, warped to crop_size)."""
+    path, size, flip, boxes, crop_size = task
     try:
-        rgb = load_input_image(path, size)
+        with Image.open(path) as im:
+            im = im.convert('RGB')
+            rgb = resize_input(im, size)
+            crops = {part: crop(im, box, crop_size) for part, box in boxes.items()}
     except (OSError, ValueError, SyntaxError) as e:
         raise ValueError('cannot decode image %s: %s' % (path, e)) from None
-    return rgb, (rgb[:, ::-1] if flip else None)
+    # The mirror of a part's crop is the crop of the mirrored image at the
+    # mirrored box: both groups hold left and right parts alike.
+    mirror = lambda a: a[:, ::-1] if flip else None  # noqa: E731
+    return (rgb, mirror(rgb)), {part: (c, mirror(c)) for part, c in crops.items()}
 
 
 # ------------------------------------------------------------------ build ---
@@ -134,10 +149,11 @@ def parse_manifest(out):
 
 
 def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=False,
-                progress=True, workers=1, part_tolerance=None):
+                progress=True, workers=1, part_tolerance=None, crop_size=CROP_SIZE):
     """Write the LMDB set for a CUB-layout dataset into `out` (atomically).
 
-    classes and part_tolerance go to `read_cub`.  Returns the manifest dict,
+    classes and part_tolerance go to `read_cub`; crop_size 0 writes no part
+    crops.  Returns the manifest dict,
     with build timing under 'throughput' (not saved: it varies per run).
     """
     import lmdb
@@ -156,7 +172,11 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
         image_encoding='uint8 BGR CHW; whole image resized to S x S with PIL bilinear',
         classes=data.classes.tolist(), class_names=data.class_names, num_classes=len(data.classes),
         part_names=list(data.part_names), flip_permutation=perm.tolist(),
-        borderline_parts=len(data.borderline_parts), splits={}, lmdbs={}, files={})
+        borderline_parts=len(data.borderline_parts), splits={}, lmdbs={}, files={},
+        crop_size=crop_size, crop_parts=list(PARTS) if crop_size else [],
+        crops='head/body boxes of posenorm.part_crops around ground-truth keypoints, warped '
+              'to C x C, uint8 BGR CHW' if crop_size else None)
+    kinds = KINDS + tuple(manifest['crop_parts'])
     start = time.perf_counter()
     images_done = 0
     pool = None
@@ -177,13 +197,20 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
                 keys = ['%08d_%d%s' % (position[s], sub.image_ids[s % n], '_flip' if s >= n else '')
                         for s in range(n * copies)]
                 envs = {kind: lmdb.open(os.path.join(tmp, '%s_%s' % (split, kind)), subdir=True,
-                                        map_size=_map_size(n * copies, size, kind), sync=False)
-                        for kind in KINDS}
+                                        map_size=_map_size(n * copies, crop_size if kind in PARTS
+                                                           else size, kind), sync=False)
+                        for kind in kinds}
                 txns = {k: e.begin(write=True) for k, e in envs.items()}
-                tasks = ((sub.path(i), size, do_flip) for i in range(n))
+                boxes, fell_back = crop_boxes(sub.keypoints, data.part_names, sub.sizes,
+                                              manifest['crop_parts'])
+                tasks = ((sub.path(i), size, do_flip, {p: b[i] for p, b in boxes.items()},
+                          crop_size) for i in range(n))
                 results = pool.imap(_prepare, tasks, chunksize=4) if pool else map(_prepare, tasks)
                 bar = _progress(n, progress, '%s %s' % (os.path.basename(out), split))
-                for i, (rgb, mirrored) in enumerate(results):
+                to_datum = lambda img, label: caffe.io.array_to_datum(  # noqa: E731
+                    np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1)), label
+                ).SerializeToString()
+                for i, ((rgb, mirrored), crops) in enumerate(results):
                     wh = sub.sizes[i]
                     label = int(sub.labels[i])
                     kp = keypoints_to_input(sub.keypoints[i], wh, size)
@@ -192,10 +219,11 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
                     if do_flip:
                         records.append((keys[n + i], mirrored, flip_keypoints(kp, size, perm),
                                         flip_bbox(box, size)))
-                    for key, img, kps, bb in records:
+                    for copy, (key, img, kps, bb) in enumerate(records):
                         key = key.encode('ascii')
-                        bgr_chw = np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1))
-                        txns['images'].put(key, caffe.io.array_to_datum(bgr_chw, label).SerializeToString())
+                        txns['images'].put(key, to_datum(img, label))
+                        for part, pair in crops.items():
+                            txns[part].put(key, to_datum(pair[copy], label))
                         txns['keypoints'].put(key, caffe.io.array_to_datum(
                             kps.reshape(1, -1, 3), label).SerializeToString())
                         txns['bboxes'].put(key, caffe.io.array_to_datum(
@@ -203,11 +231,11 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
                     images_done += 1
                     bar.update(1)
                     if (i + 1) % 256 == 0:
-                        for k in KINDS:
+                        for k in kinds:
                             txns[k].commit()
                             txns[k] = envs[k].begin(write=True)
                 bar.close()
-                for k in KINDS:
+                for k in kinds:
                     txns[k].commit()
                     envs[k].sync(True)
                     envs[k].close()
@@ -222,8 +250,9 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
                 manifest['files'][name] = sha256_file(os.path.join(tmp, name))
                 manifest['splits'][split] = dict(count=n * copies, images=n, flipped=n * (copies - 1),
                                                  per_class=np.bincount(sub.labels, minlength=len(data.classes)
-                                                                       ).tolist())
-                for kind in KINDS:
+                                                                       ).tolist(),
+                                                 crop_fallbacks={p: int(f.sum()) for p, f in fell_back.items()})
+                for kind in kinds:
                     mdb = os.path.join(tmp, '%s_%s' % (split, kind), 'data.mdb')
                     manifest['lmdbs']['%s_%s' % (split, kind)] = dict(
                         entries=n * copies, bytes=os.path.getsize(mdb), sha256=sha256_file(mdb))
@@ -239,7 +268,7 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
 
 
 def _map_size(entries, size, kind):
-    per = 3 * size * size + 8192 if kind == 'images' else 8192
+    per = 3 * size * size + 8192 if kind in ('images',) + PARTS else 8192
     return int(entries * per * 1.5) + (64 << 20)
 
 
@@ -354,6 +383,9 @@ def verify_lmdbs(out, checksums=True, max_problems=20):
             lines.append('%s: %d entries (%d images + %d flipped), %d classes present, %d visible keypoints, '
                          'keys aligned' % (split, n, info['images'], info['flipped'], int((labels > 0).sum()),
                                            visible))
+            for part in manifest.get('crop_parts', []):
+                lines.append(_verify_crops(out, split, part, manifest['crop_size'],
+                                           txns['images'], problem))
         finally:
             for e in envs.values():
                 e.close()
@@ -371,6 +403,41 @@ def verify_lmdbs(out, checksums=True, max_problems=20):
     if problems:
         raise LMDBVerifyError('%s: %d problem(s):\n  %s' % (out, len(problems), '\n  '.join(problems)))
     return '%s (input %dx%d, %d classes, %d parts)\n  %s' % (out, S, S, C, K, '\n  '.join(lines))
+
+
+def _verify_crops(out, split, part, size, images_txn, problem):
+    """A crop LMDB: the images' keys in the same order, their labels, C x C."""
+    import lmdb
+    caffe = _caffe()
+    path = os.path.join(out, '%s_%s' % (split, part))
+    if not os.path.isfile(os.path.join(path, 'data.mdb')):
+        problem('missing LMDB %s' % path)
+        return '%s_%s: missing' % (split, part)
+    env = lmdb.open(path, readonly=True, lock=False, subdir=True)
+    try:
+        n = 0
+        crops = env.begin().cursor().iternext()
+        for n, ((key, value), (img_key, img_value)) in enumerate(
+                zip(crops, images_txn.cursor().iternext()), 1):
+            d, di = caffe.proto.caffe_pb2.Datum(), caffe.proto.caffe_pb2.Datum()
+            d.ParseFromString(value)
+            di.ParseFromString(img_value)
+            if key != img_key or d.label != di.label:
+                problem('%s_%s entry %d: key %s label %d, images have key %s label %d'
+                        % (split, part, n, key.decode(errors='replace'), d.label,
+                           img_key.decode(errors='replace'), di.label))
+            if (d.channels, d.height, d.width) != (3, size, size) or len(d.data) != 3 * size * size:
+                problem('%s_%s %s: shape %dx%dx%d, expected 3x%dx%d uint8'
+                        % (split, part, key.decode(errors='replace'), d.channels, d.height,
+                           d.width, size, size))
+        total = env.stat()['entries']
+        if total != images_txn.stat()['entries']:
+            problem('%s_%s: %d entries, %s_images has %d'
+                    % (split, part, total, split, images_txn.stat()['entries']))
+    finally:
+        env.close()
+    return '%s_%s: %d crops %dx%d, keys and labels aligned with the images' % (
+        split, part, n, size, size)
 
 
 def _read_index(path, problem):

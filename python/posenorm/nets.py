@@ -20,6 +20,8 @@ import caffe
 from caffe import layers as L, params as P
 from caffe.coord_map import coord_map_from_to
 
+from posenorm.part_crops import CROP_SIZE, PARTS
+
 # BGR means of the ImageNet training set, as VGG and FCN use them.
 VGG_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
@@ -117,13 +119,78 @@ def keypoint_scores(n, feature, num_keypoints, lr=1):
     return n.kp_score
 
 
+def crop_input(n, part, phase, lmdb_dir, batch_size, crop_size, labels=False):
+    """The part's crop as a net input: `<part>_data` (and `label` if asked).
+
+    train/val read the crop LMDB `<split>_<part>` (aligned with the image
+    LMDBs); deploy takes an Input filled by the caller with the crop at the
+    predicted keypoints (`posenorm.part_crops`).
+    """
+    name = part + '_data'
+    if phase == 'deploy':
+        n[name] = L.Input(shape=dict(dim=[1, 3, crop_size, crop_size]))
+        return n[name]
+    split = 'train' if phase == 'train' else 'test'
+    tops = L.Data(source=os.path.join(lmdb_dir, '%s_%s' % (split, part)),
+                  backend=P.Data.LMDB, batch_size=batch_size,
+                  ntop=2 if labels else 1,
+                  transform_param=dict(mean_value=list(VGG_MEAN_BGR)))
+    if labels:
+        n[name], n.label = tops
+    else:
+        n[name] = tops
+    return n[name]
+
+
+def part_stream(n, part, bb, lr=1, train=True):
+    """A fine-tuned part net's feature (section 3.6): its own trunk on the
+    crop (layers `<part>_conv1_1` ... `<part>_fc7`), fc7 averaged over its map
+    and L2-normalized like every feature block."""
+    fc7 = trunk(n, n[part + '_data'], bb, prefix=part + '_', lr=lr, upto='fc7',
+                train=train)
+    n[part + '_fc7_pool'] = L.Pooling(fc7, pool=P.Pooling.AVE, global_pooling=True)
+    n[part + '_fc7_l2'] = L.L2Normalize(n[part + '_fc7_pool'])
+    n[part + '_feature'] = L.Flatten(n[part + '_fc7_l2'])
+    return n[part + '_feature']
+
+
+def classifier(n, name, feature, num_classes, phase, lr=1):
+    """InnerProduct + softmax (deploy: `prob`) or loss (+ accuracy in val)."""
+    n[name] = L.InnerProduct(feature, num_output=num_classes, param=learn(lr),
+                             weight_filler=dict(type='gaussian', std=0.001),
+                             bias_filler=dict(type='constant', value=0))
+    if phase == 'deploy':
+        n.prob = L.Softmax(n[name])
+    else:
+        n.loss_cls = L.SoftmaxWithLoss(n[name], n.label)
+        if phase != 'train':
+            n.accuracy = L.Accuracy(n[name], n.label)
+    return n[name]
+
+
+def part_net(phase, part, backbone='small', lmdb_dir='data/lmdb', batch_size=8,
+             crop_size=CROP_SIZE, num_classes=200, lr=1, head_lr=1):
+    """A part net fine-tuned on crops of one part (head or body), as Zhang
+    et al. (2014) fine-tune theirs: the part stream and its own classifier
+    `<part>_cls_score`.  Its trunk weights then serve the joint model's part
+    stream of the same name."""
+    bb = BACKBONES[backbone]
+    n = caffe.NetSpec()
+    crop_input(n, part, phase, lmdb_dir, batch_size, crop_size,
+               labels=phase != 'deploy')
+    feature = part_stream(n, part, bb, lr=lr, train=phase == 'train')
+    classifier(n, part + '_cls_score', feature, num_classes, phase, lr=head_lr)
+    return n.to_proto()
+
+
 def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
                         batch_size=8, input_size=None, num_keypoints=NUM_KEYPOINTS,
                         num_classes=200, holistic='cbp', parts=True,
                         classify=True, shared_stream=False, part_layer='conv5_3',
                         score_from=None, cbp_dim=5000, radius=1,
                         loc_lr=1, score_lr=1, cls_lr=1, head_lr=1,
-                        keypoint_loss_weight=1, oracle=False):
+                        keypoint_loss_weight=1, oracle=False, part_nets=(),
+                        part_net_lr=1, crop_size=CROP_SIZE):
     """The model of the paper's Figure 1, or one of its ablations.
 
     phase: 'train' (LMDB data, ground-truth parts pooled, losses), 'val'
@@ -145,6 +212,11 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     oracle: a deploy net that also takes ground-truth keypoints (an Input
       blob `keypoints`, 1 x K x 3 in input pixels) and pools the parts there:
       the ground-truth-parts oracle of the evaluation.
+    part_nets: parts ('head', 'body') whose fine-tuned part nets (section
+      3.6, `part_net`) add their features; each reads its crop from an input
+      `<part>_data` (crop_size square).  Their layers come last, so a deploy
+      caller runs the net up to them, cuts the crops at the predicted
+      keypoints, and runs the rest (`evaluate.Predictor`).
 
     Each feature block (parts, holistic) is L2-normalized before the concat so
     that neither dominates the classifier by scale alone (the paper does this
@@ -221,21 +293,17 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
         raise ValueError('holistic must be fc7, cbp or None, not %r' % holistic)
     if holistic is not None:
         features.append(n.holistic)
+    # 3) the fine-tuned part nets on their crops, combined by concatenation
+    # (the paper does not say how; Zhang et al. concatenate too)
+    for part in part_nets:
+        crop_input(n, part, phase, lmdb_dir, batch_size, crop_size)
+        features.append(part_stream(n, part, bb, lr=part_net_lr, train=train))
     if not features:
         raise ValueError('nothing to classify: parts=False and holistic=None')
     fused = L.Concat(*features, axis=1) if len(features) > 1 else features[0]
     if len(features) > 1:
         n.fused = fused
-    n.cls_score = L.InnerProduct(fused, num_output=num_classes,
-                                 param=learn(head_lr),
-                                 weight_filler=dict(type='gaussian', std=0.001),
-                                 bias_filler=dict(type='constant', value=0))
-    if phase == 'deploy':
-        n.prob = L.Softmax(n.cls_score)
-    else:
-        n.loss_cls = L.SoftmaxWithLoss(n.cls_score, n.label)
-        if not train:
-            n.accuracy = L.Accuracy(n.cls_score, n.label)
+    classifier(n, 'cls_score', fused, num_classes, phase, lr=head_lr)
     return n.to_proto()
 
 
@@ -261,6 +329,12 @@ def variants(backbone):
         ('baseline_fc7_ft', dict(parts=False, holistic='fc7')),
         ('baseline_keypoint_features', dict(shared_stream=True, holistic=None,
                                             loc_lr=0, score_lr=0)),
+        # section 3.6: a part net per crop, then their features joined to the
+        # compact bilinear model's under a new classifier (trunks fixed)
+        ('part_head', dict(part='head')),
+        ('part_body', dict(part='body')),
+        ('joint_cbp_partnets', dict(holistic='cbp', part_nets=PARTS,
+                                    part_net_lr=0, **frozen)),
     ])
 
 
@@ -274,7 +348,23 @@ def deploy_variants():
         ('joint_fc7_oracle', dict(holistic='fc7', oracle=True)),
         ('baseline_fc7', dict(parts=False, holistic='fc7')),
         ('baseline_keypoint_features', dict(shared_stream=True, holistic=None)),
+        ('joint_cbp_partnets', dict(holistic='cbp', part_nets=PARTS)),
+        ('joint_cbp_partnets_oracle', dict(holistic='cbp', part_nets=PARTS,
+                                           oracle=True)),
     ])
+
+
+# Arguments of the whole-image nets that a part net (on crops) has no use for.
+_WHOLE_IMAGE_ONLY = ('input_size', 'score_from')
+
+
+def make_net(phase, backbone, **kwargs):
+    """Any variant's net: `part_net` when kwargs name a `part`, else
+    `pose_normalized_net`."""
+    if 'part' in kwargs:
+        args = {k: v for k, v in kwargs.items() if k not in _WHOLE_IMAGE_ONLY}
+        return part_net(phase, backbone=backbone, **args)
+    return pose_normalized_net(phase, backbone=backbone, **kwargs)
 
 
 def net_path(out_dir, backbone, name, phase):
@@ -298,7 +388,7 @@ def write_nets(out_dir, backbone, **kwargs):
         if phase == 'deploy':
             args.pop('lmdb_dir', None)
             args.pop('batch_size', None)
-        proto = pose_normalized_net(phase, backbone=backbone, **args)
+        proto = make_net(phase, backbone, **args)
         proto.name = '%s_%s_%s' % (backbone, name, phase)
         atomic_write_text(path, HEADER + str(proto))
         paths.append(path)

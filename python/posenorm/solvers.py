@@ -34,6 +34,11 @@ STAGES = {
         'baseline_fc7_frozen': ('SGD', 1.0, 5e-6, 4000, 10000),
         'baseline_fc7_ft': ('SGD', 1e-3, 5e-4, 4000, 10000),
         'baseline_keypoint_features': ('SGD', 1.0, 5e-6, 4000, 10000),
+        # part nets: fine-tuned on crops like the whole-image baseline; their
+        # fusion with the compact bilinear model: a new head on fixed features
+        'part_head': ('SGD', 1e-3, 5e-4, 4000, 10000),
+        'part_body': ('SGD', 1e-3, 5e-4, 4000, 10000),
+        'joint_cbp_partnets': ('SGD', 1.0, 5e-6, 4000, 10000),
     },
     # From scratch, the keypoint loss (a sum over 15 maps of cells) gives
     # gradients SGD only survives at rates too small to learn in a CPU
@@ -49,6 +54,9 @@ STAGES = {
         'baseline_fc7_frozen': ('SGD', 1.0, 5e-6, 1000, 1500),
         'baseline_fc7_ft': ('Adam', 1e-3, 5e-4, 150, 150),
         'baseline_keypoint_features': ('SGD', 1.0, 5e-6, 1000, 1500),
+        'part_head': ('Adam', 1e-3, 5e-4, 150, 150),
+        'part_body': ('Adam', 1e-3, 5e-4, 150, 150),
+        'joint_cbp_partnets': ('SGD', 1.0, 5e-6, 1000, 1500),
     },
 }
 

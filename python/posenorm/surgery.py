@@ -19,6 +19,8 @@ fillers initialize the rest.
   * `transplant(new_net, net, prefixes)`: copy a net's params into another.
   * `copy_stream(net, '', 'cls_')`: initialize the classification stream
     from the localization stream's (e.g. stage-2 keypoint) weights.
+  * `copy_weights(net, caffemodel, '', 'head_')`: the same from a file, e.g.
+    a part net's trunk from ImageNet or the keypoint trunk.
   * `surgery(...)`: the whole job of tools/surgery.py.
 """
 import collections
@@ -162,6 +164,42 @@ def copy_stream(net, src_prefix='', dst_prefix='cls_', log=print):
         src_prefix, dst_prefix, len(report['copied']),
         '; no source for %s' % ', '.join(report['missing']) if report['missing'] else ''))
     return report
+
+
+def copy_weights(net, weights, src_prefix='', dst_prefix='', skip=(), log=print):
+    """Copy a caffemodel's layers `src_prefix + x` into `net`'s `dst_prefix + x`.
+
+    What `Net.copy_from` does, with two differences: a stream can be renamed
+    (e.g. a trained localization trunk `conv1_1` into a part net's
+    `head_conv1_1`), and layers named in `skip` (of the destination) are
+    left alone, e.g. a classifier the new net redefines with another shape
+    (where Caffe would abort).  Any other shape mismatch is a SurgeryError
+    naming the layer and both shapes.  Returns the destination layers copied.
+    """
+    param = caffe_pb2.NetParameter()
+    with open(weights, 'rb') as f:
+        param.ParseFromString(f.read())
+    copied = []
+    for layer in list(param.layer) + list(param.layers):
+        if not layer.blobs or not layer.name.startswith(src_prefix):
+            continue
+        dst = dst_prefix + layer.name[len(src_prefix):]
+        if dst not in net.params or dst in skip:
+            continue
+        blobs = net.params[dst]
+        if len(blobs) != len(layer.blobs) or not all(
+                _shape_equals(blob_proto_shape(b), b.HasField('shape'), d.data.shape)
+                for b, d in zip(layer.blobs, blobs)):
+            raise SurgeryError('copy_weights: %s layer %s is %s but %s is %s' % (
+                weights, layer.name, _fmt([blob_proto_shape(b) for b in layer.blobs]),
+                dst, _fmt(_shapes(blobs))))
+        for b, d in zip(layer.blobs, blobs):
+            d.data[...] = np.asarray(b.double_data or b.data, np.float32).reshape(d.data.shape)
+        copied.append(dst)
+    log('copy_weights %s: %d layers %r -> %r%s' % (
+        os.path.basename(weights), len(copied), src_prefix, dst_prefix,
+        ' (not copied: %s)' % ', '.join(sorted(skip)) if skip else ''))
+    return copied
 
 
 # ---------------------------------------------------------------------------

@@ -22,6 +22,10 @@ stage:
   <joint>_stage4    <- <joint>_stage3
   baselines         fc7: the classification stream initialized as in stage 3;
                     keypoint features: <- keypoint_stage2
+  part_head/body    section 3.6's part nets, fine-tuned on crops: trunk <-
+                    ImageNet (vgg16) or the keypoint_stage2 trunk (small)
+  joint_cbp_partnets  <- joint_cbp_stage4 + part_head + part_body, a new
+                    classifier on all their features (trunks fixed)
 Stages whose trunks are frozen (stage 1 of vgg16, every stage 3, the frozen
 baselines) can run from cached features (posenorm.feature_cache).
 """
@@ -36,12 +40,18 @@ from google.protobuf import text_format
 from posenorm import caffe_run, feature_cache
 from posenorm.atomic import atomic_save, atomic_write_text
 from posenorm.nets import deploy_variants, pose_normalized_net, variants, write_nets
+from posenorm.part_crops import CROP_SIZE
 from posenorm.solvers import make_solver
 
 # init: where a stage's starting weights come from: a stage name, 'imagenet',
-# or 'classification_init' (localization <- keypoint_stage2, classification <-
-# ImageNet or a copy of the localization trunk).
+# 'classification_init' (localization <- keypoint_stage2, classification <-
+# ImageNet or a copy of the localization trunk), 'part_init' (a part net's
+# trunk <- ImageNet or the keypoint_stage2 trunk) or 'partnets_init' (the
+# stages of PARTNETS_SOURCES combined).
 Stage = collections.namedtuple('Stage', 'name init cached')
+PARTNETS_SOURCES = ('joint_cbp_stage4', 'part_head', 'part_body')
+INIT_NEEDS = {'imagenet': (), 'classification_init': ('keypoint_stage2',),
+              'part_init': ('keypoint_stage2',), 'partnets_init': PARTNETS_SOURCES}
 
 # Table 1 rows: exported model -> (final stage, deploy variant, label)
 MODELS = collections.OrderedDict([
@@ -56,6 +66,8 @@ MODELS = collections.OrderedDict([
     ('joint_fc7', ('joint_fc7_stage4', 'joint_fc7', 'Our model with fc7 feature')),
     ('joint_cbp', ('joint_cbp_stage4', 'joint_cbp',
                    'Our model with compact bilinear feature')),
+    ('joint_cbp_partnets', ('joint_cbp_partnets', 'joint_cbp_partnets',
+                            'Our model with compact bilinear feature on ft-part nets')),
 ])
 
 
@@ -72,6 +84,9 @@ def plan(backbone, models=None):
         Stage('joint_fc7_stage4', 'joint_fc7_stage3', False),
         Stage('joint_cbp_stage3', 'classification_init', True),
         Stage('joint_cbp_stage4', 'joint_cbp_stage3', False),
+        Stage('part_head', 'part_init', False),
+        Stage('part_body', 'part_init', False),
+        Stage('joint_cbp_partnets', 'partnets_init', True),
     ]
     wanted = list(models or MODELS)
     needed = set()
@@ -79,10 +94,8 @@ def plan(backbone, models=None):
     def need(stage_name):
         needed.add(stage_name)
         stage = next(s for s in all_stages if s.name == stage_name)
-        if stage.init == 'classification_init':
-            need('keypoint_stage2')
-        elif stage.init != 'imagenet':
-            need(stage.init)
+        for source in INIT_NEEDS.get(stage.init, (stage.init,)):
+            need(source)
     for model in wanted:
         need(MODELS[model][0])
     return [s for s in all_stages if s.name in needed]
@@ -113,7 +126,8 @@ class Run(object):
         # The nets take the images at the size the LMDBs hold them.
         self.input_size = self.manifest['input_size']
         self.net_args = dict(lmdb_dir=self.lmdb_dir, batch_size=self.batch_size,
-                             num_classes=num_classes, input_size=self.input_size)
+                             num_classes=num_classes, input_size=self.input_size,
+                             crop_size=self.manifest.get('crop_size') or CROP_SIZE)
         if self.imagenet and backbone == 'vgg16':
             from posenorm.surgery import caffemodel_layers
             if 'fc6' not in caffemodel_layers(self.imagenet):
@@ -172,22 +186,31 @@ class Run(object):
         import caffe
         if stage.init == 'imagenet':
             return self.imagenet  # None: the fillers
-        if stage.init != 'classification_init':
+        if stage.init not in INIT_NEEDS:
             return self.final_weights(stage.init)
         out = self.path('init', stage.name + '.caffemodel')
         if os.path.exists(out):
             return out
+        from posenorm.surgery import copy_stream, copy_weights
         caffe.set_random_seed(self.seed)  # the new layers' fillers: reproducible
         net = caffe.Net(self.path('prototxt', self.backbone, stage.name + '_train.prototxt'),
                         caffe.TEST)
-        if self.imagenet:  # both streams (tools/surgery.py output)
-            net.copy_from(self.imagenet)
-        net.copy_from(self.final_weights('keypoint_stage2'))
-        if not self.imagenet:
-            # No ImageNet weights: the classification stream starts from the
-            # trained localization trunk (the only pretraining we have).
-            from posenorm.surgery import copy_stream
-            copy_stream(net, src_prefix='', dst_prefix='cls_', log=self.log)
+        if stage.init == 'classification_init':
+            if self.imagenet:  # both streams (tools/surgery.py output)
+                net.copy_from(self.imagenet)
+            net.copy_from(self.final_weights('keypoint_stage2'))
+            if not self.imagenet:
+                # No ImageNet weights: the classification stream starts from the
+                # trained localization trunk (the only pretraining we have).
+                copy_stream(net, src_prefix='', dst_prefix='cls_', log=self.log)
+        elif stage.init == 'part_init':  # the same choice for a part net's trunk
+            part = variants(self.backbone)[stage.name]['part']
+            copy_weights(net, self.imagenet or self.final_weights('keypoint_stage2'),
+                         src_prefix='', dst_prefix=part + '_', log=self.log)
+        else:  # partnets_init: every source's layers by name; a new classifier
+            for source in PARTNETS_SOURCES:
+                copy_weights(net, self.final_weights(source), skip=('cls_score',),
+                             log=self.log)
         atomic_save(out, net.save)
         return out
 
@@ -199,6 +222,11 @@ class Run(object):
             self.log('[train] %s: done earlier (%s)' % (stage.name, record['weights']))
             return record['weights']
         t0 = time.time()
+        part = variants(self.backbone)[stage.name].get('part')
+        if part and part not in self.manifest.get('crop_parts', []):
+            raise caffe_run.StageFailed(
+                '%s needs %s crops, which the LMDBs in %s lack: rebuild them with '
+                'tools/build_lmdb.py (crops are on by default)' % (stage.name, part, self.lmdb_dir))
         init = self.init_weights(stage)
         solver = self.solver_param(stage.name)
         log_path = self.path('logs', stage.name + '.log')
@@ -292,8 +320,9 @@ class Run(object):
         """Write models/<model>/ for evaluation and prediction."""
         from posenorm.model_dir import write_model_dir
         stage, deploy, label = MODELS[model]
-        kwargs = dict(deploy_variants()[deploy], num_classes=self.num_classes,
-                      input_size=self.input_size)
+        sizes = dict(num_classes=self.num_classes, input_size=self.input_size,
+                     crop_size=self.net_args['crop_size'])
+        kwargs = dict(deploy_variants()[deploy], **sizes)
         proto = pose_normalized_net('deploy', backbone=self.backbone, **kwargs)
         info = dict(variant=model, label=label, backbone=self.backbone,
                     input_size=self.input_size, classes=self.manifest['class_names'],
@@ -301,8 +330,7 @@ class Run(object):
         extra = {}
         if deploy + '_oracle' in deploy_variants():
             oracle = pose_normalized_net('deploy', backbone=self.backbone, **dict(
-                deploy_variants()[deploy + '_oracle'], num_classes=self.num_classes,
-                input_size=self.input_size))
+                deploy_variants()[deploy + '_oracle'], **sizes))
             extra['oracle_deploy.prototxt'] = str(oracle)
             info['oracle_deploy'] = 'oracle_deploy.prototxt'
         out = self.path('models', model)
