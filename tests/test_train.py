@@ -151,3 +151,51 @@ def test_every_vgg16_stage_trains(tmp_path_factory, caffe_tool):
     assert len(dirs) == 7
     for stage in plan('vgg16'):
         assert run.done_record(stage.name)['iterations'] == 1
+
+
+def test_part_nets_stages_and_their_fused_model(tmp_path, keypoint_run, small_lmdb, caffe_tool):
+    """Section 3.6 through the driver: part nets start from the keypoint
+    trunk, the fused model from the three sources with only a new classifier
+    trained, and its deploy net cuts the crops at its own predictions."""
+    from posenorm.evaluate import Predictor, preprocess
+    from posenorm.part_crops import crop, crop_boxes
+    from posenorm.lmdb_data import from_input_coords
+    from PIL import Image
+    run = _run(tmp_path, small_lmdb, caffe_tool, iter_scale=0.01)
+    run.prepare()
+    os.makedirs(run.path('done'))
+    for s in ('keypoint_stage1', 'keypoint_stage2'):
+        os.symlink(keypoint_run.path('done', s + '.json'), run.path('done', s + '.json'))
+    [model] = train(run, ['joint_cbp_partnets'])
+    kp2 = caffe.Net(run.path('prototxt', 'small', 'keypoint_deploy.prototxt'), caffe.TEST,
+                    weights=run.final_weights('keypoint_stage2'))
+    part_init = caffe.Net(run.path('prototxt', 'small', 'part_head_val.prototxt'), caffe.TEST,
+                          weights=run.path('init', 'part_head.caffemodel'))
+    np.testing.assert_array_equal(part_init.params['head_conv4_1'][0].data,
+                                  kp2.params['conv4_1'][0].data)
+    deploy = run.path('prototxt', 'small', 'joint_cbp_partnets_deploy.prototxt')
+    fused = caffe.Net(deploy, caffe.TEST, weights=run.final_weights('joint_cbp_partnets'))
+    joint = caffe.Net(run.path('prototxt', 'small', 'joint_cbp_deploy.prototxt'), caffe.TEST,
+                      weights=run.final_weights('joint_cbp_stage4'))
+    head = caffe.Net(run.path('prototxt', 'small', 'part_head_val.prototxt'), caffe.TEST,
+                     weights=run.final_weights('part_head'))
+    np.testing.assert_array_equal(fused.params['cls_conv2_1'][0].data, joint.params['cls_conv2_1'][0].data)
+    np.testing.assert_array_equal(fused.params['head_fc7'][0].data, head.params['head_fc7'][0].data)
+    assert fused.params['cls_score'][0].data.shape[1] > joint.params['cls_score'][0].data.shape[1]
+    # Two passes (Predictor) = one pass with the crops cut at the first pass's keypoints.
+    cub = os.path.join(os.path.dirname(small_lmdb), 'cub')
+    path = next(os.path.join(r, f) for r, _, fs in os.walk(os.path.join(cub, 'images')) for f in fs)
+    r = Predictor(model).predict(path)
+    net = Predictor(model).net
+    with Image.open(path) as im:
+        original = im.convert('RGB')
+    kp = r['keypoints']
+    boxes, _ = crop_boxes(kp[None], run.manifest['part_names'], [original.size])
+    net.blobs['data'].data[...] = preprocess(r['input'])
+    for part in ('head', 'body'):
+        net.blobs[part + '_data'].data[...] = preprocess(crop(original, boxes[part][0], 224))
+    net.forward()
+    np.testing.assert_allclose(net.blobs['prob'].data[0], r['prob'], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(from_input_coords(net.blobs['part_locations'].data[0, :, :2],
+                                                 original.size, run.input_size), kp[:, :2])
+    assert r['oracle_prob'] is None and abs(r['prob'].sum() - 1) < 1e-5
