@@ -66,8 +66,10 @@ def test_round_trip_value_by_value(built, tiny):
     data = cub.read_cub(tiny)
     perm = cub.flip_permutation(data.part_names)
     by_id = {int(i): k for k, i in enumerate(data.image_ids)}
-    assert manifest['splits']['train'] == dict(count=8, images=4, flipped=4, per_class=[2, 2])
-    assert manifest['splits']['test'] == dict(count=4, images=4, flipped=0, per_class=[2, 2])
+    assert manifest['splits']['train'] == dict(count=8, images=4, flipped=4, per_class=[2, 2],
+                                               crop_fallbacks=dict(head=0, body=0))
+    assert manifest['splits']['test'] == dict(count=4, images=4, flipped=0, per_class=[2, 2],
+                                              crop_fallbacks=dict(head=0, body=0))
     for split in ('train', 'test'):
         entries = {k: lmdb_data.read_lmdb(os.path.join(out, '%s_%s' % (split, k))) for k in lmdb_data.KINDS}
         keys = [key for key, _ in entries['images']]

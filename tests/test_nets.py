@@ -45,7 +45,7 @@ def test_small_nets_forward_backward(name, tmp_path, small_lmdb):
     kwargs = dict(nets.variants('small')[name], lmdb_dir=small_lmdb, batch_size=2,
                   num_classes=3)
     for phase in ('train', 'val'):
-        proto = nets.pose_normalized_net(phase, backbone='small', **kwargs)
+        proto = nets.make_net(phase, 'small', **kwargs)
         proto.name = phase
         net = _net(tmp_path, proto)
         out = net.forward()
