@@ -528,6 +528,11 @@ def _definitions():
         pcp='a predicted part box is correct when IoU with the ground-truth box >= %g; images '
             'without a ground-truth box are excluded (counted); a missing predicted box is wrong'
             % metrics.PCP_IOU,
+        part_crops='models with part nets: head and body crops cut from the original image at '
+                   'the part boxes of the model\'s own predicted keypoints (ground truth for the '
+                   'oracle row); fewer than %d of the part\'s points: the box of all points, then the '
+                   'whole image; warped to the part net\'s input (posenorm.part_crops)'
+                   % metrics.BOX_MIN_POINTS,
         keypoints='predicted keypoint = argmax of the heatmap as an input-image point (the '
                   'CoordinateTransfer part_locations when present), mapped to original pixels '
                   'with from_input_coords; every keypoint is predicted for every image')
