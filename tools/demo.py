@@ -168,7 +168,7 @@ def main(argv=None):
     ap.add_argument('--eval-limit', type=int, default=200,
                     help='test images evaluated, round-robin over classes (0: all)')
     ap.add_argument('--classes', type=int, default=20, help='synthetic classes')
-    ap.add_argument('--per-class', type=int, default=60, help='synthetic images per class')
+    ap.add_argument('--per-class', type=int, default=100, help='synthetic images per class')
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--readme', action='store_true',
                     help='also write the results into README.md (figure into docs/demo/)')

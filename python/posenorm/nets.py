@@ -25,19 +25,29 @@ from posenorm.part_crops import CROP_SIZE, PARTS
 # BGR means of the ImageNet training set, as VGG and FCN use them.
 VGG_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
-Backbone = collections.namedtuple('Backbone', 'blocks fc fc6_kernel input_size score_from')
+Backbone = collections.namedtuple('Backbone', 'blocks fc fc6_kernel input_size score_from '
+                                   'part_layer part_radius')
 
 BACKBONES = {
     # The paper's net: 500x500 input -> pool5 16x16 -> fc6 (7x7) -> 10x10 fc7.
     'vgg16': Backbone(blocks=((64, 64), (128, 128), (256, 256, 256),
                               (512, 512, 512), (512, 512, 512)),
-                      fc=4096, fc6_kernel=7, input_size=500, score_from='fc7'),
+                      fc=4096, fc6_kernel=7, input_size=500, score_from='fc7',
+                      part_layer='conv5_3', part_radius=1),
     # VGG-16's topology at 1/8 of its widths, for CPU demos and tests: the
     # same layer names and geometry, ~1/64 of the arithmetic.  Keypoints are
-    # scored on conv5_3 (stride 16) since its fc7 map is too coarse at 256 px.
+    # scored on conv5_3 (stride 16) since its fc7 map is too coarse at 256 px
+    # (conv4_3, stride 8, was tried: finer but more gross errors, and worse
+    # parts for the classifier).  Parts are pooled from conv3_3 (stride 4),
+    # 5x5 max: trained from scratch in a CPU budget, this net's conv5_3 holds
+    # little of the small class marks (demo, ground-truth parts at test:
+    # 43-45% from conv3_3, 16-17% from conv5_3; a linear probe of one trunk:
+    # conv3_3 57%, conv4_3 28%), and the 5x5 window (20 px) absorbs some of
+    # the keypoint error (predicted parts: 3x3 16%, 5x5 19%, 9x9 20%).
     'small': Backbone(blocks=((8, 8), (16, 16), (32, 32, 32),
                               (64, 64, 64), (64, 64, 64)),
-                      fc=256, fc6_kernel=7, input_size=256, score_from='conv5_3'),
+                      fc=256, fc6_kernel=7, input_size=256, score_from='conv5_3',
+                      part_layer='conv3_3', part_radius=2),
 }
 
 NUM_KEYPOINTS = 15
@@ -186,8 +196,8 @@ def part_net(phase, part, backbone='small', lmdb_dir='data/lmdb', batch_size=8,
 def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
                         batch_size=8, input_size=None, num_keypoints=NUM_KEYPOINTS,
                         num_classes=200, holistic='cbp', parts=True,
-                        classify=True, shared_stream=False, part_layer='conv5_3',
-                        score_from=None, cbp_dim=5000, radius=1,
+                        classify=True, shared_stream=False, part_layer=None,
+                        score_from=None, cbp_dim=5000, radius=None,
                         loc_lr=1, score_lr=1, cls_lr=1, head_lr=1,
                         keypoint_loss_weight=1, oracle=False, part_nets=(),
                         part_net_lr=1, crop_size=CROP_SIZE):
@@ -202,8 +212,11 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     classify: False gives the keypoint net alone (training stages 1-2).
     shared_stream: parts pooled from the localization stream itself (the
       paper's "keypoint features baseline"; it reports that worse, 65.10%).
-    part_layer: the classification-stream layer the parts are pooled from;
-      the paper does not name it, conv5_3 keeps the finest semantic map.
+    part_layer, radius: the classification-stream layer the parts are
+      pooled from and the half-size of the max-pooling window in its cells
+      (default per backbone: conv5_3 and 1 for vgg16, whose conv5_3 is the
+      finest semantic map, the paper naming no layer; conv3_3 and 2 for small,
+      see BACKBONES).
     score_from: the layer the keypoint scores sit on (default per backbone:
       fc7 for vgg16 as in the paper, conv5_3 for small).
     *_lr: learning-rate multipliers of the localization trunk, the keypoint
@@ -225,6 +238,8 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     bb = BACKBONES[backbone]
     size = input_size or bb.input_size
     score_from = score_from or bb.score_from
+    part_layer = part_layer or bb.part_layer
+    radius = bb.part_radius if radius is None else radius
     train = phase == 'train'
     needs_loc = not classify or parts
     n = caffe.NetSpec()
@@ -253,7 +268,7 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
 
     # 2) classification net: what is there, pooled at the parts
     prefix = '' if shared_stream else 'cls_'
-    deepest = 'fc7' if holistic == 'fc7' else part_layer
+    deepest = {'fc7': 'fc7', 'cbp': 'conv5_3'}.get(holistic, part_layer)
     if shared_stream:
         if deepest != score_from and holistic == 'fc7':
             raise ValueError('shared stream with fc7 needs score_from=fc7')

@@ -20,7 +20,11 @@ stage:
                     stream <- ImageNet (vgg16), or a copy of the trained
                     localization trunk (small: it has no ImageNet weights)
   <joint>_stage4    <- <joint>_stage3
-  baselines         fc7: the classification stream initialized as in stage 3;
+  baselines         fc7 frozen: the classification stream initialized as in
+                    stage 3; fc7 fine-tuned: <- fc7 frozen (its classifier
+                    trained, as stage 4 starts from stage 3: from a random
+                    classifier on L2-normalized features Adam barely moved
+                    the small net in its budget, loss stuck at ln C);
                     keypoint features: <- keypoint_stage2
   part_head/body    section 3.6's part nets, fine-tuned on crops: trunk <-
                     ImageNet (vgg16) or the keypoint_stage2 trunk (small)
@@ -78,7 +82,7 @@ def plan(backbone, models=None):
         Stage('keypoint_stage1', 'imagenet', frozen_stage1),
         Stage('keypoint_stage2', 'keypoint_stage1', False),
         Stage('baseline_fc7_frozen', 'classification_init', True),
-        Stage('baseline_fc7_ft', 'classification_init', False),
+        Stage('baseline_fc7_ft', 'baseline_fc7_frozen', False),
         Stage('baseline_keypoint_features', 'keypoint_stage2', True),
         Stage('joint_fc7_stage3', 'classification_init', True),
         Stage('joint_fc7_stage4', 'joint_fc7_stage3', False),
