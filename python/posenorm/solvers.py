@@ -71,8 +71,8 @@ STAGES = {
         'baseline_fc7_frozen': ('SGD', 1.0, 5e-6, 1000, 1500),
         'baseline_fc7_ft': ('Adam', 1e-4, 5e-4, 100, 100),
         'baseline_keypoint_features': ('SGD', 1.0, 5e-6, 1000, 1500),
-        'part_head': ('Adam', 1e-3, 5e-4, 150, 150),
-        'part_body': ('Adam', 1e-3, 5e-4, 150, 150),
+        'part_head': ('Adam', 1e-3, 5e-4, 100, 100),
+        'part_body': ('Adam', 1e-3, 5e-4, 100, 100),
         'joint_cbp_partnets': ('SGD', 1.0, 5e-6, 1000, 1500),
     },
 }
