@@ -118,7 +118,7 @@ def test_part_streams_come_last_and_share_names_with_the_part_nets(tmp_path):
     path.write_text(str(fused))
     net = caffe.Net(str(path), caffe.TEST)
     assert net.blobs['head_data'].data.shape == (1, 3, 224, 224)
-    assert net.blobs['fused'].data.shape[1] == (15 * 64 + 5000 + 2 * 256)
+    assert net.blobs['fused'].data.shape[1] == net.blobs['parts'].data.shape[1] + 5000 + 2 * 256
 
 
 def test_copy_weights_renames_skips_and_checks_shapes(tmp_path):
