@@ -235,13 +235,13 @@ class Predictor:
         names = list(net._layer_names)
         first = min(names.index(p + '_data') for p in crops)
         net.forward(end=names[first - 1])
+        # keypoints in the pixels of `original` (the file, or the array given)
         if gt_keypoints is None:
             kp = net.blobs['part_locations'].data[0].reshape(-1, 3).astype(np.float64)
-            kp[:, :2] = from_input_coords(kp[:, :2], image_size, self.size)
+            kp[:, :2] = from_input_coords(kp[:, :2], original.size, self.size)
         else:
-            kp = np.asarray(gt_keypoints, np.float64)
-        # boxes in the pixels of `original` (the file, or the array given)
-        kp[:, :2] = to_input_coords(kp[:, :2], image_size, original.size)
+            kp = np.array(gt_keypoints, np.float64)
+            kp[:, :2] = to_input_coords(kp[:, :2], image_size, original.size)
         boxes, _ = crop_boxes(kp[None], self.info['part_names'], [original.size], crops)
         for p in crops:
             size = net.blobs[p + '_data'].data.shape[-1]

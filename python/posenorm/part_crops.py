@@ -56,6 +56,8 @@ def crop(image, box, size=CROP_SIZE):
     if not (x1 > x0 and y1 > y0):
         raise ValueError('crop: empty box %s' % (list(box),))
     # PIL's resize box is in pixel-edge coordinates: edge = centre + 0.5.
-    warped = image.convert('RGB').resize(
+    if image.mode != 'RGB':
+        image = image.convert('RGB')
+    warped = image.resize(
         (size, size), Image.BILINEAR, box=(x0 + 0.5, y0 + 0.5, x1 + 0.5, y1 + 0.5))
     return np.asarray(warped)
