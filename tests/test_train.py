@@ -121,6 +121,26 @@ def test_cached_stage_equals_uncached(tmp_path, keypoint_run, small_lmdb, caffe_
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_feature_pass_skips_the_localization_stream(tmp_path, small_lmdb, caffe_tool):
+    """Stage 3 pools at ground-truth keypoints: its feature pass needs the
+    classification trunk and the keypoint labels, not the heatmap net."""
+    from posenorm import feature_cache
+    run = _run(tmp_path, small_lmdb, caffe_tool)
+    run.prepare()
+    path = run.path('prototxt', 'small', 'joint_cbp_stage3_train.prototxt')
+    net, blobs, _, names, param = feature_cache.open_feature_net(path, 'cls_score')
+    assert {'keypoints', 'cls_conv1_1', 'parts'} <= set(names)
+    assert not {'conv1_1', 'kp_score', 'loss_kp'} & set(names)
+    order = list(net._layer_names)
+    assert [n for n in order if n.startswith('data_') and n.endswith('_split')] and \
+        all(n in names for n in order if n.startswith('data_') and n.endswith('_split'))
+    assert names == [n for n in order if n in names]  # net order kept
+    # falling back to the heatmap for invisible keypoints reads its values
+    ct = next(l for l in param.layer if l.type == 'CoordinateTransfer')
+    ct.coordinate_transfer_param.missing = ct.coordinate_transfer_param.ARGMAX
+    assert 'kp_score' in feature_cache.feature_layers(net, param, blobs)
+
+
 def test_cached_keypoint_head_trains_only_the_score_layer(tmp_path, small_lmdb, caffe_tool):
     """Stage 1 from cached conv5_3 maps + keypoints: the trunk stays as it was."""
     from posenorm.train import Stage

@@ -23,7 +23,7 @@ the image, so CoordinateTransfer pools real parts, not zero ones):
    feature_cache.head_net (real Data layers over the cached-blob LMDBs, fused
    feature and label -> cls_score -> loss), and the one-off feature pass is
    the loop of feature_cache.write_feature_cache, per batch: one TEST-phase
-   forward of the stage-3 train net up to the cached blobs (pycaffe), plus
+   forward of the layers the cached blobs depend on (pycaffe), plus
    the Datum serialization and LMDB put of its records (which then feed the
    head's timing).  Per-iteration times are the
    solver's own "Iteration N (... iter/s, Ts/D iters)" lapses, iteration 0
@@ -230,24 +230,19 @@ def caffe_train_seconds(args, solver_path, log_path):
 # ---------------------------------------------------- feature pass (pycaffe) --
 def feature_pass(net_path, head, batches, out_dir):
     """The loop of feature_cache.write_feature_cache, timed: per batch one
-    TEST-phase forward of the train net up to the last producer of a cached
-    blob, then the Datum serialization + LMDB put of every cached blob.
+    TEST-phase forward of feature_cache.feature_layers (the layers the
+    cached blobs depend on), then the Datum serialization + LMDB put of every cached blob.
 
     Runs `batches` batches (the first a warm-up, left out of the medians) and
     leaves the LMDBs (real features of the filler weights) in out_dir/<blob>.
     Returns (median forward s, median write s, {blob: shape}, {blob: lmdb},
     net_param).
     """
-    import caffe
     import lmdb
     import numpy as np
     from posenorm import feature_cache as fc
-    net_param = fc.load_net_param(net_path)
-    blobs = fc.cached_blobs(fc.head_layers(net_param, head))
-    producers = [l.name for l in net_param.layer if set(l.top) & set(blobs)]
-    net = caffe.Net(net_path, caffe.TEST)
+    net, blobs, shapes, layers, net_param = fc.open_feature_net(net_path, head)
     batch = net.blobs[blobs[0]].data.shape[0]
-    shapes = {b: fc.datum_shape(net.blobs[b].data.shape[1:]) for b in blobs}
     count = batch * batches
     envs, lmdbs = {}, {}
     for b in blobs:
@@ -257,7 +252,7 @@ def feature_pass(net_path, head, batches, out_dir):
     fwd, write = [], []
     for k in range(batches):
         t = time.perf_counter()
-        net.forward(end=producers[-1])
+        fc.forward_layers(net, layers)
         fwd.append(time.perf_counter() - t)
         t = time.perf_counter()
         fc.write_records(envs, net, shapes, k * batch, batch)
@@ -409,7 +404,7 @@ def report(args, results, out):
         'included); cached = feature_cache.head_net (Data layers over the '
         'cached-blob LMDBs -> cls_score -> loss). Feature pass = the loop of '
         'feature_cache.write_feature_cache: one TEST-phase forward of the '
-        'stage-3 train net to the cached blobs plus their LMDB write, once per '
+        'layers the cached blobs depend on plus their LMDB write, once per '
         'batch of the training set.')
     out()
     out('| backbone | batch | cached blobs | uncached ms/iter | cached ms/iter | '

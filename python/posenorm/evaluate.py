@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from posenorm import metrics
+from posenorm import feature_cache, metrics
 from posenorm.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from posenorm.lmdb_data import from_input_coords, keypoints_to_input, resize_input, to_input_coords
 from posenorm.part_crops import PARTS, crop, crop_boxes
@@ -155,8 +155,14 @@ class Predictor:
         from posenorm.model_dir import load_model
         self.net, self.info = load_model(model_dir)
         self.oracle_net = None
+        self.oracle_layers = None
         if oracle and self.info.get('oracle_deploy_path'):
             self.oracle_net, _ = load_model(model_dir, oracle=True)
+            # only the classification is read: at ground-truth keypoints
+            # the localization stream's heatmap matters for its shape alone
+            self.oracle_layers = feature_cache.feature_layers(
+                self.oracle_net, feature_cache.load_net_param(self.info['oracle_deploy_path']),
+                ['prob'])
         self.size = self.info['input_size']
         outputs = set(self.net.outputs)
         self.classifies = 'prob' in self.net.blobs and 'prob' in outputs
@@ -214,12 +220,12 @@ class Predictor:
             o = self.oracle_net
             o.blobs['keypoints'].data[...] = keypoints_to_input(
                 gt_keypoints, image_size, self.size).reshape(o.blobs['keypoints'].data.shape)
-            self._forward(o, x, original, image_size, gt_keypoints)
+            self._forward(o, x, original, image_size, gt_keypoints, self.oracle_layers)
             out['oracle_prob'] = o.blobs['prob'].data[0].reshape(-1).astype(np.float64)
         return out
 
-    def _forward(self, net, x, original, image_size, gt_keypoints=None):
-        """Run `net` on one preprocessed image.
+    def _forward(self, net, x, original, image_size, gt_keypoints=None, layers=None):
+        """Run `net` (only `layers` of it, if given) on one preprocessed image.
 
         A net with part nets (inputs `<part>_data`, `nets.part_stream`) runs
         in two passes: up to its first crop input, then, with the crops cut
@@ -228,13 +234,14 @@ class Predictor:
         the rest.  The crops follow the rule the training crops followed.
         """
         net.blobs['data'].data[...] = x
+        names = list(net._layer_names)
+        layers = names if layers is None else layers
         crops = [p for p in PARTS if p + '_data' in net.blobs]
         if not crops:
-            net.forward()
+            feature_cache.forward_layers(net, layers)
             return
-        names = list(net._layer_names)
         first = min(names.index(p + '_data') for p in crops)
-        net.forward(end=names[first - 1])
+        feature_cache.forward_layers(net, [l for l in layers if names.index(l) < first])
         # keypoints in the pixels of `original` (the file, or the array given)
         if gt_keypoints is None:
             kp = net.blobs['part_locations'].data[0].reshape(-1, 3).astype(np.float64)
@@ -246,7 +253,7 @@ class Predictor:
         for p in crops:
             size = net.blobs[p + '_data'].data.shape[-1]
             net.blobs[p + '_data'].data[...] = preprocess(crop(original, boxes[p][0], size))
-        net.forward(start=names[first])
+        feature_cache.forward_layers(net, [l for l in layers if names.index(l) >= first])
 
 
 # --------------------------------------------------------- the dataset ---

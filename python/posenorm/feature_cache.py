@@ -9,6 +9,10 @@ each; a small Caffe net whose head layer has the *same name* (`cls_score`,
 `kp_score`) trains on them with `caffe train` and the same solver settings;
 its learned weights are then copied back into the full model by name.
 
+The pass runs only the layers whose values the cached blobs depend on
+(`feature_layers`): a stage-3 net's localization stream is skipped, since
+its parts are pooled at the ground-truth keypoints while training.
+
 Equivalence: the feature pass runs the stage's TRAIN net in TEST phase,
 reading the LMDBs in the same order and the same count as the Data layers of
 the uncached run, so the head sees the same batches in the same order.
@@ -54,23 +58,88 @@ def cached_blobs(layers):
     return needed
 
 
-def stochastic_layers(net_param, blobs):
-    """Names of Dropout layers any of `blobs` depends on."""
+def param_graph(net_param):
+    """(name, LayerParameter, bottoms, tops) of every layer, in net order."""
+    return [(l.name, l, list(l.bottom), list(l.top)) for l in net_param.layer]
+
+
+def net_graph(net, net_param):
+    """The same for an instantiated pycaffe net: its real topology, with the
+    Split layers Caffe inserts (their LayerParameter: None)."""
+    params = {l.name: l for l in net_param.layer}
+    return [(n, params.get(n), list(net.bottom_names[n]), list(net.top_names[n]))
+            for n in net._layer_names]
+
+
+def shape_only_bottoms(param):
+    """Indices of the bottoms a layer reads for their shape alone:
+    CoordinateTransfer given ground-truth keypoints (bottom 2) with missing:
+    ZERO never reads the heatmap (bottom 1)."""
+    from caffe.proto import caffe_pb2
+    if param is not None and param.type == 'CoordinateTransfer' and \
+            len(param.bottom) == 3 and param.coordinate_transfer_param.missing == \
+            caffe_pb2.CoordinateTransferParameter.ZERO:
+        return {1}
+    return set()
+
+
+def ancestors(graph, blobs, values_only=False):
+    """Names (in net order) of the layers of `graph` any of `blobs` depends
+    on; values_only: only through bottoms whose values are read."""
     producers = {}
-    for layer in net_param.layer:
-        for top in layer.top:
+    for layer in graph:
+        for top in layer[3]:
             producers.setdefault(top, []).append(layer)
-    found, seen, todo = set(), set(), list(blobs)
+    seen, todo = set(), list(blobs)
     while todo:
         blob = todo.pop()
-        for layer in producers.get(blob, []):
-            if layer.name in seen:
-                continue
-            seen.add(layer.name)
-            if layer.type == 'Dropout':
-                found.add(layer.name)
-            todo.extend(layer.bottom)
-    return sorted(found)
+        for name, param, bottoms, _ in producers.get(blob, []):
+            if name not in seen:
+                seen.add(name)
+                skip = shape_only_bottoms(param) if values_only else set()
+                todo.extend(b for i, b in enumerate(bottoms) if i not in skip)
+    return [layer[0] for layer in graph if layer[0] in seen]
+
+
+def stochastic_layers(net_param, blobs):
+    """Names of Dropout layers any of `blobs` depends on."""
+    types = {l.name: l.type for l in net_param.layer}
+    return sorted(n for n in ancestors(param_graph(net_param), blobs) if types[n] == 'Dropout')
+
+
+def feature_layers(net, net_param, blobs):
+    """The layers of `net` a feature pass runs: those whose values `blobs`
+    depend on.  Stage 3 pools its parts at the ground-truth keypoints, so
+    the localization stream, whose heatmap CoordinateTransfer then reads for
+    its shape alone, is skipped: the pass costs the classification trunks."""
+    return ancestors(net_graph(net, net_param), blobs, values_only=True)
+
+
+def forward_layers(net, names):
+    """Forward only the layers `names` of a pycaffe net, in contiguous runs
+    (a skipped layer's tops keep what they held: zeros from allocation)."""
+    order = list(net._layer_names)
+    index = sorted(order.index(n) for n in names)
+    if not index:
+        return
+    runs, start = [], index[0]
+    for prev, cur in zip(index, index[1:] + [None]):
+        if cur != prev + 1:
+            runs.append((order[start], order[prev]))
+            start = cur
+    for first, last in runs:
+        net.forward(start=first, end=last)
+
+
+def open_feature_net(train_prototxt, head, weights=None):
+    """Load a stage's train net (TEST phase) for its feature pass: (net,
+    cached blobs, per-sample Datum shapes, layers to run, net_param)."""
+    import caffe
+    net_param = load_net_param(train_prototxt)
+    blobs = cached_blobs(head_layers(net_param, head))
+    net = caffe.Net(train_prototxt, caffe.TEST, **(dict(weights=weights) if weights else {}))
+    shapes = {b: datum_shape(net.blobs[b].data.shape[1:]) for b in blobs}
+    return net, blobs, shapes, feature_layers(net, net_param, blobs), net_param
 
 
 def datum_shape(shape):
@@ -101,14 +170,9 @@ def write_feature_cache(train_prototxt, weights, out_dir, count, head):
     Returns ({blob: lmdb path}, {blob: per-sample shape}, dropout layers on
     the path).
     """
-    import caffe
     import lmdb
-    net_param = load_net_param(train_prototxt)
-    blobs = cached_blobs(head_layers(net_param, head))
-    producers = [l.name for l in net_param.layer if set(l.top) & set(blobs)]
-    net = caffe.Net(train_prototxt, caffe.TEST, weights=weights)
+    net, blobs, shapes, layers, net_param = open_feature_net(train_prototxt, head, weights)
     batch = net.blobs[blobs[0]].data.shape[0]
-    shapes = {b: datum_shape(net.blobs[b].data.shape[1:]) for b in blobs}
     paths = {}
     with atomic_directory(out_dir, force=True) as tmp:
         envs = {}
@@ -118,7 +182,7 @@ def write_feature_cache(train_prototxt, weights, out_dir, count, head):
                                 map_size=max(1 << 24, count * (size * 4 + 256) * 2))
         done = 0
         while done < count:
-            net.forward(end=producers[-1])
+            forward_layers(net, layers)
             take = min(batch, count - done)
             write_records(envs, net, shapes, done, take)
             done += take
