@@ -141,6 +141,58 @@ def test_feature_pass_skips_the_localization_stream(tmp_path, small_lmdb, caffe_
     assert 'kp_score' in feature_cache.feature_layers(net, param, blobs)
 
 
+def _lmdb_floats(path):
+    import lmdb
+    from caffe.proto import caffe_pb2
+    out = []
+    with lmdb.open(path, readonly=True, lock=False) as env, env.begin() as txn:
+        for _, value in txn.cursor():
+            datum = caffe_pb2.Datum()
+            datum.ParseFromString(value)
+            out.append(np.array(datum.float_data, np.float32))
+    return np.array(out)
+
+
+def test_one_feature_pass_serves_the_stages_sharing_a_trunk(tmp_path, keypoint_run, small_lmdb,
+                                                            caffe_tool):
+    """The frozen fc7 baseline and both stage-3 nets start from the same
+    classification trunk: one pass writes their caches, each equal to the
+    cache of the stage's own pass; the keypoint-features baseline (parts
+    from the localization stream) shares no weighted layer and is left."""
+    from posenorm import feature_cache
+    stages = {s.name: s for s in plan('small')}
+    names = ['baseline_fc7_frozen', 'joint_fc7_stage3', 'joint_cbp_stage3',
+             'baseline_keypoint_features']
+    run = _run(tmp_path, small_lmdb, caffe_tool)
+    run.prepare()
+    os.makedirs(run.path('done'))
+    for s in ('keypoint_stage1', 'keypoint_stage2'):
+        os.symlink(keypoint_run.path('done', s + '.json'), run.path('done', s + '.json'))
+    assert [s.name for s in run._companions([stages[n] for n in names])] == names
+    jobs = [run._feature_job(stages[n], run.init_weights(stages[n])) for n in names]
+    # every classification stream (the fc7 baseline's too, which has no
+    # localization stream) starts from the trained localization trunk
+    kp = caffe.Net(run.path('prototxt', 'small', 'keypoint_deploy.prototxt'), caffe.TEST,
+                   weights=run.final_weights('keypoint_stage2'))
+    for prototxt, weights, _, _ in jobs[:3]:
+        net = caffe.Net(prototxt, caffe.TEST, weights=weights)
+        np.testing.assert_array_equal(net.params['cls_conv3_3'][0].data,
+                                      kp.params['conv3_3'][0].data)
+    count = run.train_count()
+    together = feature_cache.write_feature_caches(jobs, count)
+    assert [r is not None for r in together] == [True, True, True, False]
+    assert not os.path.exists(jobs[3][2])
+    for name, (prototxt, weights, out, head), r in zip(names[:3], jobs, together):
+        alone, _, _ = feature_cache.write_feature_cache(prototxt, weights,
+                                                        str(tmp_path / 'alone' / name), count, head)
+        assert sorted(alone) == sorted(r[0])
+        for blob in alone:
+            a, b = _lmdb_floats(alone[blob]), _lmdb_floats(r[0][blob])
+            assert a.shape[0] == count and a.std() > 0
+            np.testing.assert_array_equal(a, b)
+    assert run._companions([stages[n] for n in names]) == [stages[names[3]]]
+
+
 def test_cached_keypoint_head_trains_only_the_score_layer(tmp_path, small_lmdb, caffe_tool):
     """Stage 1 from cached conv5_3 maps + keypoints: the trunk stays as it was."""
     from posenorm.train import Stage

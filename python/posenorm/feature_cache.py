@@ -164,33 +164,149 @@ def write_records(envs, net, shapes, start, take):
                 txn.put(b'%08d' % (start + i), datum.SerializeToString())
 
 
+def _same_layer(pa, pb):
+    """Equal LayerParameters, learning-rate multipliers aside (a frozen and
+    a learning copy compute the same forward)."""
+    if pa is None or pb is None:  # Caffe's inserted Split layers
+        return pa is None and pb is None
+    a, b = type(pa)(), type(pb)()
+    a.CopyFrom(pa)
+    b.CopyFrom(pb)
+    a.ClearField('param')
+    b.ClearField('param')
+    return a == b
+
+
+def _canonical(graph):
+    """A blob name -> the blob it aliases (the tops of Caffe's inserted
+    Split layers share their bottom's data)."""
+    alias = {}
+    for _, param, bottoms, tops in graph:
+        if param is None:
+            for t in tops:
+                alias[t] = alias.get(bottoms[0], bottoms[0])
+    return lambda blob: alias.get(blob, blob)
+
+
+def _same_weights(na, nb, name):
+    a, b = na.params.get(name, []), nb.params.get(name, [])
+    return len(a) == len(b) and all(np.array_equal(x.data, y.data) for x, y in zip(a, b))
+
+
+def shared_blobs(lead, other):
+    """Blobs `other`'s feature pass can copy from `lead`'s instead of
+    computing them: every layer writing the blob is, in both nets, the same
+    layer (`_same_layer`, equal weights, the same bottoms, themselves
+    shared), and `lead` runs it.  lead/other: (net, net_param, layers run).
+    Blob names are canonical (Split tops stand for their bottom)."""
+    (na, pa, run_a), (nb, pb, _) = lead, other
+    ga, gb = net_graph(na, pa), net_graph(nb, pb)
+    ca, cb = _canonical(ga), _canonical(gb)
+    layers_a = {n: (p, [ca(x) for x in bot], list(top)) for n, p, bot, top in ga if p is not None}
+    run_a = set(run_a)
+    writers_a, writers_b = {}, {}
+    for n, (_, _, tops) in layers_a.items():
+        for t in tops:
+            writers_a.setdefault(t, []).append(n)
+    shared = set()
+    for n, p, bottoms, tops in gb:
+        if p is None:
+            continue
+        bottoms = [cb(x) for x in bottoms]
+        for t in tops:
+            writers_b.setdefault(t, []).append(n)
+        a = layers_a.get(n)
+        if a is not None and n in run_a and _same_layer(a[0], p) and a[1] == bottoms and \
+                a[2] == list(tops) and all(x in shared for x in bottoms) and \
+                _same_weights(na, nb, n):
+            shared.update(tops)
+        else:
+            shared.difference_update(tops)
+    return {x for x in shared if writers_a.get(x) == writers_b.get(x)}
+
+
+class _Pass(object):
+    """One stage's share of a feature pass: its net, the layers it runs,
+    the blobs it copies from the lead net, and its LMDBs."""
+
+    def __init__(self, train_prototxt, weights, head):
+        self.net, self.blobs, self.shapes, self.layers, self.param = open_feature_net(
+            train_prototxt, head, weights)
+        self.copy = []
+
+    def share_with(self, lead):
+        """Run only what `lead` does not compute, copy the rest from it;
+        return how many weighted layers that skips."""
+        shared = shared_blobs((lead.net, lead.param, lead.layers),
+                              (self.net, self.param, self.layers))
+        graph = net_graph(self.net, self.param)
+        canon = _canonical(graph)
+        run = set(self.layers)
+        skip = {n for n, p, _, tops in graph if n in run and p is not None and set(tops) <= shared}
+        own = [n for n, _, _, _ in graph if n in run and n not in skip]
+        needed = set(self.blobs) | {canon(x) for n, _, bottoms, _ in graph
+                                    if n in run and n not in skip for x in bottoms}
+        self.copy = sorted(needed & shared)
+        self.layers = own
+        return sum(1 for n in skip if n in self.net.params)
+
+    def forward(self, lead):
+        for x in self.copy:
+            self.net.blobs[x].data[...] = lead.net.blobs[x].data
+        forward_layers(self.net, self.layers)
+
+
+def write_feature_caches(jobs, count):
+    """Forward `count` records of several stages' train nets (TEST phase)
+    into LMDBs, in one pass: the first job's net runs its feature layers;
+    each other net copies the blobs it shares with that one (the same
+    trunk with the same weights) and runs only the rest.
+
+    jobs: [(train prototxt, weights or None, out dir, head)]; every job
+    whose net shares a weighted layer with the first is written, the others
+    are left for a pass of their own.  Returns a list parallel to `jobs`:
+    ({blob: lmdb path}, {blob: per-sample shape}, dropout layers on the
+    path), or None for a job not written.
+    """
+    import contextlib
+    import lmdb
+    passes = [_Pass(prototxt, weights, head) for prototxt, weights, _, head in jobs]
+    lead = passes[0]
+    batch = lead.net.blobs[lead.blobs[0]].data.shape[0]
+    keep = [True] + [p.net.blobs[p.blobs[0]].data.shape[0] == batch and p.share_with(lead) > 0
+                     for p in passes[1:]]
+    with contextlib.ExitStack() as stack:
+        envs = []
+        for p, (_, _, out_dir, _), k in zip(passes, jobs, keep):
+            if not k:
+                envs.append(None)
+                continue
+            tmp = stack.enter_context(atomic_directory(out_dir, force=True))
+            envs.append({b: stack.enter_context(lmdb.open(
+                os.path.join(tmp, b), map_size=max(1 << 24, count * (
+                    int(np.prod(p.shapes[b])) * 4 + 256) * 2))) for b in p.blobs})
+        done = 0
+        while done < count:
+            take = min(batch, count - done)
+            forward_layers(lead.net, lead.layers)
+            for p, e in zip(passes, envs):
+                if e is not None:
+                    if p is not lead:
+                        p.forward(lead)
+                    write_records(e, p.net, p.shapes, done, take)
+            done += take
+    return [({b: os.path.join(job[2], b) for b in p.blobs}, p.shapes,
+             stochastic_layers(p.param, p.blobs)) if k else None
+            for p, job, k in zip(passes, jobs, keep)]
+
+
 def write_feature_cache(train_prototxt, weights, out_dir, count, head):
     """Forward `count` records of the train net (TEST phase) into LMDBs.
 
     Returns ({blob: lmdb path}, {blob: per-sample shape}, dropout layers on
     the path).
     """
-    import lmdb
-    net, blobs, shapes, layers, net_param = open_feature_net(train_prototxt, head, weights)
-    batch = net.blobs[blobs[0]].data.shape[0]
-    paths = {}
-    with atomic_directory(out_dir, force=True) as tmp:
-        envs = {}
-        for b in blobs:
-            size = int(np.prod(shapes[b]))
-            envs[b] = lmdb.open(os.path.join(tmp, b),
-                                map_size=max(1 << 24, count * (size * 4 + 256) * 2))
-        done = 0
-        while done < count:
-            forward_layers(net, layers)
-            take = min(batch, count - done)
-            write_records(envs, net, shapes, done, take)
-            done += take
-        for env in envs.values():
-            env.close()
-    for b in blobs:
-        paths[b] = os.path.join(out_dir, b)
-    return paths, shapes, stochastic_layers(net_param, blobs)
+    return write_feature_caches([(train_prototxt, weights, out_dir, head)], count)[0]
 
 
 def head_net(net_param, lmdbs, batch_size, head):

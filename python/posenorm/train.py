@@ -195,7 +195,7 @@ class Run(object):
         out = self.path('init', stage.name + '.caffemodel')
         if os.path.exists(out):
             return out
-        from posenorm.surgery import copy_stream, copy_weights
+        from posenorm.surgery import copy_weights
         caffe.set_random_seed(self.seed)  # the new layers' fillers: reproducible
         net = caffe.Net(self.path('prototxt', self.backbone, stage.name + '_train.prototxt'),
                         caffe.TEST)
@@ -205,8 +205,11 @@ class Run(object):
             net.copy_from(self.final_weights('keypoint_stage2'))
             if not self.imagenet:
                 # No ImageNet weights: the classification stream starts from the
-                # trained localization trunk (the only pretraining we have).
-                copy_stream(net, src_prefix='', dst_prefix='cls_', log=self.log)
+                # trained localization trunk (the only pretraining we have),
+                # read from its file: the fc7 baseline's net has no such trunk
+                # to copy from.
+                copy_weights(net, self.final_weights('keypoint_stage2'), src_prefix='',
+                             dst_prefix='cls_', log=self.log)
         elif stage.init == 'part_init':  # the same choice for a part net's trunk
             part = variants(self.backbone)[stage.name]['part']
             copy_weights(net, self.imagenet or self.final_weights('keypoint_stage2'),
@@ -219,8 +222,9 @@ class Run(object):
         return out
 
     # --------------------------------------------------------------- stages --
-    def run_stage(self, stage):
-        """Train one stage (or skip it if done); return its final weights."""
+    def run_stage(self, stage, later=()):
+        """Train one stage (or skip it if done); return its final weights.
+        later: the stages still to come (a feature pass may serve them)."""
         record = self.done_record(stage.name)
         if record:
             self.log('[train] %s: done earlier (%s)' % (stage.name, record['weights']))
@@ -235,7 +239,7 @@ class Run(object):
         solver = self.solver_param(stage.name)
         log_path = self.path('logs', stage.name + '.log')
         if stage.cached and self.use_cache:
-            weights, curves = self._run_cached(stage, solver, init, log_path)
+            weights, curves = self._run_cached(stage, solver, init, log_path, later)
         else:
             solver_path = self.path('solvers', stage.name + '.prototxt')
             atomic_write_text(solver_path, text_format.MessageToString(solver))
@@ -267,33 +271,63 @@ class Run(object):
                                                           record['final_loss']))
         return weights
 
-    def _run_cached(self, stage, solver, init, log_path):
-        """Train the head on cached features, then copy it into the full model."""
+    def _feature_job(self, stage, init):
+        """(train prototxt, weights, features dir, head) of a cached stage's
+        feature pass; fillers (init None) are fixed in a file first, so the
+        pass and the result share them."""
         import caffe
-        train_net = solver.train_net
-        head_name = 'kp_score' if stage.name.startswith('keypoint') else 'cls_score'
-        if init is None:  # fillers: fix them in a file, the feature pass and the
-            init = self.path('init', stage.name + '.caffemodel')  # result share it
+        train_net = self.path('prototxt', self.backbone, stage.name + '_train.prototxt')
+        if init is None:
+            init = self.path('init', stage.name + '.caffemodel')
             if not os.path.exists(init):
                 caffe.set_random_seed(self.seed)
                 atomic_save(init, caffe.Net(train_net, caffe.TEST).save)
-        cache_dir = self.path('cache', stage.name)
-        features = os.path.join(cache_dir, 'features')
+        head = 'kp_score' if stage.name.startswith('keypoint') else 'cls_score'
+        return train_net, init, self.path('cache', stage.name, 'features'), head
+
+    def _companions(self, later):
+        """Later cached stages whose feature pass can run now (their inputs
+        are trained, their features not yet cached)."""
+        return [s for s in later if s.cached and self.use_cache
+                and not self.done_record(s.name)
+                and not os.path.isdir(self.path('cache', s.name, 'features'))
+                and all(self.done_record(d) for d in INIT_NEEDS.get(s.init, (s.init,)))]
+
+    def _run_cached(self, stage, solver, init, log_path, later=()):
+        """Train the head on cached features, then copy it into the full model.
+
+        The feature pass also serves the `later` stages that share a trunk
+        with this one (the same layers with the same weights: stage 3's
+        classification stream and the frozen fc7 baseline's): one pass
+        through the trunk, each stage's remaining layers on top of it.
+        """
+        import caffe
+        train_net, init, features, head_name = self._feature_job(stage, init)
+        cache_dir = os.path.dirname(features)
         net_param = feature_cache.load_net_param(train_net)
         blobs = feature_cache.cached_blobs(feature_cache.head_layers(net_param, head_name))
         lmdbs = {b: os.path.join(features, b) for b in blobs}
         if not os.path.isdir(features):  # atomic: present means complete
             t0 = time.time()
-            lmdbs, shapes, noisy = feature_cache.write_feature_cache(
-                train_net, init, features, self.train_count(), head_name)
+            companions = self._companions(later)
+            jobs = [(train_net, init, features, head_name)] + [
+                self._feature_job(s, self.init_weights(s)) for s in companions]
+            results = feature_cache.write_feature_caches(jobs, self.train_count())
+            lmdbs, shapes = results[0][:2]
             self.log('[train] %s: cached %s for %d images in %.0f s'
                      % (stage.name, ', '.join('%s %s' % (b, 'x'.join(map(str, shapes[b])))
                                               for b in blobs), self.train_count(),
                         time.time() - t0))
-            if noisy:
-                self.log('[train] %s: cached features hold the expectation of %s (dropout '
-                         'off); the uncached stage would train on dropped-out features'
-                         % (stage.name, ', '.join(noisy)))
+            for s, r in zip([stage] + companions, results):
+                if r is None:
+                    continue
+                if s is not stage:
+                    self.log('[train] %s: features cached in the same pass (the trunk it '
+                             'shares with %s ran once)' % (s.name, stage.name))
+                if r[2]:
+                    self.log('[train] %s: cached features hold the expectation of %s '
+                             '(dropout off); the uncached stage would train on dropped-out '
+                             'features' % (s.name, ', '.join(r[2])))
         head_path = os.path.join(cache_dir, 'head_train.prototxt')
         feature_cache.write_head_net(train_net, lmdbs, head_path, head_name)
         head = type(solver)()
@@ -347,8 +381,8 @@ def train(run, models=None):
     run.prepare()
     stages = plan(run.backbone, models)
     run.log('[train] %d stages: %s' % (len(stages), ', '.join(s.name for s in stages)))
-    for stage in stages:
-        run.run_stage(stage)
+    for i, stage in enumerate(stages):
+        run.run_stage(stage, later=stages[i + 1:])
     return [run.export(m) for m in (models or MODELS)]
 
 
