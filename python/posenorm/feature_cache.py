@@ -11,7 +11,10 @@ its learned weights are then copied back into the full model by name.
 
 The pass runs only the layers whose values the cached blobs depend on
 (`feature_layers`): a stage-3 net's localization stream is skipped, since
-its parts are pooled at the ground-truth keypoints while training.
+its parts are pooled at the ground-truth keypoints while training.  One
+pass can serve several stages (`write_feature_caches`): a layer that is the
+same in two nets (parameters, weights and inputs) runs once, and the other
+net copies its output.
 
 Equivalence: the feature pass runs the stage's TRAIN net in TEST phase,
 reading the LMDBs in the same order and the same count as the Data layers of
@@ -275,6 +278,9 @@ def write_feature_caches(jobs, count):
     batch = lead.net.blobs[lead.blobs[0]].data.shape[0]
     keep = [True] + [p.net.blobs[p.blobs[0]].data.shape[0] == batch and p.share_with(lead) > 0
                      for p in passes[1:]]
+    for i, k in enumerate(keep):
+        if not k:
+            passes[i].net = None  # its own pass will load it again
     with contextlib.ExitStack() as stack:
         envs = []
         for p, (_, _, out_dir, _), k in zip(passes, jobs, keep):

@@ -31,7 +31,10 @@ stage:
   joint_cbp_partnets  <- joint_cbp_stage4 + part_head + part_body, a new
                     classifier on all their features (trunks fixed)
 Stages whose trunks are frozen (stage 1 of vgg16, every stage 3, the frozen
-baselines) can run from cached features (posenorm.feature_cache).
+baselines) can run from cached features (posenorm.feature_cache); the
+feature pass of the first such stage also writes the caches of the later
+ones that share its trunk (the frozen fc7 baseline and both stage 3s start
+from the same classification stream), so that trunk runs once.
 """
 import collections
 import json
