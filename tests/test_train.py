@@ -217,10 +217,14 @@ def test_every_vgg16_stage_trains(tmp_path_factory, caffe_tool):
     synthetic.write_dataset(str(root / 'cub'), num_classes=2, per_class=2, size=96, seed=3,
                             progress=False)
     lmdb_data.build_lmdbs(str(root / 'cub'), str(root / 'lmdb'), size=500, progress=False)
+    logs = []
     run = Run(str(root / 'run'), 'vgg16', str(root / 'lmdb'), 2, caffe=caffe_tool,
-              progress=False, log=lambda *a: None, iter_scale=1e-4, test_iter=1)
+              progress=False, log=logs.append, iter_scale=1e-4, test_iter=1)
     dirs = train(run)
     assert len(dirs) == 7
+    for name in ('joint_fc7_stage3', 'joint_cbp_stage3'):  # the trunk ran once for them
+        assert '[train] %s: features cached in the same pass (the trunk it shares with ' \
+            'baseline_fc7_frozen ran once)' % name in logs
     for stage in plan('vgg16'):
         assert run.done_record(stage.name)['iterations'] == 1
 
