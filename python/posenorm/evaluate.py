@@ -154,15 +154,15 @@ class Predictor:
     def __init__(self, model_dir, oracle=False):
         from posenorm.model_dir import load_model
         self.net, self.info = load_model(model_dir)
+        self.passes = self._passes(self.net, list(self.net._layer_names))
         self.oracle_net = None
-        self.oracle_layers = None
         if oracle and self.info.get('oracle_deploy_path'):
             self.oracle_net, _ = load_model(model_dir, oracle=True)
             # only the classification is read: at ground-truth keypoints
             # the localization stream's heatmap matters for its shape alone
-            self.oracle_layers = feature_cache.feature_layers(
+            self.oracle_passes = self._passes(self.oracle_net, feature_cache.feature_layers(
                 self.oracle_net, feature_cache.load_net_param(self.info['oracle_deploy_path']),
-                ['prob'])
+                ['prob']))
         self.size = self.info['input_size']
         outputs = set(self.net.outputs)
         self.classifies = 'prob' in self.net.blobs and 'prob' in outputs
@@ -196,7 +196,7 @@ class Predictor:
             if image_size is None:
                 image_size = (rgb.shape[1], rgb.shape[0])
         x = preprocess(rgb)
-        self._forward(self.net, x, original, image_size)
+        self._forward(self.net, self.passes, x, original, image_size)
         blobs = self.net.blobs
         out = dict(prob=None, keypoints=None, keypoints_input=None, scores=None,
                    oracle_prob=None, input=rgb)
@@ -220,28 +220,35 @@ class Predictor:
             o = self.oracle_net
             o.blobs['keypoints'].data[...] = keypoints_to_input(
                 gt_keypoints, image_size, self.size).reshape(o.blobs['keypoints'].data.shape)
-            self._forward(o, x, original, image_size, gt_keypoints, self.oracle_layers)
+            self._forward(o, self.oracle_passes, x, original, image_size, gt_keypoints)
             out['oracle_prob'] = o.blobs['prob'].data[0].reshape(-1).astype(np.float64)
         return out
 
-    def _forward(self, net, x, original, image_size, gt_keypoints=None, layers=None):
-        """Run `net` (only `layers` of it, if given) on one preprocessed image.
-
-        A net with part nets (inputs `<part>_data`, `nets.part_stream`) runs
-        in two passes: up to its first crop input, then, with the crops cut
-        from the `original` PIL image (`part_crops`) at the keypoints the
-        first pass located (the oracle: at `gt_keypoints`, original pixels),
-        the rest.  The crops follow the rule the training crops followed.
-        """
-        net.blobs['data'].data[...] = x
+    @staticmethod
+    def _passes(net, layers):
+        """(crop inputs, layers before the first, layers from it on) of the
+        `layers` a net runs.  A net with part nets (inputs `<part>_data`,
+        `nets.part_stream`) runs in two passes: up to its first crop input,
+        then, with the crops cut, the rest."""
         names = list(net._layer_names)
-        layers = names if layers is None else layers
         crops = [p for p in PARTS if p + '_data' in net.blobs]
+        first = min([names.index(p + '_data') for p in crops] or [len(names)])
+        return (crops, [l for l in layers if names.index(l) < first],
+                [l for l in layers if names.index(l) >= first])
+
+    def _forward(self, net, passes, x, original, image_size, gt_keypoints=None):
+        """Run `net` (the layers of its `passes`) on one preprocessed image.
+
+        Between the two passes of a net with part nets, the crops are cut
+        from the `original` PIL image (`part_crops`) at the keypoints the
+        first pass located (the oracle: at `gt_keypoints`, original pixels);
+        they follow the rule the training crops followed.
+        """
+        crops, before, after = passes
+        net.blobs['data'].data[...] = x
+        feature_cache.forward_layers(net, before)
         if not crops:
-            feature_cache.forward_layers(net, layers)
             return
-        first = min(names.index(p + '_data') for p in crops)
-        feature_cache.forward_layers(net, [l for l in layers if names.index(l) < first])
         # keypoints in the pixels of `original` (the file, or the array given)
         if gt_keypoints is None:
             kp = net.blobs['part_locations'].data[0].reshape(-1, 3).astype(np.float64)
@@ -253,7 +260,7 @@ class Predictor:
         for p in crops:
             size = net.blobs[p + '_data'].data.shape[-1]
             net.blobs[p + '_data'].data[...] = preprocess(crop(original, boxes[p][0], size))
-        feature_cache.forward_layers(net, [l for l in layers if names.index(l) >= first])
+        feature_cache.forward_layers(net, after)
 
 
 # --------------------------------------------------------- the dataset ---

@@ -170,8 +170,6 @@ def write_records(envs, net, shapes, start, take):
 def _same_layer(pa, pb):
     """Equal LayerParameters, learning-rate multipliers aside (a frozen and
     a learning copy compute the same forward)."""
-    if pa is None or pb is None:  # Caffe's inserted Split layers
-        return pa is None and pb is None
     a, b = type(pa)(), type(pb)()
     a.CopyFrom(pa)
     b.CopyFrom(pb)
@@ -245,13 +243,18 @@ class _Pass(object):
         graph = net_graph(self.net, self.param)
         canon = _canonical(graph)
         run = set(self.layers)
-        skip = {n for n, p, _, tops in graph if n in run and p is not None and set(tops) <= shared}
-        own = [n for n, _, _, _ in graph if n in run and n not in skip]
-        needed = set(self.blobs) | {canon(x) for n, _, bottoms, _ in graph
-                                    if n in run and n not in skip for x in bottoms}
+        own, needed, skipped = [], set(self.blobs), 0
+        for n, p, bottoms, tops in graph:
+            if n not in run:
+                continue
+            if p is not None and set(tops) <= shared:  # Split layers always run
+                skipped += n in self.net.params
+            else:
+                own.append(n)
+                needed.update(canon(x) for x in bottoms)
         self.copy = sorted(needed & shared)
         self.layers = own
-        return sum(1 for n in skip if n in self.net.params)
+        return skipped
 
     def forward(self, lead):
         for x in self.copy:

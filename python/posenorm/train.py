@@ -286,14 +286,17 @@ class Run(object):
                 caffe.set_random_seed(self.seed)
                 atomic_save(init, caffe.Net(train_net, caffe.TEST).save)
         head = 'kp_score' if stage.name.startswith('keypoint') else 'cls_score'
-        return train_net, init, self.path('cache', stage.name, 'features'), head
+        return train_net, init, self._features_dir(stage), head
+
+    def _features_dir(self, stage):
+        return self.path('cache', stage.name, 'features')
 
     def _companions(self, later):
         """Later cached stages whose feature pass can run now (their inputs
         are trained, their features not yet cached)."""
         return [s for s in later if s.cached and self.use_cache
                 and not self.done_record(s.name)
-                and not os.path.isdir(self.path('cache', s.name, 'features'))
+                and not os.path.isdir(self._features_dir(s))
                 and all(self.done_record(d) for d in INIT_NEEDS.get(s.init, (s.init,)))]
 
     def _run_cached(self, stage, solver, init, log_path, later=()):
