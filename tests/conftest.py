@@ -50,7 +50,7 @@ def caffe_tool():
 def small_lmdb(tmp_path_factory):
     """A tiny synthetic CUB set (3 classes x 4 images) as LMDBs at 256 px,
     the small backbone's input size."""
-    from posenorm import lmdb_data, synthetic
+    from posenorm.data import lmdb_data, synthetic
     root = tmp_path_factory.mktemp('small_lmdb')
     synthetic.write_dataset(str(root / 'cub'), num_classes=3, per_class=4,
                             size=96, seed=1, progress=False)

@@ -1,4 +1,4 @@
-"""posenorm.cub: the real CUB subset, generated data, and one clear error per bad input."""
+"""posenorm.data.cub: the real CUB subset, generated data, and one clear error per bad input."""
 import os
 import shutil
 import time
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posenorm import cub, synthetic
+from posenorm.data import cub, synthetic
 
 
 @pytest.fixture(scope='module')

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import caffe
-from posenorm import evaluate, model_dir, nets
-from posenorm.cub import PART_NAMES, read_cub
+from posenorm.pose import evaluate, model_dir, nets
+from posenorm.data.cub import PART_NAMES, read_cub
 
 NEW_LAYERS = ('CoordinateTransfer', 'KeypointSigmoidCrossEntropyLoss')
 
@@ -47,7 +47,7 @@ def make_model(root, name, variant, label, classes, **kwargs):
 
 @pytest.fixture(scope='module')
 def tiny(tmp_path_factory):
-    from posenorm import synthetic
+    from posenorm.data import synthetic
     root = str(tmp_path_factory.mktemp('evaluate'))
     cub_dir = os.path.join(root, 'cub')
     synthetic.write_dataset(cub_dir, num_classes=3, per_class=4, size=96, seed=1, progress=False)

@@ -1,4 +1,4 @@
-"""posenorm.lmdb_data and tools/build_lmdb.py: coordinates, round trip, verify, Caffe Data layers."""
+"""posenorm.data.lmdb_data and tools/build_lmdb.py: coordinates, round trip, verify, Caffe Data layers."""
 import importlib.util
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from posenorm import cub, lmdb_data, synthetic
+from posenorm.data import cub, lmdb_data, synthetic
 
 SIZE = 32
 

@@ -1,13 +1,13 @@
-"""posenorm.metrics on hand-computed cases: ties, boundaries, empty classes,
+"""posenorm.core.metrics on hand-computed cases: ties, boundaries, empty classes,
 invisible keypoints, degenerate boxes."""
 import math
 
 import numpy as np
 import pytest
 
-from posenorm import metrics
-from posenorm.cub import PART_NAMES
-from posenorm.lmdb_data import from_input_coords, to_input_coords
+from posenorm.core import metrics
+from posenorm.data.cub import PART_NAMES
+from posenorm.data.lmdb_data import from_input_coords, to_input_coords
 
 NAN = float('nan')
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import caffe
-from posenorm import nets, solvers
+from posenorm.pose import nets, solvers
 
 SMALL_TRAINED = list(nets.variants('small'))
 

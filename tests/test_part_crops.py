@@ -8,10 +8,12 @@ import pytest
 from PIL import Image
 
 import caffe
-from posenorm import lmdb_data, metrics, nets
-from posenorm.cub import PART_NAMES, read_cub
-from posenorm.part_crops import crop, crop_boxes
-from posenorm.surgery import SurgeryError, copy_weights
+from posenorm.data import lmdb_data
+from posenorm.core import metrics
+from posenorm.pose import nets
+from posenorm.data.cub import PART_NAMES, read_cub
+from posenorm.data.part_crops import crop, crop_boxes
+from posenorm.pose.surgery import SurgeryError, copy_weights
 
 HEAD = [PART_NAMES.index(p) for p in ('beak', 'crown', 'nape')]
 BODY = [PART_NAMES.index(p) for p in ('back', 'tail')]

@@ -1,11 +1,11 @@
-"""posenorm.pascal: the two shared Bourdev XMLs, devkit lookup, malformed XMLs."""
+"""posenorm.data.pascal: the two shared Bourdev XMLs, devkit lookup, malformed XMLs."""
 import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from posenorm import cub, pascal
+from posenorm.data import cub, pascal
 
 GOOD = """<?xml version="1.0" encoding="utf-8"?>
 <annotation>

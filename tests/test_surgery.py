@@ -1,4 +1,4 @@
-"""posenorm.surgery and tools/surgery.py: Model-Zoo-style VGG weights into both streams."""
+"""posenorm.pose.surgery and tools/surgery.py: Model-Zoo-style VGG weights into both streams."""
 import os
 import subprocess
 import sys
@@ -10,8 +10,8 @@ import caffe
 from caffe import layers as L
 from caffe.proto import caffe_pb2
 
-from posenorm import surgery
-from posenorm.nets import BACKBONES, pose_normalized_net, variants
+from posenorm.pose import surgery
+from posenorm.pose.nets import BACKBONES, pose_normalized_net, variants
 
 SMALL = BACKBONES['small']
 ZOO_FC = 256        # the small backbone's fc width

@@ -1,4 +1,4 @@
-"""posenorm.synthetic and tools/make_synthetic_cub.py: layout, determinism, visibility."""
+"""posenorm.data.synthetic and tools/make_synthetic_cub.py: layout, determinism, visibility."""
 import importlib.util
 import itertools
 import os
@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from posenorm import cub, synthetic
-from posenorm.synthetic_draw import TRAITS
+from posenorm.data import cub, synthetic
+from posenorm.data.synthetic_draw import TRAITS
 
 
 def _tree(root):

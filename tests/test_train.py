@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import caffe
-from posenorm import caffe_run
-from posenorm.train import Run, plan, train
+from posenorm.core import caffe_run
+from posenorm.pose.train import Run, plan, train
 
 TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools')
 
@@ -124,7 +124,7 @@ def test_cached_stage_equals_uncached(tmp_path, keypoint_run, small_lmdb, caffe_
 def test_feature_pass_skips_the_localization_stream(tmp_path, small_lmdb, caffe_tool):
     """Stage 3 pools at ground-truth keypoints: its feature pass needs the
     classification trunk and the keypoint labels, not the heatmap net."""
-    from posenorm import feature_cache
+    from posenorm.pose import feature_cache
     run = _run(tmp_path, small_lmdb, caffe_tool)
     run.prepare()
     path = run.path('prototxt', 'small', 'joint_cbp_stage3_train.prototxt')
@@ -159,7 +159,7 @@ def test_one_feature_pass_serves_the_stages_sharing_a_trunk(tmp_path, keypoint_r
     classification trunk: one pass writes their caches, each equal to the
     cache of the stage's own pass; the keypoint-features baseline (parts
     from the localization stream) shares no weighted layer and is left."""
-    from posenorm import feature_cache
+    from posenorm.pose import feature_cache
     stages = {s.name: s for s in plan('small')}
     names = ['baseline_fc7_frozen', 'joint_fc7_stage3', 'joint_cbp_stage3',
              'baseline_keypoint_features']
@@ -195,7 +195,7 @@ def test_one_feature_pass_serves_the_stages_sharing_a_trunk(tmp_path, keypoint_r
 
 def test_cached_keypoint_head_trains_only_the_score_layer(tmp_path, small_lmdb, caffe_tool):
     """Stage 1 from cached conv5_3 maps + keypoints: the trunk stays as it was."""
-    from posenorm.train import Stage
+    from posenorm.pose.train import Stage
     run = _run(tmp_path, small_lmdb, caffe_tool, iter_scale=0.02)
     run.prepare()
     weights = run.run_stage(Stage('keypoint_stage1', 'imagenet', True))
@@ -212,7 +212,7 @@ def test_cached_keypoint_head_trains_only_the_score_layer(tmp_path, small_lmdb, 
 def test_every_vgg16_stage_trains(tmp_path_factory, caffe_tool):
     """The faithful nets through the driver: every stage of every model, one
     iteration each, at 500x500 on two images (minutes on this CPU)."""
-    from posenorm import lmdb_data, synthetic
+    from posenorm.data import lmdb_data, synthetic
     root = tmp_path_factory.mktemp('vgg16')
     synthetic.write_dataset(str(root / 'cub'), num_classes=2, per_class=2, size=96, seed=3,
                             progress=False)
@@ -233,9 +233,9 @@ def test_part_nets_stages_and_their_fused_model(tmp_path, keypoint_run, small_lm
     """Section 3.6 through the driver: part nets start from the keypoint
     trunk, the fused model from the three sources with only a new classifier
     trained, and its deploy net cuts the crops at its own predictions."""
-    from posenorm.evaluate import Predictor, preprocess
-    from posenorm.part_crops import crop, crop_boxes
-    from posenorm.lmdb_data import from_input_coords
+    from posenorm.pose.evaluate import Predictor, preprocess
+    from posenorm.data.part_crops import crop, crop_boxes
+    from posenorm.data.lmdb_data import from_input_coords
     from PIL import Image
     run = _run(tmp_path, small_lmdb, caffe_tool, iter_scale=0.01)
     run.prepare()

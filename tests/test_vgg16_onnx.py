@@ -1,4 +1,4 @@
-"""posenorm.vgg16_onnx and tools/get_vgg16_conv_weights.py: VGG-16 conv weights from ONNX."""
+"""posenorm.weights.vgg16_onnx and tools/get_vgg16_conv_weights.py: VGG-16 conv weights from ONNX."""
 import os
 import subprocess
 import sys
@@ -11,8 +11,9 @@ import caffe
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from posenorm import surgery, vgg16_onnx
-from posenorm.vgg16_onnx import BIAS_NAME, WEIGHT_NAME, WeightsError
+from posenorm.pose import surgery
+from posenorm.weights import vgg16_onnx
+from posenorm.weights.vgg16_onnx import BIAS_NAME, WEIGHT_NAME, WeightsError
 
 LOCAL_WHEEL = os.environ.get('POSENORM_VGG16_WHEEL', '/tmp/dt/' + vgg16_onnx.WHEEL_FILE)
 

@@ -5,7 +5,7 @@
 
 Times: synthetic rendering (one core, in memory), writing the default
 synthetic dataset (20 classes x 60 images, 256 px), reading it and the real
-CUB subset with posenorm.cub, and building and verifying LMDBs (default
+CUB subset with posenorm.data.cub, and building and verifying LMDBs (default
 input size 500, no flip, one worker) for both.  Everything goes to a
 temporary directory that is removed afterwards.  The numbers in docs/data.md
 are pasted from this script's output.
@@ -18,9 +18,8 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
-
-from posenorm import cub, lmdb_data, synthetic  # noqa: E402
+from posenorm.core import cli
+from posenorm.data import cub, lmdb_data, synthetic
 
 
 def _timed(fn):

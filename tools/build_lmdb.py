@@ -7,15 +7,14 @@
 
 Per split: <split>_images (label = 0-based class), <split>_keypoints (1 x K x 3)
 and <split>_bboxes (1 x 1 x 4), aligned by key, plus <split>_index.txt and
-manifest.json.  See python/posenorm/lmdb_data.py for the coordinate convention.
+manifest.json.  See python/posenorm/data/lmdb_data.py for the coordinate convention.
 """
 import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
-
-from posenorm import cub, lmdb_data  # noqa: E402
+from posenorm.core import cli
+from posenorm.data import cub, lmdb_data
 
 
 def main(argv=None):

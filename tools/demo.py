@@ -17,14 +17,14 @@ import shutil
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
-os.environ.setdefault('GLOG_minloglevel', '2')  # pycaffe quiet; `caffe train` logs in full
 
-from posenorm import caffe_run, lmdb_data, synthetic  # noqa: E402
-from posenorm.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
-from posenorm.evaluate import _markdown_table, _pct, evaluate_models  # noqa: E402
-from posenorm.nets import BACKBONES  # noqa: E402
-from posenorm.train import MODELS, Run, train  # noqa: E402
+from posenorm.core import cli
+from posenorm.core import caffe_run
+from posenorm.data import lmdb_data, synthetic
+from posenorm.core.atomic import atomic_write_bytes, atomic_write_text
+from posenorm.pose.evaluate import _markdown_table, _pct, evaluate_models
+from posenorm.pose.nets import BACKBONES
+from posenorm.pose.train import MODELS, Run, train
 
 
 def step(timings, name, fn, *args, **kwargs):

@@ -7,21 +7,23 @@
       --out reports/cub --limit 200
 
 Each model directory holds deploy.prototxt, weights.caffemodel and model.json
-(python/posenorm/model_dir.py).  Every image of the split is read with
+(python/posenorm/pose/model_dir.py).  Every image of the split is read with
 read_cub, resized to the model's input size and run through its deploy net
 (and its oracle deploy net, when it has one).  The report directory gets
 README.md (markdown tables and figures), results.json (every number),
 confusion matrices, PCK-vs-alpha curves, Figure 3 grids and per-image
-predictions (.npz).  Metric definitions: python/posenorm/metrics.py.
+predictions (.npz).  Metric definitions: python/posenorm/core/metrics.py.
 """
 import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+from posenorm.core import cli
+from posenorm.core.atomic import refuse_existing
+from posenorm.pose.evaluate import evaluate_models
 
 
-def main(argv=None):
+def _main(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--models', nargs='+', required=True, metavar='DIR', help='model directories')
     ap.add_argument('--cub', required=True, metavar='CUB_DIR', help='CUB-layout dataset (real or synthetic)')
@@ -37,20 +39,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         ap.error('--limit must be positive')
-
-    os.environ.setdefault('GLOG_minloglevel', '2')
-    from posenorm.atomic import refuse_existing
-    from posenorm.cub import CUBFormatError
-    from posenorm.evaluate import evaluate_models
-    from posenorm.model_dir import ModelDirError
-    try:
-        refuse_existing(os.path.abspath(args.out), args.force, 'report directory')
-        results = evaluate_models(args.models, args.cub, args.out, split=args.split, limit=args.limit,
-                                  progress=not args.quiet, figure_images=args.figure_images,
-                                  force=args.force, oracle=not args.no_oracle)
-    except (CUBFormatError, ModelDirError, FileExistsError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
+    refuse_existing(os.path.abspath(args.out), args.force, 'report directory')
+    results = evaluate_models(args.models, args.cub, args.out, split=args.split, limit=args.limit,
+                              progress=not args.quiet, figure_images=args.figure_images,
+                              force=args.force, oracle=not args.no_oracle)
     pct = lambda v: '-' if v is None else '%.2f%%' % (100 * v)  # noqa: E731
     t = results['tables']
     for row in t['table1']:
@@ -63,6 +55,10 @@ def main(argv=None):
         print('Table 3  %-60s PCP head %s  body %s' % (row['label'][:60], pct(row['head']), pct(row['body'])))
     print('report: %s' % os.path.join(os.path.abspath(args.out), 'README.md'))
     return 0
+
+
+def main(argv=None):
+    return cli.run(_main, argv)
 
 
 if __name__ == '__main__':

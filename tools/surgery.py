@@ -17,9 +17,9 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+from posenorm.core import cli
 
-BACKBONES = ('small', 'vgg16')  # posenorm.nets.BACKBONES, without importing Caffe for --help
+BACKBONES = ('small', 'vgg16')  # posenorm.pose.nets.BACKBONES, without importing Caffe for --help
 
 
 def main(argv=None):
@@ -41,10 +41,8 @@ def main(argv=None):
     ap.add_argument('--out', required=True, metavar='CAFFEMODEL', help='output caffemodel (written atomically)')
     ap.add_argument('--force', action='store_true', help='replace an existing --out')
     args = ap.parse_args(argv)
-
-    os.environ.setdefault('GLOG_minloglevel', '2')  # before Caffe is imported
     import caffe
-    from posenorm import surgery
+    from posenorm.pose import surgery
     caffe.set_mode_cpu()
     try:
         streams = surgery.parse_streams(args.streams)

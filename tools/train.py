@@ -16,12 +16,11 @@ import os
 import shutil
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
-os.environ.setdefault('GLOG_minloglevel', '2')  # pycaffe quiet; `caffe train` logs in full
 
-from posenorm import caffe_run  # noqa: E402
-from posenorm.nets import BACKBONES  # noqa: E402
-from posenorm.train import MODELS, Run, train  # noqa: E402
+from posenorm.core import cli
+from posenorm.core import caffe_run
+from posenorm.pose.nets import BACKBONES
+from posenorm.pose.train import MODELS, Run, train
 
 
 def main(argv=None):

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from posenorm.cub import PART_NAMES
+from posenorm.data.cub import PART_NAMES
 
 # Class-defining local traits and their options.
 TRAITS = (

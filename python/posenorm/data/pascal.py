@@ -4,7 +4,7 @@ One XML per object (`<image>`, `<category>`, `<visible_bounds>`,
 `<keypoints><keypoint name visible x y z/>...`), as used by the "Do Convnets
 Learn Correspondence?" keypoint experiments.  Objects are grouped per
 category with a stable keypoint order: the sorted set of names seen in that
-category.  Keypoints are (x, y, visible) like `posenorm.cub`, with absent or
+category.  Keypoints are (x, y, visible) like `posenorm.data.cub`, with absent or
 invisible ones (0, 0, 0); coordinates are kept exactly as annotated.
 """
 import collections

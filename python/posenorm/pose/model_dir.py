@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 
-from posenorm.atomic import atomic_directory, atomic_write_text
+from posenorm.core.atomic import atomic_directory, atomic_write_text
 
 MODEL_FORMAT = 'posenorm-model 1'
 DEPLOY = 'deploy.prototxt'

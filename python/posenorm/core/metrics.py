@@ -16,7 +16,7 @@ are fixed here once and named in the report:
   ground-truth and predicted keypoints; a predicted box is correct when its
   IoU with the ground-truth box is >= 0.5.
 
-Coordinates follow `posenorm.lmdb_data`: 0-based pixel centres, so an image
+Coordinates follow `posenorm.data.lmdb_data`: 0-based pixel centres, so an image
 W x H spans [-0.5, W - 0.5] x [-0.5, H - 0.5] as a continuous region.  Boxes
 here are continuous (x0, y0, x1, y1) with area (x1 - x0) * (y1 - y0); CUB's
 (x, y, w, h) boxes enter only through their w and h (PCK's max(h, w)).

@@ -1,7 +1,7 @@
 """Evaluate trained model directories: the paper's Tables 1-3 and Figure 3.
 
 `evaluate_models(model_dirs, cub_dir, out)` runs each model's deploy net
-(`posenorm.model_dir`) over a split of a CUB-layout dataset, one image at a
+(`posenorm.pose.model_dir`) over a split of a CUB-layout dataset, one image at a
 time exactly as a user would (`read_cub`, then `resize_input` to S x S,
 BGR minus `nets.VGG_MEAN_BGR`), and writes a report directory:
 
@@ -18,7 +18,7 @@ heatmap argmax as an input-image point) when it has them, else the argmax
 of its `heatmap` decoded with the heatmap geometry read from the deploy
 prototxt; both are mapped back to original-image pixels with
 `lmdb_data.from_input_coords` before any metric.  Metric definitions are in
-`posenorm.metrics`.
+`posenorm.core.metrics`.
 """
 import io
 import json
@@ -28,10 +28,11 @@ import time
 
 import numpy as np
 
-from posenorm import feature_cache, metrics
-from posenorm.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
-from posenorm.lmdb_data import from_input_coords, keypoints_to_input, resize_input, to_input_coords
-from posenorm.part_crops import PARTS, crop, crop_boxes
+from posenorm.pose import feature_cache
+from posenorm.core import metrics
+from posenorm.core.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
+from posenorm.data.lmdb_data import from_input_coords, keypoints_to_input, resize_input, to_input_coords
+from posenorm.data.part_crops import PARTS, crop, crop_boxes
 
 RESULTS_FORMAT = 'posenorm-evaluation 1'
 
@@ -143,7 +144,7 @@ def decode_heatmap(heatmap, stride, offset):
 
 def preprocess(rgb):
     """uint8 RGB HWC -> 1 x 3 x S x S float32 BGR minus the VGG mean."""
-    from posenorm.nets import VGG_MEAN_BGR
+    from posenorm.pose.nets import VGG_MEAN_BGR
     bgr = np.asarray(rgb, np.float32)[:, :, ::-1] - np.asarray(VGG_MEAN_BGR, np.float32)
     return np.ascontiguousarray(bgr.transpose(2, 0, 1))[None]
 
@@ -152,7 +153,7 @@ class Predictor:
     """A loaded model directory that predicts one image at a time."""
 
     def __init__(self, model_dir, oracle=False):
-        from posenorm.model_dir import load_model
+        from posenorm.pose.model_dir import load_model
         self.net, self.info = load_model(model_dir)
         self.passes = self._passes(self.net, list(self.net._layer_names))
         self.oracle_net = None
@@ -545,7 +546,7 @@ def _definitions():
         part_crops='models with part nets: head and body crops cut from the original image at '
                    'the part boxes of the model\'s own predicted keypoints (ground truth for the '
                    'oracle row); fewer than %d of the part\'s points: the box of all points, then the '
-                   'whole image; warped to the part net\'s input (posenorm.part_crops)'
+                   'whole image; warped to the part net\'s input (posenorm.data.part_crops)'
                    % metrics.BOX_MIN_POINTS,
         keypoints='predicted keypoint = argmax of the heatmap as an input-image point (the '
                   'CoordinateTransfer part_locations when present), mapped to original pixels '
@@ -557,7 +558,7 @@ def write_readme(path, results, figures):
     t = results['tables']
     out = ['# Evaluation report', '',
            'Dataset `%s`, split `%s`: %d images%s. Written by `tools/evaluate.py` '
-           '(posenorm.evaluate); every number below comes from this run (`results.json`).'
+           '(posenorm.pose.evaluate); every number below comes from this run (`results.json`).'
            % (results['cub_dir'], results['split'], results['images'],
               '' if results['limit'] is None else ' (--limit %d, round-robin over classes)' % results['limit']),
            '']
@@ -623,7 +624,7 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
                     figure_images=8, force=False, oracle=True):
     """Evaluate model directories on a CUB-layout split; write the report.
 
-    model_dirs: model directories (`posenorm.model_dir`).  cub_dir: a
+    model_dirs: model directories (`posenorm.pose.model_dir`).  cub_dir: a
     CUB-layout dataset.  out: the report directory (built in OUT.tmp and
     renamed when complete; an existing one is replaced only with force=True).
     split: 'test' or 'train'.  limit: at most this many images, round-robin
@@ -638,8 +639,8 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
     Returns the results dict (also written as OUT/results.json).
     """
     from tqdm import tqdm
-    from posenorm.cub import read_cub
-    from posenorm.model_dir import read_info
+    from posenorm.data.cub import read_cub
+    from posenorm.pose.model_dir import read_info
 
     infos = [read_info(d) for d in model_dirs]
     if not infos:

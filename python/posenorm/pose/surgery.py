@@ -34,8 +34,8 @@ import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from posenorm import atomic
-from posenorm.atomic import atomic_write_bytes, refuse_existing
+from posenorm.core import atomic
+from posenorm.core.atomic import atomic_write_bytes, refuse_existing
 
 STREAMS = ('', 'cls_')
 
@@ -346,7 +346,7 @@ def conv_trunk_proto(backbone='vgg16', input_size=224):
     """The conv1_1 ... conv5_3 trunk of `backbone` on an Input blob: the net of
     our conv-only caffemodels (tools/get_vgg16_conv_weights.py)."""
     from caffe import layers as L
-    from posenorm.nets import BACKBONES, trunk
+    from posenorm.pose.nets import BACKBONES, trunk
     n = caffe.NetSpec()
     n.data = L.Input(shape=dict(dim=[1, 3, input_size, input_size]))
     trunk(n, n.data, BACKBONES[backbone], upto='conv5_3', train=False)
@@ -357,7 +357,7 @@ def conv_trunk_proto(backbone='vgg16', input_size=224):
 
 def target_proto(backbone='vgg16', holistic='fc7', num_classes=200):
     """The joint deploy net both streams are initialized in."""
-    from posenorm.nets import pose_normalized_net
+    from posenorm.pose.nets import pose_normalized_net
     proto = pose_normalized_net('deploy', backbone=backbone, holistic=holistic,
                                 num_classes=num_classes)
     proto.name = '%s_joint_%s_deploy' % (backbone, holistic)

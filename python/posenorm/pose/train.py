@@ -31,7 +31,7 @@ stage:
   joint_cbp_partnets  <- joint_cbp_stage4 + part_head + part_body, a new
                     classifier on all their features (trunks fixed)
 Stages whose trunks are frozen (stage 1 of vgg16, every stage 3, the frozen
-baselines) can run from cached features (posenorm.feature_cache); the
+baselines) can run from cached features (posenorm.pose.feature_cache); the
 feature pass of the first such stage also writes the caches of the later
 ones that share its trunk (the frozen fc7 baseline and both stage 3s start
 from the same classification stream), so that trunk runs once.
@@ -44,11 +44,12 @@ import time
 
 from google.protobuf import text_format
 
-from posenorm import caffe_run, feature_cache
-from posenorm.atomic import atomic_save, atomic_write_text
-from posenorm.nets import deploy_variants, pose_normalized_net, variants, write_nets
-from posenorm.part_crops import CROP_SIZE
-from posenorm.solvers import make_solver
+from posenorm.core import caffe_run
+from posenorm.pose import feature_cache
+from posenorm.core.atomic import atomic_save, atomic_write_text
+from posenorm.pose.nets import deploy_variants, pose_normalized_net, variants, write_nets
+from posenorm.data.part_crops import CROP_SIZE
+from posenorm.pose.solvers import make_solver
 
 # init: where a stage's starting weights come from: a stage name, 'imagenet',
 # 'classification_init' (localization <- keypoint_stage2, classification <-
@@ -136,7 +137,7 @@ class Run(object):
                              num_classes=num_classes, input_size=self.input_size,
                              crop_size=self.manifest.get('crop_size') or CROP_SIZE)
         if self.imagenet and backbone == 'vgg16':
-            from posenorm.surgery import caffemodel_layers
+            from posenorm.pose.surgery import caffemodel_layers
             if 'fc6' not in caffemodel_layers(self.imagenet):
                 # Conv-only ImageNet weights: fc6/fc7 would be random, so the
                 # keypoint scores sit on conv5_3 (stride 16) instead of fc7.
@@ -198,7 +199,7 @@ class Run(object):
         out = self.path('init', stage.name + '.caffemodel')
         if os.path.exists(out):
             return out
-        from posenorm.surgery import copy_weights
+        from posenorm.pose.surgery import copy_weights
         caffe.set_random_seed(self.seed)  # the new layers' fillers: reproducible
         net = caffe.Net(self.path('prototxt', self.backbone, stage.name + '_train.prototxt'),
                         caffe.TEST)
@@ -362,7 +363,7 @@ class Run(object):
     # ------------------------------------------------------------- exports --
     def export(self, model):
         """Write models/<model>/ for evaluation and prediction."""
-        from posenorm.model_dir import write_model_dir
+        from posenorm.pose.model_dir import write_model_dir
         stage, deploy, label = MODELS[model]
         sizes = dict(num_classes=self.num_classes, input_size=self.input_size,
                      crop_size=self.net_args['crop_size'])

@@ -31,7 +31,7 @@ import os
 import numpy as np
 from google.protobuf import text_format
 
-from posenorm.atomic import atomic_directory, atomic_write_text
+from posenorm.core.atomic import atomic_directory, atomic_write_text
 
 
 def load_net_param(prototxt):

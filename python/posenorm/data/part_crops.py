@@ -16,7 +16,7 @@ both, so training and test crops differ only in where the keypoints came from:
 import numpy as np
 from PIL import Image
 
-from posenorm.metrics import part_box
+from posenorm.core.metrics import part_box
 
 PARTS = ('head', 'body')
 # VGG-16's fc6 is a 7x7 convolution on pool5: 224 = 7 * 32 is the smallest
@@ -29,7 +29,7 @@ def crop_boxes(keypoints, part_names, image_size, parts=PARTS):
     {part: N bool} marking the rows that fell back (rule 2).
 
     keypoints: N x K x 3 (x, y, flag) in original-image pixels; image_size:
-    N x 2 (W, H).  Coordinates are pixel centres (`posenorm.lmdb_data`).
+    N x 2 (W, H).  Coordinates are pixel centres (`posenorm.data.lmdb_data`).
     """
     kp = np.asarray(keypoints, np.float64)
     size = np.asarray(image_size, np.float64).reshape(-1, 2)

@@ -95,7 +95,7 @@ def sha256_file(path):
 
 def layer_names(backbone='vgg16'):
     """conv1_1 ... conv5_3 with their (block, index)."""
-    from posenorm.nets import BACKBONES
+    from posenorm.pose.nets import BACKBONES
     return [('conv%d_%d' % (b, i), b, i)
             for b, widths in enumerate(BACKBONES[backbone].blocks, 1)
             for i in range(1, len(widths) + 1)]
@@ -103,7 +103,7 @@ def layer_names(backbone='vgg16'):
 
 def expected_shapes(backbone='vgg16'):
     """{layer: (weight shape, bias shape)} of the trunk of `backbone`."""
-    from posenorm.nets import BACKBONES
+    from posenorm.pose.nets import BACKBONES
     out, c = collections.OrderedDict(), 3
     for b, widths in enumerate(BACKBONES[backbone].blocks, 1):
         for i, width in enumerate(widths, 1):
@@ -260,7 +260,7 @@ def check_known_values(params, tolerance=TOLERANCE):
 def conv_net(params, backbone='vgg16'):
     """A pycaffe net of the conv trunk of `backbone` holding `params`."""
     import caffe
-    from posenorm.surgery import _prototxt, conv_trunk_proto
+    from posenorm.pose.surgery import _prototxt, conv_trunk_proto
     with _prototxt(conv_trunk_proto(backbone)) as path:
         net = caffe.Net(path, caffe.TEST)
     if list(net.params) != list(params):
@@ -277,7 +277,7 @@ def conv_net(params, backbone='vgg16'):
 
 def write_caffemodel(params, out, backbone='vgg16', force=False):
     """Save params as conv1_1 ... conv5_3 with net.save, atomically."""
-    from posenorm.surgery import atomic_save
+    from posenorm.pose.surgery import atomic_save
     net = conv_net(params, backbone)
     atomic_save(out, net.save, force=force)
     return net
@@ -294,7 +294,7 @@ def convert(out=DEFAULT_OUTPUT, wheel=None, onnx_path=None, any_onnx=False,
     fake models; real use keeps the defaults.
     """
     import onnx
-    from posenorm.atomic import refuse_existing
+    from posenorm.core.atomic import refuse_existing
     refuse_existing(out, force)
     if onnx_path:
         data, origin = onnx_bytes_from_file(onnx_path, any_onnx, log), onnx_path

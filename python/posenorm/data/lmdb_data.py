@@ -9,7 +9,7 @@ aligned batches:
   <split>_bboxes     float Datum 1 x 1 x 4 (x, y, w, h) in input pixels
   <split>_head, <split>_body  (crop_size > 0) uint8 BGR CHW Datum, 3 x C x C:
                      the part's box around its ground-truth keypoints, cut
-                     from the original image (`posenorm.part_crops`)
+                     from the original image (`posenorm.data.part_crops`)
 
 plus `<split>_index.txt` (key, image id, label, flipped, original size, name)
 and `manifest.json` (source, counts, sizes, versions, sha256 of every
@@ -34,9 +34,9 @@ import numpy as np
 from PIL import Image
 
 from posenorm import __version__
-from posenorm.atomic import atomic_directory, atomic_write_text
-from posenorm.cub import SPLITS, flip_bbox, flip_keypoints, flip_permutation, read_cub
-from posenorm.part_crops import CROP_SIZE, PARTS, crop, crop_boxes
+from posenorm.core.atomic import atomic_directory, atomic_write_text
+from posenorm.data.cub import SPLITS, flip_bbox, flip_keypoints, flip_permutation, read_cub
+from posenorm.data.part_crops import CROP_SIZE, PARTS, crop, crop_boxes
 
 LMDB_FORMAT_VERSION = 'posenorm-lmdb 1'
 KINDS = ('images', 'keypoints', 'bboxes')
@@ -174,7 +174,7 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
         part_names=list(data.part_names), flip_permutation=perm.tolist(),
         borderline_parts=len(data.borderline_parts), splits={}, lmdbs={}, files={},
         crop_size=crop_size, crop_parts=list(PARTS) if crop_size else [],
-        crops='head/body boxes of posenorm.part_crops around ground-truth keypoints, warped '
+        crops='head/body boxes of posenorm.data.part_crops around ground-truth keypoints, warped '
               'to C x C, uint8 BGR CHW' if crop_size else None)
     kinds = KINDS + tuple(manifest['crop_parts'])
     start = time.perf_counter()

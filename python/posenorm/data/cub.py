@@ -1,7 +1,7 @@
 """Reader and validator for the CUB-200-2011 directory layout.
 
 Every tool reads birds through `read_cub`, so the real dataset and the
-synthetic one (`posenorm.synthetic`) go through the same checks.  Parsing is
+synthetic one (`posenorm.data.synthetic`) go through the same checks.  Parsing is
 whole-file and vectorised (the full 11,788-image set loads in seconds); the
 only per-image work is reading each JPEG header for its size, plus a full
 decode when `verify_images=True`.

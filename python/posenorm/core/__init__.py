@@ -1,0 +1,1 @@
+"""Shared infrastructure: atomic writes, running Caffe, metrics."""

@@ -1,0 +1,1 @@
+"""Paper 1: pose-normalized recognition (nets, stages, training, evaluation)."""

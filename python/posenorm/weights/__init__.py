@@ -1,0 +1,1 @@
+"""ImageNet weights derived offline from pinned public archives."""
