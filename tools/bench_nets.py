@@ -52,7 +52,6 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, 'python'))
 
 OUR_TYPES = ('CoordinateTransfer', 'KeypointSigmoidCrossEntropyLoss',
              'CompactBilinear', 'SignedSqrt', 'L2Normalize')

@@ -28,6 +28,7 @@ def _timed(fn):
     return result, time.perf_counter() - start
 
 
+@cli.tool
 def main(argv=None):
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

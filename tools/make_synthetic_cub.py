@@ -12,6 +12,7 @@ from posenorm.core import cli
 from posenorm.data import cub, synthetic
 
 
+@cli.tool
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', help='dataset directory to create (built in OUT.tmp, then renamed)')
@@ -26,20 +27,16 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if not args.out and not args.preview:
         ap.error('give --out DIR and/or --preview PNG')
-    try:
-        if args.out:
-            stats = synthetic.write_dataset(args.out, args.classes, args.per_class, args.size, args.seed,
-                                            force=args.force, progress=not args.quiet)
-            print('wrote %d images (%d classes, %d px, seed %d, %s) to %s in %.1f s: %.0f images/s'
-                  % (stats['images'], args.classes, args.size, args.seed, synthetic.SYNTHETIC_VERSION,
-                     args.out, stats['seconds'], stats['images_per_second']))
-            print('validated:', cub.read_cub(args.out).summary())
-        if args.preview:
-            synthetic.save_preview(args.preview, args.classes, args.seed, args.size, args.preview_count)
-            print('wrote preview', args.preview)
-    except (FileExistsError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
+    if args.out:
+        stats = synthetic.write_dataset(args.out, args.classes, args.per_class, args.size, args.seed,
+                                        force=args.force, progress=not args.quiet)
+        print('wrote %d images (%d classes, %d px, seed %d, %s) to %s in %.1f s: %.0f images/s'
+              % (stats['images'], args.classes, args.size, args.seed, synthetic.SYNTHETIC_VERSION,
+                 args.out, stats['seconds'], stats['images_per_second']))
+        print('validated:', cub.read_cub(args.out).summary())
+    if args.preview:
+        synthetic.save_preview(args.preview, args.classes, args.seed, args.size, args.preview_count)
+        print('wrote preview', args.preview)
     return 0
 
 

@@ -17,11 +17,16 @@ import argparse
 import os
 import sys
 
-from posenorm.core import cli
+from posenorm.core import cli  # first: quiets glog before Caffe loads
+
+import caffe  # noqa: E402
+
+from posenorm.pose import surgery  # noqa: E402
 
 BACKBONES = ('small', 'vgg16')  # posenorm.pose.nets.BACKBONES, without importing Caffe for --help
 
 
+@cli.tool
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--weights', required=True, metavar='CAFFEMODEL',
@@ -41,17 +46,11 @@ def main(argv=None):
     ap.add_argument('--out', required=True, metavar='CAFFEMODEL', help='output caffemodel (written atomically)')
     ap.add_argument('--force', action='store_true', help='replace an existing --out')
     args = ap.parse_args(argv)
-    import caffe
-    from posenorm.pose import surgery
     caffe.set_mode_cpu()
-    try:
-        streams = surgery.parse_streams(args.streams)
-        surgery.surgery(args.weights, args.out, source_net=args.source_net, net=args.net,
-                        backbone=args.backbone, holistic=args.holistic,
-                        num_classes=args.num_classes, streams=streams, force=args.force)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
+    streams = surgery.parse_streams(args.streams)
+    surgery.surgery(args.weights, args.out, source_net=args.source_net, net=args.net,
+                    backbone=args.backbone, holistic=args.holistic,
+                    num_classes=args.num_classes, streams=streams, force=args.force)
     return 0
 
 

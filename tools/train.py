@@ -18,11 +18,11 @@ import sys
 
 
 from posenorm.core import cli
-from posenorm.core import caffe_run
 from posenorm.pose.nets import BACKBONES
 from posenorm.pose.train import MODELS, Run, train
 
 
+@cli.tool
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                  epilog=__doc__.split('\n', 2)[2],
@@ -56,12 +56,7 @@ def main(argv=None):
               imagenet_weights=args.weights, batch_size=args.batch_size,
               iter_scale=args.iter_scale, use_cache=not args.no_cache,
               progress=not args.quiet)
-    try:
-        dirs = train(run, models)
-    except (caffe_run.StageDiverged, caffe_run.StageFailed,
-            caffe_run.StageInterrupted) as e:
-        print('[train] ERROR: %s' % e, file=sys.stderr)
-        return 1
+    dirs = train(run, models)
     for d in dirs:
         print('[train] model: %s' % d)
     return 0

@@ -1,9 +1,10 @@
 """The one entry point of our tools: quiet pycaffe, one-line user errors.
 
-Every tool is `sys.exit(cli.run(main))` around an argparse `main(argv)`.
+Every tool decorates its argparse `main(argv)` with `@cli.tool`.
 A user mistake (a bad file, a bad value, an existing output) is reported as
 one line `error: ...` and exit status 1, never a traceback; Ctrl-C exits 130.
 """
+import functools
 import os
 import sys
 
@@ -27,3 +28,11 @@ def run(main, argv=None, errors=USER_ERRORS):
     except errors as e:
         print('error: %s' % e, file=sys.stderr)
         return 1
+
+
+def tool(main):
+    """Decorate a tool's `main(argv)` so it runs through `run`."""
+    @functools.wraps(main)
+    def wrapped(argv=None):
+        return run(main, argv)
+    return wrapped
