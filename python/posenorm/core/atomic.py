@@ -5,8 +5,10 @@ model file where a later step would mistake it for a finished one: readers
 see either the old complete target or the new complete one.
 """
 import contextlib
+import glob
 import os
 import shutil
+import tempfile
 
 
 def atomic_save(path, save):
@@ -47,31 +49,117 @@ def refuse_existing(path, force, what='output'):
 
 
 @contextlib.contextmanager
-def atomic_directory(path, force=False):
-    """Yield a fresh `<path>.tmp` directory; rename it to `path` on success.
+def atomic_directory(path, force=False, inputs=(), marker=None):
+    """Yield a fresh temporary directory beside `path`; rename it to `path`
+    on success.
 
-    Refuses to replace an existing `path` unless `force`.  On any exception
-    the temporary directory is removed and `path` is left as it was.  A stale
-    `<path>.tmp` from an earlier crash is discarded first.
+    Refuses to replace an existing `path` unless `force`, and even then
+    unless it is a real directory holding `marker` (when given, e.g. the
+    manifest.json every LMDB set has): --force replaces an output of ours,
+    never a user's directory that happens to have its name.  `inputs`: paths
+    the output may not be, contain or sit inside (`check_disjoint`).  The
+    temporary directory has a unique name (`.<name>.tmp-<pid>-XXXX`, marked
+    as ours inside); on any exception it is removed and `path` is left as it
+    was.  Stale temporaries of dead builds are removed only when they carry
+    our mark; a user's `<path>.tmp` or `<path>.old` is never touched.
     """
     path = os.path.abspath(os.fspath(path))
-    refuse_existing(path, force)
-    tmp = path + '.tmp'
-    if os.path.lexists(tmp):
-        shutil.rmtree(tmp)
-    os.makedirs(tmp)
+    check_disjoint(path, inputs)
+    _check_replaceable(path, force, marker)
+    parent, base = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    _remove_stale(parent, base)
+    tmp = _make_temp_dir(parent, '.%s.tmp-%d-' % (base, os.getpid()))
     try:
+        with open(os.path.join(tmp, PARTIAL_MARKER), 'w') as f:
+            f.write('%s %d\n' % (os.uname().nodename, os.getpid()))
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if os.path.lexists(path):
-        refuse_existing(path, force)  # someone created it while we worked
-        old = path + '.old'
-        if os.path.lexists(old):
+        os.remove(os.path.join(tmp, PARTIAL_MARKER))
+        if os.path.lexists(path):
+            _check_replaceable(path, force, marker)  # someone created it while we worked
+            old = _make_temp_dir(parent, '.%s.old-' % base)
+            os.rename(path, os.path.join(old, base))
+            os.rename(tmp, path)
             shutil.rmtree(old)
-        os.rename(path, old)
-        os.rename(tmp, path)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, path)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+PARTIAL_MARKER = '.posenorm-partial'
+
+
+def _inside(path, root):
+    return os.path.commonpath([path, root]) == root
+
+
+def check_disjoint(out, inputs, what='output'):
+    """Raise ValueError if `out` is, contains or lies inside one of `inputs`
+    (symbolic links resolved): writing it could delete or change an input."""
+    real = os.path.realpath(os.fspath(out))
+    for source in inputs:
+        if source is None:
+            continue
+        src = os.path.realpath(os.fspath(source))
+        if real == src:
+            how = 'is'
+        elif _inside(src, real):
+            how = 'contains'
+        elif _inside(real, src):
+            how = 'lies inside'
+        else:
+            continue
+        raise ValueError('%s %s %s the input %s: refusing to write it (an output may never be, '
+                         'contain or sit inside an input); choose another output path'
+                         % (what, out, how, source))
+
+
+def _check_replaceable(path, force, marker):
+    if os.path.islink(path):
+        raise FileExistsError('output %s is a symbolic link; refusing to replace it: remove '
+                              'it yourself or choose another output path' % path)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise NotADirectoryError('output %s exists and is not a directory; refusing to replace '
+                                 'it: remove it yourself or choose another output path' % path)
+    refuse_existing(path, force)
+    if marker and os.path.isdir(path) and not os.path.lexists(os.path.join(path, marker)):
+        raise FileExistsError('output %s exists but has no %s, so it is not one of ours; '
+                              'refusing to replace it even with --force: remove it yourself '
+                              'or choose another output path' % (path, marker))
+
+
+def _make_temp_dir(parent, prefix):
+    """mkdtemp beside the output, with the permissions of a plain mkdir."""
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp
+
+
+def _remove_stale(parent, base):
+    """Remove `.<base>.tmp-*` directories that carry our mark from a process
+    of this host that no longer runs (a build killed outright)."""
+    for tmp in glob.glob(os.path.join(glob.escape(parent), glob.escape('.%s.tmp-' % base) + '*')):
+        try:
+            with open(os.path.join(tmp, PARTIAL_MARKER)) as f:
+                host, pid = f.read().split()
+            pid = int(pid)
+        except (OSError, ValueError):
+            continue  # not ours
+        if os.path.islink(tmp) or host != os.uname().nodename or _alive(pid):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
