@@ -4,7 +4,9 @@ Every tool decorates its argparse `main(argv)` with `@cli.tool`.
 A user mistake (a bad file, a bad value, an existing output) is reported as
 one line `error: ...` and exit status 1, never a traceback; Ctrl-C exits 130.
 """
+import argparse
 import functools
+import math
 import os
 import sys
 
@@ -36,3 +38,26 @@ def tool(main):
     def wrapped(argv=None):
         return run(main, argv)
     return wrapped
+
+
+# argparse `type=` validators: a bad value is the parser's error naming the
+# option ("argument --size: must be a positive integer, not '0'"), never a
+# later error blaming an image or a part.
+
+def _number(kind, test, what):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError('must be %s, not %r' % (what, text)) from None
+        if not test(value):
+            raise argparse.ArgumentTypeError('must be %s, not %r' % (what, text))
+        return value
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, lambda v: v > 0, 'a positive integer')
+non_negative_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
+positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, 'a finite number > 0')
+non_negative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, 'a finite number >= 0')
