@@ -46,8 +46,9 @@ def test_real_class_subset_keeps_ids(cub_root):
     data = cub.read_cub(cub_root, classes=[3, 7], verify_images=True)
     assert data.classes.tolist() == [3, 7]
     assert set(data.class_ids.tolist()) == {3, 7}
-    assert np.array_equal(data.labels, (data.class_ids == 7).astype(int))
-    assert data.class_names == ['003.Sooty_Albatross', '007.Parakeet_Auklet']
+    assert np.array_equal(data.labels, data.class_ids - 1) and data.num_classes == 7
+    assert data.class_names[2] == '003.Sooty_Albatross' and data.class_names[6] == '007.Parakeet_Auklet'
+    assert len(data.class_names) == 7 and data.skipped_images == 543 - len(data)
     with pytest.raises(ValueError, match='11'):
         cub.read_cub(cub_root, classes=[11])
 

@@ -5,7 +5,7 @@
   python tools/build_lmdb.py --cub data/synthetic_cub --out data/synthetic_lmdb --classes 1-10
   python tools/build_lmdb.py --verify data/cub_lmdb
 
-Per split: <split>_images (label = 0-based class), <split>_keypoints (1 x K x 3)
+Per split: <split>_images (label = class id - 1), <split>_keypoints (1 x K x 3)
 and <split>_bboxes (1 x 1 x 4), aligned by key, plus <split>_index.txt and
 manifest.json.  See python/posenorm/data/lmdb_data.py for the coordinate convention.
 """
@@ -49,17 +49,16 @@ def main(argv=None):
                               workers=args.workers, part_tolerance=args.part_tolerance,
                               crop_size=args.crop_size)
     t = m['throughput']
-    print('wrote %s: %s; %d classes, input %dx%d%s' % (
+    print('wrote %s: %s; %d classes (labels 0-%d = class id - 1), input %dx%d%s' % (
         args.out, ', '.join('%s %d' % (s, v['count']) for s, v in m['splits'].items()),
-        m['num_classes'], args.size, args.size, ', train flipped' if args.flip else ''))
+        len(m['classes']), m['num_classes'] - 1, args.size, args.size,
+        ', train flipped' if args.flip else ''))
     if m['crop_size']:
         print('part crops: %s at %dx%d; %s' % (', '.join(m['crop_parts']), m['crop_size'], m['crop_size'],
               '; '.join('%s: %s fell back (too few visible part keypoints)' % (
                   s, ', '.join('%s %d' % kv for kv in v['crop_fallbacks'].items()))
                   for s, v in m['splits'].items())))
-    if m['borderline_parts']:
-        print('note: %d visible parts lie slightly outside their image (clamped to the border)'
-              % m['borderline_parts'])
+    print(m['annotation_summary'])
     print('throughput: %d source images (%d entries) in %.1f s = %.1f images/s (%d worker%s)'
           % (t['images'], t['entries'], t['seconds'], t['images_per_second'], args.workers,
              's' if args.workers > 1 else ''))

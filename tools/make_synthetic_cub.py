@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write the synthetic bird dataset in CUB-200-2011 layout, and/or a preview grid.
 
-  python tools/make_synthetic_cub.py --out data/synthetic_cub --classes 20 --per-class 60 --size 256 --seed 0
+  python tools/make_synthetic_cub.py --out data/synthetic_cub --synthetic-classes 20 --per-class 60 --size 256 --seed 0
   python tools/make_synthetic_cub.py --preview docs/synthetic_samples.png
 """
 import argparse
@@ -16,7 +16,8 @@ from posenorm.data import cub, synthetic
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--out', help='dataset directory to create (built in OUT.tmp, then renamed)')
-    ap.add_argument('--classes', type=int, default=20, help='number of classes (default 20)')
+    ap.add_argument('--synthetic-classes', type=int, default=20, metavar='N',
+                    help='number of synthetic classes, ids 1..N (default 20)')
     ap.add_argument('--per-class', type=int, default=60, help='images per class, half train (default 60)')
     ap.add_argument('--size', type=int, default=256, help='long image side in pixels (default 256)')
     ap.add_argument('--seed', type=int, default=0, help='random seed; same arguments give the same bytes')
@@ -28,14 +29,14 @@ def main(argv=None):
     if not args.out and not args.preview:
         ap.error('give --out DIR and/or --preview PNG')
     if args.out:
-        stats = synthetic.write_dataset(args.out, args.classes, args.per_class, args.size, args.seed,
+        stats = synthetic.write_dataset(args.out, args.synthetic_classes, args.per_class, args.size, args.seed,
                                         force=args.force, progress=not args.quiet)
         print('wrote %d images (%d classes, %d px, seed %d, %s) to %s in %.1f s: %.0f images/s'
-              % (stats['images'], args.classes, args.size, args.seed, synthetic.SYNTHETIC_VERSION,
+              % (stats['images'], args.synthetic_classes, args.size, args.seed, synthetic.SYNTHETIC_VERSION,
                  args.out, stats['seconds'], stats['images_per_second']))
         print('validated:', cub.read_cub(args.out).summary())
     if args.preview:
-        synthetic.save_preview(args.preview, args.classes, args.seed, args.size, args.preview_count)
+        synthetic.save_preview(args.preview, args.synthetic_classes, args.seed, args.size, args.preview_count)
         print('wrote preview', args.preview)
     return 0
 

@@ -8,8 +8,16 @@ decode when `verify_images=True`.
 
 Conventions (as in the files): ids are 1-based; keypoints are (x, y, visible)
 with 0-based pixel-centre coordinates; invisible parts are (0, 0, 0); a
-bounding box is (x, y, w, h) in pixels.  `label` is a 0-based contiguous class
-index for Caffe, in increasing class-id order over the classes kept.
+bounding box is (x, y, w, h) in pixels.  `label` is the official class id
+minus one, whatever subset of classes is kept, so a net has as many outputs as
+the largest class id kept and output c always means class c + 1.
+
+The official files are the truth: a box that passes the image edge is clipped
+to the image (however far, as long as it overlaps it) and a visible part
+outside the image within the tolerance is clamped to the border; both are
+counted (`clipped_boxes`, `borderline_parts`).  What cannot be meant (a box of
+non-positive size or without overlap, a part beyond the tolerance, a malformed
+line) is a CUBFormatError naming file and line.
 """
 import collections
 import os
@@ -26,8 +34,8 @@ PART_NAMES = ('back', 'beak', 'belly', 'breast', 'crown', 'forehead',
 
 SPLITS = ('train', 'test')
 
-# How far a visible part (or a box edge) may lie outside the image before it
-# is an error rather than a counted borderline annotation: the larger of
+# How far a visible part may lie outside the image before it is an error
+# rather than a counted (and clamped) borderline annotation: the larger of
 # PART_TOLERANCE_PX and PART_TOLERANCE_FRACTION of the longer image side.
 PART_TOLERANCE_PX = 10.0
 PART_TOLERANCE_FRACTION = 0.05
@@ -173,12 +181,16 @@ class CUBDataset:
     class_ids (1-based, as in the files), labels (0-based contiguous),
     is_train, bboxes (N x 4 float32), keypoints (N x K x 3 float32), sizes
     (N x 2 int, width and height), classes (kept class ids, label order),
-    class_names, part_names, borderline_parts (list of (image id, part name)
-    visible outside the image but within tolerance).
+    class_names (indexed by label: the names of class ids 1..num_classes),
+    part_names, borderline_parts (list of (image id, part name) visible
+    outside the image within tolerance, clamped to the border), clipped_boxes
+    (list of (image id, px) boxes that passed the image edge by px, clipped),
+    skipped_images (images of the directory outside the classes kept).
     """
 
     def __init__(self, root, image_ids, names, class_ids, labels, is_train, bboxes,
-                 keypoints, sizes, classes, class_names, part_names, borderline_parts=()):
+                 keypoints, sizes, classes, class_names, part_names, borderline_parts=(),
+                 clipped_boxes=(), skipped_images=0):
         self.root = root
         self.image_ids = image_ids
         self.names = names
@@ -192,6 +204,13 @@ class CUBDataset:
         self.class_names = class_names
         self.part_names = part_names
         self.borderline_parts = list(borderline_parts)
+        self.clipped_boxes = list(clipped_boxes)
+        self.skipped_images = skipped_images
+
+    @property
+    def num_classes(self):
+        """Outputs a net needs: the largest class id kept (labels are id - 1)."""
+        return len(self.class_names)
 
     def __len__(self):
         return len(self.image_ids)
@@ -218,7 +237,9 @@ class CUBDataset:
                           self.class_ids[index], self.labels[index], self.is_train[index],
                           self.bboxes[index], self.keypoints[index], self.sizes[index],
                           self.classes, self.class_names, self.part_names,
-                          [b for b in self.borderline_parts if b[0] in kept])
+                          [b for b in self.borderline_parts if b[0] in kept],
+                          [b for b in self.clipped_boxes if b[0] in kept],
+                          self.skipped_images)
 
     def split(self, name):
         """The 'train' or 'test' images."""
@@ -235,16 +256,26 @@ class CUBDataset:
                    self.keypoints.shape[0] * self.keypoints.shape[1], visible,
                    len(self.borderline_parts)))
 
+    def adjustments(self):
+        """One line: what the reader clipped, clamped or skipped (the log's summary)."""
+        worst = max((px for _, px in self.clipped_boxes), default=0.0)
+        return ('annotations: %d box%s clipped to the image (up to %.1f px past the edge), '
+                '%d visible part%s clamped to the border, %d image%s of other classes skipped'
+                % (len(self.clipped_boxes), '' if len(self.clipped_boxes) == 1 else 'es', worst,
+                   len(self.borderline_parts), '' if len(self.borderline_parts) == 1 else 's',
+                   self.skipped_images, '' if self.skipped_images == 1 else 's'))
+
 
 def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
              allow_empty_split=False):
     """Read and validate a CUB-200-2011-layout directory.
 
-    classes: optional iterable of class ids to keep (ids stay as in the files;
-    labels are 0..len-1 in id order).  verify_images: fully decode every kept
-    image instead of reading only its header.  part_tolerance: pixels a
-    visible part may lie outside the image (counted in `borderline_parts`);
+    classes: optional iterable of class ids to keep (labels are always the
+    class id minus one).  verify_images: fully decode every kept image
+    instead of reading only its header.  part_tolerance: pixels a visible
+    part may lie outside the image (clamped, counted in `borderline_parts`);
     farther is an error; None means max(10 px, 5% of the longer side).
+    Boxes passing the image edge are clipped (counted in `clipped_boxes`).
     Raises CUBFormatError naming file and line.
     """
     root = os.path.abspath(os.fspath(root))
@@ -256,9 +287,14 @@ def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
     image_ids, image_lines = image_ids[order], image_lines[order]
     names = [names[i] for i in order]
 
-    class_ids, class_names, _ = _named_table(p('classes.txt'), 'class')
+    class_ids, class_names, class_lines = _named_table(p('classes.txt'), 'class')
+    if class_ids.min() < 1:
+        i = np.argmin(class_ids)
+        raise CUBFormatError(p('classes.txt'), class_lines[i], 'class id must be >= 1 (labels are '
+                             'id - 1), found %d' % class_ids[i])
     order = np.argsort(class_ids)
     class_ids, class_names = class_ids[order], [class_names[i] for i in order]
+    all_class_ids, all_class_names = class_ids, class_names
 
     part_ids, part_names, _ = _named_table(p('parts', 'parts.txt'), 'part')
     if sorted(part_ids.tolist()) != list(range(1, len(part_ids) + 1)):
@@ -328,21 +364,25 @@ def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
         class_ids = class_ids[keep_cls]
         class_names = [n for n, k in zip(class_names, keep_cls) if k]
     keep = np.flatnonzero(np.isin(image_classes, class_ids))
-    labels = np.searchsorted(class_ids, image_classes[keep]).astype(np.int64)
+    labels = image_classes[keep] - 1
+    named = dict(zip(all_class_ids.tolist(), all_class_names))
+    label_names = [named.get(c, '%03d (not in classes.txt)' % c)
+                   for c in range(1, int(class_ids.max()) + 1)]
 
     data = CUBDataset(root, image_ids[keep], [names[i] for i in keep], image_classes[keep], labels,
                       is_train[keep], bboxes[keep], keypoints[keep],
                       _image_sizes(root, [names[i] for i in keep], image_lines[keep], images_txt,
                                    verify_images),
-                      class_ids, class_names, part_names)
+                      class_ids, label_names, part_names, skipped_images=len(image_ids) - len(keep))
     if not allow_empty_split:
         for name, n in (('train', data.is_train.sum()), ('test', (~data.is_train).sum())):
             if n == 0:
                 raise CUBFormatError(p('train_test_split.txt'), None,
                                      'the %s split is empty (0 of %d images%s)'
                                      % (name, len(data), '' if classes is None else ' in the classes kept'))
-    data.borderline_parts = _check_geometry(data, kp_lines[keep], bbox_lines[keep], part_tolerance,
-                                            p('parts', 'part_locs.txt'), p('bounding_boxes.txt'))
+    data.borderline_parts = _check_parts(data, kp_lines[keep], part_tolerance,
+                                         p('parts', 'part_locs.txt'))
+    data.clipped_boxes = _clip_boxes(data, bbox_lines[keep], p('bounding_boxes.txt'))
     return data
 
 
@@ -362,8 +402,9 @@ def _image_sizes(root, names, lines, images_txt, verify):
     return sizes
 
 
-def _check_geometry(data, kp_lines, bbox_lines, tolerance, part_locs_txt, bboxes_txt):
-    """Error for parts/boxes far outside their image; return borderline parts."""
+def _check_parts(data, kp_lines, tolerance, part_locs_txt):
+    """Error for a visible part beyond the tolerance; clamp the others that lie
+    outside to the border (in place) and return them as (image id, part name)."""
     w = data.sizes[:, 0:1].astype(np.float64)
     h = data.sizes[:, 1:2].astype(np.float64)
     if tolerance is None:
@@ -380,17 +421,30 @@ def _check_geometry(data, kp_lines, bbox_lines, tolerance, part_locs_txt, bboxes
                              '(%d x %d; tolerance %g px)'
                              % (k + 1, data.part_names[k], x[i, k], y[i, k], outside[i, k],
                                 data.image_ids[i], w[i, 0], h[i, 0], tolerance[i, 0]))
+    border = np.argwhere(outside_parts(data.keypoints, data.sizes))
+    for i, k in border:
+        data.keypoints[i, k, 0] = min(max(x[i, k], 0), w[i, 0] - 1)
+        data.keypoints[i, k, 1] = min(max(y[i, k], 0), h[i, 0] - 1)
+    return [(int(data.image_ids[i]), data.part_names[k]) for i, k in border]
+
+
+def _clip_boxes(data, bbox_lines, bboxes_txt):
+    """Clip boxes passing the image edge to [0, W] x [0, H] (in place); error
+    for a box without overlap; return the clipped ones as (image id, px past)."""
     b = data.bboxes.astype(np.float64)
-    outside = np.maximum.reduce([-b[:, 0], -b[:, 1], b[:, 0] + b[:, 2] - w[:, 0],
-                                 b[:, 1] + b[:, 3] - h[:, 0]])
-    bad = np.flatnonzero(outside > tolerance[:, 0])
+    w, h = data.sizes[:, 0].astype(np.float64), data.sizes[:, 1].astype(np.float64)
+    x0, y0 = np.maximum(b[:, 0], 0), np.maximum(b[:, 1], 0)
+    x1, y1 = np.minimum(b[:, 0] + b[:, 2], w), np.minimum(b[:, 1] + b[:, 3], h)
+    bad = np.flatnonzero((x1 <= x0) | (y1 <= y0))
     if bad.size:
         i = bad[np.argmin(bbox_lines[bad])]
         raise CUBFormatError(bboxes_txt, bbox_lines[i],
-                             'bounding box %s lies %.1f px outside image id %d (%d x %d)'
-                             % (b[i].tolist(), outside[i], data.image_ids[i], w[i, 0], h[i, 0]))
-    border = np.argwhere(outside_parts(data.keypoints, data.sizes))
-    return [(int(data.image_ids[i]), data.part_names[k]) for i, k in border]
+                             'bounding box %s has no overlap with image id %d (%d x %d)'
+                             % (b[i].tolist(), data.image_ids[i], w[i], h[i]))
+    outside = np.maximum.reduce([-b[:, 0], -b[:, 1], b[:, 0] + b[:, 2] - w, b[:, 1] + b[:, 3] - h])
+    clipped = np.flatnonzero(outside > 0)
+    data.bboxes[clipped] = np.stack([x0, y0, x1 - x0, y1 - y0], 1)[clipped]
+    return [(int(data.image_ids[i]), float(outside[i])) for i in clipped]
 
 
 def outside_parts(keypoints, sizes):

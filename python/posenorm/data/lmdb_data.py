@@ -4,7 +4,7 @@ Per split (train, test) three LMDBs share the same keys `%08d_<image id>`
 (`_flip` appended for mirrored copies), so three Caffe `Data` layers read
 aligned batches:
 
-  <split>_images     uint8 BGR CHW Datum, 3 x S x S, label = 0-based class
+  <split>_images     uint8 BGR CHW Datum, 3 x S x S, label = class id - 1
   <split>_keypoints  float Datum 1 x K x 3 (x, y, visible) in input pixels
   <split>_bboxes     float Datum 1 x 1 x 4 (x, y, w, h) in input pixels
   <split>_head, <split>_body  (crop_size > 0) uint8 BGR CHW Datum, 3 x C x C:
@@ -170,9 +170,14 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
         source=data.root, source_generator=generator, input_size=size, flip=flip,
         flip_splits=['train'] if flip else [], shuffle='train', seed=seed, coordinates=COORDINATES,
         image_encoding='uint8 BGR CHW; whole image resized to S x S with PIL bilinear',
-        classes=data.classes.tolist(), class_names=data.class_names, num_classes=len(data.classes),
+        classes=data.classes.tolist(), class_names=data.class_names, num_classes=data.num_classes,
+        labels='official class id - 1; num_classes = the largest class id kept, class_names[label]',
         part_names=list(data.part_names), flip_permutation=perm.tolist(),
-        borderline_parts=len(data.borderline_parts), splits={}, lmdbs={}, files={},
+        borderline_parts=len(data.borderline_parts), clipped_boxes=len(data.clipped_boxes),
+        skipped_images=data.skipped_images, annotation_summary=data.adjustments(),
+        adjustments=dict(clipped_boxes=[[i, round(px, 3)] for i, px in data.clipped_boxes],
+                         clamped_parts=[list(b) for b in data.borderline_parts]),
+        splits={}, lmdbs={}, files={},
         crop_size=crop_size, crop_parts=list(PARTS) if crop_size else [],
         crops='head/body boxes of posenorm.data.part_crops around ground-truth keypoints, warped '
               'to C x C, uint8 BGR CHW' if crop_size else None)
@@ -249,7 +254,7 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
                     f.write('\n'.join(index) + '\n')
                 manifest['files'][name] = sha256_file(os.path.join(tmp, name))
                 manifest['splits'][split] = dict(count=n * copies, images=n, flipped=n * (copies - 1),
-                                                 per_class=np.bincount(sub.labels, minlength=len(data.classes)
+                                                 per_class=np.bincount(sub.labels, minlength=data.num_classes
                                                                        ).tolist(),
                                                  crop_fallbacks={p: int(f.sum()) for p, f in fell_back.items()})
                 for kind in kinds:
