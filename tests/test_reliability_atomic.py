@@ -5,6 +5,7 @@ or `OUT.old` survives a build; an output that exists as a plain file or
 is not recognisably ours is refused even with force.
 """
 import os
+import subprocess
 
 import pytest
 
@@ -117,3 +118,26 @@ def test_directory_permissions_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert os.stat(tmp_path / 'o').st_mode & 0o777 == 0o755
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (needs root; skipped elsewhere)."""
+    mnt = tmp_path / 'disk'
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', str(mnt)],
+                                           capture_output=True).returncode:
+        pytest.skip('cannot mount a small tmpfs here (needs root)')
+    yield str(mnt)
+    subprocess.run(['umount', str(mnt)], check=True)
+
+
+def test_disk_full_names_the_file_system_and_keeps_nothing(small_disk):
+    out = os.path.join(small_disk, 'o')
+    with pytest.raises(atomic.DiskFullError, match='no space left on %s' % small_disk):
+        with atomic.atomic_directory(out) as tmp:
+            with open(os.path.join(tmp, 'big'), 'wb') as f:
+                for _ in range(64):
+                    f.write(b'\0' * (1 << 16))
+                    f.flush()
+    assert os.listdir(small_disk) == []

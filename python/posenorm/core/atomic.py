@@ -5,6 +5,7 @@ model file where a later step would mistake it for a finished one: readers
 see either the old complete target or the new complete one.
 """
 import contextlib
+import errno
 import glob
 import os
 import shutil
@@ -83,10 +84,48 @@ def atomic_directory(path, force=False, inputs=(), marker=None):
             shutil.rmtree(old)
         else:
             os.rename(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = _disk_full(tmp, e)
         if os.path.lexists(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
+        if full:
+            raise DiskFullError('no space left on %s while writing %s (nothing of it was kept): '
+                                'free some space and run again' % (full, path)) from None
         raise
+
+
+class DiskFullError(OSError):
+    """The file system filled up while we wrote an output."""
+
+
+# An I/O error with less than this free is a full disk (LMDB reports one as
+# "Input/output error", without errno).
+DISK_FULL_BYTES = 16 << 20
+
+
+def _disk_full(path, error):
+    """'<mount point> (device D, N bytes free)' when `error` is an I/O error
+    from a file system that is full, else None."""
+    io = isinstance(error, OSError) or type(error).__module__ == 'lmdb'
+    if not io or isinstance(error, DiskFullError):
+        return None
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    free = st.f_bavail * st.f_frsize
+    if getattr(error, 'errno', None) != errno.ENOSPC and free >= DISK_FULL_BYTES:
+        return None
+    mount = os.path.realpath(path)
+    while not os.path.ismount(mount):
+        mount = os.path.dirname(mount)
+    device = '?'
+    with contextlib.suppress(OSError), open('/proc/mounts') as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) > 1 and fields[1] == mount:
+                device = fields[0]
+    return '%s (device %s, %d bytes free)' % (mount, device, free)
 
 
 PARTIAL_MARKER = '.posenorm-partial'
