@@ -7,6 +7,7 @@ PKGS=(
   libgoogle-glog-dev libgflags-dev libprotobuf-dev protobuf-compiler
   libhdf5-dev libopenblas-dev liblmdb-dev graphviz
   python3-dev python3-venv
+  libvlfeat-dev
 )
 missing=()
 for p in "${PKGS[@]}"; do

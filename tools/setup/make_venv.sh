@@ -12,7 +12,10 @@ if [ "$ver" != "3.11" ]; then
   echo "[venv] ERROR: $PY is Python $ver; pycaffe links Debian's Boost.Python, which is built for CPython 3.11. Pass PYTHON=/path/to/python3.11." >&2
   exit 1
 fi
-want=$(sha256sum "$REQ" | cut -d' ' -f1)
+# Built from its sdist against Debian's libvlfeat-dev, without build isolation
+# (it needs the venv's Cython and numpy); part of the venv's fingerprint.
+POST_REQ="cyvlfeat==0.7.1"
+want=$( { cat "$REQ"; echo "$POST_REQ"; } | sha256sum | cut -d' ' -f1)
 if [ -f "$VENV/.requirements.sha256" ] && [ "$(cat "$VENV/.requirements.sha256")" = "$want" ] \
    && [ -x "$VENV/bin/python" ]; then
   echo "[venv] $VENV up to date"
@@ -28,4 +31,9 @@ echo "[venv] installing $REQ"
   | { grep -v "^WARNING: Location 'file:" || true; }
 [ "${PIPESTATUS[0]}" -eq 0 ] \
   || { echo "[venv] ERROR: pip install -r $REQ failed (is PyPI reachable?)" >&2; exit 1; }
+echo "[venv] building $POST_REQ from its sdist (VLFeat SIFT)"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation \
+  --no-binary cyvlfeat "$POST_REQ" 2>&1 | { grep -v "^WARNING: Location 'file:\|DEPRECATION" || true; }
+[ "${PIPESTATUS[0]}" -eq 0 ] \
+  || { echo "[venv] ERROR: building $POST_REQ failed (needs libvlfeat-dev: tools/setup/install_deps.sh)" >&2; exit 1; }
 echo "$want" > "$VENV/.requirements.sha256"
