@@ -267,7 +267,7 @@ class CUBDataset:
 
 
 def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
-             allow_empty_split=False):
+             allow_empty_split=False, strict=False):
     """Read and validate a CUB-200-2011-layout directory.
 
     classes: optional iterable of class ids to keep (labels are always the
@@ -276,8 +276,14 @@ def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
     part may lie outside the image (clamped, counted in `borderline_parts`);
     farther is an error; None means max(10 px, 5% of the longer side).
     Boxes passing the image edge are clipped (counted in `clipped_boxes`).
+    Image paths must resolve inside the dataset (or its images directory).
+    The same image file under several ids is listed in `duplicate_images`
+    (`duplicates_warning`), an error with strict=True.
     Raises CUBFormatError naming file and line.
     """
+    if part_tolerance is not None and not (np.isfinite(part_tolerance) and part_tolerance >= 0):
+        raise ValueError('part_tolerance must be a finite number of pixels >= 0, not %r'
+                         % part_tolerance)
     root = os.path.abspath(os.fspath(root))
     p = lambda *names: os.path.join(root, *names)  # noqa: E731
     images_txt = p('images.txt')
@@ -383,6 +389,7 @@ def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
     data.borderline_parts = _check_parts(data, kp_lines[keep], part_tolerance,
                                          p('parts', 'part_locs.txt'))
     data.clipped_boxes = _clip_boxes(data, bbox_lines[keep], p('bounding_boxes.txt'))
+    data.duplicate_images = _duplicate_images(data, image_lines[keep], images_txt, strict)
     return data
 
 
@@ -390,6 +397,7 @@ def _image_sizes(root, names, lines, images_txt, verify):
     sizes = np.zeros((len(names), 2), np.int64)
     for i, (name, line) in enumerate(zip(names, lines)):
         path = os.path.join(root, 'images', name)
+        _check_inside(root, name, path, line, images_txt)
         if not os.path.isfile(path):
             raise CUBFormatError(images_txt, line, 'image file not found: %s' % path)
         try:
@@ -400,6 +408,55 @@ def _image_sizes(root, names, lines, images_txt, verify):
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             raise CUBFormatError(images_txt, line, 'cannot decode image %s: %s' % (path, e)) from None
     return sizes
+
+
+def _check_inside(root, name, path, line, images_txt):
+    """An images.txt entry must resolve (links followed) inside the dataset
+    root or its images directory: never `../..`, an absolute path or a link
+    out of the dataset, which would copy any readable file into an LMDB."""
+    real = os.path.realpath(path)
+    for base in (os.path.realpath(root), os.path.realpath(os.path.join(root, 'images'))):
+        if os.path.commonpath([real, base]) == base:
+            return
+    raise CUBFormatError(images_txt, line, 'image %r resolves to %s, outside the dataset %s: '
+                         'refused' % (name, real, root))
+
+
+def _duplicate_images(data, lines, images_txt, strict):
+    """[{'ids', 'lines', 'splits', 'path'}] of image files (same device and
+    inode: also hard and symbolic links) listed under several ids."""
+    groups = collections.defaultdict(list)
+    for i in range(len(data)):
+        st = os.stat(data.path(i))
+        groups[st.st_dev, st.st_ino].append(i)
+    out = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda i: lines[i])
+        if strict:
+            raise CUBFormatError(images_txt, lines[members[1]], 'image id %d names the same image '
+                                 'file as line %d (image id %d): %s'
+                                 % (data.image_ids[members[1]], lines[members[0]],
+                                    data.image_ids[members[0]], data.path(members[0])))
+        out.append(dict(ids=[int(data.image_ids[i]) for i in members],
+                        lines=[int(lines[i]) for i in members],
+                        splits=sorted({'train' if data.is_train[i] else 'test' for i in members}),
+                        path=os.path.realpath(data.path(members[0]))))
+    return out
+
+
+def duplicates_warning(data):
+    """One line about `data.duplicate_images`, or '' when there are none."""
+    dups = getattr(data, 'duplicate_images', ())
+    if not dups:
+        return ''
+    both = [d for d in dups if len(d['splits']) == 2]
+    first = both[0] if both else dups[0]
+    return ('warning: %d image file%s listed under several ids (%d in both train and test, which '
+            'leaks test images into training); e.g. images.txt lines %s: %s; --strict refuses them'
+            % (len(dups), ' is' if len(dups) == 1 else 's are', len(both),
+               ', '.join(map(str, first['lines'])), first['path']))
 
 
 def _check_parts(data, kp_lines, tolerance, part_locs_txt):
