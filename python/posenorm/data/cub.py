@@ -446,9 +446,8 @@ def _duplicate_images(data, lines, images_txt, strict):
     return out
 
 
-def duplicates_warning(data):
-    """One line about `data.duplicate_images`, or '' when there are none."""
-    dups = getattr(data, 'duplicate_images', ())
+def duplicates_warning(dups):
+    """One line about a dataset's `duplicate_images`, or '' when there are none."""
     if not dups:
         return ''
     both = [d for d in dups if len(d['splits']) == 2]
