@@ -14,7 +14,8 @@ help:
 	@echo "make build      install deps, fetch+build Caffe with our layers (CPU), set up .venv"
 	@echo "make test       build, then every test (C++ gtest, nvcc check, pycaffe, pytest)"
 	@echo "make demo       build, then the main job (DATA=CUB_200_2011 BACKBONE=vgg16 WEIGHTS=...)"
-	@echo "make build-gpu  CUDA build of Caffe in $(GPU_BUILD) (needs nvcc; ~13 min)"
+	@echo "make build-gpu  CUDA build of Caffe in $(GPU_BUILD) (needs nvcc; ~13 min; NCCL=1 CUDA_ARCH=90)"
+	@echo "make demo GPU=0 the main job on a GPU (the CUDA build, made if missing)"
 
 deps:
 	@bash tools/setup/install_deps.sh
@@ -34,8 +35,17 @@ build: caffe
 	@bash tools/setup/link_venv.sh $(VENV) $(BUILD) .
 	@$(VPY) -c "import caffe, posenorm; print('[build] ok: caffe', caffe.__version__, 'with', ', '.join(t for t in caffe.layer_type_list() if t in ('SignedSqrt', 'L2Normalize', 'KeypointSigmoidCrossEntropyLoss', 'CoordinateTransfer', 'CompactBilinear')))"
 
+# GPU: NCCL=1 for multi-GPU training (NCCL_ROOT=dir with include/nccl.h, lib/libnccl.so);
+# CUDA_ARCH="90" to build for your GPU only (default: 75 80 86 89 90, or what $(GPU_BUILD) has).
+NCCL ?=
+NCCL_ROOT ?=
+CUDA_ARCH ?=
+on = $(filter-out 0 OFF off no false,$(1))
+GPU_CMAKE_ARGS = -DUSE_NCCL=$(if $(call on,$(NCCL)),ON,OFF) \
+  $(if $(NCCL_ROOT),-DNCCL_ROOT=$(abspath $(NCCL_ROOT))) $(if $(CUDA_ARCH),"-DCUDA_ARCH_BIN=$(CUDA_ARCH)")
+
 build-gpu: venv
-	@cmake -S . -B $(GPU_BUILD) -DCPU_ONLY=OFF -DPython3_EXECUTABLE=$(abspath $(VPY)) $(CMAKE_ARGS)
+	@cmake -S . -B $(GPU_BUILD) -DCPU_ONLY=OFF -DPython3_EXECUTABLE=$(abspath $(VPY)) $(GPU_CMAKE_ARGS) $(CMAKE_ARGS)
 	@cmake --build $(GPU_BUILD) -j $(JOBS)
 	@echo "[build-gpu] done: $(GPU_BUILD)/caffe-build/tools/caffe (needs an NVIDIA driver for CUDA 13 to run on a GPU)"
 
@@ -45,9 +55,16 @@ test: build
 BACKBONE ?= small
 DATA ?=
 WEIGHTS ?=
-demo: build
-	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VPY) tools/demo.py --backbone $(BACKBONE) \
+# GPU=0 (or 0,1 with an NCCL build): the CUDA build's caffe and pycaffe, built if missing.
+GPU ?=
+demo: $(if $(GPU),venv $(GPU_BUILD)/caffe-build/tools/caffe,build)
+	@$(if $(GPU),PYTHONPATH="$(CURDIR)/$(GPU_BUILD)/caffe/python:$(CURDIR)/python" \
+	  PATH="$(CURDIR)/$(GPU_BUILD)/caffe-build/tools:$(CURDIR)/$(VENV)/bin:$$PATH",PATH="$(CURDIR)/$(VENV)/bin:$$PATH") \
+	  $(VPY) tools/demo.py --backbone $(BACKBONE) $(if $(GPU),--gpu $(GPU)) \
 	  $(if $(DATA),--data $(DATA)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(DEMO_ARGS)
+
+$(GPU_BUILD)/caffe-build/tools/caffe:
+	@$(MAKE) --no-print-directory build-gpu
 
 clean:
 	rm -rf build
