@@ -1,0 +1,47 @@
+"""What every subcommand opens from its arguments: the Caffe mode, the net,
+the data and the cache, and where figures go."""
+import os
+
+from posenorm.correspondence import dataset, features
+
+
+def set_caffe_mode(args):
+    """The one place the Caffe mode is chosen (a --gpu option would go here)."""
+    import caffe
+    gpu = getattr(args, 'gpu', None)
+    if gpu is None:
+        caffe.set_mode_cpu()
+    else:
+        caffe.set_device(gpu)
+        caffe.set_mode_gpu()
+
+
+def cache_dir(args):
+    return args.cache or os.path.join(args.out, 'cache')
+
+
+def open_net(args, log=print):
+    set_caffe_mode(args)
+    return features.load_net(args.net, args.weights, cache_dir(args), log)
+
+
+def open_cache(args, fnet):
+    return features.FeatureCache(fnet, os.path.join(cache_dir(args), 'features'), side=args.size)
+
+
+def open_data(args):
+    return dataset.load(args.data, cache_dir=os.path.join(cache_dir(args), 'synthetic_birds'),
+                        progress=not args.quiet)
+
+
+def layers(args, fnet):
+    """--layers (comma separated) or the net's default rows, checked."""
+    if args.layers:
+        return fnet.check_layers([l.strip() for l in args.layers.split(',') if l.strip()])
+    return fnet.layers
+
+
+def figure(args, name):
+    """Path of a figure `name` in the report directory (made if needed)."""
+    os.makedirs(args.out, exist_ok=True)
+    return os.path.join(args.out, name)

@@ -1,0 +1,24 @@
+#!/usr/bin/env python3
+""""Do Convnets Learn Correspondence?" sections 3 and 5.1 on our Caffe.
+
+  python tools/correspondence.py geometry                 # Table 1 (AlexNet, CaffeNet, VGG-16)
+  python tools/correspondence.py reconstruct --data DIR   # Figures 1, 2
+  python tools/correspondence.py classify --data DIR      # Table 3, Figures 4, 5
+
+Each subcommand writes its section of OUT/results.json and rebuilds
+OUT/README.md (default OUT: reports/correspondence).  --data takes a
+CUB-200-2011 or PASCAL VOC 2011 keypoint directory; without it the synthetic
+birds are generated once.  See docs/correspondence.md.
+"""
+import sys
+
+from posenorm.core import cli
+from posenorm.correspondence import cli as correspondence_cli
+
+
+def main(argv=None):
+    return correspondence_cli.main(argv)
+
+
+if __name__ == '__main__':
+    sys.exit(cli.run(main))
