@@ -25,8 +25,8 @@ CAFFE_HOST_DEVICE inline Dtype l2_normalize_grad(Dtype top_diff, Dtype top,
  *
  * The last step of the compact bilinear feature (after SignedSqrt). The type
  * name matches the compact bilinear Caffe fork. epsilon
- * (l2_normalize_param.epsilon, default 1e-12) keeps an all-zero sample at
- * zero; Backward is the exact derivative of the expression above.
+ * (l2_normalize_param.epsilon, default 1e-12, must be > 0) keeps an
+ * all-zero sample at zero; Backward is the exact derivative of the expression above.
  */
 template <typename Dtype>
 class L2NormalizeLayer : public Layer<Dtype> {

@@ -9,8 +9,9 @@ template <typename Dtype>
 void L2NormalizeLayer<Dtype>::LayerSetUp(const vector<Blob<Dtype>*>& bottom,
     const vector<Blob<Dtype>*>& top) {
   epsilon_ = this->layer_param_.l2_normalize_param().epsilon();
-  CHECK_GE(epsilon_, 0) << "L2Normalize layer " << this->layer_param_.name()
-      << ": l2_normalize_param.epsilon must be >= 0, got " << epsilon_;
+  // epsilon 0 turns an all-zero sample into 0/0 = NaN: refused, as SignedSqrt.
+  CHECK_GT(epsilon_, 0) << "L2Normalize layer " << this->layer_param_.name()
+      << ": l2_normalize_param.epsilon must be positive, got " << epsilon_;
 }
 
 template <typename Dtype>

@@ -77,6 +77,19 @@ TYPED_TEST(L2NormalizeLayerTest, TestZeroSampleStaysZero) {
   }
 }
 
+TYPED_TEST(L2NormalizeLayerTest, TestNonPositiveEpsilonRefusedAtSetUp) {
+  typedef typename TypeParam::Dtype Dtype;
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  for (float epsilon : {0.f, -1e-6f}) {
+    LayerParameter layer_param;
+    layer_param.set_name("l2");
+    layer_param.mutable_l2_normalize_param()->set_epsilon(epsilon);
+    L2NormalizeLayer<Dtype> layer(layer_param);
+    EXPECT_DEATH(layer.SetUp(this->blob_bottom_vec_, this->blob_top_vec_),
+                 "L2Normalize layer l2: l2_normalize_param.epsilon must be positive");
+  }
+}
+
 TYPED_TEST(L2NormalizeLayerTest, TestGradient) {
   typedef typename TypeParam::Dtype Dtype;
   LayerParameter layer_param;
