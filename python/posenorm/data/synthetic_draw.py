@@ -206,58 +206,64 @@ def _draw_decoy(rng, draw, x, y, s):
         draw.polygon(cap.ravel().tolist(), fill=colour)
 
 
-def draw_bird(image, rng, traits, pose, plumage):
-    """Draw the bird; return (keypoints K x 3 in the bird's own visibility,
-    silhouette points N x 2).  Keypoints are unclipped and not yet checked
-    for occlusion or truncation."""
-    P, C = pose, plumage
-    cv = _Canvas(image, P['centre'], P['scale'], P['angle'], P['facing'])
-    b, r = P['body_b'], P['head_r']
-    kp = {}
+class _Frame(object):
+    """The bird's skeleton in its own frame: where head, wing, tail and hips
+    sit for one pose (the wing angle is the pose's first random draw)."""
 
-    # --- geometry in the bird frame
-    head = np.array([0.88, -0.55 * b - 0.25]) * P['neck']
-    ha = P['head_angle']
-    hrot = _rot(ha)
-    in_head = lambda u, v: head + hrot @ (u * r, v * r)  # noqa: E731
-    shoulder = np.array([0.3, -0.55 * b])
+    def __init__(self, rng, P):
+        b, self.r = P['body_b'], P['head_r']
+        self.b = b
+        self.head = np.array([0.88, -0.55 * b - 0.25]) * P['neck']
+        self.hrot = _rot(P['head_angle'])
+        self.shoulder = np.array([0.3, -0.55 * b])
+        if P['wing_raised']:
+            self.wa = math.radians(rng.uniform(-150, -110))
+        else:
+            self.wa = math.radians(180 + rng.uniform(-14, 6))
+        self.wl, self.ww = P['wing_len'], P['wing_w']
+        self.wing_c = self.shoulder + 0.5 * self.wl * np.array([math.cos(self.wa), math.sin(self.wa)])
+        self.tail_base = np.array([-0.82, -0.1 * b])
+        self.tl, self.tw = P['tail_len'], P['tail_w']
+        self.trot = _rot(math.pi + P['tail_angle'])
+        self.hips = [np.array([0.08, 0.78 * b]), np.array([-0.1, 0.8 * b])]  # near, far
+
+    def in_head(self, u, v):
+        return self.head + self.hrot @ (u * self.r, v * self.r)
+
+    def in_tail(self, u, v):
+        return self.tail_base + self.trot @ (u, v)
+
+
+def _leg(cv, f, P, i, colour):
+    """Draw leg i (0 near, 1 far); return its keypoint (75% down the thigh)."""
+    a = math.pi / 2 + P['leg_angles'][i]
+    knee = f.hips[i] + P['leg_len'] * np.array([math.cos(a), math.sin(a)])
+    foot = knee + 0.22 * np.array([1.0, 0.1])
+    cv.line([f.hips[i], knee, foot], colour, 0.06 * P['scale'])
+    return f.hips[i] + 0.75 * (knee - f.hips[i])
+
+
+def _draw_far_side(cv, rng, f, P, C, kp):
+    """What lies behind the body: a raised far wing, a visible far leg."""
     if P['wing_raised']:
-        wa = math.radians(rng.uniform(-150, -110))
-    else:
-        wa = math.radians(180 + rng.uniform(-14, 6))
-    wl, ww = P['wing_len'], P['wing_w']
-    wing_c = shoulder + 0.5 * wl * np.array([math.cos(wa), math.sin(wa)])
-    tail_a = math.pi + P['tail_angle']
-    tail_base = np.array([-0.82, -0.1 * b])
-    tl, tw = P['tail_len'], P['tail_w']
-    trot = _rot(tail_a)
-    in_tail = lambda u, v: tail_base + trot @ (u, v)  # noqa: E731
-    hips = [np.array([0.08, 0.78 * b]), np.array([-0.1, 0.8 * b])]  # near, far
-
-    def leg(i, colour):
-        a = math.pi / 2 + P['leg_angles'][i]
-        knee = hips[i] + P['leg_len'] * np.array([math.cos(a), math.sin(a)])
-        foot = knee + 0.22 * np.array([1.0, 0.1])
-        cv.line([hips[i], knee, foot], colour, 0.06 * P['scale'])
-        return hips[i] + 0.75 * (knee - hips[i])
-
-    # --- far side (behind the body)
-    if P['wing_raised']:
-        fa = wa + math.radians(rng.uniform(8, 22))
-        fc = shoulder + np.array([-0.1, 0]) + 0.45 * wl * np.array([math.cos(fa), math.sin(fa)])
-        cv.poly(_ellipse(fc[0], fc[1], 0.45 * wl, ww * 0.9, fa), _mix(C['wing'], (0, 0, 0), 0.25))
+        fa = f.wa + math.radians(rng.uniform(8, 22))
+        fc = f.shoulder + np.array([-0.1, 0]) + 0.45 * f.wl * np.array([math.cos(fa), math.sin(fa)])
+        cv.poly(_ellipse(fc[0], fc[1], 0.45 * f.wl, f.ww * 0.9, fa), _mix(C['wing'], (0, 0, 0), 0.25))
         kp['far wing'] = fc
     if P['legs'] == 'both':
-        kp['far leg'] = leg(1, _mix(C['leg'], (0, 0, 0), 0.3))
+        kp['far leg'] = _leg(cv, f, P, 1, _mix(C['leg'], (0, 0, 0), 0.3))
 
-    # --- tail with its pattern
-    tail = [in_tail(0, -tw * 0.6), in_tail(tl, -tw), in_tail(tl, tw), in_tail(0, tw * 0.6)]
-    cv.poly(tail, C['tail'])
+
+def _draw_tail(cv, traits, f, C, kp):
+    """The tail with its pattern."""
+    tl, tw = f.tl, f.tw
+    cv.poly([f.in_tail(0, -tw * 0.6), f.in_tail(tl, -tw), f.in_tail(tl, tw),
+             f.in_tail(0, tw * 0.6)], C['tail'])
     halfw = lambda u: tw * (0.6 + 0.4 * u / tl)  # noqa: E731
 
     def band(u0, u1, v0=-1.0, v1=1.0):
-        return [in_tail(u0, v0 * halfw(u0)), in_tail(u1, v0 * halfw(u1)),
-                in_tail(u1, v1 * halfw(u1)), in_tail(u0, v1 * halfw(u0))]
+        return [f.in_tail(u0, v0 * halfw(u0)), f.in_tail(u1, v0 * halfw(u1)),
+                f.in_tail(u1, v1 * halfw(u1)), f.in_tail(u0, v1 * halfw(u0))]
     t = traits['tail']
     if t == 'white_tip':
         cv.poly(band(0.8 * tl, tl), MARK['white'])
@@ -267,9 +273,12 @@ def draw_bird(image, rng, traits, pose, plumage):
     elif t == 'white_edges':
         cv.poly(band(0.15 * tl, tl, -1.0, -0.72), MARK['white'])
         cv.poly(band(0.15 * tl, tl, 0.72, 1.0), MARK['white'])
-    kp['tail'] = in_tail(0.6 * tl, 0)
+    kp['tail'] = f.in_tail(0.6 * tl, 0)
 
-    # --- body, belly, breast pattern
+
+def _draw_body(cv, rng, traits, f, C, kp):
+    """Body, belly and the breast pattern."""
+    b = f.b
     cv.poly(_ellipse(0, 0, 1.0, b), C['body'])
     belly = _clip_ellipse(_ellipse(0.1, 0.35 * b, 0.8, 0.62 * b), 0, 0, 0.97, 0.97 * b)
     cv.poly(belly, C['belly'])
@@ -290,20 +299,13 @@ def draw_bird(image, rng, traits, pose, plumage):
     kp['belly'] = np.array([-0.2, 0.78 * b])
     kp['breast'] = breast_c
 
-    # --- near leg
-    if P['legs'] != 'hidden':
-        kp['near leg'] = leg(0, C['leg'])
 
-    # --- head, crown, eye, beak
-    neck = [shoulder + (0.1, -0.05), in_head(-0.9, -0.1), in_head(0.2, 0.95), np.array([0.9, 0.1 * b])]
-    cv.poly(neck, C['head'])
-    cv.poly(_ellipse(head[0], head[1], r, r), C['head'])
-
+def _draw_crown(cv, rng, traits, f):
     def arc(a0, a1, r0=0.0, r1=1.0, n=10):
         a = np.radians(np.linspace(a0, a1, n))
         outer = np.stack([np.cos(a), np.sin(a)], 1) * r1
         inner = (np.stack([np.cos(a), np.sin(a)], 1) * r0)[::-1] if r0 else np.zeros((0, 2))
-        return [in_head(u, v) for u, v in np.concatenate([outer, inner])]
+        return [f.in_head(u, v) for u, v in np.concatenate([outer, inner])]
     t = traits['crown']
     if t == 'red':
         cv.poly(arc(-140, -45), _jitter(rng, MARK['red'], 10))
@@ -314,11 +316,12 @@ def draw_bird(image, rng, traits, pose, plumage):
     elif t == 'yellow':
         cv.poly(arc(-140, -45), _jitter(rng, MARK['yellow'], 10))
 
-    t = traits['eye']
+
+def _draw_eyes(cv, traits, f, P, C, kp):
+    t, r, in_head = traits['eye'], f.r, f.in_head
     eye_r = 0.15 * r
     ring = eye_r + max(1.3 / P['scale'], 0.09 * r)
-    near_eye = in_head(0.12 if P['head_turned'] else 0.22, -0.22)
-    eyes = [('near eye', near_eye, eye_r)]
+    eyes = [('near eye', in_head(0.12 if P['head_turned'] else 0.22, -0.22), eye_r)]
     if P['head_turned']:
         eyes.append(('far eye', in_head(0.6, -0.28), eye_r * 0.85))
     if t == 'black_stripe':
@@ -331,23 +334,40 @@ def draw_bird(image, rng, traits, pose, plumage):
         cv.poly(_ellipse(c[0], c[1], er, er), C['eye'], silhouette=False)
         kp[name] = c
 
+
+def _draw_beak(cv, rng, traits, f, kp):
     shape, colour = traits['beak_shape'], _jitter(rng, MARK[traits['beak_colour']], 10)
     L = rng.uniform(0.9, 1.1)
     beak = {'conical': [(0.86, -0.3), (0.86 + 0.75 * L, 0.02), (0.86, 0.3)],
             'needle': [(0.9, -0.13), (0.9 + 1.5 * L, 0.03), (0.9, 0.13)],
             'hooked': [(0.86, -0.26), (0.86 + 0.65 * L, -0.17), (0.86 + 0.9 * L, 0.16),
                        (0.86 + 0.72 * L, 0.05), (0.86, 0.24)]}[shape]
-    cv.poly([in_head(u, v) for u, v in beak], colour)
+    cv.poly([f.in_head(u, v) for u, v in beak], colour)
     tip = {'conical': 0.75, 'needle': 1.5, 'hooked': 0.8}[shape] * L
-    kp['beak'] = in_head(0.86 + 0.6 * tip, 0.0)
+    kp['beak'] = f.in_head(0.86 + 0.6 * tip, 0.0)
+
+
+def _draw_head(cv, rng, traits, f, P, C, kp):
+    """Neck and head, crown, eyes, beak, and the head keypoints."""
+    in_head = f.in_head
+    neck = [f.shoulder + (0.1, -0.05), in_head(-0.9, -0.1), in_head(0.2, 0.95),
+            np.array([0.9, 0.1 * f.b])]
+    cv.poly(neck, C['head'])
+    cv.poly(_ellipse(f.head[0], f.head[1], f.r, f.r), C['head'])
+    _draw_crown(cv, rng, traits, f)
+    _draw_eyes(cv, traits, f, P, C, kp)
+    _draw_beak(cv, rng, traits, f, kp)
     kp['crown'] = in_head(-0.1, -0.93)
     kp['forehead'] = in_head(0.62, -0.7)
     kp['nape'] = in_head(-0.95, 0.15)
     kp['throat'] = in_head(0.45, 0.82)
 
-    # --- near wing with bars
+
+def _draw_near_wing(cv, traits, f, C, kp):
+    """The near wing with its bars."""
+    wl, ww, wa, wing_c = f.wl, f.ww, f.wa, f.wing_c
     wrot = _rot(wa)
-    in_wing = lambda u, v: shoulder + wrot @ (u, v)  # noqa: E731
+    in_wing = lambda u, v: f.shoulder + wrot @ (u, v)  # noqa: E731
     cv.poly(_ellipse(wing_c[0], wing_c[1], 0.5 * wl, ww, wa), C['wing'])
     bars = {'none': (), 'one_white': ((0.36, 'white'),), 'two_white': ((0.3, 'white'), (0.52, 'white')),
             'one_yellow': ((0.36, 'yellow'),)}[traits['wing_bars']]
@@ -358,7 +378,23 @@ def draw_bird(image, rng, traits, pose, plumage):
                 silhouette=False)
     kp['near wing'] = wing_c
 
-    # --- names: facing right shows the bird's right side
+
+def draw_bird(image, rng, traits, pose, plumage):
+    """Draw the bird back to front; return (keypoints K x 3 in the bird's own
+    visibility, silhouette points N x 2).  Keypoints are unclipped and not
+    yet checked for occlusion or truncation."""
+    P, C = pose, plumage
+    cv = _Canvas(image, P['centre'], P['scale'], P['angle'], P['facing'])
+    f = _Frame(rng, P)
+    kp = {}
+    _draw_far_side(cv, rng, f, P, C, kp)
+    _draw_tail(cv, traits, f, C, kp)
+    _draw_body(cv, rng, traits, f, C, kp)
+    if P['legs'] != 'hidden':
+        kp['near leg'] = _leg(cv, f, P, 0, C['leg'])
+    _draw_head(cv, rng, traits, f, P, C, kp)
+    _draw_near_wing(cv, traits, f, C, kp)
+    # names: facing right shows the bird's right side
     near, far = ('right', 'left') if P['facing'] > 0 else ('left', 'right')
     out = np.zeros((len(PART_NAMES), 3), np.float32)
     for name, p in kp.items():
