@@ -21,10 +21,12 @@ def main(argv=None):
     ap.add_argument('--backbone', choices=sorted(BACKBONES), action='append',
                     help='backbone(s) to write (default: all)')
     ap.add_argument('--lmdb-dir', default='data/lmdb', help='LMDBs of tools/build_lmdb.py')
-    ap.add_argument('--batch-size', type=int, default=None,
+    ap.add_argument('--batch-size', type=cli.positive_int, default=None,
                     help='train/val batch (default: 8 for small, 1 for vgg16)')
-    ap.add_argument('--num-classes', type=int, default=200)
-    ap.add_argument('--input-size', type=int, default=None,
+    ap.add_argument('--num-classes', type=cli.positive_int, default=200,
+                    help='classifier outputs: the num_classes of the LMDB manifest (the largest '
+                         'class id kept; default 200, all of CUB-200-2011)')
+    ap.add_argument('--input-size', type=cli.positive_int, default=None,
                     help='network input (default: 500 for vgg16, 256 for small)')
     args = ap.parse_args(argv)
     for backbone in args.backbone or sorted(BACKBONES):
