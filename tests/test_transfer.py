@@ -20,7 +20,7 @@ def test_shifted_copy_transfers_exactly_within_a_grid_step():
     moved = truth.copy()
     moved[:, 0] += 1 * geom.stride
     moved[:, 1] += 2 * geom.stride
-    pred, alignments, order = transfer.transfer(test_grid, [(copy_grid, moved)], geom, size,
+    pred, alignments, order = transfer.transfer(test_grid, [(copy_grid, moved)], geom, (size, size),
                                                 radius=3, alpha=0.1, iterations=30, best=1)
     assert (alignments[0]['flow'][:11, :12] == [2, 1]).all()   # where the copy has a match
     err = np.hypot(*(pred[:3, :2] - truth[:3, :2]).T)
@@ -42,7 +42,8 @@ def test_crop_frame_round_trip_and_copy_baseline():
     crop = transfer.to_crop(kp, box, 200)
     np.testing.assert_allclose(crop[0, :2], [100, 100])
     np.testing.assert_allclose(transfer.from_crop(crop, box, 200), kp)
-    np.testing.assert_allclose(transfer.copy_nearest(crop)[:, 2], [1, 0])
+    copied = transfer.copy_nearest(kp, box, (0.0, 0.0, 100.0, 200.0))
+    np.testing.assert_allclose(copied, [[50, 100, 1], [0, 0, 0]])
 
 
 def test_cosine_neighbours_excludes_self_and_orders_by_similarity():

@@ -45,6 +45,13 @@ class Sample:
         ys = geometry.offset + geometry.stride * np.arange(h)
         xs = geometry.offset + geometry.stride * np.arange(w)
         self.centres = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)  # (x, y), row-major
+        self._descriptors = {}
+
+    def descriptors(self, cells):
+        """`window_descriptors` of the map, kept: every keypoint's training reuses them."""
+        if cells not in self._descriptors:
+            self._descriptors[cells] = window_descriptors(self.fmap, cells)
+        return self._descriptors[cells]
 
 
 # ------------------------------------------------------------ descriptors ---
@@ -127,7 +134,7 @@ def train_detector(samples, k, config, rng):
         if not len(pos):
             neg_sets.append(np.zeros(0, np.int64))
             continue
-        descs[n] = window_descriptors(s.fmap, cells)
+        descs[n] = s.descriptors(cells)
         pos_x.append(descs[n][pos])
         neg_sets.append(neg)
     if not pos_x:

@@ -1,9 +1,9 @@
 """Keypoint transfer by alignment, the copy-NN baseline, and PCK with the
 penalty of paper section 4 (Table 2).
 
-Every object is seen through its box rescaled to a square `size` x `size`
-crop ("box-normalized" coordinates): a point (x, y) of the image maps to
-((x - bx) * size / bw, (y - by) * size / bh).  For a test object:
+Every object is seen through its crop (`features.prepare`: the box with
+context, longer side fixed, aspect kept), so PCK in the crop frame, with the
+box scaled alike, equals PCK in the image.  For a test object:
 
 1. its K nearest training objects by cosine similarity of a global feature
    (pool5 of the crop, flattened);
@@ -18,7 +18,8 @@ crop ("box-normalized" coordinates): a point (x, y) of the image maps to
    transferred points.
 
 The baseline copies the nearest neighbour's visible keypoints in
-box-normalized coordinates.
+box-normalized coordinates: (x, y) of box (bx, by, bw, bh) becomes
+((x - bx) / bw, (y - by) / bh), and back through the target's box.
 """
 import numpy as np
 
@@ -32,7 +33,8 @@ TABLE2_ALPHAS = (0.1, 0.05, 0.025)
 # ------------------------------------------------------------ box frames ---
 
 def to_crop(keypoints, box, size):
-    """K x 3 (x, y, v) image keypoints -> the box's size x size crop frame."""
+    """K x 3 (x, y, v) keypoints -> the frame where `box` (x, y, w, h) is
+    [0, size]^2 (box-normalized coordinates when size = 1)."""
     kp = np.array(keypoints, np.float64)
     bx, by, bw, bh = box
     kp[:, 0] = (kp[:, 0] - bx) * size / bw
@@ -75,19 +77,20 @@ def cosine_neighbours(query, database, k, exclude=None):
 
 # -------------------------------------------------------------- transfer ---
 
-def align_neighbour(test_grid, neighbour_grid, geometry, size, radius, alpha, iterations):
+def align_neighbour(test_grid, neighbour_grid, geometry, shape, radius, alpha, iterations):
     """Align one neighbour to the test object; dict of `flow.align`'s result
-    plus `dense` (size x size x 2 pixel flow of the test crop)."""
+    plus `dense` (H x W x 2 pixel flow of the test crop, shape (H, W))."""
     result = flowmod.align(test_grid, neighbour_grid, radius, alpha, iterations)
-    result['dense'] = warp.pixel_flow(result['flow'], geometry, (size, size))
+    result['dense'] = warp.pixel_flow(result['flow'], geometry, shape)
     return result
 
 
-def transfer(test_grid, neighbours, geometry, size, radius=4, alpha=0.05, iterations=20,
+def transfer(test_grid, neighbours, geometry, shape, radius=4, alpha=0.05, iterations=20,
              best=3, step=2):
     """Predicted keypoints of one test object (crop frame) by alignment.
 
-    neighbours: [(feature grid h x w x C, keypoints K x 3 in crop frame)].
+    neighbours: [(feature grid h x w x C, keypoints K x 3 in crop frame)];
+    shape: (H, W) of the test crop.
     Returns (pred K x 3 (x, y, predicted), alignments (list of the
     neighbours' `align_neighbour` results with their transferred points
     'points' K x 2, in neighbour order), order (neighbour indices by
@@ -95,7 +98,7 @@ def transfer(test_grid, neighbours, geometry, size, radius=4, alpha=0.05, iterat
     """
     alignments = []
     for grid, kps in neighbours:
-        result = align_neighbour(test_grid, grid, geometry, size, radius, alpha, iterations)
+        result = align_neighbour(test_grid, grid, geometry, shape, radius, alpha, iterations)
         result['points'], _ = warp.transfer_points(np.asarray(kps)[:, :2], result['dense'], step)
         alignments.append(result)
     order = np.argsort([a['per_node'] for a in alignments], kind='stable')
@@ -118,12 +121,14 @@ def median_keypoints(points, visible):
     return pred
 
 
-def copy_nearest(neighbour_keypoints):
-    """The copy baseline: the nearest neighbour's keypoints (crop frame) as
-    they are, predicted where it sees them."""
+def copy_nearest(neighbour_keypoints, neighbour_box, target_box):
+    """The copy baseline: the nearest neighbour's keypoints carried into the
+    target box in box-normalized coordinates, predicted where it sees them."""
     kp = np.array(neighbour_keypoints, np.float64)
-    kp[:, 2] = kp[:, 2] > 0
-    return kp
+    unit = to_crop(kp, neighbour_box, 1.0)
+    out = from_crop(unit, target_box, 1.0)
+    out[:, 2] = kp[:, 2] > 0
+    return out
 
 
 # ------------------------------------------------------------------- PCK ---

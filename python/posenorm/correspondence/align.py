@@ -1,0 +1,215 @@
+"""`align`: intraclass alignment and keypoint transfer, Table 2 and Figure 3
+of paper section 4.
+
+Each test object takes its K nearest training objects of its category
+(cosine of pool5), aligns each to itself with SIFT-Flow-style BP on the
+grid of a conv layer's units (`flow`), once with the conv features and once
+with SIFT computed at the same unit centres (as the paper does), orders them
+by alignment energy and predicts each keypoint as the median of the best
+ones' transferred keypoints (`transfer`).  The copy baseline takes the
+nearest neighbour's keypoints in box-normalized coordinates.  PCK at alpha
+x max(box w, h), a predicted keypoint invisible in the target counted wrong.
+"""
+import time
+
+import numpy as np
+
+from posenorm.correspondence import context, dataset, objects, report, sift, transfer, warp
+
+NAME = 'align'
+HELP = 'Table 2 and Figure 3: alignment by SIFT Flow on conv / SIFT features, keypoint transfer'
+FIG3 = 'fig3_alignment.png'
+COPY = 'copy NN'
+
+
+def add_arguments(parser):
+    parser.add_argument('--align-layers', help='conv layers aligned (default: the 4th conv layer, '
+                                               'conv4 for AlexNet, as the paper)')
+    parser.add_argument('--sift-size', type=int, default=32,
+                        help='SIFT size at the conv grid\'s centres (default %(default)s)')
+    parser.add_argument('--k', type=int, default=5, help='nearest neighbours aligned (default 5)')
+    parser.add_argument('--best', type=int, default=3,
+                        help='lowest-energy neighbours whose median is taken (default 3)')
+    parser.add_argument('--radius', type=int, default=4,
+                        help='displacement window half-width in grid steps (default 4)')
+    parser.add_argument('--alpha', type=float, default=0.1,
+                        help='smoothness weight, relative to the median match cost (default 0.1)')
+    parser.add_argument('--iterations', type=int, default=20, help='BP iterations (default 20)')
+    parser.add_argument('--train', type=int, default=0, help='training objects (default 0: all)')
+    parser.add_argument('--test', type=int, default=0, help='test objects (default 0: all)')
+    parser.add_argument('--fig3', type=int, default=3, help='test objects in Figure 3 (default 3)')
+    parser.add_argument('--seed', type=int, default=0, help='random seed of the subsets (default 0)')
+
+
+def align_layers(args, fnet):
+    if args.align_layers:
+        return fnet.check_layers([l.strip() for l in args.align_layers.split(',') if l.strip()])
+    return (fnet.layers[min(3, len(fnet.layers) - 1)],)
+
+
+def _grid(obj, row, layer, sift_size, memo):
+    """h x w x C grid of an object for a row: a conv layer, or SIFT at that
+    layer's unit centres (memoized per object: neighbours recur)."""
+    fmap = obj.maps[layer]
+    if row == layer:
+        return fmap.transpose(1, 2, 0)
+    key = (id(obj), layer)
+    if key not in memo:
+        memo[key] = objects.sift_map(obj.image, memo['geometry'][layer], fmap.shape[1:], sift_size)
+    return memo[key].transpose(1, 2, 0)
+
+
+def transfer_category(test, train, rows, args, fnet, memo):
+    """Predictions {row: N x K x 3} for one category's test objects, and
+    the Figure 3 material of the first args.fig3 of them."""
+    nn = transfer.cosine_neighbours([o.glob for o in test], [o.glob for o in train], args.k)
+    preds = {row: [] for row in list(rows) + [COPY]}
+    seconds = {row: 0.0 for row in rows}
+    shown = []
+    for n, (obj, neigh) in enumerate(zip(test, nn)):
+        first = train[neigh[0]]
+        preds[COPY].append(transfer.copy_nearest(first.keypoints, first.box, obj.box))
+        keep = {}
+        for row, layer in rows.items():
+            t = time.perf_counter()
+            grids = [(_grid(train[j], row, layer, args.sift_size, memo), train[j].keypoints)
+                     for j in neigh]
+            pred, alignments, order = transfer.transfer(
+                _grid(obj, row, layer, args.sift_size, memo), grids, fnet.geometry[layer],
+                obj.image.shape[:2], args.radius, args.alpha, args.iterations, args.best)
+            seconds[row] += time.perf_counter() - t
+            preds[row].append(pred)
+            keep[row] = (pred, [(train[neigh[i]].image, alignments[i]['dense']) for i in order])
+        if n < args.fig3:
+            shown.append((obj, keep))
+    return {r: np.stack(p) for r, p in preds.items()}, seconds, shown
+
+
+def run(args):
+    for name in ('k', 'best', 'radius', 'iterations'):
+        if getattr(args, name) < 1:
+            raise ValueError('--%s must be positive' % name)
+    fnet = context.open_net(args)
+    cache, data = context.open_cache(args, fnet), context.open_data(args)
+    layers = align_layers(args, fnet)
+    rows = {l: l for l in layers}
+    rows.update({sift.row_name(args.sift_size): layers[0]})
+    rng = np.random.default_rng(args.seed)
+    glob = objects.global_layer(fnet)
+    load = objects.shared_layers(fnet, layers)
+    train, skipped_train = objects.load(
+        cache, objects.subset(dataset.split(data, 'train'), args.train, rng), load, glob,
+        not args.quiet, 'train objects')
+    test, skipped_test = objects.load(
+        cache, objects.subset(dataset.split(data, 'test'), args.test, rng), load, glob,
+        not args.quiet, 'test objects')
+    memo = {'geometry': fnet.geometry}
+    tables, seconds, shown, skipped_cats = {}, {r: 0.0 for r in rows}, [], {}
+    for cat, names in sorted(data.categories.items()):
+        te = [o for o in test if o.item.category == cat]
+        tr = [o for o in train if o.item.category == cat]
+        if not te:
+            continue
+        if not tr:
+            skipped_cats[cat] = len(te)   # no training object to transfer from
+            continue
+        preds, secs, figs = transfer_category(te, tr, rows, args, fnet, memo)
+        gt = np.stack([o.keypoints for o in te])
+        boxes = np.array([o.box for o in te])
+        tables[cat] = dict(names=list(names), objects=len(te),
+                           rows={r: transfer.pck_penalized(p, gt, boxes) for r, p in preds.items()})
+        for r in secs:
+            seconds[r] += secs[r]
+        shown += figs[:max(0, args.fig3 - len(shown))]
+    if not tables:
+        raise ValueError('no category has both training and test objects to align')
+    _figure3(context.figure(args, FIG3), shown, list(rows))
+    pairs = sum(t['objects'] for t in tables.values()) * min(args.k, len(train))
+    return dict(net=fnet.name, data=data.root, kind=data.kind, rows=list(rows) + [COPY],
+                alphas=list(transfer.TABLE2_ALPHAS), tables=tables,
+                train=len(train), test=len(test), pairs_per_row=pairs,
+                align_seconds={r: round(s, 1) for r, s in seconds.items()},
+                skipped=dict(train=skipped_train, test=skipped_test,
+                             categories_without_training=skipped_cats),
+                settings=dict(k=args.k, best=args.best, radius=args.radius, alpha=args.alpha,
+                              iterations=args.iterations, sift_size=args.sift_size,
+                              side=cache.side, layers=list(layers)),
+                figures=[FIG3])
+
+
+# ----------------------------------------------------------------- figure ---
+
+def _draw_points(ax, kps, marker, colours):
+    for k, (x, y, v) in enumerate(kps):
+        if v > 0:
+            ax.plot(x, y, marker, color=colours[k % len(colours)], ms=4, mew=1.2)
+
+
+def _figure3(path, shown, rows, per_row=3):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    if not shown:
+        return
+    conv, sift_row = rows[0], rows[-1]
+    cols = 2 + 2 * per_row
+    fig, axes = plt.subplots(len(shown), cols, figsize=(1.5 * cols, 1.6 * len(shown)), squeeze=False)
+    colours = plt.get_cmap('tab20').colors
+    for r, (obj, keep) in enumerate(shown):
+        panels = [('target', obj.image)]
+        for row in (conv, sift_row):
+            for i, (image, dense) in enumerate(keep[row][1][:per_row]):
+                warped = warp.warp_image(image, dense)
+                panels.append(('%s #%d' % (row, i + 1), np.clip(warped, 0, 255).astype(np.uint8)))
+        panels.append(('transferred', obj.image))
+        for c, (title, image) in enumerate(panels):
+            ax = axes[r][c]
+            ax.imshow(image)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=7)
+        _draw_points(axes[r][0], obj.keypoints, 'o', colours)
+        _draw_points(axes[r][len(panels) - 1], keep[conv][0], 'o', colours)
+        _draw_points(axes[r][len(panels) - 1], keep[sift_row][0], 'x', colours)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------- markdown ---
+
+def _pct(v):
+    return '-' if v is None else '%.1f' % (100 * v)
+
+
+def markdown(section):
+    alphas = section['alphas']
+    out = ['## Table 2: keypoint transfer by alignment (`align`)\n',
+           'Net `%s`, data %s (%s): %d test objects, each aligned to its %d nearest training '
+           'objects (of %d; cosine of pool5) on the grid of `%s`; SIFT computed at the same unit '
+           'centres (size %d).  BP: window +-%d grid steps, alpha %g (relative to the median '
+           'match cost), %d iterations; median over the %d lowest-energy neighbours.  PCK (%%) at '
+           'alpha x max(box w, h); a predicted keypoint not visible in the target counts wrong.  '
+           '%.1f s in all; alignment time per row: %s.\n'
+           % (section['net'], section['data'], section['kind'], section['test'],
+              section['settings']['k'], section['train'], ', '.join(section['settings']['layers']),
+              section['settings']['sift_size'], section['settings']['radius'],
+              section['settings']['alpha'], section['settings']['iterations'],
+              section['settings']['best'], section.get('seconds', 0),
+              ', '.join('%s %.0f s' % kv for kv in section['align_seconds'].items()))]
+    for cat, t in section['tables'].items():
+        if len(section['tables']) > 1:
+            out.append('### %s\n' % cat)
+        header = ['alpha = %g' % alphas[0]] + list(t['names']) + ['mean']
+        rows = [[r] + [_pct(v[0]) for v in t['rows'][r]['per_keypoint']]
+                + [_pct(t['rows'][r]['mean'][0])] for r in section['rows']]
+        out.append(report.table(header, rows))
+        out.append(report.table(['mean PCK'] + ['alpha = %g' % a for a in alphas],
+                                [[r] + [_pct(v) for v in t['rows'][r]['mean']]
+                                 for r in section['rows']]))
+    out.append('Skipped: %s.\n' % objects.skipped_text(section['skipped']))
+    out.append('Figure 3: target (ground truth), its best three neighbours warped onto it by the '
+               'conv alignment, by the SIFT alignment, and the transferred keypoints (o conv, '
+               'x SIFT).\n\n![Figure 3](%s)\n' % FIG3)
+    return '\n'.join(out)
+
