@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 VPY := $(VENV)/bin/python
 
-.PHONY: build build-gpu test test-caffe test-python demo deps venv caffe clean help
+.PHONY: build build-gpu test test-caffe test-python demo correspondence deps venv caffe clean help
 
 help:
 	@echo "make build      install deps, fetch+build Caffe with our layers (CPU), set up .venv"
@@ -16,6 +16,7 @@ help:
 	@echo "make demo       build, then the main job (DATA=CUB_200_2011 BACKBONE=vgg16 WEIGHTS=...)"
 	@echo "make build-gpu  CUDA build of Caffe in $(GPU_BUILD) (needs nvcc; ~13 min; NCCL=1 CUDA_ARCH=90)"
 	@echo "make demo GPU=0 the main job on a GPU (the CUDA build, made if missing)"
+	@echo "make correspondence  build, then every experiment of the second paper (DATA=dir NET=alexnet|caffenet|vgg16|model dir)"
 
 deps:
 	@bash tools/setup/install_deps.sh
@@ -62,6 +63,13 @@ demo: $(if $(GPU),venv $(GPU_BUILD)/caffe-build/tools/caffe,build)
 	  PATH="$(CURDIR)/$(GPU_BUILD)/caffe-build/tools:$(CURDIR)/$(VENV)/bin:$$PATH",PATH="$(CURDIR)/$(VENV)/bin:$$PATH") \
 	  $(VPY) tools/demo.py --backbone $(BACKBONE) $(if $(GPU),--gpu $(GPU)) \
 	  $(if $(DATA),--data $(DATA)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(DEMO_ARGS)
+
+# The second paper, all of it (tools/correspondence.py all): DATA= a CUB-200-2011 or
+# PASCAL VOC 2011 keypoint directory (default: synthetic birds), NET= the backbone.
+NET ?=
+correspondence: build
+	@$(VPY) tools/correspondence.py all $(if $(DATA),--data $(DATA)) $(if $(NET),--net $(NET)) \
+	  $(CORRESPONDENCE_ARGS)
 
 $(GPU_BUILD)/caffe-build/tools/caffe:
 	@$(MAKE) --no-print-directory build-gpu
