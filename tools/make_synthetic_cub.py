@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 
+from posenorm.core import atomic
 from posenorm.core import cli
 from posenorm.data import cub, synthetic
 
@@ -15,19 +16,23 @@ from posenorm.data import cub, synthetic
 @cli.tool
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--out', help='dataset directory to create (built in OUT.tmp, then renamed)')
-    ap.add_argument('--synthetic-classes', type=int, default=20, metavar='N',
+    ap.add_argument('--out', help='dataset directory to create (built beside it, then renamed)')
+    ap.add_argument('--synthetic-classes', type=cli.positive_int, default=20, metavar='N',
                     help='number of synthetic classes, ids 1..N (default 20)')
-    ap.add_argument('--per-class', type=int, default=60, help='images per class, half train (default 60)')
-    ap.add_argument('--size', type=int, default=256, help='long image side in pixels (default 256)')
+    ap.add_argument('--per-class', type=cli.positive_int, default=60, help='images per class, half train (default 60)')
+    ap.add_argument('--size', type=cli.positive_int, default=256, help='long image side in pixels (default 256)')
     ap.add_argument('--seed', type=int, default=0, help='random seed; same arguments give the same bytes')
-    ap.add_argument('--force', action='store_true', help='replace an existing --out directory')
+    ap.add_argument('--force', action='store_true', help='replace an existing --out synthetic dataset (not any other directory)')
     ap.add_argument('--preview', metavar='PNG', help='also draw a grid of samples with keypoints to PNG')
-    ap.add_argument('--preview-count', type=int, default=24, help='samples in the preview grid (default 24)')
+    ap.add_argument('--preview-count', type=cli.positive_int, default=24, help='samples in the preview grid (default 24)')
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
     args = ap.parse_args(argv)
     if not args.out and not args.preview:
+    if args.per_class < 2:
+        ap.error('argument --per-class: must be >= 2 (each class needs train and test images)')
         ap.error('give --out DIR and/or --preview PNG')
+        # --force replaces an earlier synthetic dataset, never another directory
+        atomic.check_replaceable(args.out, args.force, 'synthetic_version.txt')
     if args.out:
         stats = synthetic.write_dataset(args.out, args.synthetic_classes, args.per_class, args.size, args.seed,
                                         force=args.force, progress=not args.quiet)
