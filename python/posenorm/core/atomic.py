@@ -66,7 +66,7 @@ def atomic_directory(path, force=False, inputs=(), marker=None):
     """
     path = os.path.abspath(os.fspath(path))
     check_disjoint(path, inputs)
-    _check_replaceable(path, force, marker)
+    check_replaceable(path, force, marker)
     parent, base = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
     _remove_stale(parent, base)
@@ -77,7 +77,7 @@ def atomic_directory(path, force=False, inputs=(), marker=None):
         yield tmp
         os.remove(os.path.join(tmp, PARTIAL_MARKER))
         if os.path.lexists(path):
-            _check_replaceable(path, force, marker)  # someone created it while we worked
+            check_replaceable(path, force, marker)  # someone created it while we worked
             old = _make_temp_dir(parent, '.%s.old-' % base)
             os.rename(path, os.path.join(old, base))
             os.rename(tmp, path)
@@ -156,7 +156,9 @@ def check_disjoint(out, inputs, what='output'):
                          % (what, out, how, source))
 
 
-def _check_replaceable(path, force, marker):
+def check_replaceable(path, force, marker=None):
+    """Raise unless `path` is absent, or a real directory that `force` may
+    replace: one holding `marker` when given (an output of ours)."""
     if os.path.islink(path):
         raise FileExistsError('output %s is a symbolic link; refusing to replace it: remove '
                               'it yourself or choose another output path' % path)
