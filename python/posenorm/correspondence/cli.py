@@ -8,9 +8,10 @@ subcommand is one import and one entry in SUBCOMMANDS.
 import argparse
 import time
 
-from posenorm.correspondence import classify, geometry_cmd, reconstruct, report
+from posenorm.correspondence import (align, classify, geometry_cmd, predict_cmd, reconstruct,
+                                     report, run_all)
 
-SUBCOMMANDS = [geometry_cmd, reconstruct, classify]
+SUBCOMMANDS = [geometry_cmd, reconstruct, classify, align, predict_cmd, run_all]
 DEFAULT_OUT = 'reports/correspondence'
 
 
