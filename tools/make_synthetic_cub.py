@@ -8,8 +8,8 @@ import argparse
 import os
 import sys
 
-from posenorm.core import atomic
 from posenorm.core import cli
+from posenorm.core import atomic
 from posenorm.data import cub, synthetic
 
 
@@ -28,12 +28,12 @@ def main(argv=None):
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
     args = ap.parse_args(argv)
     if not args.out and not args.preview:
+        ap.error('give --out DIR and/or --preview PNG')
     if args.per_class < 2:
         ap.error('argument --per-class: must be >= 2 (each class needs train and test images)')
-        ap.error('give --out DIR and/or --preview PNG')
+    if args.out:
         # --force replaces an earlier synthetic dataset, never another directory
         atomic.check_replaceable(args.out, args.force, 'synthetic_version.txt')
-    if args.out:
         stats = synthetic.write_dataset(args.out, args.synthetic_classes, args.per_class, args.size, args.seed,
                                         force=args.force, progress=not args.quiet)
         print('wrote %d images (%d classes, %d px, seed %d, %s) to %s in %.1f s: %.0f images/s'
