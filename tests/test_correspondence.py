@@ -148,20 +148,23 @@ def test_cli_end_to_end(small_model, tiny_birds, tmp_path):
         assert os.path.getsize(os.path.join(out, name)) > 1000, name
 
 
-def test_cli_errors(small_model, tiny_birds, tmp_path):
+def test_cli_errors(small_model, tiny_birds, tmp_path, capsys):
     out = str(tmp_path / 'r')
-    result = _run('classify', '--net', small_model, '--data', tiny_birds, '--out', out,
-                  '--layers', 'conv9')
+    common = ['--data', tiny_birds, '--out', out, '--quiet']
+    with pytest.raises(ValueError, match='unknown layer conv9 .*spatial blobs: conv1, pool1'):
+        cli.main(['classify', '--net', small_model, '--layers', 'conv9'] + common)
+    with pytest.raises(OSError, match='weights file not found'):
+        cli.main(['reconstruct', '--net', small_model, '--weights', str(tmp_path / 'no')] + common)
+    fake = tmp_path / 'bvlc_reference_caffenet.caffemodel'
+    fake.write_bytes(b'not caffenet')
+    with pytest.raises(ValueError, match='sha1'):
+        cli.main(['classify', '--net', 'caffenet', '--weights', str(fake)] + common)
+    with pytest.raises(SystemExit):
+        cli.main(['geometry', '--help'])
+    help_text = capsys.readouterr().out
+    assert '--net' in help_text and '--data' not in help_text
+    # the tool: one line, status 1
+    result = _run('classify', '--net', small_model, '--layers', 'conv9', *common)
     assert result.returncode == 1
     assert result.stderr.strip().startswith('error: unknown layer conv9')
     assert len(result.stderr.strip().splitlines()) == 1
-    result = _run('reconstruct', '--net', small_model, '--weights', str(tmp_path / 'no.caffemodel'),
-                  '--data', tiny_birds, '--out', out)
-    assert result.returncode == 1 and 'weights file not found' in result.stderr
-    fake = tmp_path / 'bvlc_reference_caffenet.caffemodel'
-    fake.write_bytes(b'not caffenet')
-    result = _run('classify', '--net', 'caffenet', '--weights', str(fake), '--data', tiny_birds,
-                  '--out', out)
-    assert result.returncode == 1 and 'sha1' in result.stderr
-    result = _run('geometry', '--help')
-    assert result.returncode == 0 and '--net' in result.stdout and '--data' not in result.stdout

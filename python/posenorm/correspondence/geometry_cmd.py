@@ -19,23 +19,24 @@ def add_arguments(parser):
 
 
 def net_table(spec, cache_dir):
-    """[(blob, size, stride, offset)] of a --net value (weights not needed)."""
-    _, deploy, _, _ = features.definition(spec, cache_dir)
+    """(net name, {deploy, rows: [{layer, size, stride, offset}]}) of a --net
+    value (weights not needed)."""
+    name, deploy, _, _ = features.definition(spec, cache_dir)
     geometry = net_geometry(load_net_param(deploy))
-    rows = []
-    for blob, g in list(geometry.items())[1:]:
-        rows.append(dict(layer=blob, size=g.size, stride=g.stride, offset=g.offset))
-    return dict(deploy=deploy, rows=rows)
+    rows = [dict(layer=blob, size=g.size, stride=g.stride, offset=g.offset)
+            for blob, g in list(geometry.items())[1:]]
+    return name, dict(deploy=deploy, rows=rows)
 
 
 def run(args):
-    nets = [args.net] + ([] if args.only else [n for n in EXTRA_NETS if n != args.net])
-    tables = {}
-    for spec in nets:
-        tables[spec] = net_table(spec, context.cache_dir(args))
-        for row in tables[spec]['rows']:
+    specs = [args.net] + ([] if args.only else [n for n in EXTRA_NETS if n != args.net])
+    nets, tables = [], {}
+    for spec in specs:
+        name, tables[name] = net_table(spec, context.cache_dir(args))
+        nets.append(name)
+        for row in tables[name]['rows']:
             print('%-10s %-10s size %5g  stride %3g  first centre %g'
-                  % (spec, row['layer'], row['size'], row['stride'], row['offset']))
+                  % (name, row['layer'], row['size'], row['stride'], row['offset']))
     return dict(nets=nets, tables=tables)
 
 

@@ -155,6 +155,6 @@ def markdown(section):
         'it (%d test images; convnet maps from stride^2 shifted passes, not interpolated); top: '
         'one response map, bottom: where the maximum falls (red +: ground truth).\n'
         % (2 * section['window'] + 1, 2 * section['window'] + 1, section['images']),
-        report.table(['row', 'keypoints', 'median |argmax - truth| px', 'within 2 px %',
+        report.table(['row', 'keypoints', 'median distance of the max (px)', 'within 2 px %',
                       'on window border %'], rows),
         '![Figure 5](%s)\n' % FIG5])

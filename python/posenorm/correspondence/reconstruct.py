@@ -10,6 +10,7 @@ Figure 2: for random seed features, the average of their neighbours' whole
 receptive fields (pixels outside an image do not count).
 """
 import time
+import warnings
 
 import numpy as np
 
@@ -85,6 +86,13 @@ def crop(image, cy, cx, side):
     return out
 
 
+def _nanmean(stack):
+    """Mean over axis 0 ignoring NaN; NaN (silently) where every entry is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)
+        return np.nanmean(stack, axis=0)
+
+
 def reconstruct_image(fmap, shape, db, k):
     """Figure 1 for one query map: float H x W x 3 image (NaN where no tile)."""
     c, h, w = fmap.shape
@@ -93,7 +101,7 @@ def reconstruct_image(fmap, shape, db, k):
     canvas = np.full(tuple(shape[:2]) + (3,), np.nan, np.float32)
     ys, xs = unit_centres(db.geometry, h), unit_centres(db.geometry, w)
     for n, row in enumerate(ids):
-        tile = np.nanmean(db.patches(row, side), axis=0)
+        tile = _nanmean(db.patches(row, side))
         y, x = ys[n // w], xs[n % w]
         top, left = int(np.floor(y - (side - 1) / 2.0)), int(np.floor(x - (side - 1) / 2.0))
         y0, x0 = max(top, 0), max(left, 0)
@@ -106,7 +114,7 @@ def reconstruct_image(fmap, shape, db, k):
 def receptive_field_average(db, row, k):
     """Figure 2 cell: mean of the whole receptive fields of a row's k neighbours."""
     _, ids = db.index.search(db.features[row:row + 1], k)
-    return np.nanmean(db.patches(ids[0], int(round(db.geometry.size))), axis=0)
+    return _nanmean(db.patches(ids[0], int(round(db.geometry.size))))
 
 
 def _to_uint8(image):
@@ -211,7 +219,7 @@ def markdown(section):
                                                   section['db_images'], len(section['queries']),
                                                   section['k'], section.get('seconds', 0)),
         report.table(['layer', 'RF size', 'stride (patch side)', 'database units',
-                      'mean |error| (grey levels)', 'index build s', 'query s'], rows),
+                      'mean abs. error (grey levels)', 'index build s', 'query s'], rows),
         '![Figure 1](%s)\n' % FIG1,
         'Figure 2: each column a layer, each row a random seed feature: the mean of its '
         'top-%d neighbours\' whole receptive fields.\n' % section['k'],
