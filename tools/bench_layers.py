@@ -17,6 +17,9 @@ layer, single-threaded, on this machine type.
 
 Not a test: run it by hand, e.g.
   .venv/bin/python tools/bench_layers.py --markdown docs/bench_layers.md
+With --gpu ID (a `make build-gpu` pycaffe) the layers run on that device,
+the sgemm is cuBLAS's, and every timed pass waits for the GPU
+(cudaDeviceSynchronize) before the clock stops; --threads is then moot.
 """
 import argparse
 import ctypes
@@ -27,6 +30,9 @@ import statistics
 import sys
 import tempfile
 import time
+
+from posenorm.core import cli
+from posenorm.core import device
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,10 +69,13 @@ def parse_args(argv):
                     help='also write the report to PATH (atomically)')
     ap.add_argument('--shapes', choices=['all', 'small'], default='all',
                     help='"small" skips the 32x512x28x28 shape (quick look)')
+    device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
     if args.repeats < 1:
         ap.error('--repeats must be >= 1')
-    if args.threads is None:
+    if args.gpu:
+        args.threads = [1]  # the host thread only launches kernels
+    elif args.threads is None:
         cores = os.cpu_count() or 1
         args.threads = [cores] + ([1] if cores > 1 else [])
     else:
@@ -119,10 +128,15 @@ def make_net(caffe, tmp, name, net_spec):
     return caffe.Net(path, caffe.TEST)
 
 
-def time_layer(net, layer, repeats, backward=True):
+def no_sync():
+    pass
+
+
+def time_layer(net, layer, repeats, backward=True, sync=no_sync):
     """Median forward and backward seconds of one layer of net, and the CPU
     time the process got over the timed passes per wall second (all threads;
-    below the thread count when other jobs took cores)."""
+    below the thread count when other jobs took cores). sync waits for the
+    device (GPU kernels are asynchronous)."""
     import numpy as np
     idx = list(net._layer_names).index(layer)
     rng = np.random.RandomState(0)
@@ -132,21 +146,25 @@ def time_layer(net, layer, repeats, backward=True):
     for rep in range(repeats + 1):  # the first pass is a warm-up
         if rep == 1:
             cpu0, wall0 = time.process_time(), time.perf_counter()
+        sync()
         t = time.perf_counter()
         net._forward(idx, idx)
+        sync()
         fwd.append(time.perf_counter() - t)
         if backward:
             for top in net.top_names[layer]:
                 net.blobs[top].diff[...] = 1e-3
+            sync()
             t = time.perf_counter()
             net._backward(idx, idx)
+            sync()
             bwd.append(time.perf_counter() - t)
     cores = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     med = lambda xs: statistics.median(xs[1:]) if xs else float('nan')
     return med(fwd), med(bwd), cores
 
 
-def sgemm_rate(caffe, L, tmp, repeats):
+def sgemm_rate(caffe, L, tmp, repeats, sync=no_sync):
     """GFLOP/s of a 4096^3 sgemm run by Caffe's InnerProduct layer, and the
     cores the process got meanwhile."""
     n = caffe.NetSpec()
@@ -154,7 +172,7 @@ def sgemm_rate(caffe, L, tmp, repeats):
     n.ip = L.InnerProduct(n.x, num_output=SGEMM_SIZE, bias_term=False,
                           weight_filler=dict(type='gaussian', std=0.01))
     net = make_net(caffe, tmp, 'sgemm', n)
-    t, _, cores = time_layer(net, 'ip', repeats, backward=False)
+    t, _, cores = time_layer(net, 'ip', repeats, backward=False, sync=sync)
     return 2.0 * SGEMM_SIZE ** 3 / t / 1e9, cores
 
 
@@ -187,6 +205,7 @@ def fmt_s(t):
     return '%.3f' % t if t >= 0.1 else '%.4f' % t
 
 
+@cli.tool
 def main(argv=None):
     args = parse_args(argv)
     # The pool size is fixed when libopenblas loads: make room for the most.
@@ -195,7 +214,8 @@ def main(argv=None):
     os.environ.setdefault('GLOG_minloglevel', '2')
     import caffe
     from caffe import layers as L, params as P
-    caffe.set_mode_cpu()
+    where = device.use_device(args.gpu)
+    args.sync = device.synchronizer() if args.gpu else no_sync
     blas = OpenBLAS()
     load0 = os.getloadavg()
     lines = []
@@ -209,6 +229,8 @@ def main(argv=None):
     out('- date: %s; host: %s, %s, %d logical CPUs' % (
         datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), platform.node(),
         cpu_model(), os.cpu_count() or 0))
+    out('- %s%s' % (where, '; sgemm and the layers on the GPU (cuBLAS), timed '
+                       'with cudaDeviceSynchronize' if args.gpu else ''))
     out('- BLAS: %s' % blas.describe())
     out('- OpenBLAS threads: %s (OPENBLAS_NUM_THREADS was %s; OpenBLAS '
         'defaults to all cores)' % (', '.join(map(str, args.threads)),
@@ -228,14 +250,14 @@ def main(argv=None):
             blas.set_threads(threads)
             for shape in shapes:
                 for fact in ('DIRECT', 'GRAM'):
-                    rate, rate_cores = sgemm_rate(caffe, L, tmp, args.repeats)
+                    rate, rate_cores = sgemm_rate(caffe, L, tmp, args.repeats, args.sync)
                     n = caffe.NetSpec()
                     n.x = L.Input(shape=dict(dim=list(shape)))
                     n.cb = L.CompactBilinear(n.x, compact_bilinear_param=dict(
                         num_output=CB_D,
                         factorization=getattr(P.CompactBilinear, fact)))
                     net = make_net(caffe, tmp, 'cb', n)
-                    fwd, bwd, cores = time_layer(net, 'cb', args.repeats)
+                    fwd, bwd, cores = time_layer(net, 'cb', args.repeats, sync=args.sync)
                     del net
                     ffl, bfl = cb_costs(shape, CB_D, fact)
                     results.append(dict(
@@ -367,7 +389,7 @@ def bench_coordinate_transfer(caffe, L, tmp, args, blas):
     for threads in args.threads:
         blas.set_threads(threads)
         net = caffe.Net(path, caffe.TEST)
-        fwd, bwd, _ = time_layer(net, 'ct', args.repeats)
+        fwd, bwd, _ = time_layer(net, 'ct', args.repeats, sync=args.sync)
         rows.append('| %d | %s | %s |' % (threads, fmt_s(fwd), fmt_s(bwd)))
     return rows
 
