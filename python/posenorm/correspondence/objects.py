@@ -19,7 +19,11 @@ from posenorm.correspondence import features, sift
 Obj = collections.namedtuple('Obj', 'item image keypoints box maps glob')
 Obj.__doc__ = """One object: crop image (RGB uint8), keypoints K x 3 and box
 (x, y, w, h) in the crop frame (not clipped), maps {layer: C x H x W},
-glob: the flattened global feature (pool5) for cosine neighbours."""
+glob: the global feature (pool5 in GLOBAL_BINS^2 cells) for cosine neighbours."""
+
+# Crops keep their aspect, so pool5 maps differ in size: max-pooled into a
+# fixed grid of cells (6 x 6: pool5's own size on a 227 x 227 input).
+GLOBAL_BINS = 6
 
 
 def crop_frame(item, image_size, side=features.DEFAULT_SIDE, context=features.CONTEXT):
@@ -47,6 +51,21 @@ def to_frame(item, frame):
 def global_layer(fnet):
     """pool5 when the net has it as a spatial blob, else its last one."""
     return 'pool5' if 'pool5' in fnet.geometry else list(fnet.geometry)[-1]
+
+
+def global_descriptor(fmap, bins=GLOBAL_BINS):
+    """C * bins^2 vector: a C x H x W map max-pooled over a bins x bins grid
+    of nearly equal cells (cells overlap when the map is smaller than that)."""
+    c, h, w = fmap.shape
+    out = np.empty((c, bins, bins), np.float32)
+    ys = [(int(np.floor(i * h / bins)), max(int(np.ceil((i + 1) * h / bins)), int(np.floor(i * h / bins)) + 1))
+          for i in range(bins)]
+    xs = [(int(np.floor(j * w / bins)), max(int(np.ceil((j + 1) * w / bins)), int(np.floor(j * w / bins)) + 1))
+          for j in range(bins)]
+    for i, (y0, y1) in enumerate(ys):
+        for j, (x0, x1) in enumerate(xs):
+            out[:, i, j] = fmap[:, y0:y1, x0:x1].max(axis=(1, 2))
+    return out.ravel()
 
 
 def shared_layers(fnet, mine):
@@ -81,7 +100,7 @@ def load(cache, items, layers, glob_layer, progress=True, desc='objects'):
             continue
         frame = crop_frame(item, size, cache.side, cache.context)
         kp, box = to_frame(item, frame)
-        glob = maps[glob_layer].ravel()
+        glob = global_descriptor(maps[glob_layer])
         if glob_layer not in layers:
             del maps[glob_layer]
         objs.append(Obj(item, image, kp, box, maps, glob))

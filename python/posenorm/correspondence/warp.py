@@ -23,7 +23,8 @@ def _spline(ys, xs, values):
     if ky < 1 or kx < 1:
         # One row or column of units: nothing to interpolate along it.
         return lambda y, x: np.broadcast_to(values.mean(), (len(y), len(x))).copy()
-    spline = interpolate.RectBivariateSpline(ys, xs, values, kx=kx, ky=ky)
+    # RectBivariateSpline's first axis ("x") is our y (rows).
+    spline = interpolate.RectBivariateSpline(ys, xs, values, kx=ky, ky=kx)
     return lambda y, x: spline(y, x)
 
 
