@@ -1,5 +1,7 @@
 """`geometry`: Table 1, receptive-field size, stride and first centre of every
 spatial blob, derived from each net's prototxt (posenorm.core.geometry)."""
+import os
+
 from posenorm.core.geometry import load_net_param, net_geometry
 from posenorm.correspondence import context, features, report
 
@@ -25,7 +27,8 @@ def net_table(spec, cache_dir):
     geometry = net_geometry(load_net_param(deploy))
     rows = [dict(layer=blob, size=g.size, stride=g.stride, offset=g.offset)
             for blob, g in list(geometry.items())[1:]]
-    return name, dict(deploy=deploy, rows=rows)
+    shown = os.path.relpath(deploy)  # repository-relative where it can be
+    return name, dict(deploy=deploy if shown.startswith('..') else shown, rows=rows)
 
 
 def run(args):
