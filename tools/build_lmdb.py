@@ -21,17 +21,21 @@ from posenorm.data import cub, lmdb_data
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--cub', help='CUB-layout dataset directory (real or synthetic)')
-    ap.add_argument('--out', help='LMDB set directory to create (built in OUT.tmp, then renamed)')
-    ap.add_argument('--size', type=int, default=500, help='input side S: images resized to S x S (default 500)')
+    ap.add_argument('--out', help='LMDB set directory to create (built beside it, then renamed); '
+                    'it may not be, contain or sit inside --cub')
+    ap.add_argument('--size', type=cli.positive_int, default=500, help='input side S: images resized to S x S (default 500)')
     ap.add_argument('--flip', action='store_true', help='add mirrored copies (left/right parts swapped) to train')
     ap.add_argument('--classes', help='class-id subset such as 1-10 or 1,4,7-9 (ids as in classes.txt)')
-    ap.add_argument('--part-tolerance', type=float, metavar='PX',
+    ap.add_argument('--part-tolerance', type=cli.non_negative_float, metavar='PX',
                     help='pixels a visible part may lie outside its image (default: max(10, 5%% of the longer side))')
-    ap.add_argument('--crop-size', type=int, default=lmdb_data.CROP_SIZE,
+    ap.add_argument('--crop-size', type=cli.non_negative_int, default=lmdb_data.CROP_SIZE,
                     help='side of the head/body crops for the part nets (default %(default)s; 0: none)')
     ap.add_argument('--seed', type=int, default=0, help='seed of the train-split order (default 0)')
-    ap.add_argument('--workers', type=int, default=1, help='processes decoding images (default 1)')
-    ap.add_argument('--force', action='store_true', help='replace an existing --out directory')
+    ap.add_argument('--workers', type=cli.positive_int, default=1, help='processes decoding images (default 1)')
+    ap.add_argument('--strict', action='store_true',
+                    help='refuse a dataset listing the same image file under several ids '
+                         '(default: build, with a warning)')
+    ap.add_argument('--force', action='store_true', help='replace an existing --out LMDB set (one with a manifest.json)')
     ap.add_argument('--verify', metavar='DIR', help='re-read an LMDB set and check it against its manifest')
     ap.add_argument('--no-checksums', action='store_true', help='with --verify: skip the sha256 checks')
     ap.add_argument('--quiet', action='store_true', help='no progress bar')
@@ -47,8 +51,10 @@ def main(argv=None):
     m = lmdb_data.build_lmdbs(args.cub, args.out, size=args.size, flip=args.flip, classes=classes,
                               seed=args.seed, force=args.force, progress=not args.quiet,
                               workers=args.workers, part_tolerance=args.part_tolerance,
-                              crop_size=args.crop_size)
+                              crop_size=args.crop_size, strict=args.strict)
     t = m['throughput']
+    if m['duplicate_images']:
+        print(cub.duplicates_warning(m['duplicate_images']), file=sys.stderr)
     print('wrote %s: %s; %d classes (labels 0-%d = class id - 1), input %dx%d%s' % (
         args.out, ', '.join('%s %d' % (s, v['count']) for s, v in m['splits'].items()),
         len(m['classes']), m['num_classes'] - 1, args.size, args.size,

@@ -19,7 +19,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', default='.', help='directory receiving prototxt/ and solvers/')
     ap.add_argument('--backbone', choices=sorted(BACKBONES), action='append',
-                    help='backbone(s) to write (default: all)')
+                    help='backbone to write; repeat for several (default: every backbone)')
     ap.add_argument('--lmdb-dir', default='data/lmdb', help='LMDBs of tools/build_lmdb.py')
     ap.add_argument('--batch-size', type=cli.positive_int, default=None,
                     help='train/val batch (default: 8 for small, 1 for vgg16)')

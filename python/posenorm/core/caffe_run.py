@@ -18,7 +18,12 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
+
+import numpy as np
+from caffe.proto import caffe_pb2
+from google.protobuf.message import DecodeError
 
 ITER_RE = re.compile(r'Iteration (\d+)')
 LOSS_RE = re.compile(r'Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)')
@@ -46,15 +51,66 @@ def _snapshot_prefix(solver, cwd=None):
     return os.path.join(cwd or '.', param.snapshot_prefix)
 
 
-def latest_snapshot(prefix):
-    """(iteration, solverstate path) of the newest snapshot, or (0, None)."""
-    best = (0, None)
+def latest_snapshot(prefix, log=None):
+    """(iteration, solverstate path) of the newest whole snapshot, or (0, None).
+
+    Caffe writes a snapshot as two files, not atomically: a run killed while
+    writing leaves a truncated .caffemodel or .solverstate, and resuming from
+    it fails on every rerun.  Each candidate pair, newest first, is checked
+    (`snapshot_problem`); a damaged pair is renamed to *.damaged (kept for a
+    look, never resumed) and said so through `log` (default: stderr), and
+    the newest whole one is used.
+    """
+    found = []
     for path in glob.glob(glob.escape(prefix) + '_iter_*.solverstate'):
         m = re.search(r'_iter_(\d+)\.solverstate$', path)
-        if m and int(m.group(1)) > best[0] and os.path.exists(
-                path[:-len('.solverstate')] + '.caffemodel'):
-            best = (int(m.group(1)), path)
-    return best
+        if m:
+            found.append((int(m.group(1)), path))
+    log = log or (lambda text: print(text, file=sys.stderr))
+    for it, path in sorted(found, reverse=True):
+        problem = snapshot_problem(path, it)
+        if problem is None:
+            return it, path
+        model = path[:-len('.solverstate')] + '.caffemodel'
+        for damaged in (path, model):
+            if os.path.exists(damaged):
+                os.replace(damaged, damaged + '.damaged')
+        log('snapshot at iteration %d is damaged (%s): renamed to *.damaged; resuming from the '
+            'newest whole snapshot instead' % (it, problem))
+    return 0, None
+
+
+def snapshot_problem(solverstate, iteration):
+    """Why a Caffe snapshot pair cannot be resumed from, or None if it can:
+    both files parse completely, the state is at `iteration` and names the
+    caffemodel beside it, and every blob holds as many values as its shape."""
+    model = solverstate[:-len('.solverstate')] + '.caffemodel'
+    state, net = caffe_pb2.SolverState(), caffe_pb2.NetParameter()
+    for proto, path in ((state, solverstate), (net, model)):
+        try:
+            with open(path, 'rb') as f:
+                proto.ParseFromString(f.read())
+        except FileNotFoundError:
+            return '%s is missing' % os.path.basename(path)
+        except (OSError, DecodeError) as e:
+            return '%s is unreadable: %s' % (os.path.basename(path), e)
+    if state.iter != iteration:
+        return '%s says iteration %d' % (os.path.basename(solverstate), state.iter)
+    if os.path.basename(state.learned_net) != os.path.basename(model):
+        return '%s names weights %r, not %s' % (os.path.basename(solverstate), state.learned_net,
+                                                os.path.basename(model))
+    layers = [layer for layer in list(net.layer) + list(net.layers) if layer.blobs]
+    if not layers or not state.history:
+        return '%s holds no %s' % ((os.path.basename(model), 'weights') if not layers
+                                   else (os.path.basename(solverstate), 'solver history'))
+    for name, blob in [(layer.name, b) for layer in layers for b in layer.blobs] + \
+            [('history', b) for b in state.history]:
+        dims = tuple(blob.shape.dim) if blob.HasField('shape') else (
+            blob.num, blob.channels, blob.height, blob.width)
+        if len(blob.data) + len(blob.double_data) != int(np.prod(dims)):
+            return 'a blob of %s holds %d values for shape %s (truncated)' % (
+                name, len(blob.data) + len(blob.double_data), 'x'.join(map(str, dims)))
+    return None
 
 
 def nonfinite_params(caffemodel):

@@ -26,15 +26,17 @@ overshoot at the border and borderline annotations); invisible ones are
 """
 import hashlib
 import json
+import math
 import os
 import re
+import struct
 import time
 
 import numpy as np
 from PIL import Image
 
 from posenorm import __version__
-from posenorm.core.atomic import atomic_directory, atomic_write_text
+from posenorm.core.atomic import atomic_directory, atomic_write_text, check_disjoint
 from posenorm.data.cub import SPLITS, flip_bbox, flip_keypoints, flip_permutation, read_cub
 from posenorm.data.part_crops import CROP_SIZE, PARTS, crop, crop_boxes
 
@@ -89,9 +91,25 @@ def bbox_to_input(bbox, image_size, input_size):
                           -1).astype(np.float32)
 
 
+def to_rgb(image):
+    """A PIL image as 8-bit RGB.  16-bit greyscale ('I;16*', or 'I' holding
+    0..65535 as PNG decodes it) keeps its top 8 bits: PIL's own convert
+    clips every value above 255 to white."""
+    mode = image.mode
+    if mode.startswith('I;16') or mode == 'I':
+        a = np.asarray(image)
+        if mode == 'I' and a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError('unsupported %d-bit integer image (values %d..%d)'
+                             % (a.dtype.itemsize * 8, a.min(), a.max()))
+        return Image.fromarray((a.astype(np.uint32) >> 8).astype(np.uint8), 'L').convert('RGB')
+    if mode == 'F':
+        raise ValueError('unsupported floating-point image (mode F)')
+    return image.convert('RGB')
+
+
 def resize_input(image, input_size):
     """A PIL image resized (not aspect-preserving) to S x S: uint8 RGB HWC."""
-    return np.asarray(image.convert('RGB').resize((input_size, input_size), Image.BILINEAR))
+    return np.asarray(to_rgb(image).resize((input_size, input_size), Image.BILINEAR))
 
 
 def load_input_image(path, input_size):
@@ -106,7 +124,7 @@ def _prepare(task):
     path, size, flip, boxes, crop_size = task
     try:
         with Image.open(path) as im:
-            im = im.convert('RGB')
+            im = to_rgb(im)
             rgb = resize_input(im, size)
             crops = {part: crop(im, box, crop_size) for part, box in boxes.items()}
     except (OSError, ValueError, SyntaxError) as e:
@@ -149,16 +167,19 @@ def parse_manifest(out):
 
 
 def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=False,
-                progress=True, workers=1, part_tolerance=None, crop_size=CROP_SIZE):
+                progress=True, workers=1, part_tolerance=None, crop_size=CROP_SIZE, strict=False):
     """Write the LMDB set for a CUB-layout dataset into `out` (atomically).
 
-    classes and part_tolerance go to `read_cub`; crop_size 0 writes no part
-    crops.  Returns the manifest dict,
+    classes, part_tolerance and strict go to `read_cub`; crop_size 0 writes
+    no part crops; `out` may not be, contain or sit inside `cub_dir`, and
+    force replaces only an LMDB set (a directory with a manifest.json).  Returns the manifest dict,
     with build timing under 'throughput' (not saved: it varies per run).
     """
     import lmdb
+    _check_build_args(size, crop_size, workers, part_tolerance)
+    check_disjoint(out, [cub_dir])
     caffe = _caffe()
-    data = read_cub(cub_dir, classes=classes, part_tolerance=part_tolerance)
+    data = read_cub(cub_dir, classes=classes, part_tolerance=part_tolerance, strict=strict)
     perm = flip_permutation(data.part_names)
     generator = None
     version_file = os.path.join(data.root, 'synthetic_version.txt')
@@ -177,7 +198,7 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
         skipped_images=data.skipped_images, annotation_summary=data.adjustments(),
         adjustments=dict(clipped_boxes=[[i, round(px, 3)] for i, px in data.clipped_boxes],
                          clamped_parts=[list(b) for b in data.borderline_parts]),
-        splits={}, lmdbs={}, files={},
+        duplicate_images=data.duplicate_images, splits={}, lmdbs={}, files={},
         crop_size=crop_size, crop_parts=list(PARTS) if crop_size else [],
         crops='head/body boxes of posenorm.data.part_crops around ground-truth keypoints, warped '
               'to C x C, uint8 BGR CHW' if crop_size else None)
@@ -189,7 +210,7 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
         import multiprocessing
         pool = multiprocessing.get_context('fork').Pool(workers)
     try:
-        with atomic_directory(out, force) as tmp:
+        with atomic_directory(out, force, inputs=[cub_dir], marker=MANIFEST) as tmp:
             for split in SPLITS:
                 sub = data.split(split)
                 n, do_flip = len(sub), flip and split == 'train'
@@ -272,6 +293,15 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
     return manifest
 
 
+def _check_build_args(size, crop_size, workers, part_tolerance):
+    """ValueError naming the argument, before any image is blamed for it."""
+    for name, value, least in (('size', size, 1), ('crop_size', crop_size, 0), ('workers', workers, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < least:
+            raise ValueError('%s must be an integer >= %d, not %r' % (name, least, value))
+    if part_tolerance is not None and not (math.isfinite(part_tolerance) and part_tolerance >= 0):
+        raise ValueError('part_tolerance must be a finite number >= 0 (pixels), not %r' % part_tolerance)
+
+
 def _map_size(entries, size, kind):
     per = 3 * size * size + 8192 if kind in ('images',) + PARTS else 8192
     return int(entries * per * 1.5) + (64 << 20)
@@ -289,12 +319,60 @@ def read_lmdb(path):
     import lmdb
     caffe = _caffe()
     out = []
-    with lmdb.open(path, readonly=True, lock=False, subdir=True) as env, env.begin() as txn:
-        for key, value in txn.cursor():
-            datum = caffe.proto.caffe_pb2.Datum()
-            datum.ParseFromString(value)
-            out.append((key.decode('ascii'), datum))
+    check_lmdb_file(path)
+    try:
+        with lmdb.open(path, readonly=True, lock=False, subdir=True) as env, env.begin() as txn:
+            for key, value in txn.cursor():
+                datum = caffe.proto.caffe_pb2.Datum()
+                datum.ParseFromString(value)
+                out.append((key.decode('ascii'), datum))
+    except lmdb.Error as e:
+        raise LMDBVerifyError('corrupt LMDB: %s: %s' % (os.path.join(path, 'data.mdb'), e)) from None
     return out
+
+
+_MDB_MAGIC = 0xBEEFC0DE
+_MDB_NO_PAGE = (1 << 64) - 1
+
+
+def check_lmdb_file(path):
+    """LMDBVerifyError 'corrupt LMDB: <data.mdb>: <why>' unless the data.mdb
+    of LMDB directory `path` has two valid meta pages and is as long as they
+    say.  Mapping a truncated file would die of SIGBUS on the first page read
+    past its end; LMDB itself trusts the header."""
+    mdb = os.path.join(path, 'data.mdb')
+
+    def corrupt(why):
+        return LMDBVerifyError('corrupt LMDB: %s: %s' % (mdb, why))
+    try:
+        size = os.path.getsize(mdb)
+        with open(mdb, 'rb') as f:
+            head = f.read(160)
+            psize = struct.unpack_from('<I', head, 40)[0] if len(head) == 160 else 0
+            f.seek(psize)
+            metas = [head, f.read(160)]
+    except OSError as e:
+        raise corrupt(e.strerror or e) from None
+    if size < 160:
+        raise corrupt('%d bytes, too short for an LMDB header (truncated or empty)' % size)
+    if psize < 512 or psize > 65536 or psize & (psize - 1):
+        raise corrupt('page size %d in the first meta page is not a power of two in 512..65536'
+                      % psize)
+    if size < 2 * psize or len(metas[1]) < 160:
+        raise corrupt('truncated: %d bytes, less than its two %d-byte meta pages' % (size, psize))
+    fields = []
+    for i, meta in enumerate(metas):
+        magic, version = struct.unpack_from('<II', meta, 16)
+        if magic != _MDB_MAGIC or version != 1 or not struct.unpack_from('<H', meta, 10)[0] & 8:
+            raise corrupt('meta page %d is damaged (magic %#x, version %d)' % (i, magic, version))
+        root, last_pg, txnid = struct.unpack_from('<Q', meta, 128)[0], *struct.unpack_from('<QQ', meta, 136)
+        fields.append((txnid, last_pg, root))
+    _, last_pg, root = max(fields)  # LMDB uses the newer meta page
+    if size < (last_pg + 1) * psize:
+        raise corrupt('truncated: %d bytes, its header says %d (%d pages of %d bytes)'
+                      % (size, (last_pg + 1) * psize, last_pg + 1, psize))
+    if root != _MDB_NO_PAGE and root > last_pg:
+        raise corrupt('root page %d lies past the last page %d' % (root, last_pg))
 
 
 def verify_lmdbs(out, checksums=True, max_problems=20):
@@ -321,14 +399,18 @@ def verify_lmdbs(out, checksums=True, max_problems=20):
     except (KeyError, TypeError) as e:
         raise LMDBVerifyError('%s: manifest lacks %s' % (os.path.join(out, MANIFEST), e)) from None
     lines = []
+    unreadable = _unreadable_lmdbs(out, lmdbs, checksums, problem)
     for split, info in splits.items():
         paths = {k: os.path.join(out, '%s_%s' % (split, k)) for k in KINDS}
         missing = [p for p in paths.values() if not os.path.isfile(os.path.join(p, 'data.mdb'))]
         if missing:
             problem('missing LMDB %s' % ', '.join(missing))
             continue
-        envs = {k: lmdb.open(p, readonly=True, lock=False, subdir=True) for k, p in paths.items()}
+        if any('%s_%s' % (split, k) in unreadable for k in KINDS):
+            continue  # reported; mapping a damaged file can crash the process
+        envs = {}
         try:
+            envs.update((k, lmdb.open(p, readonly=True, lock=False, subdir=True)) for k, p in paths.items())
             txns = {k: e.begin() for k, e in envs.items()}
             for k in KINDS:
                 n = txns[k].stat()['entries']
@@ -389,16 +471,15 @@ def verify_lmdbs(out, checksums=True, max_problems=20):
                          'keys aligned' % (split, n, info['images'], info['flipped'], int((labels > 0).sum()),
                                            visible))
             for part in manifest.get('crop_parts', []):
-                lines.append(_verify_crops(out, split, part, manifest['crop_size'],
-                                           txns['images'], problem))
+                if '%s_%s' % (split, part) not in unreadable:
+                    lines.append(_verify_crops(out, split, part, manifest['crop_size'],
+                                               txns['images'], problem))
+        except lmdb.Error as e:
+            problem('corrupt LMDB in the %s split of %s: %s' % (split, out, e))
         finally:
             for e in envs.values():
                 e.close()
     if checksums:
-        for name, info in lmdbs.items():
-            mdb = os.path.join(out, name, 'data.mdb')
-            if os.path.isfile(mdb) and sha256_file(mdb) != info['sha256']:
-                problem('%s: sha256 differs from the manifest (modified or corrupt)' % mdb)
         for name, digest in manifest.get('files', {}).items():
             path = os.path.join(out, name)
             if not os.path.isfile(path) or sha256_file(path) != digest:
@@ -408,6 +489,26 @@ def verify_lmdbs(out, checksums=True, max_problems=20):
     if problems:
         raise LMDBVerifyError('%s: %d problem(s):\n  %s' % (out, len(problems), '\n  '.join(problems)))
     return '%s (input %dx%d, %d classes, %d parts)\n  %s' % (out, S, S, C, K, '\n  '.join(lines))
+
+
+def _unreadable_lmdbs(out, lmdbs, checksums, problem):
+    """Names of the LMDBs whose data.mdb is damaged (`check_lmdb_file`) or,
+    with checksums, differs from the manifest's sha256; each reported."""
+    bad = set()
+    for name, info in lmdbs.items():
+        mdb = os.path.join(out, name, 'data.mdb')
+        if not os.path.isfile(mdb):
+            continue
+        try:
+            check_lmdb_file(os.path.dirname(mdb))
+        except LMDBVerifyError as e:
+            bad.add(name)
+            problem(str(e))
+            continue
+        if checksums and sha256_file(mdb) != info.get('sha256'):
+            bad.add(name)
+            problem('%s: sha256 differs from the manifest (modified or corrupt)' % mdb)
+    return bad
 
 
 def _verify_crops(out, split, part, size, images_txn, problem):

@@ -28,6 +28,7 @@ import os
 import shutil
 
 from posenorm.core.atomic import atomic_directory, atomic_write_text
+from posenorm.core.net_loading import load_net
 
 MODEL_FORMAT = 'posenorm-model 1'
 DEPLOY = 'deploy.prototxt'
@@ -95,20 +96,21 @@ def read_info(model_dir):
     return info
 
 
-def load_model(model_dir, oracle=False):
+def load_model(model_dir, oracle=False, allow_python=False):
     """Load a model directory: (net, info).
 
     net: the deploy net (caffe.Net in TEST phase with the weights), or the
     oracle deploy net when oracle=True (ModelDirError when the directory has
     none).  info: model.json plus name, dir, deploy_path, weights_path,
-    oracle_deploy_path.
+    oracle_deploy_path.  A deploy net with a `Python` layer is refused unless
+    allow_python (it would import and run code named by the directory); the
+    weights must cover every layer with parameters (`core.net_loading`).
     """
-    import caffe
     info = read_info(model_dir)
     deploy = info['oracle_deploy_path'] if oracle else info['deploy_path']
     if oracle and not deploy:
         raise ModelDirError('%s has no oracle_deploy' % info['dir'])
-    net = caffe.Net(deploy, caffe.TEST, weights=info['weights_path'])
+    net = load_net(deploy, info['weights_path'], deploy, allow_python=allow_python)
     shape = tuple(net.blobs['data'].data.shape) if 'data' in net.blobs else None
     size = info['input_size']
     if shape is None or shape[1:] != (3, size, size):
@@ -157,7 +159,7 @@ def write_model_dir(model_dir, deploy_text, weights_path, info, oracle_deploy_te
         raise ModelDirError('oracle_deploy may not be named %s' % info['oracle_deploy'])
     model_dir = os.path.abspath(os.fspath(model_dir))
     os.makedirs(os.path.dirname(model_dir), exist_ok=True)
-    with atomic_directory(model_dir, force=force) as tmp:
+    with atomic_directory(model_dir, force=force, marker=INFO) as tmp:  # never a user's directory
         atomic_write_text(os.path.join(tmp, DEPLOY), str(deploy_text))
         for name, text in extra.items():
             atomic_write_text(os.path.join(tmp, name), str(text))

@@ -36,6 +36,7 @@ from google.protobuf import text_format
 
 from posenorm.core import atomic
 from posenorm.core.atomic import atomic_write_bytes, refuse_existing
+from posenorm.core.net_loading import read_prototxt, refuse_python_layers
 
 STREAMS = ('', 'cls_')
 
@@ -264,9 +265,11 @@ def load_weights(prototxt, weights, label=None):
     Caffe aborts the process on a missing file or a shape mismatch and
     silently leaves a layer at its filler when the caffemodel has no weights
     for it (or ignores weights the prototxt has no layer for): all of these
-    become clear errors here.
+    become clear errors here.  A `Python` layer (which Caffe would import
+    and run) is refused.
     """
     check_prototxt(prototxt, 'source prototxt')
+    refuse_python_layers(read_prototxt(prototxt), 'source prototxt %s' % prototxt)
     if not os.path.isfile(weights):
         raise FileNotFoundError('source caffemodel not found: %s' % weights)
     saved = caffemodel_layers(weights)
