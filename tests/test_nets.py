@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import caffe
-from posenorm.pose import nets, solvers
+from posenorm.pose import nets, solvers, stages
 
-SMALL_TRAINED = list(nets.variants('small'))
+SMALL_TRAINED = list(stages.trained_nets('small'))
 
 
 def test_checked_in_files_equal_generator_output(tmp_path, repo_root):
@@ -19,7 +19,8 @@ def test_checked_in_files_equal_generator_output(tmp_path, repo_root):
         made = sorted(os.path.relpath(os.path.join(d, f), tmp_path / sub)
                       for d, _, fs in os.walk(tmp_path / sub) for f in fs)
         ours = sorted(os.path.relpath(os.path.join(d, f), os.path.join(repo_root, sub))
-                      for d, _, fs in os.walk(os.path.join(repo_root, sub)) for f in fs)
+                      for backbone in nets.BACKBONES  # prototxt/alexnet/ comes from its own tool
+                      for d, _, fs in os.walk(os.path.join(repo_root, sub, backbone)) for f in fs)
         assert made == ours, 'regenerate with tools/make_nets.py'
         for rel in made:
             with open(tmp_path / sub / rel) as a, open(os.path.join(repo_root, sub, rel)) as b:
@@ -42,7 +43,7 @@ def _net(tmp_path, proto, weights=None):
 @pytest.mark.parametrize('name', SMALL_TRAINED)
 def test_small_nets_forward_backward(name, tmp_path, small_lmdb):
     caffe.set_random_seed(0)
-    kwargs = dict(nets.variants('small')[name], lmdb_dir=small_lmdb, batch_size=2,
+    kwargs = dict(stages.trained_nets('small')[name], lmdb_dir=small_lmdb, batch_size=2,
                   num_classes=3)
     for phase in ('train', 'val'):
         proto = nets.make_net(phase, 'small', **kwargs)
@@ -60,7 +61,7 @@ def test_small_nets_forward_backward(name, tmp_path, small_lmdb):
 
 
 def test_deploy_nets_outputs(tmp_path):
-    for name, kwargs in nets.deploy_variants().items():
+    for name, kwargs in stages.deploy_nets().items():
         proto = nets.pose_normalized_net('deploy', backbone='small', num_classes=3,
                                          **kwargs)
         proto.name = 'deploy'
@@ -93,18 +94,18 @@ def test_faithful_vgg16_joint_net_shapes(tmp_path):
 
 def test_solvers_reference_generated_nets(repo_root):
     for backbone in nets.BACKBONES:
-        for name in nets.variants(backbone):
+        for name in stages.trained_nets(backbone):
             s = solvers.make_solver(backbone, name)
             assert os.path.exists(os.path.join(repo_root, s.train_net)), s.train_net
             assert os.path.exists(os.path.join(repo_root, s.test_net[0]))
             assert s.snapshot_prefix.startswith('snapshots/%s/' % backbone)
 
 
-@pytest.mark.parametrize('name', list(nets.deploy_variants()))
+@pytest.mark.parametrize('name', list(stages.deploy_nets()))
 def test_faithful_vgg16_deploy_nets_instantiate(name, tmp_path):
     """Every vgg16 deploy net at 500x500: the paper's 10x10 keypoint maps."""
     proto = nets.pose_normalized_net('deploy', backbone='vgg16',
-                                     **nets.deploy_variants()[name])
+                                     **stages.deploy_nets()[name])
     proto.name = 'deploy'
     net = _net(tmp_path, proto)
     if name != 'baseline_fc7':

@@ -11,7 +11,8 @@ from caffe import layers as L
 from caffe.proto import caffe_pb2
 
 from posenorm.pose import surgery
-from posenorm.pose.nets import BACKBONES, pose_normalized_net, variants
+from posenorm.pose.nets import BACKBONES, pose_normalized_net
+from posenorm.pose.stages import trained_nets
 
 SMALL = BACKBONES['small']
 ZOO_FC = 256        # the small backbone's fc width
@@ -185,7 +186,7 @@ def test_output_loads_into_every_train_net(zoo, joint, tmp_path):
     """What `caffe train --weights` does, for every stage of the small backbone."""
     src = zoo['params']
     known, skipped = set(caffe.layer_type_list()), []
-    for name, kw in variants('small').items():
+    for name, kw in trained_nets('small').items():
         if 'part' in kw:  # part nets: the driver copies the trunk in renamed
             continue      # (surgery.copy_weights, tests/test_train.py)
         proto = _train_like(pose_normalized_net('train', backbone='small', num_classes=5, **kw))
@@ -200,7 +201,7 @@ def test_output_loads_into_every_train_net(zoo, joint, tmp_path):
         for prefix in streams:
             for layer in ('conv1_1', 'conv5_3'):
                 np.testing.assert_array_equal(net.params[prefix + layer][0].data, src[layer][0])
-    assert len(skipped) < len(variants('small'))
+    assert len(skipped) < len(trained_nets('small'))
     if skipped:
         pytest.skip('loaded all but %s (layer types missing from this build)' % ', '.join(skipped))
 

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 import caffe
-from posenorm.core import caffe_run
-from posenorm.pose.train import Run, plan, train
+from posenorm.core import caffe_run, netgraph
+from posenorm.pose import stages
+from posenorm.pose.stages import plan
+from posenorm.pose.train import Run, train
 
 TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools')
 
@@ -22,12 +24,12 @@ def _run(tmp_path, small_lmdb, caffe_tool, name='run', **kwargs):
 
 
 def test_plan_orders_stages_by_their_inputs():
-    names = [s.name for s in plan('small', ['joint_cbp'])]
+    names = [s.name for s in plan(['joint_cbp'])]
     assert names == ['keypoint_stage1', 'keypoint_stage2', 'joint_cbp_stage3',
                      'joint_cbp_stage4']
-    assert [s.name for s in plan('small', ['keypoint'])] == ['keypoint_stage1',
+    assert [s.name for s in plan(['keypoint'])] == ['keypoint_stage1',
                                                             'keypoint_stage2']
-    assert plan('vgg16', ['keypoint'])[0].cached  # frozen VGG trunk in stage 1
+    assert plan(['keypoint'])[0].is_cached('vgg16')  # frozen VGG trunk in stage 1
 
 
 @pytest.fixture(scope='module')
@@ -104,7 +106,7 @@ def test_divergence_stops_without_a_model(tmp_path, caffe_tool):
 
 def test_cached_stage_equals_uncached(tmp_path, keypoint_run, small_lmdb, caffe_tool):
     """No stochastic layer between cache and head: same weights either way."""
-    stage = next(s for s in plan('small', ['joint_cbp']) if s.name == 'joint_cbp_stage3')
+    stage = next(s for s in plan(['joint_cbp']) if s.name == 'joint_cbp_stage3')
     results = {}
     for cached in (True, False):
         run = _run(tmp_path, small_lmdb, caffe_tool, name='c%d' % cached,
@@ -131,14 +133,14 @@ def test_feature_pass_skips_the_localization_stream(tmp_path, small_lmdb, caffe_
     net, blobs, _, names, param = feature_cache.open_feature_net(path, 'cls_score')
     assert {'keypoints', 'cls_conv1_1', 'parts'} <= set(names)
     assert not {'conv1_1', 'kp_score', 'loss_kp'} & set(names)
-    order = list(net._layer_names)
+    order = netgraph.layer_names(net)
     assert [n for n in order if n.startswith('data_') and n.endswith('_split')] and \
         all(n in names for n in order if n.startswith('data_') and n.endswith('_split'))
     assert names == [n for n in order if n in names]  # net order kept
     # falling back to the heatmap for invisible keypoints reads its values
     ct = next(l for l in param.layer if l.type == 'CoordinateTransfer')
     ct.coordinate_transfer_param.missing = ct.coordinate_transfer_param.ARGMAX
-    assert 'kp_score' in feature_cache.feature_layers(net, param, blobs)
+    assert 'kp_score' in netgraph.value_layers(net, param, blobs)
 
 
 def _lmdb_floats(path):
@@ -160,7 +162,7 @@ def test_one_feature_pass_serves_the_stages_sharing_a_trunk(tmp_path, keypoint_r
     cache of the stage's own pass; the keypoint-features baseline (parts
     from the localization stream) shares no weighted layer and is left."""
     from posenorm.pose import feature_cache
-    stages = {s.name: s for s in plan('small')}
+    by_name = stages.STAGES_BY_NAME
     names = ['baseline_fc7_frozen', 'joint_fc7_stage3', 'joint_cbp_stage3',
              'baseline_keypoint_features']
     run = _run(tmp_path, small_lmdb, caffe_tool)
@@ -168,8 +170,8 @@ def test_one_feature_pass_serves_the_stages_sharing_a_trunk(tmp_path, keypoint_r
     os.makedirs(run.path('done'))
     for s in ('keypoint_stage1', 'keypoint_stage2'):
         os.symlink(keypoint_run.path('done', s + '.json'), run.path('done', s + '.json'))
-    assert [s.name for s in run._companions([stages[n] for n in names])] == names
-    jobs = [run._feature_job(stages[n], run.init_weights(stages[n])) for n in names]
+    assert [s.name for s in run._companions([by_name[n] for n in names])] == names
+    jobs = [run._feature_job(by_name[n], run.init_weights(by_name[n])) for n in names]
     # every classification stream (the fc7 baseline's too, which has no
     # localization stream) starts from the trained localization trunk
     kp = caffe.Net(run.path('prototxt', 'small', 'keypoint_deploy.prototxt'), caffe.TEST,
@@ -190,15 +192,14 @@ def test_one_feature_pass_serves_the_stages_sharing_a_trunk(tmp_path, keypoint_r
             a, b = _lmdb_floats(alone[blob]), _lmdb_floats(r[0][blob])
             assert a.shape[0] == count and a.std() > 0
             np.testing.assert_array_equal(a, b)
-    assert run._companions([stages[n] for n in names]) == [stages[names[3]]]
+    assert run._companions([by_name[n] for n in names]) == [by_name[names[3]]]
 
 
 def test_cached_keypoint_head_trains_only_the_score_layer(tmp_path, small_lmdb, caffe_tool):
     """Stage 1 from cached conv5_3 maps + keypoints: the trunk stays as it was."""
-    from posenorm.pose.train import Stage
     run = _run(tmp_path, small_lmdb, caffe_tool, iter_scale=0.02)
     run.prepare()
-    weights = run.run_stage(Stage('keypoint_stage1', 'imagenet', True))
+    weights = run.run_stage(stages.stage('keypoint_stage1')._replace(cached=True))
     init = run.path('init', 'keypoint_stage1.caffemodel')
     proto = run.path('prototxt', 'small', 'keypoint_deploy.prototxt')
     before = caffe.Net(proto, caffe.TEST, weights=init)
@@ -225,7 +226,7 @@ def test_every_vgg16_stage_trains(tmp_path_factory, caffe_tool):
     for name in ('joint_fc7_stage3', 'joint_cbp_stage3'):  # the trunk ran once for them
         assert '[train] %s: features cached in the same pass (the trunk it shares with ' \
             'baseline_fc7_frozen ran once)' % name in logs
-    for stage in plan('vgg16'):
+    for stage in plan():
         assert run.done_record(stage.name)['iterations'] == 1
 
 
@@ -233,9 +234,9 @@ def test_part_nets_stages_and_their_fused_model(tmp_path, keypoint_run, small_lm
     """Section 3.6 through the driver: part nets start from the keypoint
     trunk, the fused model from the three sources with only a new classifier
     trained, and its deploy net cuts the crops at its own predictions."""
-    from posenorm.pose.evaluate import Predictor, preprocess
+    from posenorm.pose.predict import Predictor, preprocess
     from posenorm.data.part_crops import crop, crop_boxes
-    from posenorm.data.lmdb_data import from_input_coords
+    from posenorm.data.coords import from_input_coords
     from PIL import Image
     run = _run(tmp_path, small_lmdb, caffe_tool, iter_scale=0.01)
     run.prepare()

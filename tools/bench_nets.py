@@ -229,7 +229,7 @@ def caffe_train_seconds(args, solver_path, log_path):
 # ---------------------------------------------------- feature pass (pycaffe) --
 def feature_pass(net_path, head, batches, out_dir):
     """The loop of feature_cache.write_feature_cache, timed: per batch one
-    TEST-phase forward of feature_cache.feature_layers (the layers the
+    TEST-phase forward of netgraph.value_layers (the layers the
     cached blobs depend on), then the Datum serialization + LMDB put of every cached blob.
 
     Runs `batches` batches (the first a warm-up, left out of the medians) and
@@ -267,7 +267,7 @@ def feature_pass(net_path, head, batches, out_dir):
 def bench_backbone(args, backbone, tmp):
     from google.protobuf import text_format
     from posenorm.pose.feature_cache import head_net
-    from posenorm.pose.nets import variants
+    from posenorm.pose.stages import trained_nets
     batch = BATCH[backbone]
     iters = args.iterations_vgg16 if backbone == 'vgg16' else args.iterations_small
     res = dict(backbone=backbone, batch=batch, size=input_size(backbone),
@@ -275,7 +275,7 @@ def bench_backbone(args, backbone, tmp):
     path = lambda name: os.path.join(tmp, '%s_%s' % (backbone, name))
 
     # 1) the joint train net (stage 4: everything learns), `caffe time`
-    joint = make_net(backbone, batch, **variants(backbone)['joint_cbp_stage4'])
+    joint = make_net(backbone, batch, **trained_nets(backbone)['joint_cbp_stage4'])
     joint_path = write_text(path('joint_train.prototxt'), str(joint))
     progress('%s: caffe time, joint train net, %d iterations' % (backbone, iters))
     res['joint'] = caffe_time(args, joint_path, iters, path('joint_time.log'))
@@ -284,7 +284,7 @@ def bench_backbone(args, backbone, tmp):
         backbone, res['joint']['total'], res['joint']['wall']))
 
     # 2a) stage 3 uncached: `caffe train` on the whole frozen net
-    stage3 = make_net(backbone, batch, **variants(backbone)[STAGE3])
+    stage3 = make_net(backbone, batch, **trained_nets(backbone)[STAGE3])
     stage3_path = write_text(path('stage3_train.prototxt'), str(stage3))
     solver = stage_solver(backbone, stage3_path, iters + 1, 1, path('stage3'))
     solver_path = write_text(path('stage3_solver.prototxt'),
@@ -343,7 +343,7 @@ def fmt_duration(s):
 
 
 def report(args, results, out):
-    from posenorm.pose.solvers import STAGES
+    from posenorm.pose.stages import stage
     out('## 1. Joint train net (`caffe time`)')
     out()
     out('The compact-bilinear joint net with every layer learning (the stage-4 '
@@ -432,7 +432,7 @@ def report(args, results, out):
         one_off = batches * fp
         gain = r['uncached'] - r['cached']
         n_star = math.ceil(one_off / gain) if gain > 0 else float('inf')
-        max_iter = STAGES[r['backbone']][STAGE3][4]
+        max_iter = stage(STAGE3).solver(r['backbone']).max_iter
         unc = max_iter * r['uncached']
         cac = one_off + max_iter * r['cached']
         out('| %s | %s | %s | %.2f | %d | %s | %s | %.2fx |' % (

@@ -10,6 +10,7 @@ import os
 import sys
 
 from posenorm.core import cli
+from posenorm.pose import stages
 from posenorm.pose.nets import BACKBONES, write_nets
 from posenorm.pose.solvers import write_solvers
 
@@ -30,8 +31,9 @@ def main(argv=None):
                     help='network input (default: 500 for vgg16, 256 for small)')
     args = ap.parse_args(argv)
     for backbone in args.backbone or sorted(BACKBONES):
-        batch = args.batch_size or (1 if backbone == 'vgg16' else 8)
+        batch = args.batch_size or BACKBONES[backbone].batch_size
         nets = write_nets(os.path.join(args.out, 'prototxt'), backbone,
+                          stages.trained_nets(backbone), stages.deploy_nets(),
                           lmdb_dir=args.lmdb_dir, batch_size=batch,
                           num_classes=args.num_classes, input_size=args.input_size)
         solvers = write_solvers(os.path.join(args.out, 'solvers'), backbone)

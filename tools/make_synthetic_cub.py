@@ -5,7 +5,6 @@
   python tools/make_synthetic_cub.py --preview docs/synthetic_samples.png
 """
 import argparse
-import os
 import sys
 
 from posenorm.core import cli

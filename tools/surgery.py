@@ -14,7 +14,6 @@ The output holds only the layers that received weights, so
 `caffe train --weights OUT` initializes every stage's train net by name.
 """
 import argparse
-import os
 import sys
 
 from posenorm.core import cli  # first: quiets glog before Caffe loads

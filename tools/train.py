@@ -11,15 +11,15 @@ stage's Caffe log is in RUN/logs/, its final weights are recorded in
 RUN/done/, and the trained models are exported to RUN/models/<model>/.
 """
 import argparse
-import json
-import os
 import shutil
 import sys
 
 
 from posenorm.core import cli
+from posenorm.data.lmdb_data import parse_manifest
 from posenorm.pose.nets import BACKBONES
-from posenorm.pose.train import MODELS, Run, train
+from posenorm.pose.stages import MODELS
+from posenorm.pose.train import Run, train
 
 
 @cli.tool
@@ -47,11 +47,7 @@ def main(argv=None):
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         ap.error('unknown model(s) %s; choose from %s' % (unknown, ', '.join(MODELS)))
-    manifest = os.path.join(args.lmdb, 'manifest.json')
-    if not os.path.exists(manifest):
-        ap.error('%s: no LMDB set here (build one with tools/build_lmdb.py)' % args.lmdb)
-    with open(manifest) as f:
-        num_classes = json.load(f)['num_classes']
+    num_classes = parse_manifest(args.lmdb)['num_classes']
     run = Run(args.out, args.backbone, args.lmdb, num_classes, caffe=args.caffe,
               imagenet_weights=args.weights, batch_size=args.batch_size,
               iter_scale=args.iter_scale, use_cache=not args.no_cache,

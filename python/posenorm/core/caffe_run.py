@@ -23,7 +23,9 @@ import time
 
 import numpy as np
 from caffe.proto import caffe_pb2
+from google.protobuf import text_format
 from google.protobuf.message import DecodeError
+from tqdm import tqdm
 
 ITER_RE = re.compile(r'Iteration (\d+)')
 LOSS_RE = re.compile(r'Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)')
@@ -43,8 +45,6 @@ class StageInterrupted(RuntimeError):
 
 
 def _snapshot_prefix(solver, cwd=None):
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
     param = caffe_pb2.SolverParameter()
     with open(solver) as f:
         text_format.Merge(f.read(), param)
@@ -115,8 +115,6 @@ def snapshot_problem(solverstate, iteration):
 
 def nonfinite_params(caffemodel):
     """Names of the layers of a caffemodel holding NaN or inf weights."""
-    import numpy as np
-    from caffe.proto import caffe_pb2
     net = caffe_pb2.NetParameter()
     with open(caffemodel, 'rb') as f:
         net.ParseFromString(f.read())
@@ -161,7 +159,6 @@ def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
     bar = None
     if progress:
-        from tqdm import tqdm
         bar = tqdm(total=max_iter, desc=desc, unit='it', leave=True)
     interrupted = []
     with open(log_path, 'a') as log:

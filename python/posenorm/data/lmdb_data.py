@@ -17,14 +17,8 @@ data.mdb).  The %08d prefix is the read order: the train split is shuffled
 (Caffe's Data layer has no shuffle of its own), the test split keeps image-id
 order.  Flipped copies (`flip=True`) are added to the train split only.
 
-Coordinate convention, used for keypoints and boxes everywhere: 0-based
-pixel centres, so the whole image (W x H) resized to S x S maps
-x' = (x + 0.5) * S / W - 0.5 (likewise y with H); `from_input_coords` is the
-exact inverse.  Visible keypoints are then clamped to [0, S - 1] (sub-pixel
-overshoot at the border and borderline annotations); invisible ones are
-(0, 0, 0).  A box's corner (x, y) maps as a point, w and h scale by S / W.
+Keypoints and boxes are stored in input pixels (`posenorm.data.coords`).
 """
-import hashlib
 import json
 import math
 import os
@@ -37,6 +31,9 @@ from PIL import Image
 
 from posenorm import __version__
 from posenorm.core.atomic import atomic_directory, atomic_write_text, check_disjoint
+from posenorm.core.files import progress_bar, sha256_file
+from posenorm.data.coords import (COORDINATES, bbox_to_input, keypoints_to_input, resize_input,
+                                   to_rgb)
 from posenorm.data.cub import SPLITS, flip_bbox, flip_keypoints, flip_permutation, read_cub
 from posenorm.data.part_crops import CROP_SIZE, PARTS, crop, crop_boxes
 
@@ -44,78 +41,10 @@ LMDB_FORMAT_VERSION = 'posenorm-lmdb 1'
 KINDS = ('images', 'keypoints', 'bboxes')
 MANIFEST = 'manifest.json'
 KEY_RE = re.compile(r'^(\d{8})_(\d+)(_flip)?$')
-COORDINATES = ("0-based pixel centres; x' = (x + 0.5) * S / W - 0.5, y' = (y + 0.5) * S / H - 0.5; "
-               "visible keypoints clamped to [0, S-1], invisible (0, 0, 0); box corner as a point, "
-               "w' = w * S / W, h' = h * S / H")
 
 
 class LMDBVerifyError(ValueError):
     """An LMDB set does not match its manifest or its own invariants."""
-
-
-# ------------------------------------------------------------ coordinates ---
-
-def to_input_coords(xy, image_size, input_size):
-    """Map (..., 2) original-image points to the resized input image.
-
-    image_size (W, H) and input_size (S or (Sw, Sh)) broadcast against xy,
-    e.g. sizes[:, None, :] for N x K x 2 points of N images.
-    """
-    xy = np.asarray(xy, np.float64)
-    return (xy + 0.5) * (np.asarray(input_size, np.float64) / np.asarray(image_size, np.float64)) - 0.5
-
-
-def from_input_coords(xy, image_size, input_size):
-    """Inverse of `to_input_coords`: input-image points back to the original."""
-    xy = np.asarray(xy, np.float64)
-    return (xy + 0.5) * (np.asarray(image_size, np.float64) / np.asarray(input_size, np.float64)) - 0.5
-
-
-def keypoints_to_input(keypoints, image_size, input_size):
-    """K x 3 (x, y, visible) keypoints as stored: mapped, clamped, float32."""
-    kp = np.asarray(keypoints, np.float32)
-    out = np.zeros_like(kp)
-    vis = kp[..., 2] > 0
-    xy = np.clip(to_input_coords(kp[..., :2], image_size, input_size), 0,
-                 np.asarray(input_size, np.float64) - 1)
-    out[..., :2] = np.where(vis[..., None], xy, 0)
-    out[..., 2] = vis
-    return out
-
-
-def bbox_to_input(bbox, image_size, input_size):
-    """(x, y, w, h) box as stored: corner mapped as a point, size scaled."""
-    b = np.asarray(bbox, np.float64)
-    scale = np.asarray(input_size, np.float64) / np.asarray(image_size, np.float64)
-    return np.concatenate([to_input_coords(b[..., :2], image_size, input_size), b[..., 2:] * scale],
-                          -1).astype(np.float32)
-
-
-def to_rgb(image):
-    """A PIL image as 8-bit RGB.  16-bit greyscale ('I;16*', or 'I' holding
-    0..65535 as PNG decodes it) keeps its top 8 bits: PIL's own convert
-    clips every value above 255 to white."""
-    mode = image.mode
-    if mode.startswith('I;16') or mode == 'I':
-        a = np.asarray(image)
-        if mode == 'I' and a.size and (a.min() < 0 or a.max() > 65535):
-            raise ValueError('unsupported %d-bit integer image (values %d..%d)'
-                             % (a.dtype.itemsize * 8, a.min(), a.max()))
-        return Image.fromarray((a.astype(np.uint32) >> 8).astype(np.uint8), 'L').convert('RGB')
-    if mode == 'F':
-        raise ValueError('unsupported floating-point image (mode F)')
-    return image.convert('RGB')
-
-
-def resize_input(image, input_size):
-    """A PIL image resized (not aspect-preserving) to S x S: uint8 RGB HWC."""
-    return np.asarray(to_rgb(image).resize((input_size, input_size), Image.BILINEAR))
-
-
-def load_input_image(path, input_size):
-    """The whole image file as the nets take it (`resize_input`)."""
-    with Image.open(path) as im:
-        return resize_input(im, input_size)
 
 
 def _prepare(task):
@@ -145,14 +74,6 @@ def _caffe():
         raise ImportError('writing/reading Caffe Datums needs pycaffe (`import caffe` failed: %s); '
                           'run `make build`' % e) from None
     return caffe
-
-
-def sha256_file(path, chunk=1 << 22):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            h.update(block)
-    return h.hexdigest()
 
 
 def parse_manifest(out):
@@ -232,7 +153,7 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
                 tasks = ((sub.path(i), size, do_flip, {p: b[i] for p, b in boxes.items()},
                           crop_size) for i in range(n))
                 results = pool.imap(_prepare, tasks, chunksize=4) if pool else map(_prepare, tasks)
-                bar = _progress(n, progress, '%s %s' % (os.path.basename(out), split))
+                bar = progress_bar(n, progress, '%s %s' % (os.path.basename(out), split))
                 to_datum = lambda img, label: caffe.io.array_to_datum(  # noqa: E731
                     np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1)), label
                 ).SerializeToString()
@@ -305,11 +226,6 @@ def _check_build_args(size, crop_size, workers, part_tolerance):
 def _map_size(entries, size, kind):
     per = 3 * size * size + 8192 if kind in ('images',) + PARTS else 8192
     return int(entries * per * 1.5) + (64 << 20)
-
-
-def _progress(total, enabled, desc):
-    from tqdm import tqdm
-    return tqdm(total=total, disable=not enabled, desc=desc, unit='img', mininterval=0.5)
 
 
 # ----------------------------------------------------------------- verify ---

@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 
 from posenorm.core.atomic import atomic_directory, atomic_write_bytes
+from posenorm.core.files import progress_bar
+from posenorm.core.plots import plt
 from posenorm.data.cub import PART_NAMES
 from posenorm.data.synthetic_draw import TRAITS, render_bird
 
@@ -96,7 +98,7 @@ def write_dataset(out, num_classes=20, per_class=60, size=256, seed=0, force=Fal
     rows = {k: [] for k in ('images', 'labels', 'split', 'bbox', 'parts')}
     start = time.perf_counter()
     with atomic_directory(out, force) as tmp:
-        bar = _progress(num_classes * per_class, progress, 'synthetic birds')
+        bar = progress_bar(num_classes * per_class, progress, 'synthetic birds')
         image_id = 0
         for c, (cls, traits) in enumerate(classes):
             os.makedirs(os.path.join(tmp, 'images', cls))
@@ -155,11 +157,6 @@ synthetic_config.json; pose, plumage colours and backgrounds are shared.
 """
 
 
-def _progress(total, enabled, desc):
-    from tqdm import tqdm
-    return tqdm(total=total, disable=not enabled, desc=desc, unit='img', mininterval=0.5)
-
-
 def benchmark(size=256, count=200, seed=0, num_classes=20):
     """Images/s of rendering alone and of rendering + JPEG encoding (one core)."""
     classes = make_classes(num_classes, seed)
@@ -181,10 +178,6 @@ def save_preview(path, num_classes=20, seed=0, size=256, count=24, cols=6):
     Sample i is image i // num_classes of class i % num_classes, i.e. the same
     pixels `write_dataset` stores with these arguments.
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
     classes = make_classes(num_classes, seed)
     rows = -(-count // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.3 * rows + 0.9), squeeze=False)

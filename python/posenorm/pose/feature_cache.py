@@ -10,7 +10,7 @@ each; a small Caffe net whose head layer has the *same name* (`cls_score`,
 its learned weights are then copied back into the full model by name.
 
 The pass runs only the layers whose values the cached blobs depend on
-(`feature_layers`): a stage-3 net's localization stream is skipped, since
+(`netgraph.value_layers`): a stage-3 net's localization stream is skipped, since
 its parts are pooled at the ground-truth keypoints while training.  One
 pass can serve several stages (`write_feature_caches`): a layer that is the
 same in two nets (parameters, weights and inputs) runs once, and the other
@@ -26,20 +26,17 @@ uncached stage up to float rounding (tests/test_train.py).  Where one does
 expectation (Caffe's dropout is inverted: TEST phase is the identity), i.e.
 the head trains without that feature noise; the driver says so in its log.
 """
+import contextlib
 import os
 
+import caffe
+import lmdb
 import numpy as np
-from google.protobuf import text_format
+from caffe.proto import caffe_pb2
 
 from posenorm.core.atomic import atomic_directory, atomic_write_text
-
-
-def load_net_param(prototxt):
-    from caffe.proto import caffe_pb2
-    param = caffe_pb2.NetParameter()
-    with open(prototxt) as f:
-        text_format.Merge(f.read(), param)
-    return param
+from posenorm.core.netgraph import (ancestors, forward_layers, load_net_param, net_graph,
+                                    param_graph, split_aliases, value_layers)
 
 
 def head_layers(net_param, head):
@@ -61,88 +58,20 @@ def cached_blobs(layers):
     return needed
 
 
-def param_graph(net_param):
-    """(name, LayerParameter, bottoms, tops) of every layer, in net order."""
-    return [(l.name, l, list(l.bottom), list(l.top)) for l in net_param.layer]
-
-
-def net_graph(net, net_param):
-    """The same for an instantiated pycaffe net: its real topology, with the
-    Split layers Caffe inserts (their LayerParameter: None)."""
-    params = {l.name: l for l in net_param.layer}
-    return [(n, params.get(n), list(net.bottom_names[n]), list(net.top_names[n]))
-            for n in net._layer_names]
-
-
-def shape_only_bottoms(param):
-    """Indices of the bottoms a layer reads for their shape alone:
-    CoordinateTransfer given ground-truth keypoints (bottom 2) with missing:
-    ZERO never reads the heatmap (bottom 1)."""
-    from caffe.proto import caffe_pb2
-    if param is not None and param.type == 'CoordinateTransfer' and \
-            len(param.bottom) == 3 and param.coordinate_transfer_param.missing == \
-            caffe_pb2.CoordinateTransferParameter.ZERO:
-        return {1}
-    return set()
-
-
-def ancestors(graph, blobs, values_only=False):
-    """Names (in net order) of the layers of `graph` any of `blobs` depends
-    on; values_only: only through bottoms whose values are read."""
-    producers = {}
-    for layer in graph:
-        for top in layer[3]:
-            producers.setdefault(top, []).append(layer)
-    seen, todo = set(), list(blobs)
-    while todo:
-        blob = todo.pop()
-        for name, param, bottoms, _ in producers.get(blob, []):
-            if name not in seen:
-                seen.add(name)
-                skip = shape_only_bottoms(param) if values_only else set()
-                todo.extend(b for i, b in enumerate(bottoms) if i not in skip)
-    return [layer[0] for layer in graph if layer[0] in seen]
-
-
 def stochastic_layers(net_param, blobs):
     """Names of Dropout layers any of `blobs` depends on."""
     types = {l.name: l.type for l in net_param.layer}
     return sorted(n for n in ancestors(param_graph(net_param), blobs) if types[n] == 'Dropout')
 
 
-def feature_layers(net, net_param, blobs):
-    """The layers of `net` a feature pass runs: those whose values `blobs`
-    depend on.  Stage 3 pools its parts at the ground-truth keypoints, so
-    the localization stream, whose heatmap CoordinateTransfer then reads for
-    its shape alone, is skipped: the pass costs the classification trunks."""
-    return ancestors(net_graph(net, net_param), blobs, values_only=True)
-
-
-def forward_layers(net, names):
-    """Forward only the layers `names` of a pycaffe net, in contiguous runs
-    (a skipped layer's tops keep what they held: zeros from allocation)."""
-    order = list(net._layer_names)
-    index = sorted(order.index(n) for n in names)
-    if not index:
-        return
-    runs, start = [], index[0]
-    for prev, cur in zip(index, index[1:] + [None]):
-        if cur != prev + 1:
-            runs.append((order[start], order[prev]))
-            start = cur
-    for first, last in runs:
-        net.forward(start=first, end=last)
-
-
 def open_feature_net(train_prototxt, head, weights=None):
     """Load a stage's train net (TEST phase) for its feature pass: (net,
     cached blobs, per-sample Datum shapes, layers to run, net_param)."""
-    import caffe
     net_param = load_net_param(train_prototxt)
     blobs = cached_blobs(head_layers(net_param, head))
     net = caffe.Net(train_prototxt, caffe.TEST, **(dict(weights=weights) if weights else {}))
     shapes = {b: datum_shape(net.blobs[b].data.shape[1:]) for b in blobs}
-    return net, blobs, shapes, feature_layers(net, net_param, blobs), net_param
+    return net, blobs, shapes, value_layers(net, net_param, blobs), net_param
 
 
 def datum_shape(shape):
@@ -156,7 +85,6 @@ def datum_shape(shape):
 def write_records(envs, net, shapes, start, take):
     """Append the first `take` samples of each cached blob as float Datums
     keyed start, start + 1, ... (the read order of Caffe's Data layer)."""
-    from caffe.proto import caffe_pb2
     for b, env in envs.items():
         data = net.blobs[b].data.reshape(net.blobs[b].data.shape[0], -1)
         c, h, w = shapes[b]
@@ -167,7 +95,17 @@ def write_records(envs, net, shapes, start, take):
                 txn.put(b'%08d' % (start + i), datum.SerializeToString())
 
 
-def _same_layer(pa, pb):
+# ------------------------------------------------ one pass, several nets ---
+#
+# Two stages that start from the same trunk (the frozen fc7 baseline and
+# both stage 3s share the classification stream) compute the same blobs up
+# to where their heads differ.  A blob is *shared* when, in both nets, it is
+# written by the same layers, each of them the same layer: equal parameters
+# (learning rates aside), equal weights, and inputs that are themselves
+# shared.  The second net copies shared blobs from the first instead of
+# computing them.
+
+def _same_computation(pa, pb):
     """Equal LayerParameters, learning-rate multipliers aside (a frozen and
     a learning copy compute the same forward)."""
     a, b = type(pa)(), type(pb)()
@@ -178,52 +116,47 @@ def _same_layer(pa, pb):
     return a == b
 
 
-def _canonical(graph):
-    """A blob name -> the blob it aliases (the tops of Caffe's inserted
-    Split layers share their bottom's data)."""
-    alias = {}
-    for _, param, bottoms, tops in graph:
-        if param is None:
-            for t in tops:
-                alias[t] = alias.get(bottoms[0], bottoms[0])
-    return lambda blob: alias.get(blob, blob)
-
-
 def _same_weights(na, nb, name):
     a, b = na.params.get(name, []), nb.params.get(name, [])
     return len(a) == len(b) and all(np.array_equal(x.data, y.data) for x, y in zip(a, b))
 
 
+def _layers(net, net_param):
+    """[(name, LayerParameter, bottoms, tops)] of the net's own layers (no
+    Split layers), bottoms named by the blob a Split top stands for."""
+    graph = net_graph(net, net_param)
+    alias = split_aliases(graph)
+    return [(n, p, [alias(b) for b in bottoms], list(tops))
+            for n, p, bottoms, tops in graph if p is not None]
+
+
+def _writers(layers):
+    """blob -> names of the layers writing it (in-place layers included)."""
+    out = {}
+    for name, _, _, tops in layers:
+        for t in tops:
+            out.setdefault(t, []).append(name)
+    return out
+
+
 def shared_blobs(lead, other):
-    """Blobs `other`'s feature pass can copy from `lead`'s instead of
-    computing them: every layer writing the blob is, in both nets, the same
-    layer (`_same_layer`, equal weights, the same bottoms, themselves
-    shared), and `lead` runs it.  lead/other: (net, net_param, layers run).
-    Blob names are canonical (Split tops stand for their bottom)."""
-    (na, pa, run_a), (nb, pb, _) = lead, other
-    ga, gb = net_graph(na, pa), net_graph(nb, pb)
-    ca, cb = _canonical(ga), _canonical(gb)
-    layers_a = {n: (p, [ca(x) for x in bot], list(top)) for n, p, bot, top in ga if p is not None}
-    run_a = set(run_a)
-    writers_a, writers_b = {}, {}
-    for n, (_, _, tops) in layers_a.items():
-        for t in tops:
-            writers_a.setdefault(t, []).append(n)
+    """The blobs `other`'s feature pass can copy from `lead`'s.
+    lead/other: (net, net_param, names of the layers its pass runs)."""
+    (net_a, param_a, run_a), (net_b, param_b, _) = lead, other
+    layers_a, layers_b = _layers(net_a, param_a), _layers(net_b, param_b)
+    in_a = {name: (p, bottoms, tops) for name, p, bottoms, tops in layers_a}
     shared = set()
-    for n, p, bottoms, tops in gb:
-        if p is None:
-            continue
-        bottoms = [cb(x) for x in bottoms]
-        for t in tops:
-            writers_b.setdefault(t, []).append(n)
-        a = layers_a.get(n)
-        if a is not None and n in run_a and _same_layer(a[0], p) and a[1] == bottoms and \
-                a[2] == list(tops) and all(x in shared for x in bottoms) and \
-                _same_weights(na, nb, n):
+    for name, p, bottoms, tops in layers_b:  # in net order: inputs first
+        a = in_a.get(name)
+        same = (a is not None and name in run_a and _same_computation(a[0], p)
+                and (a[1], a[2]) == (bottoms, tops) and set(bottoms) <= shared
+                and _same_weights(net_a, net_b, name))
+        if same:
             shared.update(tops)
-        else:
+        else:  # a different layer writing the blob (in place, too) unshares it
             shared.difference_update(tops)
-    return {x for x in shared if writers_a.get(x) == writers_b.get(x)}
+    writers_a, writers_b = _writers(layers_a), _writers(layers_b)
+    return {blob for blob in shared if writers_a.get(blob) == writers_b.get(blob)}
 
 
 class _Pass(object):
@@ -241,24 +174,24 @@ class _Pass(object):
         shared = shared_blobs((lead.net, lead.param, lead.layers),
                               (self.net, self.param, self.layers))
         graph = net_graph(self.net, self.param)
-        canon = _canonical(graph)
+        alias = split_aliases(graph)
         run = set(self.layers)
         own, needed, skipped = [], set(self.blobs), 0
-        for n, p, bottoms, tops in graph:
-            if n not in run:
+        for name, p, bottoms, tops in graph:
+            if name not in run:
                 continue
             if p is not None and set(tops) <= shared:  # Split layers always run
-                skipped += n in self.net.params
+                skipped += name in self.net.params
             else:
-                own.append(n)
-                needed.update(canon(x) for x in bottoms)
+                own.append(name)
+                needed.update(alias(b) for b in bottoms)
         self.copy = sorted(needed & shared)
         self.layers = own
         return skipped
 
     def forward(self, lead):
-        for x in self.copy:
-            self.net.blobs[x].data[...] = lead.net.blobs[x].data
+        for blob in self.copy:
+            self.net.blobs[blob].data[...] = lead.net.blobs[blob].data
         forward_layers(self.net, self.layers)
 
 
@@ -274,8 +207,6 @@ def write_feature_caches(jobs, count):
     ({blob: lmdb path}, {blob: per-sample shape}, dropout layers on the
     path), or None for a job not written.
     """
-    import contextlib
-    import lmdb
     passes = [_Pass(prototxt, weights, head) for prototxt, weights, _, head in jobs]
     lead = passes[0]
     batch = lead.net.blobs[lead.blobs[0]].data.shape[0]
@@ -320,7 +251,6 @@ def write_feature_cache(train_prototxt, weights, out_dir, count, head):
 
 def head_net(net_param, lmdbs, batch_size, head):
     """The head alone on cached blobs: Data layers -> head -> its losses."""
-    from caffe.proto import caffe_pb2
     out = caffe_pb2.NetParameter(name=net_param.name + '_cached_head')
     for blob, source in lmdbs.items():
         data = out.layer.add(name='cached_' + blob, type='Data')

@@ -20,34 +20,30 @@ import caffe
 from caffe import layers as L, params as P
 from caffe.coord_map import coord_map_from_to
 
-from posenorm.data.part_crops import CROP_SIZE, PARTS
+from posenorm.core.atomic import atomic_write_text
+from posenorm.data.part_crops import CROP_SIZE
 
 # BGR means of the ImageNet training set, as VGG and FCN use them.
 VGG_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
 Backbone = collections.namedtuple('Backbone', 'blocks fc fc6_kernel input_size score_from '
-                                   'part_layer part_radius')
+                                   'part_layer part_radius imagenet batch_size')
 
+# Why the small backbone scores and pools where it does: docs/training.md.
 BACKBONES = {
     # The paper's net: 500x500 input -> pool5 16x16 -> fc6 (7x7) -> 10x10 fc7.
     'vgg16': Backbone(blocks=((64, 64), (128, 128), (256, 256, 256),
                               (512, 512, 512), (512, 512, 512)),
                       fc=4096, fc6_kernel=7, input_size=500, score_from='fc7',
-                      part_layer='conv5_3', part_radius=1),
+                      part_layer='conv5_3', part_radius=1, imagenet=True,
+                      batch_size=1),
     # VGG-16's topology at 1/8 of its widths, for CPU demos and tests: the
-    # same layer names and geometry, ~1/64 of the arithmetic.  Keypoints are
-    # scored on conv5_3 (stride 16) since its fc7 map is too coarse at 256 px
-    # (conv4_3, stride 8, was tried: finer but more gross errors, and worse
-    # parts for the classifier).  Parts are pooled from conv3_3 (stride 4),
-    # 5x5 max: trained from scratch in a CPU budget, this net's conv5_3 holds
-    # little of the small class marks (demo, ground-truth parts at test:
-    # 43-45% from conv3_3, 16-17% from conv5_3; a linear probe of one trunk:
-    # conv3_3 57%, conv4_3 28%), and the 5x5 window (20 px) absorbs some of
-    # the keypoint error (predicted parts: 3x3 16%, 5x5 19%, 9x9 20%).
+    # same layer names and geometry, ~1/64 of the arithmetic, from scratch.
     'small': Backbone(blocks=((8, 8), (16, 16), (32, 32, 32),
                               (64, 64, 64), (64, 64, 64)),
                       fc=256, fc6_kernel=7, input_size=256, score_from='conv5_3',
-                      part_layer='conv3_3', part_radius=2),
+                      part_layer='conv3_3', part_radius=2, imagenet=False,
+                      batch_size=8),
 }
 
 NUM_KEYPOINTS = 15
@@ -322,53 +318,6 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     return n.to_proto()
 
 
-def variants(backbone):
-    """Every trained net of the paper, as keyword arguments of the generator.
-
-    The stages of section 3.4: (1) keypoint net, trunk fixed, new score
-    layer; (2) the whole keypoint net; (3) the classifier on fixed features
-    with ground-truth parts; (4) everything.  The small backbone has no
-    ImageNet weights, so its stage 1 trains the trunk too (a fixed random
-    trunk would teach nothing).
-    """
-    pretrained = backbone == 'vgg16'
-    frozen = dict(loc_lr=0, score_lr=0, cls_lr=0)
-    return collections.OrderedDict([
-        ('keypoint_stage1', dict(classify=False, loc_lr=0 if pretrained else 1)),
-        ('keypoint_stage2', dict(classify=False)),
-        ('joint_cbp_stage3', dict(holistic='cbp', **frozen)),
-        ('joint_cbp_stage4', dict(holistic='cbp')),
-        ('joint_fc7_stage3', dict(holistic='fc7', **frozen)),
-        ('joint_fc7_stage4', dict(holistic='fc7')),
-        ('baseline_fc7_frozen', dict(parts=False, holistic='fc7', cls_lr=0)),
-        ('baseline_fc7_ft', dict(parts=False, holistic='fc7')),
-        ('baseline_keypoint_features', dict(shared_stream=True, holistic=None,
-                                            loc_lr=0, score_lr=0)),
-        # section 3.6: a part net per crop, then their features joined to the
-        # compact bilinear model's under a new classifier (trunks fixed)
-        ('part_head', dict(part='head')),
-        ('part_body', dict(part='body')),
-        ('joint_cbp_partnets', dict(holistic='cbp', part_nets=PARTS,
-                                    part_net_lr=0, **frozen)),
-    ])
-
-
-def deploy_variants():
-    """The nets a user runs on images: name -> generator keyword arguments."""
-    return collections.OrderedDict([
-        ('keypoint', dict(classify=False)),
-        ('joint_cbp', dict(holistic='cbp')),
-        ('joint_fc7', dict(holistic='fc7')),
-        ('joint_cbp_oracle', dict(holistic='cbp', oracle=True)),
-        ('joint_fc7_oracle', dict(holistic='fc7', oracle=True)),
-        ('baseline_fc7', dict(parts=False, holistic='fc7')),
-        ('baseline_keypoint_features', dict(shared_stream=True, holistic=None)),
-        ('joint_cbp_partnets', dict(holistic='cbp', part_nets=PARTS)),
-        ('joint_cbp_partnets_oracle', dict(holistic='cbp', part_nets=PARTS,
-                                           oracle=True)),
-    ])
-
-
 # Arguments of the whole-image nets that a part net (on crops) has no use for.
 _WHOLE_IMAGE_ONLY = ('input_size', 'score_from')
 
@@ -386,16 +335,17 @@ def net_path(out_dir, backbone, name, phase):
     return os.path.join(out_dir, backbone, '%s_%s.prototxt' % (name, phase))
 
 
-def write_nets(out_dir, backbone, **kwargs):
-    """Write every variant's train/val/deploy prototxt; return their paths.
+def write_nets(out_dir, backbone, trained, deploy, **kwargs):
+    """Write train/val prototxts of the `trained` nets and deploy prototxts
+    of the `deploy` ones (name -> generator arguments, as
+    `stages.trained_nets` and `stages.deploy_nets` give them); return paths.
 
     kwargs (lmdb_dir, batch_size, num_classes, ...) go to every net.
     """
-    from posenorm.core.atomic import atomic_write_text
     paths = []
-    jobs = [(name, phase, v) for name, v in variants(backbone).items()
+    jobs = [(name, phase, v) for name, v in trained.items()
             for phase in ('train', 'val')]
-    jobs += [(name, 'deploy', v) for name, v in deploy_variants().items()]
+    jobs += [(name, 'deploy', v) for name, v in deploy.items()]
     for name, phase, v in jobs:
         path = net_path(out_dir, backbone, name, phase)
         os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -31,12 +31,13 @@ import tempfile
 import numpy as np
 
 import caffe
+from caffe import layers as L
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from posenorm.core import atomic
 from posenorm.core.atomic import atomic_write_bytes, refuse_existing
 from posenorm.core.net_loading import read_prototxt, refuse_python_layers
+from posenorm.pose.nets import BACKBONES, pose_normalized_net, trunk
 
 STREAMS = ('', 'cls_')
 
@@ -303,16 +304,6 @@ def load_weights(prototxt, weights, label=None):
     return net
 
 
-def atomic_save(path, save, force=False):
-    """Call save(tmp) with a temporary path beside `path`, then rename it.
-
-    Refuses an existing `path` unless force.  On any error the temporary file
-    is removed and `path` is left as it was.
-    """
-    refuse_existing(path, force)
-    atomic.atomic_save(path, save)
-
-
 def weights_proto(net, layers, name=''):
     """A NetParameter with the params of `layers` of `net`, in the net's order:
     per layer its name, type and blobs (all `caffe train --weights` reads)."""
@@ -348,8 +339,6 @@ def save_weights(net, path, layers=None, force=False, name=''):
 def conv_trunk_proto(backbone='vgg16', input_size=224):
     """The conv1_1 ... conv5_3 trunk of `backbone` on an Input blob: the net of
     our conv-only caffemodels (tools/get_vgg16_conv_weights.py)."""
-    from caffe import layers as L
-    from posenorm.pose.nets import BACKBONES, trunk
     n = caffe.NetSpec()
     n.data = L.Input(shape=dict(dim=[1, 3, input_size, input_size]))
     trunk(n, n.data, BACKBONES[backbone], upto='conv5_3', train=False)
@@ -360,7 +349,6 @@ def conv_trunk_proto(backbone='vgg16', input_size=224):
 
 def target_proto(backbone='vgg16', holistic='fc7', num_classes=200):
     """The joint deploy net both streams are initialized in."""
-    from posenorm.pose.nets import pose_normalized_net
     proto = pose_normalized_net('deploy', backbone=backbone, holistic=holistic,
                                 num_classes=num_classes)
     proto.name = '%s_joint_%s_deploy' % (backbone, holistic)

@@ -11,8 +11,8 @@ A run directory holds everything of one training run:
   models/<variant>/     deploy.prototxt + weights.caffemodel + model.json
 
 A rerun skips stages with a done/ record and resumes an interrupted stage
-from its newest .solverstate.  The order and the initialization of each
-stage:
+from its newest .solverstate.  The stages, their order and where each one's
+weights start are the table `posenorm.pose.stages`; in short:
 
   keypoint_stage1   ImageNet weights (vgg16) or the filler (small)
   keypoint_stage2   <- keypoint_stage1
@@ -36,77 +36,23 @@ feature pass of the first such stage also writes the caches of the later
 ones that share its trunk (the frozen fc7 baseline and both stage 3s start
 from the same classification stream), so that trunk runs once.
 """
-import collections
 import json
 import os
-import shutil
 import time
 
+import caffe
 from google.protobuf import text_format
 
 from posenorm.core import caffe_run
-from posenorm.pose import feature_cache
 from posenorm.core.atomic import atomic_save, atomic_write_text
-from posenorm.pose.nets import deploy_variants, pose_normalized_net, variants, write_nets
+from posenorm.core.netgraph import load_net_param
+from posenorm.data.lmdb_data import parse_manifest
 from posenorm.data.part_crops import CROP_SIZE
+from posenorm.pose import feature_cache, stages
+from posenorm.pose.model_dir import ORACLE_DEPLOY, write_model_dir
+from posenorm.pose.nets import BACKBONES, pose_normalized_net, write_nets
 from posenorm.pose.solvers import make_solver
-
-# init: where a stage's starting weights come from: a stage name, 'imagenet',
-# 'classification_init' (localization <- keypoint_stage2, classification <-
-# ImageNet or a copy of the localization trunk), 'part_init' (a part net's
-# trunk <- ImageNet or the keypoint_stage2 trunk) or 'partnets_init' (the
-# stages of PARTNETS_SOURCES combined).
-Stage = collections.namedtuple('Stage', 'name init cached')
-PARTNETS_SOURCES = ('joint_cbp_stage4', 'part_head', 'part_body')
-INIT_NEEDS = {'imagenet': (), 'classification_init': ('keypoint_stage2',),
-              'part_init': ('keypoint_stage2',), 'partnets_init': PARTNETS_SOURCES}
-
-# Table 1 rows: exported model -> (final stage, deploy variant, label)
-MODELS = collections.OrderedDict([
-    ('keypoint', ('keypoint_stage2', 'keypoint', 'Keypoint localization net')),
-    ('baseline_fc7_frozen', ('baseline_fc7_frozen', 'baseline_fc7',
-                             'fc7 feature on whole image')),
-    ('baseline_fc7_ft', ('baseline_fc7_ft', 'baseline_fc7',
-                         'fc7 feature of fine-tuned net on whole image')),
-    ('baseline_keypoint_features', ('baseline_keypoint_features',
-                                    'baseline_keypoint_features',
-                                    'Keypoint features baseline')),
-    ('joint_fc7', ('joint_fc7_stage4', 'joint_fc7', 'Our model with fc7 feature')),
-    ('joint_cbp', ('joint_cbp_stage4', 'joint_cbp',
-                   'Our model with compact bilinear feature')),
-    ('joint_cbp_partnets', ('joint_cbp_partnets', 'joint_cbp_partnets',
-                            'Our model with compact bilinear feature on ft-part nets')),
-])
-
-
-def plan(backbone, models=None):
-    """The stages needed for `models` (default: all), in training order."""
-    frozen_stage1 = variants(backbone)['keypoint_stage1'].get('loc_lr', 1) == 0
-    all_stages = [
-        Stage('keypoint_stage1', 'imagenet', frozen_stage1),
-        Stage('keypoint_stage2', 'keypoint_stage1', False),
-        Stage('baseline_fc7_frozen', 'classification_init', True),
-        Stage('baseline_fc7_ft', 'baseline_fc7_frozen', False),
-        Stage('baseline_keypoint_features', 'keypoint_stage2', True),
-        Stage('joint_fc7_stage3', 'classification_init', True),
-        Stage('joint_fc7_stage4', 'joint_fc7_stage3', False),
-        Stage('joint_cbp_stage3', 'classification_init', True),
-        Stage('joint_cbp_stage4', 'joint_cbp_stage3', False),
-        Stage('part_head', 'part_init', False),
-        Stage('part_body', 'part_init', False),
-        Stage('joint_cbp_partnets', 'partnets_init', True),
-    ]
-    wanted = list(models or MODELS)
-    needed = set()
-
-    def need(stage_name):
-        needed.add(stage_name)
-        stage = next(s for s in all_stages if s.name == stage_name)
-        for source in INIT_NEEDS.get(stage.init, (stage.init,)):
-            need(source)
-    for model in wanted:
-        need(MODELS[model][0])
-    return [s for s in all_stages if s.name in needed]
+from posenorm.pose.surgery import caffemodel_layers, copy_weights
 
 
 class Run(object):
@@ -122,22 +68,20 @@ class Run(object):
         self.num_classes = num_classes
         self.caffe = caffe
         self.imagenet = imagenet_weights and os.path.abspath(imagenet_weights)
-        self.batch_size = batch_size or (1 if backbone == 'vgg16' else 8)
+        self.batch_size = batch_size or BACKBONES[backbone].batch_size
         self.iter_scale = iter_scale
         self.seed = seed
         self.test_iter = test_iter
         self.use_cache = use_cache
         self.progress = progress
         self.log = log
-        with open(os.path.join(self.lmdb_dir, 'manifest.json')) as f:
-            self.manifest = json.load(f)
+        self.manifest = parse_manifest(self.lmdb_dir)
         # The nets take the images at the size the LMDBs hold them.
         self.input_size = self.manifest['input_size']
         self.net_args = dict(lmdb_dir=self.lmdb_dir, batch_size=self.batch_size,
                              num_classes=num_classes, input_size=self.input_size,
                              crop_size=self.manifest.get('crop_size') or CROP_SIZE)
         if self.imagenet and backbone == 'vgg16':
-            from posenorm.pose.surgery import caffemodel_layers
             if 'fc6' not in caffemodel_layers(self.imagenet):
                 # Conv-only ImageNet weights: fc6/fc7 would be random, so the
                 # keypoint scores sit on conv5_3 (stride 16) instead of fc7.
@@ -154,21 +98,16 @@ class Run(object):
     def prepare(self):
         """Generate this run's nets and solvers (idempotent)."""
         os.makedirs(self.dir, exist_ok=True)
-        write_nets(self.path('prototxt'), self.backbone, **self.net_args)
-        for name in variants(self.backbone):
+        write_nets(self.path('prototxt'), self.backbone, stages.trained_nets(self.backbone),
+                   stages.deploy_nets(), **self.net_args)
+        for name in stages.trained_nets(self.backbone):
             s = self.solver_param(name)
             atomic_write_text(self.path('solvers', name + '.prototxt'),
                               text_format.MessageToString(s))
 
     def solver_param(self, name):
-        s = make_solver(self.backbone, name)
-        s.max_iter = max(1, int(round(s.max_iter * self.iter_scale)))
-        s.stepsize = max(1, int(round(s.stepsize * self.iter_scale)))
-        s.snapshot = max(1, s.max_iter // 4)
-        s.display = max(1, min(20, s.max_iter // 50))
-        s.test_interval = s.max_iter
-        s.random_seed = self.seed
-        s.test_iter[0] = self.test_iter
+        s = make_solver(self.backbone, name, iter_scale=self.iter_scale,
+                        test_iter=self.test_iter, seed=self.seed)
         s.train_net = self.path(s.train_net)
         s.test_net[0] = self.path(s.test_net[0])
         s.snapshot_prefix = self.path(s.snapshot_prefix)
@@ -182,6 +121,10 @@ class Run(object):
                 return json.load(f)
         return None
 
+    def done_records(self):
+        """The records of the finished stages, in training order."""
+        return [r for r in (self.done_record(s.name) for s in stages.STAGES) if r]
+
     def final_weights(self, name):
         record = self.done_record(name)
         if record is None:
@@ -191,19 +134,17 @@ class Run(object):
     # ---------------------------------------------------------------- init --
     def init_weights(self, stage):
         """Assemble the caffemodel a stage starts from; None for fillers."""
-        import caffe
-        if stage.init == 'imagenet':
+        if stage.init == stages.IMAGENET:
             return self.imagenet  # None: the fillers
-        if stage.init not in INIT_NEEDS:
+        if isinstance(stage.init, str) and stage.init in stages.STAGES_BY_NAME:
             return self.final_weights(stage.init)
         out = self.path('init', stage.name + '.caffemodel')
         if os.path.exists(out):
             return out
-        from posenorm.pose.surgery import copy_weights
         caffe.set_random_seed(self.seed)  # the new layers' fillers: reproducible
         net = caffe.Net(self.path('prototxt', self.backbone, stage.name + '_train.prototxt'),
                         caffe.TEST)
-        if stage.init == 'classification_init':
+        if stage.init == stages.CLASSIFICATION_INIT:
             if self.imagenet:  # both streams (tools/surgery.py output)
                 net.copy_from(self.imagenet)
             net.copy_from(self.final_weights('keypoint_stage2'))
@@ -214,12 +155,12 @@ class Run(object):
                 # to copy from.
                 copy_weights(net, self.final_weights('keypoint_stage2'), src_prefix='',
                              dst_prefix='cls_', log=self.log)
-        elif stage.init == 'part_init':  # the same choice for a part net's trunk
-            part = variants(self.backbone)[stage.name]['part']
+        elif stage.init == stages.PART_INIT:  # the same choice for a part net's trunk
+            part = stage.net['part']
             copy_weights(net, self.imagenet or self.final_weights('keypoint_stage2'),
                          src_prefix='', dst_prefix=part + '_', log=self.log)
-        else:  # partnets_init: every source's layers by name; a new classifier
-            for source in PARTNETS_SOURCES:
+        else:  # several stages' layers by name; a new classifier
+            for source in stage.init:
                 copy_weights(net, self.final_weights(source), skip=('cls_score',),
                              log=self.log)
         atomic_save(out, net.save)
@@ -234,7 +175,7 @@ class Run(object):
             self.log('[train] %s: done earlier (%s)' % (stage.name, record['weights']))
             return record['weights']
         t0 = time.time()
-        part = variants(self.backbone)[stage.name].get('part')
+        part = stage.net.get('part')
         if part and part not in self.manifest.get('crop_parts', []):
             raise caffe_run.StageFailed(
                 '%s needs %s crops, which the LMDBs in %s lack: rebuild them with '
@@ -242,7 +183,8 @@ class Run(object):
         init = self.init_weights(stage)
         solver = self.solver_param(stage.name)
         log_path = self.path('logs', stage.name + '.log')
-        if stage.cached and self.use_cache:
+        cached = self.cached(stage)
+        if cached:
             weights, curves = self._run_cached(stage, solver, init, log_path, later)
         else:
             solver_path = self.path('solvers', stage.name + '.prototxt')
@@ -268,18 +210,21 @@ class Run(object):
                 'base_lr in %s and run again' % (stage.name, ', '.join(bad[:5]), weights,
                                                   self.path('solvers', stage.name + '.prototxt')))
         record = dict(stage=stage.name, weights=weights, seconds=round(time.time() - t0, 1),
-                      iterations=solver.max_iter, cached=bool(stage.cached and self.use_cache),
+                      iterations=solver.max_iter, cached=cached,
                       final_loss=curves['loss'][-1][1] if curves['loss'] else None)
         atomic_write_text(self.path('done', stage.name + '.json'), json.dumps(record, indent=1))
         self.log('[train] %s: done in %.0f s, loss %s' % (stage.name, record['seconds'],
                                                           record['final_loss']))
         return weights
 
+    def cached(self, stage):
+        """Whether this run trains the stage's head on cached features."""
+        return self.use_cache and stage.is_cached(self.backbone)
+
     def _feature_job(self, stage, init):
         """(train prototxt, weights, features dir, head) of a cached stage's
         feature pass; fillers (init None) are fixed in a file first, so the
         pass and the result share them."""
-        import caffe
         train_net = self.path('prototxt', self.backbone, stage.name + '_train.prototxt')
         if init is None:
             init = self.path('init', stage.name + '.caffemodel')
@@ -295,10 +240,10 @@ class Run(object):
     def _companions(self, later):
         """Later cached stages whose feature pass can run now (their inputs
         are trained, their features not yet cached)."""
-        return [s for s in later if s.cached and self.use_cache
+        return [s for s in later if self.cached(s)
                 and not self.done_record(s.name)
                 and not os.path.isdir(self._features_dir(s))
-                and all(self.done_record(d) for d in INIT_NEEDS.get(s.init, (s.init,)))]
+                and all(self.done_record(d) for d in s.needs())]
 
     def _run_cached(self, stage, solver, init, log_path, later=()):
         """Train the head on cached features, then copy it into the full model.
@@ -308,10 +253,9 @@ class Run(object):
         classification stream and the frozen fc7 baseline's): one pass
         through the trunk, each stage's remaining layers on top of it.
         """
-        import caffe
         train_net, init, features, head_name = self._feature_job(stage, init)
         cache_dir = os.path.dirname(features)
-        net_param = feature_cache.load_net_param(train_net)
+        net_param = load_net_param(train_net)
         blobs = feature_cache.cached_blobs(feature_cache.head_layers(net_param, head_name))
         lmdbs = {b: os.path.join(features, b) for b in blobs}
         if not os.path.isdir(features):  # atomic: present means complete
@@ -363,39 +307,30 @@ class Run(object):
     # ------------------------------------------------------------- exports --
     def export(self, model):
         """Write models/<model>/ for evaluation and prediction."""
-        from posenorm.pose.model_dir import write_model_dir
-        stage, deploy, label = MODELS[model]
+        m = stages.MODELS[model]
         sizes = dict(num_classes=self.num_classes, input_size=self.input_size,
                      crop_size=self.net_args['crop_size'])
-        kwargs = dict(deploy_variants()[deploy], **sizes)
-        proto = pose_normalized_net('deploy', backbone=self.backbone, **kwargs)
-        info = dict(variant=model, label=label, backbone=self.backbone,
+        deploy = pose_normalized_net('deploy', backbone=self.backbone, **dict(m.deploy_net, **sizes))
+        info = dict(variant=model, label=m.label, backbone=self.backbone,
                     input_size=self.input_size, classes=self.manifest['class_names'],
                     part_names=self.manifest['part_names'])
         extra = {}
-        if deploy + '_oracle' in deploy_variants():
-            oracle = pose_normalized_net('deploy', backbone=self.backbone, **dict(
-                deploy_variants()[deploy + '_oracle'], **sizes))
-            extra['oracle_deploy.prototxt'] = str(oracle)
-            info['oracle_deploy'] = 'oracle_deploy.prototxt'
+        if m.oracle:
+            oracle = pose_normalized_net('deploy', backbone=self.backbone,
+                                         **dict(m.deploy_net, oracle=True, **sizes))
+            extra[ORACLE_DEPLOY] = str(oracle)
+            info['oracle_deploy'] = ORACLE_DEPLOY
         out = self.path('models', model)
-        write_model_dir(out, str(proto), self.final_weights(stage), info, extra=extra)
+        write_model_dir(out, str(deploy), self.final_weights(m.stage), info, extra=extra)
         return out
 
 
 def train(run, models=None):
     """Run every stage the models need, then export them; return model dirs."""
     run.prepare()
-    stages = plan(run.backbone, models)
-    run.log('[train] %d stages: %s' % (len(stages), ', '.join(s.name for s in stages)))
-    for i, stage in enumerate(stages):
-        run.run_stage(stage, later=stages[i + 1:])
-    return [run.export(m) for m in (models or MODELS)]
+    todo = stages.plan(models)
+    run.log('[train] %d stages: %s' % (len(todo), ', '.join(s.name for s in todo)))
+    for i, stage in enumerate(todo):
+        run.run_stage(stage, later=todo[i + 1:])
+    return [run.export(m) for m in (models or stages.MODELS)]
 
-
-def clean_stage(run, name):
-    """Forget a stage (and its snapshots) so the next run trains it again."""
-    for path in (run.path('done', name + '.json'), run.path('init', name + '.caffemodel')):
-        if os.path.exists(path):
-            os.remove(path)
-    shutil.rmtree(run.path('cache', name), ignore_errors=True)

