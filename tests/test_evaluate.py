@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import caffe
-from posenorm.pose import evaluate, model_dir, nets
+from posenorm.pose import evaluate, model_dir, nets, predict, stages
 from posenorm.data.cub import PART_NAMES, read_cub
 
 NEW_LAYERS = ('CoordinateTransfer', 'KeypointSigmoidCrossEntropyLoss')
@@ -24,7 +24,7 @@ def _need_new_layers():
 def make_model(root, name, variant, label, classes, **kwargs):
     """A model directory with the small backbone's random initial weights."""
     caffe.set_random_seed(0)
-    kwargs = dict(nets.deploy_variants()[variant], **kwargs)
+    kwargs = dict(stages.deploy_nets()[variant], **kwargs)
     oracle = kwargs.pop('oracle', False)
     proto = nets.pose_normalized_net('deploy', backbone='small', num_classes=max(len(classes), 1),
                                      **kwargs)
@@ -35,14 +35,15 @@ def make_model(root, name, variant, label, classes, **kwargs):
     net = caffe.Net(path, caffe.TEST)
     weights = os.path.join(root, name + '.caffemodel')
     net.save(weights)
-    oracle_text = None
-    if oracle:
-        oracle_text = str(nets.pose_normalized_net('deploy', backbone='small', num_classes=len(classes),
-                                                   oracle=True, **kwargs))
     info = dict(variant=variant, label=label, backbone='small', input_size=256, classes=list(classes),
                 part_names=list(PART_NAMES))
+    extra = {}
+    if oracle:
+        info['oracle_deploy'] = model_dir.ORACLE_DEPLOY
+        extra[model_dir.ORACLE_DEPLOY] = str(nets.pose_normalized_net(
+            'deploy', backbone='small', num_classes=len(classes), oracle=True, **kwargs))
     return model_dir.write_model_dir(os.path.join(root, 'models', name), text, weights, info,
-                                     oracle_deploy_text=oracle_text)
+                                     extra=extra)
 
 
 @pytest.fixture(scope='module')
@@ -66,11 +67,11 @@ def basic_models(tiny):
 # ------------------------------------------------------------- pieces ---
 
 @pytest.mark.parametrize('backbone,stride,offset', [('small', 16, 7.5), ('vgg16', 32, 111.5)])
-def test_heatmap_geometry_from_prototxt_matches_coord_map(tmp_path, backbone, stride, offset):
+def test_model_records_heatmap_geometry_of_coord_map(backbone, stride, offset):
+    """model.json's maps: the heatmap cell -> input pixel map of coord_map."""
     proto = nets.pose_normalized_net('deploy', backbone=backbone, classify=False)
-    path = tmp_path / 'kp.prototxt'
-    path.write_text(str(proto))
-    assert evaluate.heatmap_geometry(str(path)) == (stride, offset)
+    g = model_dir.output_maps(proto)['heatmap']
+    assert (g['stride'], g['offset']) == (stride, offset)
 
 
 def test_decode_heatmap_argmax_and_ties():
@@ -78,7 +79,7 @@ def test_decode_heatmap_argmax_and_ties():
     hm[0, 2, 3] = 0.9
     hm[1] = 0.5                      # all tied: the first cell
     hm[2, 1, 0] = hm[2, 3, 4] = 0.7  # tie: the first in row-major order
-    kp, scores = evaluate.decode_heatmap(hm, 16, 7.5)
+    kp, scores = predict.decode_heatmap(hm, 16, 7.5)
     assert kp.tolist() == [[7.5 + 48, 7.5 + 32, 1], [7.5, 7.5, 1], [7.5, 7.5 + 16, 1]]
     assert scores.tolist() == [0.9, 0.5, 0.7]
 
@@ -208,11 +209,11 @@ def test_evaluate_joint_model_with_oracle(tiny, joint_model, tmp_path):
     assert list(saved['tables']['table2']) == ['joint_fc7']
     assert saved['tables']['table3'][0]['model'] == 'joint_fc7'
     # CoordinateTransfer's part_locations = our own decoding of the heatmap
-    p = evaluate.Predictor(joint_model)
+    p = predict.Predictor(joint_model)
     data = read_cub(tiny['cub'])
     for i in range(3):
         r = p.predict(data.path(i), tuple(data.sizes[i]))
-        mine, _ = evaluate.decode_heatmap(p.net.blobs['kp_score'].data[0], *p.geometry)
+        mine, _ = predict.decode_heatmap(p.net.blobs['kp_score'].data[0], *p.geometry)
         np.testing.assert_allclose(r['keypoints_input'], mine)
         assert np.all((r['scores'] > 0) & (r['scores'] < 1))
 

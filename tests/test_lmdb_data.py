@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from posenorm.data import cub, lmdb_data, synthetic
+from posenorm.core.files import sha256_file
+from posenorm.data import coords, cub, lmdb_data, synthetic
 
 SIZE = 32
 
@@ -18,25 +19,25 @@ SIZE = 32
 def test_coordinate_convention():
     W, H, S = 200, 100, 50
     # pixel edges map to edges, centres to centres
-    assert np.allclose(lmdb_data.to_input_coords([[-0.5, -0.5], [W - 0.5, H - 0.5]], (W, H), S),
+    assert np.allclose(coords.to_input_coords([[-0.5, -0.5], [W - 0.5, H - 0.5]], (W, H), S),
                        [[-0.5, -0.5], [S - 0.5, S - 0.5]])
-    assert np.allclose(lmdb_data.to_input_coords([(W - 1) / 2, (H - 1) / 2], (W, H), S), [(S - 1) / 2] * 2)
-    assert np.allclose(lmdb_data.to_input_coords([3, 1], (W, H), S), [(3.5 * S / W) - 0.5, (1.5 * S / H) - 0.5])
+    assert np.allclose(coords.to_input_coords([(W - 1) / 2, (H - 1) / 2], (W, H), S), [(S - 1) / 2] * 2)
+    assert np.allclose(coords.to_input_coords([3, 1], (W, H), S), [(3.5 * S / W) - 0.5, (1.5 * S / H) - 0.5])
     pts = np.random.default_rng(0).uniform(0, 100, (7, 4, 2))
     sizes = np.random.default_rng(1).integers(50, 500, (7, 2))
-    back = lmdb_data.from_input_coords(lmdb_data.to_input_coords(pts, sizes[:, None, :], S), sizes[:, None, :], S)
+    back = coords.from_input_coords(coords.to_input_coords(pts, sizes[:, None, :], S), sizes[:, None, :], S)
     assert np.allclose(back, pts)
 
 
 def test_keypoints_and_boxes_to_input():
     kp = np.array([[0, 0, 1], [199, 99, 1], [50, 20, 0], [100, 50, 1]], np.float32)
-    out = lmdb_data.keypoints_to_input(kp, (200, 100), 50)
+    out = coords.keypoints_to_input(kp, (200, 100), 50)
     assert out.dtype == np.float32
     assert out[0].tolist() == [0, 0, 1]  # -0.375 clamped to 0
     assert out[1].tolist() == [49, 49, 1]  # 49.375 clamped to S - 1
     assert out[2].tolist() == [0, 0, 0]
     assert np.allclose(out[3], [100.5 / 4 - 0.5, 50.5 / 2 - 0.5, 1])
-    box = lmdb_data.bbox_to_input([10, 20, 100, 40], (200, 100), 50)
+    box = coords.bbox_to_input([10, 20, 100, 40], (200, 100), 50)
     assert np.allclose(box, [10.5 / 4 - 0.5, 20.5 / 2 - 0.5, 25, 20])
 
 
@@ -88,22 +89,22 @@ def test_round_trip_value_by_value(built, tiny):
             assert data.is_train[i] == (split == 'train')
             assert di.label == dk.label == db.label == data.labels[i]
             # image: BGR CHW of the resized input, mirrored for flipped copies
-            rgb = lmdb_data.load_input_image(data.path(i), SIZE)
+            rgb = coords.load_input_image(data.path(i), SIZE)
             if flipped:
                 rgb = rgb[:, ::-1]
             assert (di.channels, di.height, di.width) == (3, SIZE, SIZE)
             assert np.frombuffer(di.data, np.uint8).reshape(3, SIZE, SIZE).tobytes() == \
                 rgb[:, :, ::-1].transpose(2, 0, 1).tobytes()
             # keypoints: reader values mapped to input coordinates
-            kp = lmdb_data.keypoints_to_input(data.keypoints[i], data.sizes[i], SIZE)
-            box = lmdb_data.bbox_to_input(data.bboxes[i], data.sizes[i], SIZE)
+            kp = coords.keypoints_to_input(data.keypoints[i], data.sizes[i], SIZE)
+            box = coords.bbox_to_input(data.bboxes[i], data.sizes[i], SIZE)
             if flipped:
                 kp, box = cub.flip_keypoints(kp, SIZE, perm), cub.flip_bbox(box, SIZE)
             assert (dk.channels, dk.height, dk.width) == (1, 15, 3)
             assert np.array_equal(np.array(dk.float_data, np.float32).reshape(15, 3), kp)
             assert (db.channels, db.height, db.width) == (1, 1, 4)
             assert np.array_equal(np.array(db.float_data, np.float32), box)
-            back = lmdb_data.from_input_coords(kp[:, :2], data.sizes[i], SIZE)
+            back = coords.from_input_coords(kp[:, :2], data.sizes[i], SIZE)
             vis = kp[:, 2] > 0
             if not flipped:
                 assert np.allclose(back[vis], data.keypoints[i, vis, :2], atol=1e-3 + data.sizes[i].max() / SIZE)
@@ -123,7 +124,7 @@ def test_manifest_and_verify(built, tiny):
     assert saved['format'] == lmdb_data.LMDB_FORMAT_VERSION
     assert saved['part_names'] == list(cub.PART_NAMES)
     for name, info in saved['lmdbs'].items():
-        assert info['sha256'] == lmdb_data.sha256_file(os.path.join(out, name, 'data.mdb'))
+        assert info['sha256'] == sha256_file(os.path.join(out, name, 'data.mdb'))
     summary = lmdb_data.verify_lmdbs(out)
     assert 'train: 8 entries (4 images + 4 flipped)' in summary and 'keys aligned' in summary
 

@@ -7,7 +7,7 @@ import pytest
 
 from posenorm.core import metrics
 from posenorm.data.cub import PART_NAMES
-from posenorm.data.lmdb_data import from_input_coords, to_input_coords
+from posenorm.data.coords import from_input_coords, to_input_coords
 
 NAN = float('nan')
 

@@ -12,9 +12,16 @@ import argparse
 import os
 import sys
 
-from posenorm.core import cli
+from posenorm.core import cli  # first: quiets glog before Caffe loads
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from posenorm.core import plots  # noqa: E402
+from posenorm.pose.predict import Predictor  # noqa: E402
 
 
+@cli.tool
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('image', help='an image file (any size; resized to the model input)')
@@ -26,18 +33,10 @@ def main(argv=None):
         ap.error('--top must be positive')
     if not os.path.isfile(args.image):
         ap.error('no such image: %s' % args.image)
-    import numpy as np
-    from PIL import Image
-    from posenorm.pose.evaluate import Predictor
-    from posenorm.pose.model_dir import ModelDirError
-    try:
-        predictor = Predictor(args.model)
-        with Image.open(args.image) as im:
-            size = im.size
-        r = predictor.predict(args.image, size)
-    except (ModelDirError, OSError, ValueError) as e:
-        print('error: %s' % e, file=sys.stderr)
-        return 1
+    predictor = Predictor(args.model)
+    with Image.open(args.image) as im:
+        size = im.size
+    r = predictor.predict(args.image, size)
     info = predictor.info
     print('%s: %d x %d, model %s (%s)' % (args.image, size[0], size[1], info['name'], info['label']))
     title = None
@@ -58,28 +57,9 @@ def main(argv=None):
     else:
         print('this model does not predict keypoints')
     if args.out:
-        import io
-        from posenorm.core.atomic import atomic_write_bytes
-        from posenorm.pose.evaluate import _pyplot, draw_keypoints
-        plt = _pyplot()
         with Image.open(args.image) as im:
             rgb = np.asarray(im.convert('RGB'))
-        w, h = size
-        scale = 8.0 / max(w, h)
-        fig, ax = plt.subplots(figsize=(w * scale, h * scale + 0.4), dpi=100)
-        ax.imshow(rgb)
-        if r['keypoints'] is not None:
-            draw_keypoints(ax, r['keypoints'], info['part_names'], names=True, size=40)
-        ax.set_xlim(-0.5, w - 0.5)
-        ax.set_ylim(h - 0.5, -0.5)
-        ax.axis('off')
-        if title:
-            ax.set_title(title, fontsize=10)
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format='png')
-        plt.close(fig)
-        atomic_write_bytes(args.out, buf.getvalue())
+        plots.plot_keypoints_on_image(args.out, rgb, r['keypoints'], info['part_names'], title)
         print('wrote %s' % args.out)
     return 0
 

@@ -9,13 +9,17 @@
 model.json:
 
     {"format": "posenorm-model 1",
-     "variant": "joint_cbp",                  # which model (train.MODELS key)
+     "variant": "joint_cbp",                  # which model (stages.MODELS key)
      "label": "Our model with compact bilinear feature",   # its row in Table 1
      "backbone": "small",                     # nets.BACKBONES key (optional)
      "input_size": 256,                       # S
      "classes": ["001.Black_footed_Albatross", ...],   # label order ([] if it
                                               #   does not classify)
      "part_names": ["back", "beak", ...],     # heatmap channel order
+     "maps": {"heatmap": {"stride": 16.0, "offset": 7.5, "size": 212.0}},
+                                              # geometry of every spatial output
+                                              #   (core.geometry), written by
+                                              #   write_model_dir
      "oracle_deploy": "oracle_deploy.prototxt"}         # optional
 
 Any other keys (training history, ...) are kept and ignored.  Directories
@@ -27,8 +31,14 @@ import json
 import os
 import shutil
 
+import caffe
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+
 from posenorm.core.atomic import atomic_directory, atomic_write_text
+from posenorm.core.geometry import net_geometry
 from posenorm.core.net_loading import load_net
+from posenorm.core.netgraph import load_net_param
 
 MODEL_FORMAT = 'posenorm-model 1'
 DEPLOY = 'deploy.prototxt'
@@ -93,6 +103,8 @@ def read_info(model_dir):
     for key in ('deploy_path', 'weights_path', 'oracle_deploy_path'):
         if info[key] and not os.path.isfile(info[key]):
             raise ModelDirError('%s: missing %s' % (model_dir, os.path.basename(info[key])))
+    if 'maps' not in info:  # written before maps were recorded
+        info['maps'] = output_maps(load_net_param(info['deploy_path']))
     return info
 
 
@@ -125,19 +137,27 @@ def load_model(model_dir, oracle=False, allow_python=False):
     return net, info
 
 
-def write_model_dir(model_dir, deploy_text, weights_path, info, oracle_deploy_text=None,
-                    extra=None, force=True):
+def output_maps(deploy):
+    """{blob: {stride, offset, size}} of the deploy net's spatial outputs
+    (`core.geometry`): how a heatmap cell maps to an input pixel."""
+    produced, read = [], set()
+    for layer in deploy.layer:
+        read.update(layer.bottom)
+        produced += [t for t in layer.top if t not in produced]
+    geometry = net_geometry(deploy)
+    return {b: geometry[b]._asdict() for b in produced if b not in read and b in geometry}
+
+
+def write_model_dir(model_dir, deploy_text, weights_path, info, extra=None, force=True):
     """Write a model directory atomically (built in MODEL_DIR.tmp, then renamed).
 
     deploy_text: the deploy prototxt (text, or a NetParameter).  weights_path:
     a .caffemodel to copy (or a caffe.Net, saved with net.save).  info: the
-    model.json dict (validated; 'format' added).  oracle_deploy_text:
-    optional oracle deploy prototxt, written as info['oracle_deploy'] (default
-    oracle_deploy.prototxt).  extra: {file name: text} of further files (the
-    oracle deploy may come this way too, named by info['oracle_deploy']).
-    An existing MODEL_DIR is replaced (atomically: readers see the old or
-    the new model, never a mix); force=False refuses instead.  Returns the
-    absolute directory path.
+    model.json dict (validated; 'format' and the output `maps` added).
+    extra: {file name: text} of further files (the oracle deploy net, named
+    by info['oracle_deploy']).  An existing MODEL_DIR is replaced
+    (atomically: readers see the old or the new model, never a mix);
+    force=False refuses instead.  Returns the absolute directory path.
     """
     info = dict(info)
     extra = dict(extra or {})
@@ -145,15 +165,12 @@ def write_model_dir(model_dir, deploy_text, weights_path, info, oracle_deploy_te
         if not name or os.path.basename(name) != name or name in (DEPLOY, WEIGHTS, INFO):
             raise ModelDirError('extra file name %r is not a plain file name or clashes with %s'
                                 % (name, ', '.join((DEPLOY, WEIGHTS, INFO))))
-    if oracle_deploy_text is not None:
-        info.setdefault('oracle_deploy', ORACLE_DEPLOY)
-        if info['oracle_deploy'] in extra:
-            raise ModelDirError('oracle deploy %r given twice (oracle_deploy_text and extra)'
-                                % info['oracle_deploy'])
-        extra[info['oracle_deploy']] = oracle_deploy_text
-    elif info.get('oracle_deploy') and info['oracle_deploy'] not in extra:
-        raise ModelDirError('info names oracle_deploy %r but neither oracle_deploy_text nor '
-                            'extra provides it' % info['oracle_deploy'])
+    if info.get('oracle_deploy') and info['oracle_deploy'] not in extra:
+        raise ModelDirError('info names oracle_deploy %r but extra does not provide it'
+                            % info['oracle_deploy'])
+    deploy = caffe_pb2.NetParameter()
+    text_format.Merge(str(deploy_text), deploy)
+    info['maps'] = output_maps(deploy)
     info = validate_info(info, 'info')
     if info.get('oracle_deploy') in (DEPLOY, WEIGHTS, INFO):
         raise ModelDirError('oracle_deploy may not be named %s' % info['oracle_deploy'])

@@ -1,0 +1,224 @@
+"""The first paper's evaluation report: Tables 1-3, the paper's question
+answered, definitions, and the README block of a demo run.  The one writer
+of REPORT/README.md (tools/evaluate.py and tools/demo.py both call it)."""
+import os
+import time
+
+from posenorm.core import metrics
+from posenorm.core.atomic import atomic_write_bytes, atomic_write_text
+from posenorm.core.report import markdown_table, pct, replace_marked_block
+from posenorm.pose.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
+from posenorm.pose.stages import MODELS
+
+README_BEGIN = '<!-- demo results: written by tools/demo.py --readme; do not edit -->'
+README_END = '<!-- end of demo results -->'
+
+
+def _paper_accuracy(model_results):
+    """The paper's Table 1 number for the row a model reproduces, or None."""
+    m = MODELS.get(model_results['variant'])
+    return PAPER_TABLE1.get(m.paper if m and m.paper else model_results['label'])
+
+
+def build_tables(results):
+    """Tables 1-3 as lists of row dicts, from the per-model results."""
+    t1, t2, t3 = [], {}, []
+    for name, r in results['models'].items():
+        if r.get('classification'):
+            c = r['classification']
+            t1.append(dict(model=name, label=r['label'], accuracy=c['accuracy'],
+                           mean_per_class_accuracy=c['mean_per_class_accuracy'], images=c['images'],
+                           oracle=False, paper_reference=_paper_accuracy(r)))
+        if r.get('oracle_classification'):
+            c = r['oracle_classification']
+            t1.append(dict(model=name, label=r['label'] + ' (ground-truth parts at test)',
+                           accuracy=c['accuracy'], mean_per_class_accuracy=c['mean_per_class_accuracy'],
+                           images=c['images'], oracle=True, paper_reference=None))
+        if r.get('pck'):
+            p = r['pck']
+            t2[name] = dict(label=r['label'], alphas=p['alphas'],
+                            rows=[dict(part=part, pck=row, visible=vis) for part, row, vis
+                                  in zip(p['part_names'], p['per_keypoint'], p['visible'])],
+                            mean=p['mean'])
+            t3.append(dict(model=name, label=r['label'],
+                           **{g: r['pcp'][g]['pcp'] for g in ('head', 'body')},
+                           **{g + '_evaluated': r['pcp'][g]['evaluated'] for g in ('head', 'body')},
+                           **{g + '_excluded': r['pcp'][g]['excluded'] for g in ('head', 'body')}))
+    return dict(table1=t1, table2=t2, table3=t3)
+
+
+def definitions():
+    return dict(
+        accuracy='top-1 accuracy over the images of the classes the model knows; score ties go '
+                 'to the lowest class index',
+        mean_per_class_accuracy='unweighted mean over classes of per-class top-1 accuracy; '
+                                'classes without test images are excluded (listed as empty_classes)',
+        pck='a visible ground-truth keypoint is correct when the predicted point lies within '
+            'alpha * max(h, w) of it, inclusive (distance <= threshold, relative slack %g), (w, h) '
+            'the ground-truth object bounding box; original-image pixels; only visible ground-truth '
+            'keypoints count; a keypoint never visible is left out of the mean over keypoints'
+            % metrics.PCK_RELATIVE_TOLERANCE,
+        part_boxes='head = %s; body = %s (by part name). Box = tight box of the group\'s points with '
+                   'flag > 0 (visible ground truth / predicted), needing >= %d points and a non-zero '
+                   'extent; each side widened to >= %g x the longer side, then %g of each side added at '
+                   'both ends; clipped to the image'
+                   % (', '.join(metrics.HEAD_PARTS), ', '.join(metrics.BODY_PARTS),
+                      metrics.BOX_MIN_POINTS, metrics.BOX_MIN_SIDE, metrics.BOX_MARGIN),
+        pcp='a predicted part box is correct when IoU with the ground-truth box >= %g; images '
+            'without a ground-truth box are excluded (counted); a missing predicted box is wrong'
+            % metrics.PCP_IOU,
+        part_crops='models with part nets: head and body crops cut from the original image at '
+                   'the part boxes of the model\'s own predicted keypoints (ground truth for the '
+                   'oracle row); fewer than %d of the part\'s points: the box of all points, then the '
+                   'whole image; warped to the part net\'s input (posenorm.data.part_crops)'
+                   % metrics.BOX_MIN_POINTS,
+        keypoints='predicted keypoint = argmax of the heatmap as an input-image point (the '
+                  'CoordinateTransfer part_locations when present), mapped to original pixels '
+                  'with from_input_coords; every keypoint is predicted for every image')
+
+
+def write_readme(path, results, training=None, timings=None):
+    """REPORT/README.md from results.json's contents; `training` (the run's
+    stages, `training_section`) and `timings` [(step, seconds)] add the
+    sections of a whole run (tools/demo.py)."""
+    t = results['tables']
+    figures = {name: m['files'] for name, m in results['models'].items()}
+    out = ['# Evaluation report', '',
+           'Dataset `%s`, split `%s`: %d images%s. Written by `tools/evaluate.py` '
+           '(posenorm.pose.evaluate); every number below comes from this run (`results.json`).'
+           % (results['cub_dir'], results['split'], results['images'],
+              '' if results['limit'] is None else ' (--limit %d, round-robin over classes)' % results['limit']),
+           '']
+    out += ['## Table 1: classification', '']
+    if t['table1']:
+        out.append(markdown_table(
+            ['Model', 'Accuracy', 'Mean per-class accuracy', 'Images'],
+            [['%s (`%s`)' % (r['label'], r['model']), pct(r['accuracy']),
+              pct(r['mean_per_class_accuracy']), r['images']] for r in t['table1']]))
+        empties = {n: m['classification']['empty_classes'] for n, m in results['models'].items()
+                   if m.get('classification') and m['classification']['empty_classes']}
+        for n, e in empties.items():
+            out += ['', '`%s`: %d class(es) without test images, left out of the per-class mean: %s'
+                    % (n, len(e), ', '.join(e[:20]) + (' ...' if len(e) > 20 else ''))]
+    else:
+        out.append('No model classifies.')
+    out += ['']
+    for name, files in figures.items():
+        if files.get('confusion'):
+            out += ['![Confusion matrix of %s](%s)' % (name, files['confusion']), '']
+    out += ['## Table 2: keypoint localization (PCK)', '']
+    if not t['table2']:
+        out.append('No model predicts keypoints.')
+    for name, tab in t['table2'].items():
+        out += ['### %s (`%s`)' % (tab['label'], name), '']
+        header = ['Part'] + ['α = %.2f' % a for a in tab['alphas']] + ['Visible']
+        rows = [[r['part']] + [pct(v) for v in r['pck']] + [r['visible']] for r in tab['rows']]
+        rows.append(['**Mean**'] + ['**%s**' % pct(v) for v in tab['mean']] + [''])
+        out += [markdown_table(header, rows), '']
+        fig = figures[name]
+        out += ['![PCK vs alpha of %s](%s)' % (name, fig['pck_keypoints']), '',
+                '![Figure 3 for %s](%s)' % (name, fig['figure3']), '',
+                '*Ground truth (left) beside prediction (right) on the warped %d x %d input, one '
+                'colour per keypoint; visible ground-truth keypoints only.*' % (
+                    results['models'][name]['input_size'], results['models'][name]['input_size']), '']
+    if results.get('files', {}).get('pck_vs_alpha'):
+        out += ['![Mean PCK vs alpha](%s)' % results['files']['pck_vs_alpha'], '']
+    out += ['## Table 3: part localization (PCP)', '']
+    if t['table3']:
+        out.append(markdown_table(
+            ['Model', 'Head', 'Body', 'Head images (excluded)', 'Body images (excluded)'],
+            [['%s (`%s`)' % (r['label'], r['model']), pct(r['head']), pct(r['body']),
+              '%d (%d)' % (r['head_evaluated'], r['head_excluded']),
+              '%d (%d)' % (r['body_evaluated'], r['body_excluded'])] for r in t['table3']]))
+    else:
+        out.append('No model predicts keypoints.')
+    if len(t['table1']) > 1:
+        out += ['', answer(results)]
+    if training:
+        out += ['', training]
+    if timings:
+        out += ['', '## Time per step', '', markdown_table(
+            ['step', 'seconds'], [[name, '%.0f' % s] for name, s in timings])]
+    out += ['', '## Definitions', '']
+    out += ['- **%s**: %s' % (k, v) for k, v in results['definitions'].items()]
+    out += ['', '## The paper\'s numbers (reference only, not produced by this run)', '',
+            markdown_table(['Table 1 row', 'Accuracy'],
+                            [[k, pct(v)] for k, v in PAPER_TABLE1.items()]), '',
+            markdown_table(['Table 2 part'] + ['α = %.2f' % a for a in metrics.PCK_ALPHAS],
+                            [[k] + [pct(x) for x in v] for k, v in PAPER_TABLE2.items()]), '',
+            markdown_table(['Table 3', 'Head', 'Body'],
+                            [['Ours (paper)', pct(PAPER_TABLE3['head']), pct(PAPER_TABLE3['body'])]]),
+            '']
+    atomic_write_text(path, '\n'.join(out) + '\n')
+
+
+def answer(results):
+    """The paper's question, answered with this run's numbers."""
+    acc = {name: (r.get('classification') or {}).get('accuracy')
+           for name, r in results['models'].items()}
+    lines = ['## Does pooling at keypoints beat the holistic feature?', '']
+    pairs = [('joint_fc7', 'baseline_fc7_ft', 'fc7 parts model vs fine-tuned fc7 on the whole image'),
+             ('joint_fc7', 'baseline_fc7_frozen', 'fc7 parts model vs frozen fc7 on the whole image'),
+             ('joint_cbp', 'baseline_fc7_ft', 'compact bilinear parts model vs fine-tuned fc7'),
+             ('joint_cbp', 'joint_fc7', 'compact bilinear vs fc7 as the holistic feature'),
+             ('joint_cbp_partnets', 'joint_cbp',
+              'compact bilinear model with fine-tuned part nets vs without')]
+    for a, b, what in pairs:
+        if acc.get(a) is not None and acc.get(b) is not None:
+            d = 100 * (acc[a] - acc[b])
+            lines.append('- %s: %.2f%% vs %.2f%% (%s by %.2f points).'
+                         % (what, 100 * acc[a], 100 * acc[b],
+                            'better' if d > 0 else 'worse' if d < 0 else 'equal', abs(d)))
+    if len(lines) == 2:
+        lines.append('- (not enough models trained to compare)')
+    lines += ['', 'All numbers above come from this run (see results.json).', '']
+    return '\n'.join(lines)
+
+
+def training_section(run_dir, records):
+    """The demo's training section: one row per finished stage (its
+    done/ record), and the loss curves figure."""
+    rows = [[r['stage'], r['iterations'], 'cached' if r.get('cached') else 'full',
+             '%.0f' % r['seconds'], '%.4g' % r['final_loss'] if r['final_loss'] is not None else '-']
+            for r in records]
+    return '\n'.join(['## Training', '', 'Run directory `%s` (logs in `logs/`); stages in training '
+                      'order:' % run_dir, '',
+                      markdown_table(['stage', 'iterations', 'features', 'seconds', 'final loss'],
+                                     rows), '', '![training curves](training_curves.png)'])
+
+
+def readme_block(results, report, timings, root, command, figure='docs/demo/figure3.png'):
+    """The README's demo section: Tables 1-3 in brief, one figure, timings."""
+    t = results['tables']
+    out = ['Produced by `%s` on %s (%d test images, round-robin over classes); full report in '
+           '`%s/README.md`.' % (command, time.strftime('%Y-%m-%d'), results['images'], report), '',
+           '**Table 1** (classification)', '',
+           markdown_table(['Model', 'Accuracy', 'Mean per-class'],
+                           [[r['label'], pct(r['accuracy']), pct(r['mean_per_class_accuracy'])]
+                            for r in t['table1']]), '',
+           '**Table 2** (mean PCK over the 15 keypoints)', '']
+    alphas = next(iter(t['table2'].values()))['alphas'] if t['table2'] else []
+    out += [markdown_table(['Model'] + ['α = %.2f' % a for a in alphas],
+                            [[tab['label']] + [pct(v) for v in tab['mean']]
+                             for tab in t['table2'].values()]), '',
+            '**Table 3** (PCP)', '',
+            markdown_table(['Model', 'Head', 'Body'],
+                            [[r['label'], pct(r['head']), pct(r['body'])] for r in t['table3']]),
+            '']
+    shown = next((n for n in ('joint_cbp', 'joint_fc7', 'keypoint') if n in t['table2']), None)
+    if shown:
+        src = os.path.join(report, 'figure3_%s.png' % shown)
+        if os.path.exists(src):
+            with open(src, 'rb') as f:
+                atomic_write_bytes(os.path.join(root, figure), f.read())
+            out += ['![Figure 3: ground truth (left) beside prediction (right)](%s)' % figure, '']
+    out += [answer(results).replace('## ', '**', 1).replace('?\n', '?**\n', 1),
+            '**Time per step**: ' + ', '.join('%s %.0f s' % t for t in timings), '']
+    return '\n'.join(out)
+
+
+def update_readme(path, block):
+    """Replace the demo results block of the project README."""
+    with open(path) as f:
+        text = f.read()
+    atomic_write_text(path, replace_marked_block(text, README_BEGIN, README_END, block, path))
