@@ -9,7 +9,8 @@ import caffe
 from caffe import layers as L, params as P
 from caffe.coord_map import coord_map_from_to
 
-from posenorm.core.geometry import (Geometry, load_net_param, nearest_unit, net_geometry,
+from posenorm.core.netgraph import load_net_param
+from posenorm.core.geometry import (Geometry, nearest_unit, net_geometry,
                                     unit_centres)
 from posenorm.pose.nets import BACKBONES, trunk
 from posenorm.weights import alexnet

@@ -17,7 +17,6 @@ import math
 import numpy as np
 from caffe import coord_map
 from caffe.proto import caffe_pb2
-from google.protobuf import text_format
 
 Geometry = collections.namedtuple('Geometry', 'stride offset size')
 Geometry.__doc__ = """Unit j is centred at input pixel `offset + stride * j`
@@ -28,22 +27,6 @@ INPUT_TYPES = ('Input', 'Data', 'ImageData', 'MemoryData', 'DummyData', 'HDF5Dat
                'WindowData', 'Python')
 # Concatenation along channels keeps the map when all bottoms agree.
 CHANNEL_CONCAT = 'Concat'
-
-
-def load_net_param(path):
-    """A NetParameter from a text prototxt; a parse error names file and line."""
-    net = caffe_pb2.NetParameter()
-    try:
-        with open(path) as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise FileNotFoundError('net definition not found: %s' % path) from None
-    try:
-        text_format.Merge(text, net)
-    except text_format.ParseError as e:
-        # ParseError's message starts with "line:column : ..."
-        raise ValueError('%s:%s' % (path, e)) from None
-    return net
 
 
 def _one(values, default):

@@ -10,15 +10,19 @@ from google.protobuf import text_format
 from caffe.proto import caffe_pb2
 
 
-def load_net_param(prototxt):
-    """A text-format prototxt as a NetParameter; a parse error names the file."""
+def load_net_param(path):
+    """A NetParameter from a text prototxt; a parse error names file and line."""
     param = caffe_pb2.NetParameter()
-    with open(prototxt) as f:
-        text = f.read()
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError('net definition not found: %s' % path) from None
     try:
         text_format.Merge(text, param)
     except text_format.ParseError as e:
-        raise ValueError('%s: not a Caffe net prototxt: %s' % (prototxt, e)) from None
+        # ParseError's message starts with "line:column : ..."
+        raise ValueError('%s:%s' % (path, e)) from None
     return param
 
 

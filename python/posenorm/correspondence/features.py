@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 
 from posenorm.core.atomic import atomic_write_bytes
-from posenorm.core.geometry import load_net_param, net_geometry, nearest_unit
+from posenorm.core.geometry import net_geometry, nearest_unit
+from posenorm.core.netgraph import load_net_param
 from posenorm.correspondence.dataset import check_keypoints
 from posenorm.weights import alexnet
 

@@ -2,7 +2,8 @@
 spatial blob, derived from each net's prototxt (posenorm.core.geometry)."""
 import os
 
-from posenorm.core.geometry import load_net_param, net_geometry
+from posenorm.core.geometry import net_geometry
+from posenorm.core.netgraph import load_net_param
 from posenorm.correspondence import context, features, report
 
 NAME = 'geometry'
