@@ -9,7 +9,9 @@
 # The target (docs/gpu_check.md) has the NVIDIA driver, a CUDA 13 toolkit and
 # Python 3.12, but no package manager and none of Caffe's other libraries; it
 # receives at most 64 MiB.  So OUT (a tar, gzip or xz) holds:
-#   bin/caffe, bin/test.testbin   stripped, from BUILD
+#   bin/caffe, bin/test.testbin   stripped, from BUILD; the gtest binary holds our
+#                                 tests and Caffe's for our nets' layer types
+#                                 (TESTS=all: Caffe's whole binary)
 #   lib/                          every library they load per ldd, except glibc,
 #                                 libstdc++/libgcc_s and the CUDA/driver ones
 #                                 (gpu_check.sh finds those on the machine)
@@ -43,9 +45,41 @@ cmake -S . -B "$BUILD" -DCPU_ONLY=OFF -DCUDA_ARCH_BIN="$ARCH" \
   || { tail -20 "$BUILD.configure.log"; die "configure failed ($BUILD.configure.log)"; }
 cmake --build "$BUILD" -j "$JOBS" > "$BUILD.build.log" 2>&1 \
   || { grep -m 10 -A5 -E "error" "$BUILD.build.log"; die "build failed ($BUILD.build.log)"; }
-cmake --build "$BUILD" --target caffe-testbin -j "$JOBS" > "$BUILD.testbin.log" 2>&1 \
-  || { grep -m 10 -A5 -E "error" "$BUILD.testbin.log"; die "test binary failed ($BUILD.testbin.log)"; }
 CB=$BUILD/caffe-build
+# Caffe's test sources for the layer types of our joint nets (its neurons share one file).
+NETS="prototxt/vgg16/joint_cbp_stage4_train.prototxt prototxt/small/joint_cbp_stage4_train.prototxt"
+net_types() { grep -ohP '^  type: "\K\w+' $NETS | sort -u; }
+snake() { sed -E 's/([a-z0-9])([A-Z])/\1_\2/g; s/([A-Z])([A-Z][a-z])/\1_\2/g' | tr 'A-Z' 'a-z'; }
+if [ "${TESTS:-subset}" = all ]; then
+  say "Caffe's whole gtest binary (TESTS=all)"
+  cmake --build "$BUILD" --target caffe-testbin -j "$JOBS" > "$BUILD.testbin.log" 2>&1 \
+    || { grep -m 10 -A5 -E "error" "$BUILD.testbin.log"; die "test binary failed ($BUILD.testbin.log)"; }
+  TESTBIN=$CB/test/test.testbin
+else
+  # Only the sources the check runs: ours, Caffe's for our nets' layer types, gtest's main.
+  # Objects come from Caffe's own generated makefile (same flags); the link line is its
+  # own with the other objects left out.
+  TD=src/caffe/test/CMakeFiles/test.testbin.dir
+  [ -f "$CB/$TD/build.make" ] || die "$CB/$TD/build.make missing (a Makefile-generator build is needed; or TESTS=all)"
+  srcs="test_caffe_main.cpp $(cd layers/src/caffe/test && ls test_*.cpp)"
+  for t in $(net_types | sed -E 's/^(ReLU|Dropout|Sigmoid|TanH)$/Neuron/' | sort -u); do
+    f=test_$(echo "$t" | snake)_layer.cpp
+    [ -f "$BUILD/caffe/src/caffe/test/$f" ] && srcs="$srcs $f"
+  done
+  srcs=$(echo $srcs | tr ' ' '\n' | sort -u | paste -sd' ')
+  say "gtest sources: $srcs"
+  objs=$(for f in $srcs; do echo "$TD/$f.o"; done)
+  { cmake --build "$CB" --target gtest -j "$JOBS" \
+    && make -C "$CB" -f "$TD/build.make" -j "$JOBS" $objs; } > "$BUILD.testbin.log" 2>&1 \
+    || { grep -m 10 -A5 -E "error" "$BUILD.testbin.log"; die "test objects failed ($BUILD.testbin.log)"; }
+  keep=" $(for f in $srcs; do printf 'CMakeFiles/test.testbin.dir/%s.o ' "$f"; done)"
+  link=$(tr ' ' '\n' < "$CB/$TD/link.txt" | awk -v keep="$keep" \
+    '/\.o$/ && index(keep, " " $0 " ") == 0 {next} $0 == "../../../test/test.testbin" {$0 = "../../../test/test.subset.testbin"} {print}' \
+    | paste -sd' ')
+  (cd "$CB/src/caffe/test" && eval "$link") >> "$BUILD.testbin.log" 2>&1 \
+    || { tail -20 "$BUILD.testbin.log"; die "linking the test binary failed ($BUILD.testbin.log)"; }
+  TESTBIN=$CB/test/test.subset.testbin
+fi
 LIBCAFFE=$(ls "$CB"/lib/libcaffe.so.* | head -1)
 if command -v cuobjdump >/dev/null; then
   archs=$(cuobjdump --list-elf "$LIBCAFFE" | grep -oE 'sm_[0-9]+' | sort -u | paste -sd' ')
@@ -58,7 +92,8 @@ B=$STAGE/bundle
 mkdir -p "$B/bin" "$B/lib/compat"
 
 # ---- 2. binaries and libraries
-cp "$CB/tools/caffe" "$CB/test/test.testbin" "$B/bin/"
+cp "$CB/tools/caffe" "$B/bin/"
+cp "$TESTBIN" "$B/bin/test.testbin"
 cp "$LIBCAFFE" "$B/lib/"
 # Left to the machine: glibc, the C++ runtime, CUDA and the driver.
 SKIP='^(linux-vdso|ld-linux|libc|libm|libpthread|libdl|librt|libresolv|libutil|libstdc\+\+|libgcc_s|libcuda|libcudart|libcublas|libcublasLt|libcurand|libnvidia|libnccl)\.so'
@@ -81,8 +116,7 @@ cp -r "$BUILD/caffe/src/caffe/test/test_data" "$B/caffe/src/caffe/test/"
 {
   grep -ohP '^(TYPED_)?TEST(_F|_CASE)?\(\K\w+' layers/src/caffe/test/*.cpp | sort -u | sed 's/^/ours\t/'
   # Caffe's cases are named after the layer type; its neurons share one.
-  grep -ohP '^  type: "\K\w+' prototxt/vgg16/joint_cbp_stage4_train.prototxt \
-    prototxt/small/joint_cbp_stage4_train.prototxt | sort -u | awk '
+  net_types | awk '
     BEGIN { split("CompactBilinear CoordinateTransfer KeypointSigmoidCrossEntropyLoss L2Normalize SignedSqrt", o)
             for (i in o) ours[o[i]] = 1
             split("ReLU Dropout Sigmoid TanH PReLU AbsVal BNLL Power Exp Log Threshold", n)
