@@ -3,6 +3,7 @@
 The GPU runs themselves skip cleanly where no CUDA device is usable.
 """
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -160,7 +161,9 @@ def test_caffe_train_gpu_flag_overrides_solver_mode(tmp_path, caffe_tool):
     gpu = subprocess.run(base + device.train_args([0]), capture_output=True,
                          text=True, timeout=120)
     assert 'Use CPU.' not in gpu.stderr
-    assert 'Using GPUs 0' in gpu.stderr or 'CPU-only' in gpu.stderr, gpu.stderr[-2000:]
+    assert 'Using GPUs 0' in gpu.stderr, gpu.stderr[-2000:]
+    if gpu.returncode != 0:  # CPU_ONLY caffe, or no device: it tried the GPU all the same
+        assert not gpu_available()
 
 
 def test_gpu_forward_matches_cpu():
@@ -186,3 +189,52 @@ def test_gpu_forward_matches_cpu():
     device.use_device(None)
     os.remove(path)
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_solver_mode_from_device():
+    from caffe.proto import caffe_pb2
+    from posenorm.pose.solvers import make_solver
+    cpu = make_solver('small', 'keypoint_stage1')
+    assert cpu.solver_mode == caffe_pb2.SolverParameter.CPU and not cpu.HasField('device_id')
+    gpu = make_solver('small', 'keypoint_stage1', gpus=[2, 3])
+    assert gpu.solver_mode == caffe_pb2.SolverParameter.GPU and gpu.device_id == 2
+
+
+def test_run_caffe_train_passes_gpus(tmp_path, caffe_tool):
+    """The stage runner hands --gpu to `caffe train` (a CPU_ONLY caffe then
+    refuses; a CUDA one without a device fails in CUDA)."""
+    from posenorm.core import caffe_run
+    solver = _tiny_solver(tmp_path)
+    log = tmp_path / 'train.log'
+    caffe_run.run_caffe_train(caffe_tool, str(solver), str(log), 2, progress=False)
+    assert 'Use CPU.' in log.read_text()
+    if gpu_available():
+        caffe_run.run_caffe_train(caffe_tool, str(solver), str(log), 2, progress=False, gpus=[0])
+    else:
+        with pytest.raises(caffe_run.StageFailed):
+            caffe_run.run_caffe_train(caffe_tool, str(solver), str(log), 2, progress=False,
+                                      gpus=[0])
+    text = log.read_text()
+    assert 'train --solver %s --gpu 0' % solver in text and 'Using GPUs 0' in text
+
+
+@pytest.mark.parametrize('tool, args', [
+    ('evaluate', ['--models', 'nowhere', '--cub', 'nowhere', '--out', '{tmp}/report']),
+    ('predict', ['{tool}', '--model', 'nowhere']),
+    ('bench_layers', ['--shapes', 'small'])])
+def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, tool, args):
+    """--gpu on a CPU_ONLY pycaffe: one line, exit 1, in seconds, before any data work."""
+    if this_pycaffe_is_cuda():
+        pytest.skip('this pycaffe is a CUDA build')
+    path = os.path.join(REPO, 'tools', tool + '.py')
+    spec = importlib.util.spec_from_file_location('tool_' + tool, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = [a.format(tmp=tmp_path, tool=path) for a in args] + ['--gpu', '0']
+    t = time.time()
+    assert module.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith('error: this pycaffe') and err.count('\n') == 1, err
+    assert 'CPU_ONLY build and cannot use --gpu' in err
+    assert time.time() - t < 5
+    assert not os.listdir(tmp_path)

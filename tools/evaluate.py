@@ -19,6 +19,7 @@ import os
 import sys
 
 from posenorm.core import cli
+from posenorm.core import device
 from posenorm.core.atomic import refuse_existing
 from posenorm.pose.evaluate import evaluate_models
 
@@ -37,10 +38,12 @@ def main(argv=None):
     ap.add_argument('--no-oracle', action='store_true', help='skip the models\' oracle deploy nets')
     ap.add_argument('--force', action='store_true', help='replace an existing REPORT_DIR')
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
+    device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         ap.error('--limit must be positive')
     refuse_existing(os.path.abspath(args.out), args.force, 'report directory')
+    device.use_device(args.gpu)
     results = evaluate_models(args.models, args.cub, args.out, split=args.split, limit=args.limit,
                               progress=not args.quiet, figure_images=args.figure_images,
                               force=args.force, oracle=not args.no_oracle)

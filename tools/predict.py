@@ -17,7 +17,7 @@ from posenorm.core import cli  # first: quiets glog before Caffe loads
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from posenorm.core import plots  # noqa: E402
+from posenorm.core import device, plots  # noqa: E402
 from posenorm.pose.predict import Predictor  # noqa: E402
 
 
@@ -28,11 +28,13 @@ def main(argv=None):
     ap.add_argument('--model', required=True, metavar='DIR', help='model directory (model.json, deploy.prototxt, weights)')
     ap.add_argument('--out', metavar='PNG', help='draw the predicted keypoints on the image into PNG')
     ap.add_argument('--top', type=int, default=5, help='how many classes to print (default 5)')
+    device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
     if args.top < 1:
         ap.error('--top must be positive')
     if not os.path.isfile(args.image):
         ap.error('no such image: %s' % args.image)
+    device.use_device(args.gpu)
     predictor = Predictor(args.model)
     with Image.open(args.image) as im:
         size = im.size

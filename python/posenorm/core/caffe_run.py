@@ -27,6 +27,8 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
+from posenorm.core import device
+
 ITER_RE = re.compile(r'Iteration (\d+)')
 LOSS_RE = re.compile(r'Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)')
 OUTPUT_RE = re.compile(r'(Train|Test) net output #\d+: (\w+) = (\S+)')
@@ -145,13 +147,15 @@ def parse_log(path):
 
 
 def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
-                    snapshot=None, cwd=None, desc='train', progress=True):
+                    snapshot=None, cwd=None, desc='train', progress=True, gpus=None):
     """Run one `caffe train`; return the parsed curves.
 
     weights: caffemodel(s) to start from (comma-separated list, as Caffe
-    takes it); snapshot: a .solverstate to resume (wins over weights).
+    takes it); snapshot: a .solverstate to resume (wins over weights);
+    gpus: device ids for `caffe train --gpu` (several: Caffe's NCCL
+    data-parallel training), None for the CPU.
     """
-    cmd = [caffe, 'train', '--solver', solver]
+    cmd = [caffe, 'train', '--solver', solver] + device.train_args(gpus)
     if snapshot:
         cmd += ['--snapshot', snapshot]
     elif weights:

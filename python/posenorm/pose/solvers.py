@@ -18,11 +18,13 @@ def solver_path(out_dir, backbone, name):
 
 
 def make_solver(backbone, name, net_dir='prototxt', snapshot_dir='snapshots',
-                iter_scale=1.0, test_iter=10, seed=None):
+                iter_scale=1.0, test_iter=10, seed=None, gpus=None):
     """The SolverParameter of one stage; paths are relative to the run dir.
 
     iter_scale multiplies the stage's iterations and lr step; snapshots come
-    every quarter of the run, progress about 50 times per run.
+    every quarter of the run, progress about 50 times per run.  gpus (device
+    ids, None: CPU) sets solver_mode/device_id, so that the solver says how it
+    ran; `caffe train --gpu` overrides both (core/device.py).
     """
     kind, base_lr, decay, step, max_iter = stages.stage(name).solver(backbone)
     s = caffe_pb2.SolverParameter()
@@ -47,7 +49,9 @@ def make_solver(backbone, name, net_dir='prototxt', snapshot_dir='snapshots',
     s.snapshot_prefix = os.path.join(snapshot_dir, backbone, name)
     if seed is not None:
         s.random_seed = seed
-    s.solver_mode = caffe_pb2.SolverParameter.CPU
+    s.solver_mode = caffe_pb2.SolverParameter.GPU if gpus else caffe_pb2.SolverParameter.CPU
+    if gpus:
+        s.device_id = gpus[0]
     return s
 
 
