@@ -35,7 +35,7 @@ def test_plan_orders_stages_by_their_inputs():
 @pytest.fixture(scope='module')
 def keypoint_run(tmp_path_factory, small_lmdb, caffe_tool):
     """Stages 1-2 of the small backbone, a few iterations each (real Caffe)."""
-    run = _run(tmp_path_factory.mktemp('kp'), small_lmdb, caffe_tool, iter_scale=0.005)
+    run = _run(tmp_path_factory.mktemp('kp'), small_lmdb, caffe_tool, iter_scale=0.01)
     train(run, ['keypoint'])
     return run
 

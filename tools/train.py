@@ -6,7 +6,10 @@
       --weights VGG_ILSVRC_16_layers.caffemodel
 
 Kill it at any moment and run the same command again: finished stages are
-skipped and the interrupted one resumes from its newest snapshot.  Each
+skipped and the interrupted one resumes from its newest whole snapshot.  A
+run directory is only reused for the LMDB set and settings it was trained
+on: otherwise the run stops naming what differs; --retrain STAGE starts
+that stage over (list the later stages too to retrain them).  Each
 stage's Caffe log is in RUN/logs/, its final weights are recorded in
 RUN/done/, and the trained models are exported to RUN/models/<model>/.
 """
@@ -14,11 +17,10 @@ import argparse
 import shutil
 import sys
 
-
 from posenorm.core import cli
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.pose.nets import BACKBONES
-from posenorm.pose.stages import MODELS
+from posenorm.pose.stages import MODELS, STAGES_BY_NAME
 from posenorm.pose.train import Run, train
 
 
@@ -29,29 +31,39 @@ def main(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--lmdb', required=True, help='LMDB set of tools/build_lmdb.py')
     ap.add_argument('--out', required=True, help='run directory (created; reused to resume)')
-    ap.add_argument('--backbone', choices=sorted(BACKBONES), default='small')
+    ap.add_argument('--backbone', choices=sorted(BACKBONES), default='small',
+                    help='small: a 3-block net trained from scratch (CPU demo); vgg16: the '
+                         'paper\'s, from ImageNet --weights (default: %(default)s)')
     ap.add_argument('--weights', help='ImageNet VGG-16: the Model Zoo caffemodel or '
                     'tools/get_vgg16_conv_weights.py output (vgg16 only)')
     ap.add_argument('--models', default=','.join(MODELS),
                     help='models to train, comma-separated (default: %(default)s)')
-    ap.add_argument('--batch-size', type=int, help='default: 8 small, 1 vgg16')
-    ap.add_argument('--iter-scale', type=float, default=1.0,
+    ap.add_argument('--batch-size', type=cli.positive_int, help='default: 8 small, 1 vgg16')
+    ap.add_argument('--iter-scale', type=cli.positive_float, default=1.0,
                     help='multiply every stage\'s iterations (and lr steps)')
     ap.add_argument('--no-cache', action='store_true',
                     help='train fixed-feature stages through the whole net')
-    ap.add_argument('--caffe', default=shutil.which('caffe') or 'caffe',
-                    help='the caffe tool (default: %(default)s)')
+    ap.add_argument('--retrain', metavar='STAGE[,STAGE]', default='',
+                    help='start these stages over (their records, snapshots and cached '
+                         'features are removed first); stages: %s' % ', '.join(STAGES_BY_NAME))
+    ap.add_argument('--caffe', help='the caffe tool (default: `caffe` on PATH)')
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(',') if m]
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         ap.error('unknown model(s) %s; choose from %s' % (unknown, ', '.join(MODELS)))
+    retrain = [s for s in args.retrain.split(',') if s]
+    unknown = [s for s in retrain if s not in STAGES_BY_NAME]
+    if unknown:
+        ap.error('argument --retrain: unknown stage(s) %s; choose from %s'
+                 % (', '.join(unknown), ', '.join(STAGES_BY_NAME)))
     num_classes = parse_manifest(args.lmdb)['num_classes']
-    run = Run(args.out, args.backbone, args.lmdb, num_classes, caffe=args.caffe,
+    run = Run(args.out, args.backbone, args.lmdb, num_classes,
+              caffe=args.caffe or shutil.which('caffe') or 'caffe',
               imagenet_weights=args.weights, batch_size=args.batch_size,
               iter_scale=args.iter_scale, use_cache=not args.no_cache,
-              progress=not args.quiet)
+              progress=not args.quiet, retrain=retrain)
     dirs = train(run, models)
     for d in dirs:
         print('[train] model: %s' % d)

@@ -11,13 +11,15 @@ so a moved run directory still resolves them.
 
   record = new_record(stage, weights, run_dir, trained_on(lmdb_dir, settings), ...)
   write_record(path, record)
-  record = read_record(path, run_dir)      # weights resolved to an absolute path
+  record = read_record(path)               # weights resolved to an absolute path
   check_reusable(record, trained_on(lmdb_dir, settings), path)
+  check_started(path, trained_on(...))     # snapshots/caches of an unfinished stage
 """
 import glob
 import hashlib
 import json
 import os
+import time
 
 from posenorm.core.atomic import atomic_write_text
 
@@ -98,18 +100,49 @@ def from_record_path(value, run_dir, recorded_run_dir=None):
 
 def new_record(stage, weights, run_dir, inputs, **extra):
     """A done record: stage name, weights (relative when in the run), the
-    `trained_on` dict, the run directory it was written in, and `extra`."""
+    `trained_on` dict, the run directory it was written in, when it
+    finished, and `extra`."""
     return dict(stage=stage, weights=to_record_path(weights, run_dir), trained_on=inputs,
-                run_dir=os.path.abspath(run_dir), **extra)
+                run_dir=os.path.abspath(run_dir), finished=round(time.time(), 3), **extra)
+
+
+def identity(record):
+    """A short fingerprint of a finished stage (what it was trained on and
+    when it finished): later stages record their sources' fingerprints, so
+    retraining a source makes them refuse reuse too."""
+    if record is None:
+        return None
+    text = json.dumps([record.get('trained_on'), record.get('finished')], sort_keys=True)
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]
+
+
+def check_started(path, current, stage):
+    """Record what an unfinished stage is being trained on (`path`, beside
+    its done record), or StageMismatch if an earlier attempt, whose
+    snapshots and cached features a rerun would resume from, was started
+    on something else."""
+    try:
+        with open(path) as f:
+            started = json.load(f)
+    except FileNotFoundError:
+        atomic_write_text(path, json.dumps(dict(stage=stage, trained_on=current), indent=1) + '\n')
+        return
+    except json.JSONDecodeError:
+        started = {}
+    check_reusable(dict(started, stage=stage), current, path)
 
 
 def write_record(path, record):
     atomic_write_text(path, json.dumps(record, indent=1) + '\n')
 
 
-def read_record(path, run_dir):
+def read_record(path):
     """A done record with 'weights' resolved to an absolute path, or None if
-    the stage has none; ValueError naming the file if it is not valid."""
+    the stage has none; ValueError naming the file if it is not valid.
+    Relative paths are inside the run directory the record really lies in
+    (`<run>/done/<stage>.json`, links followed: a record linked from another
+    run resolves there)."""
+    run_dir = os.path.dirname(os.path.dirname(os.path.realpath(path)))
     try:
         with open(path) as f:
             record = json.load(f)
@@ -127,12 +160,12 @@ def read_record(path, run_dir):
     return record
 
 
-def start_over(record_path, snapshot_prefix):
-    """Forget a stage (--retrain): remove its done record and its Caffe
-    snapshots (`<prefix>_iter_N.caffemodel/.solverstate`, files the run
-    wrote); returns the paths removed."""
+def start_over(record_path, snapshot_prefix, also=()):
+    """Forget a stage (--retrain): remove its done record, its Caffe
+    snapshots (`<prefix>_iter_N.caffemodel/.solverstate`) and the files in
+    `also`, all written by the run; returns the paths removed."""
     removed = []
-    paths = [record_path] + [p for ext in ('caffemodel', 'solverstate')
+    paths = [record_path] + list(also) + [p for ext in ('caffemodel', 'solverstate')
                              for p in glob.glob(glob.escape(snapshot_prefix) + '_iter_*.' + ext)]
     for path in paths:
         if os.path.isfile(path):

@@ -11,7 +11,10 @@ A run directory holds everything of one training run:
   models/<variant>/     deploy.prototxt + weights.caffemodel + model.json
 
 A rerun skips stages with a done/ record and resumes an interrupted stage
-from its newest .solverstate.  The stages, their order and where each one's
+from its newest whole .solverstate, but only if the stage was trained (or
+started) on the same LMDB set and settings: otherwise it stops naming what
+differs (`posenorm.pose.run_record`), and `retrain` starts stages over.
+Records store paths relative to the run directory (it may be moved).  The stages, their order and where each one's
 weights start are the table `posenorm.pose.stages`; in short:
 
   keypoint_stage1   ImageNet weights (vgg16) or the filler (small)
@@ -36,8 +39,8 @@ feature pass of the first such stage also writes the caches of the later
 ones that share its trunk (the frozen fc7 baseline and both stage 3s start
 from the same classification stream), so that trunk runs once.
 """
-import json
 import os
+import shutil
 import time
 
 import caffe
@@ -48,7 +51,7 @@ from posenorm.core.atomic import atomic_save, atomic_write_text
 from posenorm.core.netgraph import load_net_param
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.data.part_crops import CROP_SIZE
-from posenorm.pose import feature_cache, stages
+from posenorm.pose import feature_cache, run_record, stages
 from posenorm.pose.model_dir import ORACLE_DEPLOY, write_model_dir
 from posenorm.pose.nets import BACKBONES, pose_normalized_net, write_nets
 from posenorm.pose.solvers import make_solver
@@ -61,7 +64,7 @@ class Run(object):
     def __init__(self, run_dir, backbone, lmdb_dir, num_classes, caffe='caffe',
                  imagenet_weights=None, batch_size=None,
                  iter_scale=1.0, use_cache=True, progress=True, log=print, seed=0,
-                 test_iter=10):
+                 test_iter=10, retrain=()):
         self.dir = os.path.abspath(run_dir)
         self.backbone = backbone
         self.lmdb_dir = os.path.abspath(lmdb_dir)
@@ -75,6 +78,11 @@ class Run(object):
         self.use_cache = use_cache
         self.progress = progress
         self.log = log
+        unknown = sorted(set(retrain) - set(stages.STAGES_BY_NAME))
+        if unknown:
+            raise ValueError('unknown stage(s) to retrain: %s (stages: %s)'
+                             % (', '.join(unknown), ', '.join(stages.STAGES_BY_NAME)))
+        self.retrain = tuple(retrain)
         self.manifest = parse_manifest(self.lmdb_dir)
         # The nets take the images at the size the LMDBs hold them.
         self.input_size = self.manifest['input_size']
@@ -96,8 +104,11 @@ class Run(object):
         return int(self.manifest['splits']['train']['count'])
 
     def prepare(self):
-        """Generate this run's nets and solvers (idempotent)."""
+        """Generate this run's nets and solvers (idempotent); forget the
+        stages to retrain."""
         os.makedirs(self.dir, exist_ok=True)
+        for name in self.retrain:
+            self.forget(name)
         write_nets(self.path('prototxt'), self.backbone, stages.trained_nets(self.backbone),
                    stages.deploy_nets(), **self.net_args)
         for name in stages.trained_nets(self.backbone):
@@ -115,11 +126,40 @@ class Run(object):
         return s
 
     def done_record(self, name):
-        path = self.path('done', name + '.json')
-        if os.path.exists(path):
-            with open(path) as f:
-                return json.load(f)
-        return None
+        """The stage's done record (weights as an absolute path), or None."""
+        return run_record.read_record(self.path('done', name + '.json'))
+
+    def trained_on(self, stage):
+        """What this run trains `stage` on: the LMDB set and every setting
+        its weights depend on, including its sources' fingerprints."""
+        s = make_solver(self.backbone, stage.name, iter_scale=self.iter_scale,
+                        test_iter=self.test_iter, seed=self.seed)
+        settings = dict(
+            backbone=self.backbone, batch_size=self.batch_size, num_classes=self.num_classes,
+            input_size=self.input_size, crop_size=self.net_args['crop_size'],
+            score_from=self.net_args.get('score_from'), cached=self.cached(stage), seed=self.seed,
+            solver='%s base_lr %g, weight_decay %g, stepsize %d' % (
+                s.type, s.base_lr, s.weight_decay, s.stepsize),
+            max_iter=s.max_iter,
+            imagenet=self.imagenet and '%s (%d bytes)' % (os.path.basename(self.imagenet),
+                                                          os.path.getsize(self.imagenet)),
+            sources={n: run_record.identity(self.done_record(n)) for n in stage.needs()})
+        return run_record.trained_on(self.lmdb_dir, settings)
+
+    def forget(self, name):
+        """Start a stage over: its done record, snapshots, cached features."""
+        solver = self.solver_param(name)
+        cache = self.path('cache', name)
+        removed = run_record.start_over(self.path('done', name + '.json'), solver.snapshot_prefix,
+                                        also=[self._started_path(name)])
+        if os.path.isdir(cache):
+            shutil.rmtree(cache)
+            removed.append(cache)
+        self.log('[train] %s: retrain: removed %d file(s) of the earlier attempt'
+                 % (name, len(removed)))
+
+    def _started_path(self, name):
+        return self.path('done', name + '.started.json')
 
     def done_records(self):
         """The records of the finished stages, in training order."""
@@ -171,9 +211,12 @@ class Run(object):
         """Train one stage (or skip it if done); return its final weights.
         later: the stages still to come (a feature pass may serve them)."""
         record = self.done_record(stage.name)
+        current = self.trained_on(stage)
         if record:
+            run_record.check_reusable(record, current, self.path('done', stage.name + '.json'))
             self.log('[train] %s: done earlier (%s)' % (stage.name, record['weights']))
             return record['weights']
+        run_record.check_started(self._started_path(stage.name), current, stage.name)
         t0 = time.time()
         part = stage.net.get('part')
         if part and part not in self.manifest.get('crop_parts', []):
@@ -189,7 +232,7 @@ class Run(object):
         else:
             solver_path = self.path('solvers', stage.name + '.prototxt')
             atomic_write_text(solver_path, text_format.MessageToString(solver))
-            it, state = caffe_run.latest_snapshot(solver.snapshot_prefix)
+            it, state = caffe_run.latest_snapshot(solver.snapshot_prefix, log=self.log)
             if state:
                 self.log('[train] %s: resuming from iteration %d (%s)'
                          % (stage.name, it, os.path.basename(state)))
@@ -209,10 +252,12 @@ class Run(object):
                 '%s diverged: non-finite weights in %s (moved to %s.diverged); lower '
                 'base_lr in %s and run again' % (stage.name, ', '.join(bad[:5]), weights,
                                                   self.path('solvers', stage.name + '.prototxt')))
-        record = dict(stage=stage.name, weights=weights, seconds=round(time.time() - t0, 1),
-                      iterations=solver.max_iter, cached=cached,
-                      final_loss=curves['loss'][-1][1] if curves['loss'] else None)
-        atomic_write_text(self.path('done', stage.name + '.json'), json.dumps(record, indent=1))
+        record = run_record.new_record(
+            stage.name, weights, self.dir, current, seconds=round(time.time() - t0, 1),
+            iterations=solver.max_iter, cached=cached,
+            final_loss=curves['loss'][-1][1] if curves['loss'] else None)
+        run_record.write_record(self.path('done', stage.name + '.json'), record)
+        os.remove(self._started_path(stage.name))
         self.log('[train] %s: done in %.0f s, loss %s' % (stage.name, record['seconds'],
                                                           record['final_loss']))
         return weights
@@ -261,6 +306,8 @@ class Run(object):
         if not os.path.isdir(features):  # atomic: present means complete
             t0 = time.time()
             companions = self._companions(later)
+            for s in companions:  # their caches are made now, with this setup
+                run_record.check_started(self._started_path(s.name), self.trained_on(s), s.name)
             jobs = [(train_net, init, features, head_name)] + [
                 self._feature_job(s, self.init_weights(s)) for s in companions]
             results = feature_cache.write_feature_caches(jobs, self.train_count())
@@ -290,7 +337,7 @@ class Run(object):
         head.snapshot_prefix = os.path.join(cache_dir, 'head')
         solver_path = os.path.join(cache_dir, 'head_solver.prototxt')
         atomic_write_text(solver_path, text_format.MessageToString(head))
-        it, state = caffe_run.latest_snapshot(head.snapshot_prefix)
+        it, state = caffe_run.latest_snapshot(head.snapshot_prefix, log=self.log)
         self.log('[train] %s: %s on cached features, %d iterations%s'
                  % (stage.name, head_name, head.max_iter,
                     ' (resuming from %d)' % it if state else ''))
