@@ -4,7 +4,8 @@ of paper section 4.
 Each test object takes its K nearest training objects of its category
 (cosine of pool5), aligns each to itself with SIFT-Flow-style BP on the
 grid of a conv layer's units (`flow`), once with the conv features and once
-with SIFT computed at the same unit centres (as the paper does), orders them
+with SIFT computed at the same unit centres (as the paper does), each
+column L2-normalized (`flow.unit_columns`), orders them
 by alignment energy and predicts each keypoint as the median of the best
 ones' transferred keypoints (`transfer`).  The copy baseline takes the
 nearest neighbour's keypoints in box-normalized coordinates.  PCK at alpha
@@ -14,7 +15,7 @@ import time
 
 import numpy as np
 
-from posenorm.correspondence import context, dataset, objects, report, sift, transfer, warp
+from posenorm.correspondence import context, dataset, flow, objects, report, sift, transfer, warp
 
 NAME = 'align'
 HELP = 'Table 2 and Figure 3: alignment by SIFT Flow on conv / SIFT features, keypoint transfer'
@@ -48,15 +49,15 @@ def align_layers(args, fnet):
 
 
 def _grid(obj, row, layer, sift_size, memo):
-    """h x w x C grid of an object for a row: a conv layer, or SIFT at that
-    layer's unit centres (memoized per object: neighbours recur)."""
-    fmap = obj.maps[layer]
-    if row == layer:
-        return fmap.transpose(1, 2, 0)
-    key = (id(obj), layer)
+    """h x w x C grid of unit columns of an object for a row: a conv layer,
+    or SIFT at that layer's unit centres (memoized: neighbours recur)."""
+    key = (id(obj), row)
     if key not in memo:
-        memo[key] = objects.sift_map(obj.image, memo['geometry'][layer], fmap.shape[1:], sift_size)
-    return memo[key].transpose(1, 2, 0)
+        fmap = obj.maps[layer]
+        if row != layer:
+            fmap = objects.sift_map(obj.image, memo['geometry'][layer], fmap.shape[1:], sift_size)
+        memo[key] = flow.unit_columns(fmap.transpose(1, 2, 0))
+    return memo[key]
 
 
 def transfer_category(test, train, rows, args, fnet, memo):

@@ -113,6 +113,16 @@ def displacements(radius):
     return np.stack(np.meshgrid(r, r, indexing='ij'), -1)
 
 
+def unit_columns(grid):
+    """Each feature column (last axis) scaled to unit L2 norm: the L1 match
+    cost then compares patterns, not activation magnitudes (raw conv
+    columns differ in norm by orders of magnitude between objects; on
+    synthetic birds raw columns transferred keypoints worse than copying
+    the nearest neighbour, unit columns better)."""
+    grid = np.asarray(grid, np.float32)
+    return grid / np.maximum(np.linalg.norm(grid, axis=-1, keepdims=True), 1e-6)
+
+
 def data_cost(s1, s2, radius, normalize=True):
     """D[y, x, iy, ix] = ||s1[y, x] - s2[y + dy, x + dx]||_1.
 
