@@ -141,3 +141,13 @@ def test_disk_full_names_the_file_system_and_keeps_nothing(small_disk):
                     f.write(b'\0' * (1 << 16))
                     f.flush()
     assert os.listdir(small_disk) == []
+
+
+def test_empty_temporary_of_a_process_killed_before_marking_it_is_removed(tmp_path):
+    empty = tmp_path / '.o.tmp-99999999-abc'
+    empty.mkdir()
+    busy = tmp_path / ('.o.tmp-%d-def' % os.getpid())  # a live process's: left alone
+    busy.mkdir()
+    with atomic.atomic_directory(tmp_path / 'o'):
+        pass
+    assert not empty.exists() and busy.exists()

@@ -30,23 +30,31 @@ def main(argv=None):
     ap.add_argument('--models', nargs='+', required=True, metavar='DIR', help='model directories')
     ap.add_argument('--cub', required=True, metavar='CUB_DIR', help='CUB-layout dataset (real or synthetic)')
     ap.add_argument('--out', required=True, metavar='REPORT_DIR',
-                    help='report directory to create (built in REPORT_DIR.tmp, then renamed)')
+                    help='report directory to create (built beside it, then renamed); it may not be, '
+                         'contain or sit inside a model directory or --cub')
     ap.add_argument('--split', default='test', choices=('test', 'train'), help='split to evaluate (default test)')
-    ap.add_argument('--limit', type=int, metavar='N', help='at most N images, round-robin over classes')
-    ap.add_argument('--figure-images', type=int, default=8, metavar='N',
+    ap.add_argument('--limit', type=cli.positive_int, metavar='N',
+                    help='at most N images, round-robin over classes')
+    ap.add_argument('--figure-images', type=cli.positive_int, default=8, metavar='N',
                     help='images in each Figure 3 grid (default 8)')
     ap.add_argument('--no-oracle', action='store_true', help='skip the models\' oracle deploy nets')
-    ap.add_argument('--force', action='store_true', help='replace an existing REPORT_DIR')
+    ap.add_argument('--force', action='store_true',
+                    help='replace an existing report (a REPORT_DIR with results.json)')
+    ap.add_argument('--allow-python-layers', action='store_true',
+                    help='load deploy nets with Python layers (they import and run the module '
+                         'they name: only for model directories you trust)')
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        ap.error('--limit must be positive')
     refuse_existing(os.path.abspath(args.out), args.force, 'report directory')
     device.use_device(args.gpu)
     results = evaluate_models(args.models, args.cub, args.out, split=args.split, limit=args.limit,
                               progress=not args.quiet, figure_images=args.figure_images,
-                              force=args.force, oracle=not args.no_oracle)
+                              force=args.force, oracle=not args.no_oracle,
+                              allow_python=args.allow_python_layers)
+    if results['images_of_classes_no_model_knows']:
+        print('note: %d %s image(s) of classes no model knows were not evaluated'
+              % (results['images_of_classes_no_model_knows'], args.split))
     pct = lambda v: '-' if v is None else '%.2f%%' % (100 * v)  # noqa: E731
     t = results['tables']
     for row in t['table1']:

@@ -27,15 +27,16 @@ def main(argv=None):
     ap.add_argument('image', help='an image file (any size; resized to the model input)')
     ap.add_argument('--model', required=True, metavar='DIR', help='model directory (model.json, deploy.prototxt, weights)')
     ap.add_argument('--out', metavar='PNG', help='draw the predicted keypoints on the image into PNG')
-    ap.add_argument('--top', type=int, default=5, help='how many classes to print (default 5)')
+    ap.add_argument('--top', type=cli.positive_int, default=5, help='how many classes to print (default 5)')
+    ap.add_argument('--allow-python-layers', action='store_true',
+                    help='load a deploy net with Python layers (it imports and runs the module '
+                         'it names: only for model directories you trust)')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
-    if args.top < 1:
-        ap.error('--top must be positive')
     if not os.path.isfile(args.image):
         ap.error('no such image: %s' % args.image)
     device.use_device(args.gpu)
-    predictor = Predictor(args.model)
+    predictor = Predictor(args.model, allow_python=args.allow_python_layers)
     with Image.open(args.image) as im:
         size = im.size
     r = predictor.predict(args.image, size)

@@ -183,15 +183,23 @@ def _make_temp_dir(parent, prefix):
 
 def _remove_stale(parent, base):
     """Remove `.<base>.tmp-*` directories that carry our mark from a process
-    of this host that no longer runs (a build killed outright)."""
-    for tmp in glob.glob(os.path.join(glob.escape(parent), glob.escape('.%s.tmp-' % base) + '*')):
+    of this host that no longer runs (a build killed outright), and empty
+    ones named by such a process (killed before it could mark it)."""
+    prefix = '.%s.tmp-' % base
+    for tmp in glob.glob(os.path.join(glob.escape(parent), glob.escape(prefix) + '*')):
+        if os.path.islink(tmp) or not os.path.isdir(tmp):
+            continue
         try:
             with open(os.path.join(tmp, PARTIAL_MARKER)) as f:
                 host, pid = f.read().split()
             pid = int(pid)
         except (OSError, ValueError):
-            continue  # not ours
-        if os.path.islink(tmp) or host != os.uname().nodename or _alive(pid):
+            pid = os.path.basename(tmp)[len(prefix):].split('-')[0]
+            if pid.isdigit() and not os.listdir(tmp) and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.rmdir(tmp)  # empty: nothing to lose
+            continue  # otherwise not recognisably ours
+        if host != os.uname().nodename or _alive(pid):
             continue
         shutil.rmtree(tmp, ignore_errors=True)
 

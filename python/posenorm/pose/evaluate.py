@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from posenorm.core import metrics, plots
-from posenorm.core.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
+from posenorm.core.atomic import atomic_directory, atomic_write_bytes, atomic_write_text, check_disjoint
 from posenorm.core.report import json_safe
 from posenorm.data.coords import keypoints_to_input
 from posenorm.data.cub import read_cub
@@ -147,10 +147,10 @@ def _keypoints(res, arrays, out, inputs, data, gt, fig_idx, name, info, tmp):
     res['files']['figure3'] = fname
 
 
-def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True):
+def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True, allow_python=False):
     """One model over the selected images: its results dict (files written
     into `tmp`) and its per-keypoint PCK curve (None if it has none)."""
-    predictor = Predictor(info['dir'], oracle=oracle)
+    predictor = Predictor(info['dir'], oracle=oracle, allow_python=allow_python)
     if predictor.predicts_keypoints and list(info['part_names']) != list(data.part_names):
         raise ValueError('%s: part names %s differ from the dataset\'s %s'
                          % (info['dir'], info['part_names'], list(data.part_names)))
@@ -184,21 +184,25 @@ def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True):
 
 
 def _select(infos, cub_dir, split, limit):
-    """The images to evaluate: those of classes some model knows (all when
-    no model classifies), at most `limit`, round-robin over classes."""
+    """(data, dropped): the images to evaluate, those of classes some model
+    knows (all when no model classifies), at most `limit`, round-robin over
+    classes; and how many images of the split no model knows were left out."""
     data = read_cub(cub_dir, allow_empty_split=True).split(split)
     known = set(n for info in infos for n in info['classes'])
+    dropped = 0
     if known:
-        data = data.select(np.array([data.class_names[l] in known for l in data.labels], bool))
+        keep = np.array([data.class_names[l] in known for l in data.labels], bool)
+        dropped = int((~keep).sum())
+        data = data.select(keep)
     data = select_images(data, limit)
     if not len(data):
         raise ValueError('no %s images in %s%s' % (split, cub_dir,
                                                   ' of the models\' classes' if known else ''))
-    return data
+    return data, dropped
 
 
 def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress=True,
-                    figure_images=8, force=False, oracle=True):
+                    figure_images=8, force=False, oracle=True, allow_python=False):
     """Evaluate model directories on a CUB-layout split; write the report.
 
     model_dirs: model directories (`posenorm.pose.model_dir`).  cub_dir: a
@@ -208,6 +212,9 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
     over classes (`select_images`).  figure_images: images in each Figure 3
     grid (evenly spaced over the evaluated images).  oracle: also run each
     model's oracle deploy net (ground-truth parts) when it has one.
+    allow_python: load deploy nets with Python layers (`core.net_loading`).
+    `out` may not be, contain or sit inside a model directory or the
+    dataset, and force replaces only a report (a directory with results.json).
 
     When the models list classes, only images of classes some model knows
     are evaluated (so a model trained on a class subset can be evaluated on
@@ -215,19 +222,22 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
     the images of its own classes, its keypoint metrics every image.
     Returns the results dict (also written as OUT/results.json).
     """
+    check_disjoint(out, list(model_dirs) + [cub_dir])
     infos = [read_info(d) for d in model_dirs]
     if not infos:
         raise ValueError('no model directories given')
-    data = _select(infos, cub_dir, split, limit)
+    data, dropped = _select(infos, cub_dir, split, limit)
     n = len(data)
     fig_idx = np.unique(np.linspace(0, n - 1, min(figure_images, n)).round().astype(int))
     results = dict(format=RESULTS_FORMAT, cub_dir=os.path.abspath(cub_dir), split=split, limit=limit,
-                   images=n, image_ids=data.image_ids.tolist(), part_names=list(data.part_names),
+                   images=n, images_of_classes_no_model_knows=dropped,
+                   image_ids=data.image_ids.tolist(), part_names=list(data.part_names),
                    definitions=report.definitions(), pck_alphas=list(metrics.PCK_ALPHAS), models={})
-    with atomic_directory(out, force=force) as tmp:
+    with atomic_directory(out, force=force, inputs=list(model_dirs) + [cub_dir],
+                          marker='results.json') as tmp:
         for name, info in zip(_unique_names(infos), infos):
-            results['models'][name] = evaluate_model(info, name, data, fig_idx, tmp,
-                                                     oracle=oracle, progress=progress)
+            results['models'][name] = evaluate_model(info, name, data, fig_idx, tmp, oracle=oracle,
+                                                     progress=progress, allow_python=allow_python)
         curves = [(r['label'] + ' (%s)' % name, r['pck_curve'])
                   for name, r in results['models'].items() if r['pck_curve']]
         if curves:

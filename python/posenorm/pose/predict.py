@@ -46,12 +46,12 @@ def preprocess(rgb):
 class Predictor:
     """A loaded model directory that predicts one image at a time."""
 
-    def __init__(self, model_dir, oracle=False):
-        self.net, self.info = load_model(model_dir)
+    def __init__(self, model_dir, oracle=False, allow_python=False):
+        self.net, self.info = load_model(model_dir, allow_python=allow_python)
         self.passes = self._passes(self.net, netgraph.layer_names(self.net))
         self.oracle_net = None
         if oracle and self.info.get('oracle_deploy_path'):
-            self.oracle_net, _ = load_model(model_dir, oracle=True)
+            self.oracle_net, _ = load_model(model_dir, oracle=True, allow_python=allow_python)
             # only the classification is read: at ground-truth keypoints
             # the localization stream's heatmap matters for its shape alone
             self.oracle_passes = self._passes(self.oracle_net, netgraph.value_layers(
