@@ -238,3 +238,15 @@ def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, tool, args):
     assert 'CPU_ONLY build and cannot use --gpu' in err
     assert time.time() - t < 5
     assert not os.listdir(tmp_path)
+
+
+def test_bench_nets_refuses_gpu_on_cpu_build(tmp_path):
+    """The same through a real command line (bench_nets imports its sibling tool)."""
+    if this_pycaffe_is_cuda():
+        pytest.skip('this pycaffe is a CUDA build')
+    res = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'bench_nets.py'), '--quick',
+                          '--keep', str(tmp_path / 'keep'), '--gpu', '0'],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    assert res.stderr.startswith('error: this pycaffe') and res.stderr.count('\n') == 1, res.stderr
+    assert not os.path.exists(tmp_path / 'keep')

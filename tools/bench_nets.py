@@ -51,6 +51,9 @@ import sys
 import tempfile
 import time
 
+from posenorm.core import cli
+from posenorm.core import device
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 OUR_TYPES = ('CoordinateTransfer', 'KeypointSigmoidCrossEntropyLoss',
@@ -95,6 +98,7 @@ def parse_args(argv):
                     help='keep the generated nets, solvers and caffe logs in DIR')
     ap.add_argument('--markdown', metavar='PATH',
                     help='also write the report to PATH (atomically)')
+    device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
     for name in ('iterations_vgg16', 'iterations_small', 'head_iterations',
                  'train_images'):
@@ -202,7 +206,8 @@ def run_caffe(args, cmd, log_path):
 
 def caffe_time(args, net_path, iterations, log_path):
     text, wall = run_caffe(args, [args.caffe, 'time', '--model', net_path,
-                                  '--iterations', str(iterations)], log_path)
+                                  '--iterations', str(iterations)]
+                           + device.train_args(args.gpu), log_path)
     layers = {}
     for name, kind, ms in TIME_LAYER_RE.findall(text):
         layers.setdefault(name, {})[kind] = float(ms)
@@ -217,8 +222,8 @@ def caffe_time(args, net_path, iterations, log_path):
 
 def caffe_train_seconds(args, solver_path, log_path):
     """Per-iteration seconds of each display block after iteration 0."""
-    text, wall = run_caffe(args, [args.caffe, 'train', '--solver', solver_path],
-                           log_path)
+    text, wall = run_caffe(args, [args.caffe, 'train', '--solver', solver_path]
+                           + device.train_args(args.gpu), log_path)
     blocks = [float(lapse) / int(per) for it, _, lapse, per
               in TRAIN_ITER_RE.findall(text) if int(it) > 0]
     if not blocks:
@@ -227,7 +232,7 @@ def caffe_train_seconds(args, solver_path, log_path):
 
 
 # ---------------------------------------------------- feature pass (pycaffe) --
-def feature_pass(net_path, head, batches, out_dir):
+def feature_pass(net_path, head, batches, out_dir, sync=lambda: None):
     """The loop of feature_cache.write_feature_cache, timed: per batch one
     TEST-phase forward of netgraph.value_layers (the layers the
     cached blobs depend on), then the Datum serialization + LMDB put of every cached blob.
@@ -252,6 +257,7 @@ def feature_pass(net_path, head, batches, out_dir):
     for k in range(batches):
         t = time.perf_counter()
         fc.forward_layers(net, layers)
+        sync()  # GPU kernels run asynchronously
         fwd.append(time.perf_counter() - t)
         t = time.perf_counter()
         fc.write_records(envs, net, shapes, k * batch, batch)
@@ -301,7 +307,7 @@ def bench_backbone(args, backbone, tmp):
     features = path('features')
     os.makedirs(features, exist_ok=True)
     fwd, write, shapes, lmdbs, param = feature_pass(stage3_path, 'cls_score',
-                                                   iters + 1, features)
+                                                   iters + 1, features, args.sync)
     res.update(cached_blobs=shapes, pass_forward=fwd, pass_write=write)
     progress('%s: feature pass %.0f ms forward + %.1f ms write per batch (%s)'
              % (backbone, 1e3 * fwd, 1e3 * write, blob_list(shapes)))
@@ -447,14 +453,17 @@ def report(args, results, out):
         + '.')
 
 
+@cli.tool
 def main(argv=None):
     args = parse_args(argv)
     env_threads = os.environ.get('OPENBLAS_NUM_THREADS')
     if args.threads is not None:
         os.environ['OPENBLAS_NUM_THREADS'] = str(args.threads)
     os.environ.setdefault('GLOG_minloglevel', '2')  # pycaffe quiet
-    import caffe
-    caffe.set_mode_cpu()
+    import caffe  # after OPENBLAS_NUM_THREADS: the pool is sized at load
+    where = device.use_device(args.gpu)
+    device.check_caffe_tool(args.caffe, args.gpu)
+    args.sync = device.synchronizer() if args.gpu else (lambda: None)
     missing = [t for t in OUR_TYPES if t not in caffe.layer_type_list()]
     if missing:
         print('bench_nets: this Caffe build lacks %s' % ', '.join(missing),
@@ -494,6 +503,8 @@ def main(argv=None):
     out('- caffe: %s; command: `tools/bench_nets.py %s`' % (
         os.path.relpath(args.caffe, REPO) if args.caffe.startswith(REPO) else args.caffe,
         ' '.join(argv if argv is not None else sys.argv[1:])))
+    out('- %s%s' % (where, ' (`caffe time/train --gpu`, pycaffe feature pass timed with '
+                       'cudaDeviceSynchronize)' if args.gpu else ''))
     out('- inputs: DummyData (images gaussian std 50, labels 0, keypoints '
         'uniform in the image, all visible); weights from the fillers')
     out('- load average at start: %.2f %.2f %.2f, at end: %.2f %.2f %.2f '
