@@ -10,8 +10,8 @@ TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_demo_tiny_run_writes_the_report(tmp_path, caffe_tool):
     cmd = [sys.executable, os.path.join(TOOLS, 'demo.py'), '--work', str(tmp_path / 'work'),
-           '--out', str(tmp_path / 'report'), '--classes', '3', '--per-class', '4',
-           '--iter-scale', '0.004', '--eval-limit', '6',
+           '--out', str(tmp_path / 'report'), '--synthetic-classes', '3', '--per-class', '4',
+           '--iter-scale', '0.004', '--limit', '6',
            '--models', 'keypoint,baseline_fc7_frozen,baseline_keypoint_features']
     env = dict(os.environ, PATH=os.path.dirname(caffe_tool) + os.pathsep + os.environ['PATH'])
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)

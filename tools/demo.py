@@ -11,6 +11,7 @@ curves, and the answer to the paper's question from this run's numbers) is
 written to --out (default reports/demo).
 """
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -19,7 +20,7 @@ import time
 from posenorm.core import cli
 from posenorm.core import caffe_run, plots
 from posenorm.data import lmdb_data, synthetic
-from posenorm.pose import report
+from posenorm.pose import report, run_record
 from posenorm.pose.evaluate import evaluate_models
 from posenorm.pose.nets import BACKBONES
 from posenorm.pose.stages import MODELS
@@ -36,18 +37,32 @@ def step(timings, name, fn, *args, **kwargs):
 
 
 def ensure_synthetic(out, classes, per_class, size, seed):
-    if os.path.exists(os.path.join(out, 'images.txt')):
+    """The synthetic set of these arguments: reused only if it is that one."""
+    wanted = dict(classes=classes, per_class=per_class, size=size, seed=seed)
+    try:
+        with open(os.path.join(out, 'synthetic_config.json')) as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        config = None
+    if config is not None and {k: config.get(k) for k in wanted} == wanted:
         print('[demo] reusing %s' % out)
         return out
-    synthetic.write_dataset(out, num_classes=classes, per_class=per_class, size=size, seed=seed)
+    if config is not None:
+        print('[demo] %s holds another synthetic set (%s): generating the one asked for'
+              % (out, ', '.join('%s %s' % (k, config.get(k)) for k in wanted)))
+    synthetic.write_dataset(out, num_classes=classes, per_class=per_class, size=size, seed=seed,
+                            force=config is not None)
     return out
 
 
 def ensure_lmdb(cub, out, size):
+    """LMDBs of `cub` at `size`: reused only if built from it as it is now."""
     try:
         manifest = lmdb_data.parse_manifest(out)
         if manifest['input_size'] == size and manifest.get('crop_size') and \
-                os.path.realpath(manifest['source']) == os.path.realpath(cub):
+                os.path.realpath(manifest['source']) == os.path.realpath(cub) and \
+                os.path.getmtime(os.path.join(cub, 'images.txt')) <= \
+                os.path.getmtime(os.path.join(out, lmdb_data.MANIFEST)):
             print('[demo] reusing %s' % out)
             return out
     except (OSError, ValueError, KeyError):
@@ -68,18 +83,28 @@ def main(argv=None):
                                  epilog=__doc__.split('\n', 2)[2],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--data', help='a CUB_200_2011 directory (default: generate synthetic birds)')
-    ap.add_argument('--backbone', choices=sorted(BACKBONES), default='small')
+    ap.add_argument('--backbone', choices=sorted(BACKBONES), default='small',
+                    help='small: a 3-block net trained from scratch (CPU minutes); vgg16: the '
+                         'paper\'s, from ImageNet --weights (default: %(default)s)')
     ap.add_argument('--weights', help='ImageNet VGG-16 weights (vgg16)')
     ap.add_argument('--work', default='data/demo', help='data, LMDBs and runs (default: %(default)s)')
     ap.add_argument('--out', default='reports/demo', help='report directory (default: %(default)s)')
     ap.add_argument('--models', default=','.join(MODELS), help='models to train')
-    ap.add_argument('--input-size', type=int, help='network input (default per backbone)')
-    ap.add_argument('--iter-scale', type=float, default=1.0, help='scale every stage\'s iterations')
-    ap.add_argument('--eval-limit', type=int, default=200,
-                    help='test images evaluated, round-robin over classes (0: all)')
-    ap.add_argument('--classes', type=int, default=20, help='synthetic classes')
-    ap.add_argument('--per-class', type=int, default=100, help='synthetic images per class')
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--input-size', type=cli.positive_int, help='network input (default per backbone)')
+    ap.add_argument('--iter-scale', type=cli.positive_float, default=1.0,
+                    help='scale every stage\'s iterations')
+    ap.add_argument('--limit', type=cli.non_negative_int, default=200, metavar='N',
+                    help='test images evaluated, round-robin over classes, as tools/evaluate.py '
+                         '--limit (0: all; default %(default)s)')
+    ap.add_argument('--synthetic-classes', type=cli.positive_int, default=20, metavar='N',
+                    help='number of synthetic classes, as tools/make_synthetic_cub.py (default %(default)s)')
+    ap.add_argument('--per-class', type=cli.positive_int, default=100,
+                    help='synthetic images per class, half train (default %(default)s)')
+    ap.add_argument('--seed', type=cli.non_negative_int, default=0,
+                    help='seed of the synthetic birds and of training (default 0; the same seed '
+                         'gives the same data and, on CPU, the same training)')
+    ap.add_argument('--retrain', metavar='STAGE[,STAGE]', default='',
+                    help='start these training stages over (as tools/train.py --retrain)')
     ap.add_argument('--readme', action='store_true',
                     help='also write the results into README.md (figure into docs/demo/)')
     args = ap.parse_args(argv)
@@ -90,19 +115,22 @@ def main(argv=None):
         cub = args.data
     else:
         cub = step(timings, 'synthetic birds', ensure_synthetic,
-                   os.path.join(args.work, 'synthetic_cub'), args.classes, args.per_class,
+                   os.path.join(args.work, 'synthetic_cub'), args.synthetic_classes, args.per_class,
                    256, args.seed)
     tag = os.path.basename(os.path.normpath(cub))
     lmdb_dir = step(timings, 'LMDBs', ensure_lmdb, cub,
                     os.path.join(args.work, 'lmdb_%s_%d' % (tag, size)), size)
     num_classes = lmdb_data.parse_manifest(lmdb_dir)['num_classes']
-    run = Run(os.path.join(args.work, 'run_%s_%s_%d' % (tag, args.backbone, size)),
+    # one run directory per LMDB set: another dataset never meets this one's stages
+    digest = run_record.manifest_digest(lmdb_dir)[:8]
+    run = Run(os.path.join(args.work, 'run_%s_%s_%d_%s' % (tag, args.backbone, size, digest)),
               args.backbone, lmdb_dir, num_classes, caffe=shutil.which('caffe') or 'caffe',
-              imagenet_weights=args.weights, iter_scale=args.iter_scale, seed=args.seed)
+              imagenet_weights=args.weights, iter_scale=args.iter_scale, seed=args.seed,
+              retrain=[s for s in args.retrain.split(',') if s])
     models = [m for m in args.models.split(',') if m]
     model_dirs = step(timings, 'training (%s)' % args.backbone, train, run, models)
     results = step(timings, 'evaluation', evaluate_models, model_dirs, cub, args.out,
-                   limit=args.eval_limit or None, force=True)
+                   limit=args.limit or None, force=True)
     plots.plot_loss_curves(os.path.join(args.out, 'training_curves.png'), training_curves(run))
     timings.append(('total', time.time() - t_start))
     readme = os.path.join(args.out, 'README.md')
