@@ -68,6 +68,7 @@ def test_force_replaces_only_a_report_and_dropped_images_are_counted(repo_root, 
     assert tool.main(args + ['--out', out, '--force']) == 0  # a report is replaced
 
 
+@pytest.mark.slow
 def test_a_killed_evaluation_leaves_no_temporary_after_the_next_run(repo_root, setup, tmp_path):
     out = tmp_path / 'report'
     cmd = [sys.executable, os.path.join(repo_root, 'tools', 'evaluate.py'), '--models', setup['model'],
