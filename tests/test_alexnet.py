@@ -11,8 +11,6 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-import caffe
-
 from posenorm.weights import alexnet, safe_pickle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
