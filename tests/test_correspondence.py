@@ -117,6 +117,9 @@ def test_reconstruction_from_itself_is_the_image(small_model, tiny_birds):
     tiled = np.isfinite(recon).all(axis=2)
     assert tiled.mean() > 0.9
     assert (recon[tiled] == image[tiled]).all(axis=1).mean() > 0.98
+    db3 = reconstruct.Database(fnet.geometry['conv3'], [image], [fnet.extract(image, ['conv3'])['conv3']])
+    rows = reconstruct.interior_rows(db3, 3, np.random.default_rng(0))
+    assert np.isfinite([reconstruct.crop(image, y, x, 99) for y, x in zip(*db3.centre(rows))]).all()
 
 
 def _run(*args):

@@ -117,6 +117,18 @@ def receptive_field_average(db, row, k):
     return _nanmean(db.patches(ids[0], int(round(db.geometry.size))))
 
 
+def interior_rows(db, n, rng):
+    """n random database rows whose whole receptive field lies inside their
+    image (any rows when too few do)."""
+    ys, xs = db.centre(np.arange(len(db)))
+    half = db.geometry.size / 2.0
+    shapes = np.array([image.shape[:2] for image in db.images])[db.meta[:, 0]]
+    inside = np.flatnonzero((ys - half >= -0.5) & (xs - half >= -0.5)
+                            & (ys + half <= shapes[:, 0] - 0.5) & (xs + half <= shapes[:, 1] - 0.5))
+    pool = inside if len(inside) >= n else np.arange(len(db))
+    return rng.choice(pool, min(n, len(pool)), replace=False)
+
+
 def _to_uint8(image):
     return np.clip(np.nan_to_num(image, nan=128.0), 0, 255).astype(np.uint8)
 
@@ -196,7 +208,7 @@ def run(args):
             recons[n].append(recon)
             errors.append(np.nanmean(np.abs(recon - image)))
         searched = time.perf_counter() - t
-        seeds = rng.choice(len(db), args.seeds, replace=False)
+        seeds = interior_rows(db, args.seeds, rng)
         cells.append([receptive_field_average(db, int(s), args.k) for s in seeds])
         rows.append(dict(layer=layer, stride=db.geometry.stride, size=db.geometry.size,
                          units=len(db), build_s=round(built, 2), query_s=round(searched, 2),
