@@ -221,8 +221,9 @@ def test_run_caffe_train_passes_gpus(tmp_path, caffe_tool):
 @pytest.mark.parametrize('tool, args', [
     ('evaluate', ['--models', 'nowhere', '--cub', 'nowhere', '--out', '{tmp}/report']),
     ('predict', ['{tool}', '--model', 'nowhere']),
-    ('bench_layers', ['--shapes', 'small'])])
-def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, tool, args):
+    ('bench_layers', ['--shapes', 'small']),
+    ('train', ['--lmdb', 'nowhere', '--out', '{tmp}/run', '--caffe', '{caffe}'])])
+def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, caffe_tool, tool, args):
     """--gpu on a CPU_ONLY pycaffe: one line, exit 1, in seconds, before any data work."""
     if this_pycaffe_is_cuda():
         pytest.skip('this pycaffe is a CUDA build')
@@ -230,12 +231,14 @@ def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, tool, args):
     spec = importlib.util.spec_from_file_location('tool_' + tool, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    argv = [a.format(tmp=tmp_path, tool=path) for a in args] + ['--gpu', '0']
+    argv = [a.format(tmp=tmp_path, tool=path, caffe=caffe_tool) for a in args] + ['--gpu', '0']
     t = time.time()
     assert module.main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith('error: this pycaffe') and err.count('\n') == 1, err
-    assert 'CPU_ONLY build and cannot use --gpu' in err
+    assert err.startswith('error: ') and err.count('\n') == 1, err
+    # train checks its `caffe` tool first, the others their pycaffe
+    assert ('Cannot use GPU in CPU-only Caffe' if tool == 'train' else
+            'CPU_ONLY build and cannot use --gpu') in err
     assert time.time() - t < 5
     assert not os.listdir(tmp_path)
 
@@ -250,3 +253,23 @@ def test_bench_nets_refuses_gpu_on_cpu_build(tmp_path):
     assert res.returncode == 1
     assert res.stderr.startswith('error: this pycaffe') and res.stderr.count('\n') == 1, res.stderr
     assert not os.path.exists(tmp_path / 'keep')
+
+
+def test_run_on_gpus(tmp_path, small_lmdb):
+    """The training driver with --gpu 0,1: the batch note, GPU solvers, and the
+    device count among what a stage was trained on (the effective batch)."""
+    from caffe.proto import caffe_pb2
+    from posenorm.pose import stages
+    from posenorm.pose.train import Run
+    logs = []
+    run = Run(str(tmp_path / 'gpu'), 'small', small_lmdb, 3, gpus=[0, 1], log=logs.append,
+              progress=False)
+    assert logs == ['[train] batch per GPU 8, effective batch 16 on 2 GPUs (0,1)']
+    s = run.solver_param('keypoint_stage1')
+    assert s.solver_mode == caffe_pb2.SolverParameter.GPU and s.device_id == 0
+    stage = stages.STAGES_BY_NAME['keypoint_stage1']
+    assert run.trained_on(stage)['settings']['data_parallel_devices'] == 2
+    cpu = Run(str(tmp_path / 'cpu'), 'small', small_lmdb, 3, log=logs.append, progress=False)
+    assert len(logs) == 1
+    assert cpu.solver_param('keypoint_stage1').solver_mode == caffe_pb2.SolverParameter.CPU
+    assert 'data_parallel_devices' not in cpu.trained_on(stage)['settings']

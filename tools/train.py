@@ -18,6 +18,7 @@ import shutil
 import sys
 
 from posenorm.core import cli
+from posenorm.core import device
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.pose.nets import BACKBONES
 from posenorm.pose.stages import MODELS, STAGES_BY_NAME
@@ -48,6 +49,7 @@ def main(argv=None):
                          'features are removed first); stages: %s' % ', '.join(STAGES_BY_NAME))
     ap.add_argument('--caffe', help='the caffe tool (default: `caffe` on PATH)')
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
+    device.add_gpu_argument(ap, multi=True)
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(',') if m]
     unknown = [m for m in models if m not in MODELS]
@@ -58,12 +60,16 @@ def main(argv=None):
     if unknown:
         ap.error('argument --retrain: unknown stage(s) %s; choose from %s'
                  % (', '.join(unknown), ', '.join(STAGES_BY_NAME)))
+    caffe = args.caffe or shutil.which('caffe') or 'caffe'
+    # The `caffe train` children and this process's pycaffe (surgery, feature
+    # passes) both on the device: both must be CUDA builds.
+    device.check_caffe_tool(caffe, args.gpu)
+    device.use_device(args.gpu and args.gpu[:1])
     num_classes = parse_manifest(args.lmdb)['num_classes']
-    run = Run(args.out, args.backbone, args.lmdb, num_classes,
-              caffe=args.caffe or shutil.which('caffe') or 'caffe',
+    run = Run(args.out, args.backbone, args.lmdb, num_classes, caffe=caffe,
               imagenet_weights=args.weights, batch_size=args.batch_size,
               iter_scale=args.iter_scale, use_cache=not args.no_cache,
-              progress=not args.quiet, retrain=retrain)
+              progress=not args.quiet, retrain=retrain, gpus=args.gpu)
     dirs = train(run, models)
     for d in dirs:
         print('[train] model: %s' % d)

@@ -46,7 +46,7 @@ import time
 import caffe
 from google.protobuf import text_format
 
-from posenorm.core import caffe_run
+from posenorm.core import caffe_run, device
 from posenorm.core.atomic import atomic_save, atomic_write_text
 from posenorm.core.netgraph import load_net_param
 from posenorm.data.lmdb_data import parse_manifest
@@ -64,7 +64,7 @@ class Run(object):
     def __init__(self, run_dir, backbone, lmdb_dir, num_classes, caffe='caffe',
                  imagenet_weights=None, batch_size=None,
                  iter_scale=1.0, use_cache=True, progress=True, log=print, seed=0,
-                 test_iter=10, retrain=()):
+                 test_iter=10, retrain=(), gpus=None):
         self.dir = os.path.abspath(run_dir)
         self.backbone = backbone
         self.lmdb_dir = os.path.abspath(lmdb_dir)
@@ -78,6 +78,11 @@ class Run(object):
         self.use_cache = use_cache
         self.progress = progress
         self.log = log
+        # Device ids for `caffe train --gpu` (None: CPU); several: Caffe's
+        # NCCL data parallelism, each device running batch_size.
+        self.gpus = list(gpus) if gpus else None
+        if self.gpus:
+            log('[train] %s' % device.batch_note(self.batch_size, self.gpus))
         unknown = sorted(set(retrain) - set(stages.STAGES_BY_NAME))
         if unknown:
             raise ValueError('unknown stage(s) to retrain: %s (stages: %s)'
@@ -118,7 +123,7 @@ class Run(object):
 
     def solver_param(self, name):
         s = make_solver(self.backbone, name, iter_scale=self.iter_scale,
-                        test_iter=self.test_iter, seed=self.seed)
+                        test_iter=self.test_iter, seed=self.seed, gpus=self.gpus)
         s.train_net = self.path(s.train_net)
         s.test_net[0] = self.path(s.test_net[0])
         s.snapshot_prefix = self.path(s.snapshot_prefix)
@@ -144,6 +149,8 @@ class Run(object):
             imagenet=self.imagenet and '%s (%d bytes)' % (os.path.basename(self.imagenet),
                                                           os.path.getsize(self.imagenet)),
             sources={n: run_record.identity(self.done_record(n)) for n in stage.needs()})
+        if self.gpus and len(self.gpus) > 1:  # the effective batch is batch_size x devices
+            settings['data_parallel_devices'] = len(self.gpus)
         return run_record.trained_on(self.lmdb_dir, settings)
 
     def forget(self, name):
@@ -241,7 +248,8 @@ class Run(object):
                          % (stage.name, solver.max_iter, init or 'fillers'))
             curves = caffe_run.run_caffe_train(
                 self.caffe, solver_path, log_path, solver.max_iter, weights=init,
-                snapshot=state, cwd=self.dir, desc=stage.name, progress=self.progress)
+                snapshot=state, cwd=self.dir, desc=stage.name, progress=self.progress,
+                gpus=self.gpus)
             weights = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
         if not os.path.exists(weights):
             raise caffe_run.StageFailed('%s finished without %s' % (stage.name, weights))
@@ -276,7 +284,8 @@ class Run(object):
             if not os.path.exists(init):
                 caffe.set_random_seed(self.seed)
                 atomic_save(init, caffe.Net(train_net, caffe.TEST).save)
-        head = 'kp_score' if stage.name.startswith('keypoint') else 'cls_score'
+        classifies = stage.net_args(self.backbone).get('classify', True)
+        head = 'cls_score' if classifies else 'kp_score'
         return train_net, init, self._features_dir(stage), head
 
     def _features_dir(self, stage):
@@ -344,7 +353,7 @@ class Run(object):
         curves = caffe_run.run_caffe_train(
             self.caffe, solver_path, log_path, head.max_iter, weights=init,
             snapshot=state, cwd=self.dir, desc=stage.name + ' (cached)',
-            progress=self.progress)
+            progress=self.progress, gpus=self.gpus)
         net = caffe.Net(train_net, caffe.TEST, weights=init)
         net.copy_from('%s_iter_%d.caffemodel' % (head.snapshot_prefix, head.max_iter))
         out = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
@@ -354,9 +363,11 @@ class Run(object):
     # ------------------------------------------------------------- exports --
     def export(self, model):
         """Write models/<model>/ for evaluation and prediction."""
-        m = stages.MODELS[model]
+        m = stages.ALL_MODELS[model]
         sizes = dict(num_classes=self.num_classes, input_size=self.input_size,
                      crop_size=self.net_args['crop_size'])
+        if self.net_args.get('score_from'):  # as the stages were trained
+            sizes['score_from'] = self.net_args['score_from']
         deploy = pose_normalized_net('deploy', backbone=self.backbone, **dict(m.deploy_net, **sizes))
         info = dict(variant=model, label=m.label, backbone=self.backbone,
                     input_size=self.input_size, classes=self.manifest['class_names'],
@@ -368,7 +379,23 @@ class Run(object):
             extra[ORACLE_DEPLOY] = str(oracle)
             info['oracle_deploy'] = ORACLE_DEPLOY
         out = self.path('models', model)
-        write_model_dir(out, str(deploy), self.final_weights(m.stage), info, extra=extra)
+        write_model_dir(out, str(deploy), self.model_weights(model), info, extra=extra)
+        return out
+
+    def model_weights(self, model):
+        """A model's weights: its stage's final ones, or several stages'
+        merged by layer name (later ones winning) into init/<model>.caffemodel."""
+        names = stages.model_stages(model)
+        if len(names) == 1:
+            return self.final_weights(names[0])
+        out = self.path('init', 'model_%s.caffemodel' % model)
+        sources = [self.final_weights(n) for n in names]
+        if not os.path.exists(out) or os.path.getmtime(out) < max(map(os.path.getmtime, sources)):
+            net = caffe.Net(self.path('prototxt', self.backbone, names[0] + '_train.prototxt'),
+                            caffe.TEST)
+            for source in sources:
+                net.copy_from(source)
+            atomic_save(out, net.save)
         return out
 
 
