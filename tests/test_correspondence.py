@@ -111,7 +111,9 @@ def test_reconstruction_from_itself_is_the_image(small_model, tiny_birds):
     fnet = features.load_net(small_model, log=lambda *a: None)
     item = dataset.load(tiny_birds).items[0]
     image, _ = features.prepare(item, 160)
-    fmap = fnet.extract(image, ['conv1'])['conv1']
+    fmap, geometry = fnet.extract_with_geometry(image, ['conv1'])['conv1']
+    h, w = image.shape[:2]
+    assert geometry == (4, 3, 11) and fmap.shape == (SMALL[0], (h - 7) // 4 + 1, (w - 7) // 4 + 1)
     db = reconstruct.Database(fnet.geometry['conv1'], [image], [fmap])
     recon = reconstruct.reconstruct_image(fmap, image.shape, db, 1)
     tiled = np.isfinite(recon).all(axis=2)

@@ -91,6 +91,10 @@ class FeatureNet:
         net.forward()
         return {l: net.blobs[l].data[0].copy() for l in layers}
 
+    def extract_with_geometry(self, image, layers=None):
+        """{layer: (C x H x W float32, Geometry)} for an RGB uint8 image."""
+        return {l: (f, self.geometry[l]) for l, f in self.extract(image, layers).items()}
+
 
 def truncated(net_param, blobs):
     """A copy of net_param keeping only the layers `blobs` depend on."""
