@@ -28,6 +28,23 @@ def test_crop_frame_matches_prepare(tmp_path):
         assert crop_box[2] == pytest.approx(box[2] * frame[2])
 
 
+def test_bad_items_are_skipped_and_counted(small_model, tiny_birds, tmp_path):  # noqa: F811
+    data = dataset.load(tiny_birds)
+    good = data.items[0]
+    hidden = good._replace(keypoints=np.zeros_like(good.keypoints))
+    missing = good._replace(path=str(tmp_path / 'absent.jpg'))
+    outside = good._replace(keypoints=good.keypoints + [[1000, 0, 0]])
+    fnet = features.load_net(small_model, cache_dir=str(tmp_path))
+    cache = features.FeatureCache(fnet, str(tmp_path / 'features'), side=96)
+    objs, skipped = objects.load(cache, [good, hidden, missing, outside], ['conv4', 'conv5'],
+                                 'pool5', progress=False)
+    assert [o.item for o in objs] == [good]
+    assert skipped['counts'] == {'no visible keypoint': 1, 'unreadable image': 1,
+                                 'bad annotation': 1}
+    assert 'absent.jpg' in skipped['examples']['unreadable image']
+    assert objs[0].glob.shape == (objects.GLOBAL_BINS ** 2 * 12,)
+
+
 def test_align_predict_all_end_to_end(small_model, tiny_birds, tmp_path):  # noqa: F811
     out = str(tmp_path / 'report')
     # 227: conv5's receptive field (163) must leave units outside it (negatives).
