@@ -4,6 +4,12 @@
   python tools/demo.py                      # synthetic CUB-format birds, small backbone
   python tools/demo.py --data ../shared/data/CUB_200_2011
   python tools/demo.py --data CUB_200_2011 --backbone vgg16 --weights VGG_ILSVRC_16_layers.caffemodel
+  python tools/demo.py --protocol frozen --data CUB_200_2011 --classes 1-10 --backbone vgg16 \
+      --weights weights/vgg16_init.caffemodel --input-size 224
+
+--protocol full trains the paper's stages 1-4 (fine-tuning: GPU work at
+vgg16's size); --protocol frozen trains only heads on fixed ImageNet
+features, one VGG-16 pass per image serving every stage (docs/real_birds.md).
 
 Every step is resumable (data and LMDBs are reused when complete, training
 skips finished stages) and timed; the report (tables, figures, training
@@ -19,11 +25,11 @@ import time
 
 from posenorm.core import cli
 from posenorm.core import caffe_run, plots
-from posenorm.data import lmdb_data, synthetic
+from posenorm.data import cub as cub_reader, lmdb_data, synthetic
 from posenorm.pose import report, run_record
 from posenorm.pose.evaluate import evaluate_models
 from posenorm.pose.nets import BACKBONES
-from posenorm.pose.stages import MODELS
+from posenorm.pose.stages import ALL_MODELS, PROTOCOLS
 from posenorm.pose.train import Run, train
 
 
@@ -55,11 +61,13 @@ def ensure_synthetic(out, classes, per_class, size, seed):
     return out
 
 
-def ensure_lmdb(cub, out, size):
-    """LMDBs of `cub` at `size`: reused only if built from it as it is now."""
+def ensure_lmdb(cub, out, size, classes=None):
+    """LMDBs of `cub` at `size` (of `classes`, ids; None: all): reused only
+    if built from it as it is now."""
     try:
         manifest = lmdb_data.parse_manifest(out)
         if manifest['input_size'] == size and manifest.get('crop_size') and \
+                (classes is None or manifest['classes'] == list(classes)) and \
                 os.path.realpath(manifest['source']) == os.path.realpath(cub) and \
                 os.path.getmtime(os.path.join(cub, 'images.txt')) <= \
                 os.path.getmtime(os.path.join(out, lmdb_data.MANIFEST)):
@@ -67,7 +75,8 @@ def ensure_lmdb(cub, out, size):
             return out
     except (OSError, ValueError, KeyError):
         pass
-    lmdb_data.build_lmdbs(cub, out, size=size, force=True)
+    m = lmdb_data.build_lmdbs(cub, out, size=size, classes=classes, force=True)
+    print('[demo] %s' % m['annotation_summary'])
     return out
 
 
@@ -88,8 +97,15 @@ def main(argv=None):
                          'paper\'s, from ImageNet --weights (default: %(default)s)')
     ap.add_argument('--weights', help='ImageNet VGG-16 weights (vgg16)')
     ap.add_argument('--work', default='data/demo', help='data, LMDBs and runs (default: %(default)s)')
-    ap.add_argument('--out', default='reports/demo', help='report directory (default: %(default)s)')
-    ap.add_argument('--models', default=','.join(MODELS), help='models to train')
+    ap.add_argument('--out', help='report directory (default: reports/demo, reports/demo_<protocol> '
+                                  'for another protocol)')
+    ap.add_argument('--protocol', choices=sorted(PROTOCOLS), default='full',
+                    help='full: the paper\'s stages 1-4 with fine-tuning; frozen: heads on fixed '
+                         'ImageNet features only, a CPU can run it (default: %(default)s)')
+    ap.add_argument('--models', help='models to train (default: those of --protocol: %s)'
+                    % '; '.join('%s: %s' % (k, ','.join(v)) for k, v in PROTOCOLS.items()))
+    ap.add_argument('--classes', help='with --data: class ids to use, e.g. 11-50 or 1,4,7-9 '
+                                      '(default: all; labels stay class id - 1)')
     ap.add_argument('--input-size', type=cli.positive_int, help='network input (default per backbone)')
     ap.add_argument('--iter-scale', type=cli.positive_float, default=1.0,
                     help='scale every stage\'s iterations')
@@ -108,6 +124,14 @@ def main(argv=None):
     ap.add_argument('--readme', action='store_true',
                     help='also write the results into README.md (figure into docs/demo/)')
     args = ap.parse_args(argv)
+    classes = cub_reader.parse_id_list(args.classes) if args.classes else None
+    if classes and not args.data:
+        ap.error('--classes needs --data (synthetic classes: --synthetic-classes)')
+    models = [m for m in (args.models.split(',') if args.models else PROTOCOLS[args.protocol]) if m]
+    unknown = [m for m in models if m not in ALL_MODELS]
+    if unknown:
+        ap.error('--models: unknown %s (known: %s)' % (', '.join(unknown), ', '.join(ALL_MODELS)))
+    out = args.out or ('reports/demo' if args.protocol == 'full' else 'reports/demo_' + args.protocol)
     t_start = time.time()
     timings = []
     size = args.input_size or BACKBONES[args.backbone].input_size
@@ -118,8 +142,9 @@ def main(argv=None):
                    os.path.join(args.work, 'synthetic_cub'), args.synthetic_classes, args.per_class,
                    256, args.seed)
     tag = os.path.basename(os.path.normpath(cub))
+    subset = '_c' + args.classes.replace(',', '_') if classes else ''
     lmdb_dir = step(timings, 'LMDBs', ensure_lmdb, cub,
-                    os.path.join(args.work, 'lmdb_%s_%d' % (tag, size)), size)
+                    os.path.join(args.work, 'lmdb_%s%s_%d' % (tag, subset, size)), size, classes)
     num_classes = lmdb_data.parse_manifest(lmdb_dir)['num_classes']
     # one run directory per LMDB set: another dataset never meets this one's stages
     digest = run_record.manifest_digest(lmdb_dir)[:8]
@@ -127,13 +152,12 @@ def main(argv=None):
               args.backbone, lmdb_dir, num_classes, caffe=shutil.which('caffe') or 'caffe',
               imagenet_weights=args.weights, iter_scale=args.iter_scale, seed=args.seed,
               retrain=[s for s in args.retrain.split(',') if s])
-    models = [m for m in args.models.split(',') if m]
     model_dirs = step(timings, 'training (%s)' % args.backbone, train, run, models)
-    results = step(timings, 'evaluation', evaluate_models, model_dirs, cub, args.out,
-                   limit=args.limit or None, force=True)
-    plots.plot_loss_curves(os.path.join(args.out, 'training_curves.png'), training_curves(run))
+    results = step(timings, 'evaluation', evaluate_models, model_dirs, cub, out,
+                   limit=args.limit or None, force=True, share=args.protocol == 'frozen')
+    plots.plot_loss_curves(os.path.join(out, 'training_curves.png'), training_curves(run))
     timings.append(('total', time.time() - t_start))
-    readme = os.path.join(args.out, 'README.md')
+    readme = os.path.join(out, 'README.md')
     report.write_readme(readme, results, training=report.training_section(run.dir, run.done_records()),
                         timings=timings)
     print('\n[demo] report: %s' % readme)
@@ -141,7 +165,7 @@ def main(argv=None):
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
         command = ' '.join(['python tools/demo.py'] + sys.argv[1:])
         report.update_readme(os.path.join(root, 'README.md'),
-                             report.readme_block(results, args.out, timings, root, command))
+                             report.readme_block(results, out, timings, root, command))
     for name, seconds in timings:
         print('[demo] %-22s %6.0f s' % (name, seconds))
     return 0

@@ -74,7 +74,9 @@ def classification_results(prob, labels, class_names):
     n = len(class_names)
     pred = metrics.predicted_labels(prob) if len(prob) else np.zeros(0, np.int64)
     mpc = metrics.mean_per_class_accuracy(pred, labels, n)
-    return dict(images=int(len(labels)), accuracy=metrics.top1_accuracy(pred, labels),
+    accuracy = metrics.top1_accuracy(pred, labels)
+    return dict(images=int(len(labels)), accuracy=accuracy,
+                accuracy_interval=metrics.accuracy_interval(accuracy, len(labels)),
                 mean_per_class_accuracy=mpc['mean'], per_class_accuracy=mpc['per_class'],
                 per_class_images=mpc['counts'],
                 empty_classes=[class_names[c] for c in mpc['empty_classes']],
@@ -147,10 +149,11 @@ def _keypoints(res, arrays, out, inputs, data, gt, fig_idx, name, info, tmp):
     res['files']['figure3'] = fname
 
 
-def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True, allow_python=False):
+def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True, allow_python=False,
+                   predictor=None):
     """One model over the selected images: its results dict (files written
     into `tmp`) and its per-keypoint PCK curve (None if it has none)."""
-    predictor = Predictor(info['dir'], oracle=oracle, allow_python=allow_python)
+    predictor = predictor or Predictor(info['dir'], oracle=oracle, allow_python=allow_python)
     if predictor.predicts_keypoints and list(info['part_names']) != list(data.part_names):
         raise ValueError('%s: part names %s differ from the dataset\'s %s'
                          % (info['dir'], info['part_names'], list(data.part_names)))
@@ -202,7 +205,7 @@ def _select(infos, cub_dir, split, limit):
 
 
 def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress=True,
-                    figure_images=8, force=False, oracle=True, allow_python=False):
+                    figure_images=8, force=False, oracle=True, allow_python=False, share=False):
     """Evaluate model directories on a CUB-layout split; write the report.
 
     model_dirs: model directories (`posenorm.pose.model_dir`).  cub_dir: a
@@ -213,6 +216,9 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
     grid (evenly spaced over the evaluated images).  oracle: also run each
     model's oracle deploy net (ground-truth parts) when it has one.
     allow_python: load deploy nets with Python layers (`core.net_loading`).
+    share: load every model at once and let the later ones reuse the first
+    one's pass over each image where their nets compute the same (the
+    frozen protocol: one VGG-16 pass per image serves every model).
     `out` may not be, contain or sit inside a model directory or the
     dataset, and force replaces only a report (a directory with results.json).
 
@@ -235,9 +241,18 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
                    definitions=report.definitions(), pck_alphas=list(metrics.PCK_ALPHAS), models={})
     with atomic_directory(out, force=force, inputs=list(model_dirs) + [cub_dir],
                           marker='results.json') as tmp:
-        for name, info in zip(_unique_names(infos), infos):
+        predictors = [None] * len(infos)
+        if share:
+            predictors = [Predictor(info['dir'], oracle=oracle, allow_python=allow_python)
+                          for info in infos]
+            for p in predictors[1:]:
+                p.share_from(predictors[0])
+        for name, info, predictor in zip(_unique_names(infos), infos, predictors):
             results['models'][name] = evaluate_model(info, name, data, fig_idx, tmp, oracle=oracle,
-                                                     progress=progress, allow_python=allow_python)
+                                                     progress=progress, allow_python=allow_python,
+                                                     predictor=predictor)
+            if predictor is not None and predictor.lead is not None:
+                results['models'][name]['shared_pass_with'] = _unique_names(infos)[0]
         curves = [(r['label'] + ' (%s)' % name, r['pck_curve'])
                   for name, r in results['models'].items() if r['pck_curve']]
         if curves:

@@ -111,8 +111,9 @@ def _same_computation(pa, pb):
     a, b = type(pa)(), type(pb)()
     a.CopyFrom(pa)
     b.CopyFrom(pb)
-    a.ClearField('param')
-    b.ClearField('param')
+    for field in ('param', 'top'):  # tops: compared by the caller
+        a.ClearField(field)
+        b.ClearField(field)
     return a == b
 
 
@@ -148,8 +149,10 @@ def shared_blobs(lead, other):
     shared = set()
     for name, p, bottoms, tops in layers_b:  # in net order: inputs first
         a = in_a.get(name)
+        # tops: `other`'s may be the first of `lead`'s (a Data layer read
+        # without its label, a CoordinateTransfer without its locations)
         same = (a is not None and name in run_a and _same_computation(a[0], p)
-                and (a[1], a[2]) == (bottoms, tops) and set(bottoms) <= shared
+                and a[1] == bottoms and a[2][:len(tops)] == tops and set(bottoms) <= shared
                 and _same_weights(net_a, net_b, name))
         if same:
             shared.update(tops)
@@ -157,6 +160,27 @@ def shared_blobs(lead, other):
             shared.difference_update(tops)
     writers_a, writers_b = _writers(layers_a), _writers(layers_b)
     return {blob for blob in shared if writers_a.get(blob) == writers_b.get(blob)}
+
+
+def plan_sharing(lead, other, outputs=()):
+    """How `other` (net, net_param, layers it runs) reuses `lead`'s pass:
+    (the layers it still runs, the blobs it copies from lead, how many
+    weighted layers it skips).  outputs: blobs `other` reads afterwards."""
+    net, net_param, layers = other
+    shared = shared_blobs(lead, other)
+    graph = net_graph(net, net_param)
+    alias = split_aliases(graph)
+    run = set(layers)
+    own, needed, skipped = [], set(outputs), 0
+    for name, p, bottoms, tops in graph:
+        if name not in run:
+            continue
+        if p is not None and set(tops) <= shared:  # Split layers always run
+            skipped += name in net.params
+        else:
+            own.append(name)
+            needed.update(alias(b) for b in bottoms)
+    return own, sorted(needed & shared), skipped
 
 
 class _Pass(object):
@@ -171,22 +195,8 @@ class _Pass(object):
     def share_with(self, lead):
         """Run only what `lead` does not compute, copy the rest from it;
         return how many weighted layers that skips."""
-        shared = shared_blobs((lead.net, lead.param, lead.layers),
-                              (self.net, self.param, self.layers))
-        graph = net_graph(self.net, self.param)
-        alias = split_aliases(graph)
-        run = set(self.layers)
-        own, needed, skipped = [], set(self.blobs), 0
-        for name, p, bottoms, tops in graph:
-            if name not in run:
-                continue
-            if p is not None and set(tops) <= shared:  # Split layers always run
-                skipped += name in self.net.params
-            else:
-                own.append(name)
-                needed.update(alias(b) for b in bottoms)
-        self.copy = sorted(needed & shared)
-        self.layers = own
+        self.layers, self.copy, skipped = plan_sharing(
+            (lead.net, lead.param, lead.layers), (self.net, self.param, self.layers), self.blobs)
         return skipped
 
     def forward(self, lead):

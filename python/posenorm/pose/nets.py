@@ -208,6 +208,9 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     classify: False gives the keypoint net alone (training stages 1-2).
     shared_stream: parts pooled from the localization stream itself (the
       paper's "keypoint features baseline"; it reports that worse, 65.10%).
+      Under the frozen protocol both streams hold the same ImageNet
+      weights, so one trunk (named as the localization one) serves both;
+      with parts=False it is that trunk alone.
     part_layer, radius: the classification-stream layer the parts are
       pooled from and the half-size of the max-pooling window in its cells
       (default per backbone: conv5_3 and 1 for vgg16, whose conv5_3 is the
@@ -265,10 +268,10 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     # 2) classification net: what is there, pooled at the parts
     prefix = '' if shared_stream else 'cls_'
     deepest = {'fc7': 'fc7', 'cbp': 'conv5_3'}.get(holistic, part_layer)
-    if shared_stream:
+    if shared_stream and needs_loc:
         if deepest != score_from and holistic == 'fc7':
             raise ValueError('shared stream with fc7 needs score_from=fc7')
-    else:
+    else:  # shared_stream without parts: the one trunk, named as the localization one
         trunk(n, n.data, bb, prefix=prefix, lr=cls_lr, upto=deepest, train=train)
     features = []
     if parts:

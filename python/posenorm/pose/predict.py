@@ -16,6 +16,7 @@ from PIL import Image
 from posenorm.core import netgraph
 from posenorm.data.coords import from_input_coords, keypoints_to_input, resize_input, to_input_coords
 from posenorm.data.part_crops import PARTS, crop, crop_boxes
+from posenorm.pose import feature_cache
 from posenorm.pose.model_dir import load_model
 from posenorm.pose.nets import VGG_MEAN_BGR
 
@@ -63,6 +64,8 @@ class Predictor:
         self.has_locations = 'part_locations' in self.net.blobs
         self.has_heatmap = 'heatmap' in self.net.blobs
         self.predicts_keypoints = self.has_locations or self.has_heatmap
+        self.lead, self.copy, self.oracle_copy = None, [], []
+        self.keep, self.memo = set(), {}  # as a lead: blobs kept per image for others
         self.geometry = None
         if self.has_heatmap:  # recorded in model.json when the model was written
             g = self.info['maps']['heatmap']
@@ -90,7 +93,11 @@ class Predictor:
             if image_size is None:
                 image_size = (rgb.shape[1], rgb.shape[0])
         x = preprocess(rgb)
+        key = os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
+        self._take(self.net, self.copy, key)
         self._forward(self.net, self.passes, x, original, image_size)
+        if self.keep and key is not None:
+            self.memo[key] = {b: self.net.blobs[b].data.copy() for b in self.keep}
         blobs = self.net.blobs
         out = dict(prob=None, keypoints=None, keypoints_input=None, scores=None,
                    oracle_prob=None, input=rgb)
@@ -114,9 +121,44 @@ class Predictor:
             o = self.oracle_net
             o.blobs['keypoints'].data[...] = keypoints_to_input(
                 gt_keypoints, image_size, self.size).reshape(o.blobs['keypoints'].data.shape)
+            self._take(o, self.oracle_copy, key)
             self._forward(o, self.oracle_passes, x, original, image_size, gt_keypoints)
             out['oracle_prob'] = o.blobs['prob'].data[0].reshape(-1).astype(np.float64)
         return out
+
+    def share_from(self, lead):
+        """Reuse `lead`'s pass over the same image instead of recomputing
+        what both nets compute alike (the same layers with the same weights:
+        the one ImageNet trunk of the frozen protocol's models); `lead`
+        must predict each image (given by path) first.  Returns how many
+        weighted layers this model (and its oracle) no longer runs."""
+        if lead.passes[0] or self.passes[0] or lead.size != self.size:
+            return 0  # part nets run in two passes around their crops
+        source = (lead.net, netgraph.load_net_param(lead.info['deploy_path']), lead.passes[1])
+        reads = [b for b in ('prob', 'kp_score', 'heatmap', 'part_locations') if b in self.net.blobs]
+        layers, self.copy, skipped = feature_cache.plan_sharing(
+            source, (self.net, netgraph.load_net_param(self.info['deploy_path']), self.passes[1]),
+            reads)
+        self.passes = ([], layers, [])
+        if self.oracle_net is not None:
+            layers, self.oracle_copy, more = feature_cache.plan_sharing(
+                source, (self.oracle_net, netgraph.load_net_param(self.info['oracle_deploy_path']),
+                         self.oracle_passes[1]), ['prob'])
+            self.oracle_passes = ([], layers, [])
+            skipped += more
+        lead.keep.update(self.copy + self.oracle_copy)
+        self.lead = lead
+        return skipped
+
+    def _take(self, net, blobs, key):
+        """Copy the shared blobs of image `key` from the lead's pass."""
+        if not blobs:
+            return
+        kept = self.lead.memo.get(key)
+        if kept is None:
+            raise RuntimeError('%s: its lead model has not predicted %s' % (self.info['dir'], key))
+        for b in blobs:
+            net.blobs[b].data[...] = kept[b]
 
     @staticmethod
     def _passes(net, layers):

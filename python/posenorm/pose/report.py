@@ -27,12 +27,14 @@ def build_tables(results):
         if r.get('classification'):
             c = r['classification']
             t1.append(dict(model=name, label=r['label'], accuracy=c['accuracy'],
+                           interval=c.get('accuracy_interval'),
                            mean_per_class_accuracy=c['mean_per_class_accuracy'], images=c['images'],
                            oracle=False, paper_reference=_paper_accuracy(r)))
         if r.get('oracle_classification'):
             c = r['oracle_classification']
             t1.append(dict(model=name, label=r['label'] + ' (ground-truth parts at test)',
                            accuracy=c['accuracy'], mean_per_class_accuracy=c['mean_per_class_accuracy'],
+                           interval=c.get('accuracy_interval'),
                            images=c['images'], oracle=True, paper_reference=None))
         if r.get('pck'):
             p = r['pck']
@@ -92,8 +94,8 @@ def write_readme(path, results, training=None, timings=None):
     out += ['## Table 1: classification', '']
     if t['table1']:
         out.append(markdown_table(
-            ['Model', 'Accuracy', 'Mean per-class accuracy', 'Images'],
-            [['%s (`%s`)' % (r['label'], r['model']), pct(r['accuracy']),
+            ['Model', 'Accuracy', '95% interval', 'Mean per-class accuracy', 'Images'],
+            [['%s (`%s`)' % (r['label'], r['model']), pct(r['accuracy']), interval(r.get('interval')),
               pct(r['mean_per_class_accuracy']), r['images']] for r in t['table1']]))
         empties = {n: m['classification']['empty_classes'] for n, m in results['models'].items()
                    if m.get('classification') and m['classification']['empty_classes']}
@@ -152,11 +154,19 @@ def write_readme(path, results, training=None, timings=None):
     atomic_write_text(path, '\n'.join(out) + '\n')
 
 
+def interval(bounds):
+    """'[lo, hi]' in percent of a 95% interval, '-' without one."""
+    if not bounds or bounds[0] is None:
+        return '-'
+    return '[%.1f, %.1f]' % (100 * bounds[0], 100 * bounds[1])
+
+
 def answer(results):
     """The paper's question, answered with this run's numbers."""
     acc = {name: (r.get('classification') or {}).get('accuracy')
            for name, r in results['models'].items()}
     lines = ['## Does pooling at keypoints beat the holistic feature?', '']
+    lines += _frozen_answer(results)
     pairs = [('joint_fc7', 'baseline_fc7_ft', 'fc7 parts model vs fine-tuned fc7 on the whole image'),
              ('joint_fc7', 'baseline_fc7_frozen', 'fc7 parts model vs frozen fc7 on the whole image'),
              ('joint_cbp', 'baseline_fc7_ft', 'compact bilinear parts model vs fine-tuned fc7'),
@@ -173,6 +183,34 @@ def answer(results):
         lines.append('- (not enough models trained to compare)')
     lines += ['', 'All numbers above come from this run (see results.json).', '']
     return '\n'.join(lines)
+
+
+def _frozen_answer(results):
+    """The question under the frozen protocol: the parts model at predicted
+    and at ground-truth keypoints against compact bilinear alone, with 95%
+    intervals (Wilson; each accuracy on its own)."""
+    models = results['models']
+    joint, base = models.get('joint_cbp_frozen'), models.get('baseline_cbp_frozen')
+    if not (joint and base and joint.get('classification') and base.get('classification')):
+        return []
+    a, b, o = joint['classification'], base['classification'], joint.get('oracle_classification')
+    d = 100 * (a['accuracy'] - b['accuracy'])
+    lines = ['- Frozen ImageNet features: compact bilinear + parts pooled at predicted keypoints '
+             '%.2f%% %s vs compact bilinear on the whole image alone %.2f%% %s: %s by %.2f points'
+             % (100 * a['accuracy'], interval(a.get('accuracy_interval')), 100 * b['accuracy'],
+                interval(b.get('accuracy_interval')),
+                'better' if d > 0 else 'worse' if d < 0 else 'equal', abs(d))]
+    if o:
+        lines.append('- The same model with ground-truth keypoints at test (oracle): %.2f%% %s'
+                     % (100 * o['accuracy'], interval(o.get('accuracy_interval'))))
+    overlap = a['accuracy_interval'][0] <= b['accuracy_interval'][1] and \
+        b['accuracy_interval'][0] <= a['accuracy_interval'][1] if a.get('accuracy_interval') and \
+        b.get('accuracy_interval') and a['accuracy_interval'][0] is not None else None
+    if overlap is not None:
+        lines.append('- The two 95%% intervals %s.' % (
+            'overlap: on this many test images the difference is within the noise' if overlap
+            else 'do not overlap'))
+    return lines
 
 
 def training_section(run_dir, records):

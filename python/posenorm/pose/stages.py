@@ -32,6 +32,10 @@ VGG_FINETUNE = Solver('SGD', 1e-3, 5e-4, 4000, 10000)
 SMALL_HEAD = Solver('SGD', 1.0, 5e-6, 1000, 1500)
 SMALL_FINETUNE = Solver('Adam', 1e-4, 5e-4, 40, 40)
 SMALL_PART_NET = Solver('Adam', 1e-3, 5e-4, 100, 100)
+# The frozen protocol's keypoint scores sit on raw (unnormalized) conv5_3
+# activations: Adam, whose step does not scale with them, ~10 epochs of the
+# shared real birds' 300 training images.
+FROZEN_KEYPOINT = Solver('Adam', 1e-3, 5e-4, 2000, 3000)
 
 # ------------------------------------------------------------- inits ----
 
@@ -120,6 +124,19 @@ STAGES = (
            dict(holistic='cbp', part_nets=PARTS, part_net_lr=0, **FROZEN),
            ('joint_cbp_stage4', 'part_head', 'part_body'),
            dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
+    # The frozen protocol (no fine-tuning; `PROTOCOLS['frozen']`): both
+    # streams would hold the same ImageNet weights, so one trunk serves both
+    # (shared_stream) and one feature pass serves every stage.  The joint
+    # stage comes first: its Data layers read images, labels and keypoints,
+    # so its pass holds everything the other two read.
+    _stage('frozen_joint_cbp', dict(shared_stream=True, holistic='cbp', **FROZEN), IMAGENET,
+           dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
+    _stage('frozen_keypoint', dict(classify=False, loc_lr=0), IMAGENET,
+           dict(vgg16=FROZEN_KEYPOINT, small=FROZEN_KEYPOINT), cached=True),
+    # the question's baseline: compact bilinear on the whole image alone
+    # (same trunk, same d, no parts)
+    _stage('baseline_cbp_frozen', dict(shared_stream=True, parts=False, holistic='cbp', cls_lr=0),
+           IMAGENET, dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
 )
 STAGES_BY_NAME = {s.name: s for s in STAGES}
 
@@ -136,8 +153,9 @@ def trained_nets(backbone):
 # ------------------------------------------------------------- models ---
 
 Model = collections.namedtuple('Model', 'name stage deploy deploy_net oracle label paper')
-Model.__doc__ = """An exported model: `deploy` names its deploy net (several
-models may share one), `deploy_net` its keyword arguments, `oracle` whether
+Model.__doc__ = """An exported model: `stage` the stage whose final weights it
+carries (or a tuple of stages, merged by layer name, later ones winning),
+`deploy` names its deploy net (several models may share one), `deploy_net` its keyword arguments, `oracle` whether
 it also gets a ground-truth-parts deploy net, `paper` the paper's Table 1
 row it reproduces (`paper.PAPER_TABLE1`) or None."""
 
@@ -165,11 +183,33 @@ MODELS = collections.OrderedDict((m.name, m) for m in (
           'Our model with compact bilinear feature on ft-part nets'),
 ))
 
+# The frozen protocol's models: no layer below the heads is trained, so its
+# rows are the paper's question on fixed ImageNet features (conv5_3: no
+# fc6/fc7 needed).  The joint model's keypoint scores come from
+# frozen_keypoint, its classifier from frozen_joint_cbp.
+FROZEN_MODELS = collections.OrderedDict((m.name, m) for m in (
+    Model('baseline_cbp_frozen', 'baseline_cbp_frozen', 'baseline_cbp_frozen',
+          dict(shared_stream=True, parts=False, holistic='cbp'), False,
+          'Compact bilinear on whole image (frozen ImageNet conv5_3)', None),
+    Model('joint_cbp_frozen', ('frozen_joint_cbp', 'frozen_keypoint'), 'joint_cbp_frozen',
+          dict(shared_stream=True, holistic='cbp'), True,
+          'Our model with compact bilinear feature (frozen ImageNet conv5_3)', None),
+))
+ALL_MODELS = collections.OrderedDict(list(MODELS.items()) + list(FROZEN_MODELS.items()))
+# protocol -> the models it trains (`tools/demo.py --protocol`)
+PROTOCOLS = collections.OrderedDict(full=tuple(MODELS), frozen=tuple(FROZEN_MODELS))
+
+
+def model_stages(model):
+    """The stages whose final weights a model carries, merged in this order."""
+    s = ALL_MODELS[model].stage
+    return s if isinstance(s, tuple) else (s,)
+
 
 def deploy_nets():
     """Deploy net name -> keyword arguments: each model's, and its oracle's."""
     out = collections.OrderedDict()
-    for m in MODELS.values():
+    for m in ALL_MODELS.values():
         out[m.deploy] = m.deploy_net
         if m.oracle:
             out[m.deploy + '_oracle'] = dict(m.deploy_net, oracle=True)
@@ -185,5 +225,8 @@ def plan(models=None):
         for source in stage(name).needs():
             need(source)
     for model in models or MODELS:
-        need(MODELS[model].stage)
+        if model not in ALL_MODELS:
+            raise ValueError('unknown model %r (known: %s)' % (model, ', '.join(ALL_MODELS)))
+        for name in model_stages(model):
+            need(name)
     return [s for s in STAGES if s.name in needed]
