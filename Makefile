@@ -14,6 +14,7 @@ help:
 	@echo "make build      install deps, fetch+build Caffe with our layers (CPU), set up .venv"
 	@echo "make test       build, then every test (C++ gtest, nvcc check, pycaffe, pytest)"
 	@echo "make demo       build, then the main job (DATA=CUB_200_2011 BACKBONE=vgg16 WEIGHTS=...)"
+	@echo "make demo PROTOCOL=frozen DATA=... BACKBONE=vgg16 WEIGHTS=weights/vgg16_init.caffemodel  (CPU: heads on fixed ImageNet features)"
 	@echo "make build-gpu  CUDA build of Caffe in $(GPU_BUILD) (needs nvcc; ~13 min; NCCL=1 CUDA_ARCH=90)"
 	@echo "make demo GPU=0 the main job on a GPU (the CUDA build, made if missing)"
 	@echo "make correspondence  build, then every experiment of the second paper (DATA=dir NET=alexnet|caffenet|vgg16|model dir)"
@@ -56,13 +57,17 @@ test: build
 BACKBONE ?= small
 DATA ?=
 WEIGHTS ?=
+# PROTOCOL=frozen: heads on fixed ImageNet features only (a CPU can run it); CLASSES=11-50: class ids
+PROTOCOL ?=
+CLASSES ?=
 # GPU=0 (or 0,1 with an NCCL build): the CUDA build's caffe and pycaffe, built if missing.
 GPU ?=
 demo: $(if $(GPU),venv $(GPU_BUILD)/caffe-build/tools/caffe,build)
 	@$(if $(GPU),PYTHONPATH="$(CURDIR)/$(GPU_BUILD)/caffe/python:$(CURDIR)/python" \
 	  PATH="$(CURDIR)/$(GPU_BUILD)/caffe-build/tools:$(CURDIR)/$(VENV)/bin:$$PATH",PATH="$(CURDIR)/$(VENV)/bin:$$PATH") \
 	  $(VPY) tools/demo.py --backbone $(BACKBONE) $(if $(GPU),--gpu $(GPU)) \
-	  $(if $(DATA),--data $(DATA)) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(DEMO_ARGS)
+	  $(if $(DATA),--data $(DATA)) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
+	  $(if $(PROTOCOL),--protocol $(PROTOCOL)) $(if $(CLASSES),--classes $(CLASSES)) $(DEMO_ARGS)
 
 # The second paper, all of it (tools/correspondence.py all): DATA= a CUB-200-2011 or
 # PASCAL VOC 2011 keypoint directory (default: synthetic birds), NET= the backbone.
