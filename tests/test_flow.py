@@ -76,8 +76,6 @@ def test_align_recovers_a_grid_shift():
 
 def test_warp_recovers_an_image_moved_by_a_known_flow():
     size, geom = 64, Geom(8.0, 3.5, 11.0)
-    yy, xx = np.mgrid[0:size, 0:size].astype(float)
-    image = np.sin(xx / 5.0) + np.cos(yy / 7.0) + 0.01 * xx * yy / size
     n = 8
     cy, cx = np.meshgrid(warp.grid_centres(n, geom), warp.grid_centres(n, geom), indexing='ij')
     # A smooth flow in grid steps; the target is the image moved by it.

@@ -4,7 +4,7 @@ import collections
 import numpy as np
 import pytest
 
-from posenorm.correspondence import transfer
+from posenorm.correspondence import objects, transfer
 
 Geom = collections.namedtuple('Geom', 'stride offset size')
 
@@ -68,3 +68,11 @@ def test_pck_penalizes_predictions_of_invisible_keypoints():
     # A distance exactly at alpha * max(w, h) counts (inclusive).
     pred[0, 1] = [50, 30, 1]
     assert transfer.pck_penalized(pred, gt, box, alphas=(0.1,))['per_keypoint'][1] == [1.0]
+
+
+def test_global_descriptor_pools_cells_of_any_map_size():
+    fmap = np.arange(2 * 4 * 13, dtype=np.float32).reshape(2, 4, 13)
+    d = objects.global_descriptor(fmap, bins=6).reshape(2, 6, 6)
+    assert d[0, 0, 0] == fmap[0, 0, :3].max() and d[1, 5, 5] == fmap[1, 3, 10:].max()
+    # Fewer rows than cells: cells repeat rows, never go empty.
+    assert (d[:, 0] == d[:, 1]).all() or (d[:, 1] == d[:, 2]).all()

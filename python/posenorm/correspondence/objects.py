@@ -53,17 +53,22 @@ def global_layer(fnet):
     return 'pool5' if 'pool5' in fnet.geometry else list(fnet.geometry)[-1]
 
 
+def _cells(n, bins):
+    """[(start, stop)] of `bins` nearly equal, non-empty ranges covering 0..n."""
+    out = []
+    for i in range(bins):
+        start = int(np.floor(i * n / bins))
+        out.append((start, max(int(np.ceil((i + 1) * n / bins)), start + 1)))
+    return out
+
+
 def global_descriptor(fmap, bins=GLOBAL_BINS):
     """C * bins^2 vector: a C x H x W map max-pooled over a bins x bins grid
     of nearly equal cells (cells overlap when the map is smaller than that)."""
     c, h, w = fmap.shape
     out = np.empty((c, bins, bins), np.float32)
-    ys = [(int(np.floor(i * h / bins)), max(int(np.ceil((i + 1) * h / bins)), int(np.floor(i * h / bins)) + 1))
-          for i in range(bins)]
-    xs = [(int(np.floor(j * w / bins)), max(int(np.ceil((j + 1) * w / bins)), int(np.floor(j * w / bins)) + 1))
-          for j in range(bins)]
-    for i, (y0, y1) in enumerate(ys):
-        for j, (x0, x1) in enumerate(xs):
+    for i, (y0, y1) in enumerate(_cells(h, bins)):
+        for j, (x0, x1) in enumerate(_cells(w, bins)):
             out[:, i, j] = fmap[:, y0:y1, x0:x1].max(axis=(1, 2))
     return out.ravel()
 
