@@ -47,7 +47,9 @@ def test_demo_options_are_documented_and_validated(demo, capsys):
     text = capsys.readouterr().out
     for option in ('--backbone', '--seed', '--limit', '--synthetic-classes', '--retrain'):
         assert option in text
-    assert '--eval-limit' not in text and '--classes ' not in text
+    assert '--eval-limit' not in text
+    # --classes takes class ids, as in tools/build_lmdb.py; the count is --synthetic-classes
+    assert 'class ids' in text.split('--classes', 1)[1].split('--', 1)[0]
     with pytest.raises(SystemExit) as e:
         demo.main(['--per-class', '0'])
     assert e.value.code == 2 and 'argument --per-class: must be' in capsys.readouterr().err
