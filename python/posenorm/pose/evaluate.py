@@ -193,7 +193,12 @@ def _select(infos, cub_dir, split, limit):
     data = read_cub(cub_dir, allow_empty_split=True).split(split)
     known = set(n for info in infos for n in info['classes'])
     dropped = 0
-    if known:
+    if all(info.get('class_ids') for info in infos):  # the classes trained on, by id
+        ids = set(i for info in infos for i in info['class_ids'])
+        keep = np.isin(data.class_ids, sorted(ids))
+        dropped = int((~keep).sum())
+        data = data.select(keep)
+    elif known:
         keep = np.array([data.class_names[l] in known for l in data.labels], bool)
         dropped = int((~keep).sum())
         data = data.select(keep)

@@ -371,6 +371,7 @@ class Run(object):
         deploy = pose_normalized_net('deploy', backbone=self.backbone, **dict(m.deploy_net, **sizes))
         info = dict(variant=model, label=m.label, backbone=self.backbone,
                     input_size=self.input_size, classes=self.manifest['class_names'],
+                    class_ids=self.manifest.get('classes'),  # trained on; labels are id - 1
                     part_names=self.manifest['part_names'])
         extra = {}
         if m.oracle:
