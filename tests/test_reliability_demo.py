@@ -3,6 +3,7 @@ what the arguments ask for, and its options say what they are."""
 import importlib.util
 import json
 import os
+import re
 import time
 
 import pytest
@@ -49,7 +50,7 @@ def test_demo_options_are_documented_and_validated(demo, capsys):
         assert option in text
     assert '--eval-limit' not in text
     # --classes takes class ids, as in tools/build_lmdb.py; the count is --synthetic-classes
-    assert 'class ids' in text.split('--classes', 1)[1].split('--', 1)[0]
+    assert 'class ids' in re.search(r'\n  --classes CLASSES\s+(.*?)\n  --', text, re.S).group(1)
     with pytest.raises(SystemExit) as e:
         demo.main(['--per-class', '0'])
     assert e.value.code == 2 and 'argument --per-class: must be' in capsys.readouterr().err
