@@ -8,6 +8,7 @@ import argparse
 import functools
 import math
 import os
+import signal
 import sys
 
 # Before anything imports caffe: glog prints every layer at set-up otherwise.
@@ -20,8 +21,14 @@ os.environ.setdefault('GLOG_minloglevel', '2')
 USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(main, argv=None, errors=USER_ERRORS):
-    """Call `main(argv)`; turn `errors` into `error: ...` and status 1."""
+    """Call `main(argv)`; turn `errors` into `error: ...` and status 1.
+    SIGTERM unwinds like Ctrl-C, so temporaries are cleaned up on the spot."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return main(argv) or 0
     except KeyboardInterrupt:

@@ -31,7 +31,6 @@ import json
 import os
 import shutil
 
-import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
