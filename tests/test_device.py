@@ -222,8 +222,9 @@ def test_run_caffe_train_passes_gpus(tmp_path, caffe_tool):
     ('evaluate', ['--models', 'nowhere', '--cub', 'nowhere', '--out', '{tmp}/report']),
     ('predict', ['{tool}', '--model', 'nowhere']),
     ('bench_layers', ['--shapes', 'small']),
-    ('train', ['--lmdb', 'nowhere', '--out', '{tmp}/run', '--caffe', '{caffe}'])])
-def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, caffe_tool, tool, args):
+    ('train', ['--lmdb', 'nowhere', '--out', '{tmp}/run', '--caffe', '{caffe}']),
+    ('demo', ['--work', '{tmp}/work', '--out', '{tmp}/report'])])
+def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, monkeypatch, caffe_tool, tool, args):
     """--gpu on a CPU_ONLY pycaffe: one line, exit 1, in seconds, before any data work."""
     if this_pycaffe_is_cuda():
         pytest.skip('this pycaffe is a CUDA build')
@@ -231,13 +232,14 @@ def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, caffe_tool, tool, args)
     spec = importlib.util.spec_from_file_location('tool_' + tool, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    monkeypatch.setenv('PATH', os.path.dirname(caffe_tool) + os.pathsep + os.environ['PATH'])
     argv = [a.format(tmp=tmp_path, tool=path, caffe=caffe_tool) for a in args] + ['--gpu', '0']
     t = time.time()
     assert module.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith('error: ') and err.count('\n') == 1, err
-    # train checks its `caffe` tool first, the others their pycaffe
-    assert ('Cannot use GPU in CPU-only Caffe' if tool == 'train' else
+    # train and demo check their `caffe` tool first, the others their pycaffe
+    assert ('Cannot use GPU in CPU-only Caffe' if tool in ('train', 'demo') else
             'CPU_ONLY build and cannot use --gpu') in err
     assert time.time() - t < 5
     assert not os.listdir(tmp_path)

@@ -24,7 +24,7 @@ import sys
 import time
 
 from posenorm.core import cli
-from posenorm.core import caffe_run, plots
+from posenorm.core import caffe_run, device, plots
 from posenorm.data import cub as cub_reader, lmdb_data, synthetic
 from posenorm.pose import report, run_record
 from posenorm.pose.evaluate import evaluate_models
@@ -123,6 +123,7 @@ def main(argv=None):
                     help='start these training stages over (as tools/train.py --retrain)')
     ap.add_argument('--readme', action='store_true',
                     help='also write the results into README.md (figure into docs/demo/)')
+    device.add_gpu_argument(ap, multi=True)
     args = ap.parse_args(argv)
     classes = cub_reader.parse_id_list(args.classes) if args.classes else None
     if classes and not args.data:
@@ -132,6 +133,10 @@ def main(argv=None):
     if unknown:
         ap.error('--models: unknown %s (known: %s)' % (', '.join(unknown), ', '.join(ALL_MODELS)))
     out = args.out or ('reports/demo' if args.protocol == 'full' else 'reports/demo_' + args.protocol)
+    caffe = shutil.which('caffe') or 'caffe'
+    # Before any data work: `caffe train` and this pycaffe must both reach the device.
+    device.check_caffe_tool(caffe, args.gpu)
+    print('[demo] %s' % device.use_device(args.gpu and args.gpu[:1]))
     t_start = time.time()
     timings = []
     size = args.input_size or BACKBONES[args.backbone].input_size
@@ -149,7 +154,7 @@ def main(argv=None):
     # one run directory per LMDB set: another dataset never meets this one's stages
     digest = run_record.manifest_digest(lmdb_dir)[:8]
     run = Run(os.path.join(args.work, 'run_%s_%s_%d_%s' % (tag, args.backbone, size, digest)),
-              args.backbone, lmdb_dir, num_classes, caffe=shutil.which('caffe') or 'caffe',
+              args.backbone, lmdb_dir, num_classes, caffe=caffe, gpus=args.gpu,
               imagenet_weights=args.weights, iter_scale=args.iter_scale, seed=args.seed,
               retrain=[s for s in args.retrain.split(',') if s])
     model_dirs = step(timings, 'training (%s)' % args.backbone, train, run, models)
