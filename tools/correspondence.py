@@ -16,9 +16,10 @@ from posenorm.core import cli
 from posenorm.correspondence import cli as correspondence_cli
 
 
+@cli.tool
 def main(argv=None):
     return correspondence_cli.main(argv)
 
 
 if __name__ == '__main__':
-    sys.exit(cli.run(main))
+    sys.exit(main())

