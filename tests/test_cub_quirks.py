@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posenorm.data import cub
+from posenorm.data import cub, lmdb_verify
 
 # (image id, class id, train, (W, H), box): image 1 is the real
 # 022.Chuck_will_Widow/Chuck_Will_Widow_0051_796991.jpg case (box reaches
@@ -161,9 +161,9 @@ def test_lmdbs_count_adjustments_and_keep_official_labels(quirky, repo_root, tmp
     assert manifest['clipped_boxes'] == 2 and manifest['borderline_parts'] == 1
     assert manifest['adjustments']['clipped_boxes'] == [[1, 32.0], [2, 2.0]]
     assert manifest['splits']['train']['per_class'] == [0] * 21 + [1, 0, 1]
-    labels = sorted(d.label for _, d in lmdb_data.read_lmdb(os.path.join(out, 'train_images')))
+    labels = sorted(d.label for _, d in lmdb_verify.read_lmdb(os.path.join(out, 'train_images')))
     assert labels == [21, 23]
-    assert 'keys aligned' in lmdb_data.verify_lmdbs(out)
-    boxes = {k: np.array(d.float_data) for k, d in lmdb_data.read_lmdb(os.path.join(out, 'train_bboxes'))}
+    assert 'keys aligned' in lmdb_verify.verify_lmdbs(out)
+    boxes = {k: np.array(d.float_data) for k, d in lmdb_verify.read_lmdb(os.path.join(out, 'train_bboxes'))}
     first = next(v for k, v in boxes.items() if k.endswith('_1'))
     np.testing.assert_allclose(first, lmdb_data.bbox_to_input([92, 51, 408, 303], (500, 410), 32), rtol=1e-6)

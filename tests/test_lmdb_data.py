@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from posenorm.core.files import sha256_file
-from posenorm.data import coords, cub, lmdb_data, synthetic
+from posenorm.data import coords, cub, lmdb_data, lmdb_verify, synthetic
 
 SIZE = 32
 
@@ -72,7 +72,7 @@ def test_round_trip_value_by_value(built, tiny):
     assert manifest['splits']['test'] == dict(count=4, images=4, flipped=0, per_class=[2, 2],
                                               crop_fallbacks=dict(head=0, body=0))
     for split in ('train', 'test'):
-        entries = {k: lmdb_data.read_lmdb(os.path.join(out, '%s_%s' % (split, k))) for k in lmdb_data.KINDS}
+        entries = {k: lmdb_verify.read_lmdb(os.path.join(out, '%s_%s' % (split, k))) for k in lmdb_data.KINDS}
         keys = [key for key, _ in entries['images']]
         assert keys == sorted(keys) and len(keys) == manifest['splits'][split]['count']
         for kind in ('keypoints', 'bboxes'):
@@ -125,7 +125,7 @@ def test_manifest_and_verify(built, tiny):
     assert saved['part_names'] == list(cub.PART_NAMES)
     for name, info in saved['lmdbs'].items():
         assert info['sha256'] == sha256_file(os.path.join(out, name, 'data.mdb'))
-    summary = lmdb_data.verify_lmdbs(out)
+    summary = lmdb_verify.verify_lmdbs(out)
     assert 'train: 8 entries (4 images + 4 flipped)' in summary and 'keys aligned' in summary
 
 
@@ -149,19 +149,19 @@ def test_verify_detects_problems(built, tmp_path):
     raw[-100] ^= 0xFF
     open(mdb, 'wb').write(bytes(raw))
     with pytest.raises(lmdb_data.LMDBVerifyError, match='sha256 differs'):
-        lmdb_data.verify_lmdbs(out)
+        lmdb_verify.verify_lmdbs(out)
     # 2. a removed keypoint entry: counts and alignment
     with lmdb.open(os.path.join(out, 'train_keypoints'), subdir=True) as env, env.begin(write=True) as txn:
         first = next(iter(txn.cursor()))[0]
         txn.delete(first)
     with pytest.raises(lmdb_data.LMDBVerifyError) as info:
-        lmdb_data.verify_lmdbs(out, checksums=False)
+        lmdb_verify.verify_lmdbs(out, checksums=False)
     assert 'train_keypoints: 7 entries, manifest says 8' in str(info.value)
     assert 'keys differ' in str(info.value)
     # 3. no manifest
     os.remove(os.path.join(out, 'manifest.json'))
     with pytest.raises(lmdb_data.LMDBVerifyError, match='no manifest'):
-        lmdb_data.verify_lmdbs(out)
+        lmdb_verify.verify_lmdbs(out)
 
 
 NET = """
@@ -178,8 +178,8 @@ def test_caffe_data_layers_read_aligned_batches(caffe, built, tmp_path):
     proto = tmp_path / 'net.prototxt'
     proto.write_text(NET.format(out=out, split='train'))
     net = caffe.Net(str(proto), caffe.TEST)
-    images = lmdb_data.read_lmdb(os.path.join(out, 'train_images'))
-    keypoints = lmdb_data.read_lmdb(os.path.join(out, 'train_keypoints'))
+    images = lmdb_verify.read_lmdb(os.path.join(out, 'train_images'))
+    keypoints = lmdb_verify.read_lmdb(os.path.join(out, 'train_keypoints'))
     for batch in range(4):  # 8 entries: every one, in key order
         net.forward()
         assert net.blobs['data'].data.shape == (2, 3, SIZE, SIZE)

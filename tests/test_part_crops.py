@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 import caffe
-from posenorm.data import lmdb_data
+from posenorm.data import lmdb_data, lmdb_verify
 from posenorm.core import metrics
 from posenorm.pose import nets
 from posenorm.data.cub import PART_NAMES, read_cub
@@ -75,7 +75,7 @@ def test_crop_lmdbs_hold_the_ground_truth_part_crops(tmp_path, cub_root):
     m = lmdb_data.build_lmdbs(cub_root, out, size=64, classes=[1], flip=True, crop_size=48,
                               progress=False)
     assert m['crop_parts'] == ['head', 'body'] and m['crop_size'] == 48
-    report = lmdb_data.verify_lmdbs(out)
+    report = lmdb_verify.verify_lmdbs(out)
     assert 'train_head: %d crops 48x48' % m['splits']['train']['count'] in report
     data = read_cub(cub_root, classes=[1]).split('train')
     by_id = {int(i): n for n, i in enumerate(data.image_ids)}
@@ -102,7 +102,7 @@ def test_verify_names_a_misaligned_crop_lmdb(tmp_path, cub_root):
         txn.delete(key)
     env.close()
     with pytest.raises(lmdb_data.LMDBVerifyError, match='test_body'):
-        lmdb_data.verify_lmdbs(out, checksums=False)
+        lmdb_verify.verify_lmdbs(out, checksums=False)
 
 
 def test_part_streams_come_last_and_share_names_with_the_part_nets(tmp_path):

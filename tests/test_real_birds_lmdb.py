@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from posenorm.data import cub
+from posenorm.data import cub, lmdb_verify
 
 
 def _tool(repo_root):
@@ -40,7 +40,6 @@ def test_whole_real_subset_builds_and_verifies(repo_root, cub_root, tmp_path, ca
 
 def test_real_class_subset_keeps_official_labels(repo_root, cub_root, tmp_path, capsys):
     pytest.importorskip('caffe', reason='pycaffe not built yet (make build)')
-    from posenorm.data import lmdb_data
     tool = _tool(repo_root)
     out = str(tmp_path / 'sub')
     assert tool.main(['--cub', cub_root, '--out', out, '--size', '32', '--crop-size', '0',
@@ -49,6 +48,6 @@ def test_real_class_subset_keeps_official_labels(repo_root, cub_root, tmp_path, 
     assert manifest['num_classes'] == 9 and manifest['classes'] == [4, 9]
     assert manifest['class_names'][3].startswith('004.') and manifest['class_names'][8].startswith('009.')
     assert manifest['skipped_images'] == 543 - sum(s['images'] for s in manifest['splits'].values())
-    labels = {d.label for _, d in lmdb_data.read_lmdb(os.path.join(out, 'test_images'))}
+    labels = {d.label for _, d in lmdb_verify.read_lmdb(os.path.join(out, 'test_images'))}
     assert labels == {3, 8}
     assert tool.main(['--verify', out]) == 0

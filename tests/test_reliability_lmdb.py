@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posenorm.data import lmdb_data, synthetic
+from posenorm.data import coords, lmdb_data, lmdb_verify, synthetic
 
 SIZE = 32
 
@@ -132,7 +132,7 @@ def test_read_lmdb_refuses_a_truncated_file(caffe, built, tmp_path):
     with open(mdb, 'r+b') as f:
         f.truncate(os.path.getsize(mdb) - 4096)
     with pytest.raises(lmdb_data.LMDBVerifyError, match='corrupt LMDB: .*truncated'):
-        lmdb_data.read_lmdb(os.path.dirname(mdb))
+        lmdb_verify.read_lmdb(os.path.dirname(mdb))
 
 
 @pytest.fixture
@@ -188,12 +188,12 @@ def test_16_bit_png_keeps_its_values(tmp_path, mode):
         if im.mode != mode:
             im = im.convert(mode) if mode == 'I' else im
         assert im.mode == mode or mode == 'I;16'
-        rgb = lmdb_data.to_rgb(im)
+        rgb = coords.to_rgb(im)
     assert rgb.mode == 'RGB'
     got = np.asarray(rgb)[..., 0].astype(int)
     assert np.abs(got - value.astype(int) // 257).max() <= 1
     with Image.open(path) as im:
-        resized = lmdb_data.resize_input(im, 64)
+        resized = coords.resize_input(im, 64)
     assert resized.std() > 10 and resized.max() < 255 + 1 and (resized < 250).mean() > 0.9
 
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from posenorm.core import cli
-from posenorm.data import cub, lmdb_data, synthetic
+from posenorm.data import cub, lmdb_data, lmdb_verify, synthetic
 
 
 def _timed(fn):
@@ -69,7 +69,7 @@ def main(argv=None):
             t = m['throughput']
             rows.append(('build_lmdb.py %s, size %d, %d worker(s)' % (label, args.size, args.workers),
                          t['images'], t['seconds'], t['images_per_second']))
-            _, seconds = _timed(lambda: lmdb_data.verify_lmdbs(out))
+            _, seconds = _timed(lambda: lmdb_verify.verify_lmdbs(out))
             rows.append(('build_lmdb.py --verify %s (incl. sha256)' % label, t['entries'], seconds,
                          t['entries'] / seconds))
             shutil.rmtree(out)

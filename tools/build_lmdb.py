@@ -10,11 +10,10 @@ and <split>_bboxes (1 x 1 x 4), aligned by key, plus <split>_index.txt and
 manifest.json.  See python/posenorm/data/lmdb_data.py for the coordinate convention.
 """
 import argparse
-import os
 import sys
 
 from posenorm.core import cli
-from posenorm.data import cub, lmdb_data
+from posenorm.data import cub, lmdb_data, lmdb_verify
 
 
 @cli.tool
@@ -43,7 +42,7 @@ def main(argv=None):
     if bool(args.verify) == bool(args.cub or args.out):
         ap.error('give either --cub DIR --out DIR, or --verify DIR')
     if args.verify:
-        print('OK', lmdb_data.verify_lmdbs(args.verify, checksums=not args.no_checksums))
+        print('OK', lmdb_verify.verify_lmdbs(args.verify, checksums=not args.no_checksums))
         return 0
     if not (args.cub and args.out):
         ap.error('building needs both --cub and --out')

@@ -26,6 +26,9 @@ import re
 import numpy as np
 from PIL import Image
 
+from posenorm.data.cub_tables import (CUBFormatError, check_unique, named_table, numeric_table,
+                                      per_image, positions)
+
 # parts/parts.txt of CUB-200-2011, in file order (the synthetic generator
 # writes the same list; the reader always takes names from the file).
 PART_NAMES = ('back', 'beak', 'belly', 'breast', 'crown', 'forehead',
@@ -46,133 +49,6 @@ CUBImage.__doc__ = """One image: ids as in the files, `label` 0-based,
 `split` 'train'/'test', `bbox` (x, y, w, h), `keypoints` K x 3 float32
 (x, y, visible), `size` (width, height)."""
 
-
-class CUBFormatError(ValueError):
-    """A CUB-layout file is missing, malformed or inconsistent.
-
-    `path` is the offending file and `line` its 1-based line number (None when
-    the problem is the file as a whole).
-    """
-
-    def __init__(self, path, line, message):
-        self.path, self.line = path, line
-        where = path if line is None else '%s:%d' % (path, line)
-        super().__init__('%s: %s' % (where, message))
-
-
-# ---------------------------------------------------------------- parsing ---
-
-def _read_rows(path):
-    """Non-blank lines of a text file with their 1-based line numbers."""
-    if not os.path.isfile(path):
-        raise CUBFormatError(path, None, 'file not found')
-    with open(path, 'rb') as f:
-        data = f.read()
-    try:
-        text = data.decode('utf-8')
-    except UnicodeDecodeError as e:
-        raise CUBFormatError(path, data[:e.start].count(b'\n') + 1,
-                             'not valid UTF-8 text') from None
-    lines = text.splitlines()
-    keep = [i for i, line in enumerate(lines) if line.strip()]
-    if not keep:
-        raise CUBFormatError(path, None, 'file is empty')
-    return [lines[i] for i in keep], np.array(keep, np.int64) + 1
-
-
-def _numeric_table(path, columns, integer_columns):
-    """Parse whitespace-separated numbers: (values float64 N x C, line numbers)."""
-    rows, numbers = _read_rows(path)
-    fields = [row.split() for row in rows]
-    counts = np.fromiter(map(len, fields), np.int64, len(fields))
-    bad = np.flatnonzero(counts != len(columns))
-    if bad.size:
-        i = bad[0]
-        raise CUBFormatError(path, numbers[i], 'expected %d fields (%s), found %d: %r'
-                             % (len(columns), ' '.join(columns), counts[i], rows[i]))
-    try:
-        values = np.array(fields, dtype=np.float64)
-    except ValueError:
-        for i, row in enumerate(fields):
-            for c, token in enumerate(row):
-                try:
-                    float(token)
-                except ValueError:
-                    raise CUBFormatError(path, numbers[i], 'field %d (%s) is not a number: %r'
-                                         % (c + 1, columns[c], token)) from None
-        raise
-    for c in range(len(columns)):
-        col = values[:, c]
-        bad = np.flatnonzero(~np.isfinite(col))
-        if not bad.size and c in integer_columns:
-            bad = np.flatnonzero(col != np.round(col))
-        if bad.size:
-            i = bad[0]
-            raise CUBFormatError(path, numbers[i], 'field %d (%s) must be a finite %s: %r'
-                                 % (c + 1, columns[c], 'integer' if c in integer_columns
-                                    else 'number', fields[i][c]))
-    return values, numbers
-
-
-def _named_table(path, what):
-    """Parse `<id> <name>` lines (names may contain spaces): (ids, names, lines)."""
-    rows, numbers = _read_rows(path)
-    ids, names = [], []
-    for row, number in zip(rows, numbers):
-        parts = row.split(None, 1)
-        if len(parts) != 2:
-            raise CUBFormatError(path, number, 'expected 2 fields (%s_id %s_name), found 1: %r'
-                                 % (what, what, row))
-        try:
-            ids.append(int(parts[0]))
-        except ValueError:
-            raise CUBFormatError(path, number, 'field 1 (%s_id) is not an integer: %r'
-                                 % (what, parts[0])) from None
-        names.append(parts[1].strip())
-    ids = np.array(ids, np.int64)
-    _check_unique(path, ids, numbers, lambda i: '%s id %d' % (what, ids[i]))
-    return ids, names, numbers
-
-
-def _check_unique(path, ids, numbers, describe):
-    """Error at the earliest line repeating an id; describe(row) names it."""
-    order = np.argsort(ids, kind='stable')
-    dup = np.flatnonzero(ids[order][1:] == ids[order][:-1])
-    if dup.size:
-        j = dup[np.argmin(numbers[order[dup + 1]])]
-        first, second = order[j], order[j + 1]
-        raise CUBFormatError(path, numbers[second], 'duplicate %s (first on line %d)'
-                             % (describe(second), numbers[first]))
-
-
-def _positions(path, ids, numbers, known_ids, what):
-    """Index of each id in sorted `known_ids`; error naming the first unknown."""
-    pos = np.searchsorted(known_ids, ids)
-    pos_c = np.minimum(pos, len(known_ids) - 1)
-    bad = np.flatnonzero(known_ids[pos_c] != ids)
-    if bad.size:
-        i = bad[0]
-        raise CUBFormatError(path, numbers[i], 'unknown %s %d' % (what, ids[i]))
-    return pos_c
-
-
-def _per_image(path, values, numbers, image_ids, image_lines, images_txt):
-    """Rows of an image-keyed table reordered to `image_ids` (sorted)."""
-    ids = values[:, 0].astype(np.int64)
-    pos = _positions(path, ids, numbers, image_ids, 'image id')
-    _check_unique(path, ids, numbers, lambda i: 'image id %d' % ids[i])
-    if len(pos) != len(image_ids):
-        missing = np.setdiff1d(np.arange(len(image_ids)), pos)[0]
-        raise CUBFormatError(path, None, 'no line for image id %d (%s:%d)'
-                             % (image_ids[missing], images_txt, image_lines[missing]))
-    out = np.empty_like(values)
-    out[pos] = values
-    lines = np.empty_like(numbers)
-    lines[pos] = numbers
-    return out, lines
-
-
-# ---------------------------------------------------------------- dataset ---
 
 class CUBDataset:
     """Parallel per-image arrays of a CUB-layout dataset (sorted by image id).
@@ -286,55 +162,111 @@ def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
                          % part_tolerance)
     root = os.path.abspath(os.fspath(root))
     p = lambda *names: os.path.join(root, *names)  # noqa: E731
-    images_txt = p('images.txt')
+    images = _read_images(p('images.txt'))
+    class_ids, class_names = _read_classes(p('classes.txt'))
+    part_names = _read_part_names(p('parts', 'parts.txt'))
+    image_classes = _read_labels(p('image_class_labels.txt'), images, class_ids)
+    is_train = _read_split(p('train_test_split.txt'), images)
+    bboxes, bbox_lines = _read_bboxes(p('bounding_boxes.txt'), images)
+    keypoints, kp_lines = _read_keypoints(p('parts', 'part_locs.txt'), images, part_names)
 
-    image_ids, names, image_lines = _named_table(images_txt, 'image')
+    # class subset: everything above was checked for all images
+    kept_ids = _kept_classes(classes, class_ids, p('classes.txt'))
+    keep = np.flatnonzero(np.isin(image_classes, kept_ids))
+    named = dict(zip(class_ids.tolist(), class_names))
+    label_names = [named.get(c, '%03d (not in classes.txt)' % c)
+                   for c in range(1, int(kept_ids.max()) + 1)]
+    image_ids, names, image_lines = images
+    kept_names = [names[i] for i in keep]
+    data = CUBDataset(root, image_ids[keep], kept_names, image_classes[keep],
+                      image_classes[keep] - 1, is_train[keep], bboxes[keep], keypoints[keep],
+                      _image_sizes(root, kept_names, image_lines[keep], images.path, verify_images),
+                      kept_ids, label_names, part_names, skipped_images=len(image_ids) - len(keep))
+    if not allow_empty_split:
+        for name, n in (('train', data.is_train.sum()), ('test', (~data.is_train).sum())):
+            if n == 0:
+                raise CUBFormatError(p('train_test_split.txt'), None,
+                                     'the %s split is empty (0 of %d images%s)'
+                                     % (name, len(data), '' if classes is None else ' in the classes kept'))
+    data.borderline_parts = _check_parts(data, kp_lines[keep], part_tolerance,
+                                         p('parts', 'part_locs.txt'))
+    data.clipped_boxes = _clip_boxes(data, bbox_lines[keep], p('bounding_boxes.txt'))
+    data.duplicate_images = _duplicate_images(data, image_lines[keep], images.path, strict)
+    return data
+
+
+class _Images(tuple):
+    """images.txt in id order: (ids, names, line numbers), and its path."""
+
+    def __new__(cls, path, ids, names, lines):
+        self = tuple.__new__(cls, (ids, names, lines))
+        self.path = path
+        return self
+
+
+def _read_images(path):
+    image_ids, names, image_lines = named_table(path, 'image')
     order = np.argsort(image_ids)
-    image_ids, image_lines = image_ids[order], image_lines[order]
-    names = [names[i] for i in order]
+    return _Images(path, image_ids[order], [names[i] for i in order], image_lines[order])
 
-    class_ids, class_names, class_lines = _named_table(p('classes.txt'), 'class')
+
+def _read_classes(path):
+    """classes.txt in id order: (ids, names); ids start at 1 (labels are id - 1)."""
+    class_ids, class_names, class_lines = named_table(path, 'class')
     if class_ids.min() < 1:
         i = np.argmin(class_ids)
-        raise CUBFormatError(p('classes.txt'), class_lines[i], 'class id must be >= 1 (labels are '
+        raise CUBFormatError(path, class_lines[i], 'class id must be >= 1 (labels are '
                              'id - 1), found %d' % class_ids[i])
     order = np.argsort(class_ids)
-    class_ids, class_names = class_ids[order], [class_names[i] for i in order]
-    all_class_ids, all_class_names = class_ids, class_names
+    return class_ids[order], [class_names[i] for i in order]
 
-    part_ids, part_names, _ = _named_table(p('parts', 'parts.txt'), 'part')
+
+def _read_part_names(path):
+    part_ids, part_names, _ = named_table(path, 'part')
     if sorted(part_ids.tolist()) != list(range(1, len(part_ids) + 1)):
-        raise CUBFormatError(p('parts', 'parts.txt'), None,
-                             'part ids must be 1..%d, found %s' % (len(part_ids), sorted(part_ids.tolist())))
-    part_names = tuple(part_names[i] for i in np.argsort(part_ids))
+        raise CUBFormatError(path, None, 'part ids must be 1..%d, found %s'
+                             % (len(part_ids), sorted(part_ids.tolist())))
+    return tuple(part_names[i] for i in np.argsort(part_ids))
 
-    path = p('image_class_labels.txt')
-    values, numbers = _numeric_table(path, ('image_id', 'class_id'), {0, 1})
-    values, label_lines = _per_image(path, values, numbers, image_ids, image_lines, images_txt)
+
+def _image_table(path, columns, integer_columns, images):
+    """A one-line-per-image table in image-id order: (values, line numbers)."""
+    values, numbers = numeric_table(path, columns, integer_columns)
+    image_ids, _, image_lines = images
+    return per_image(path, values, numbers, image_ids, image_lines, images.path)
+
+
+def _read_labels(path, images, class_ids):
+    values, lines = _image_table(path, ('image_id', 'class_id'), {0, 1}, images)
     image_classes = values[:, 1].astype(np.int64)
-    _positions(path, image_classes, label_lines, class_ids, 'class id')
+    positions(path, image_classes, lines, class_ids, 'class id')
+    return image_classes
 
-    path = p('train_test_split.txt')
-    values, numbers = _numeric_table(path, ('image_id', 'is_training_image'), {0, 1})
-    values, split_lines = _per_image(path, values, numbers, image_ids, image_lines, images_txt)
+
+def _read_split(path, images):
+    values, lines = _image_table(path, ('image_id', 'is_training_image'), {0, 1}, images)
     bad = np.flatnonzero((values[:, 1] != 0) & (values[:, 1] != 1))
     if bad.size:
-        raise CUBFormatError(path, split_lines[bad[0]], 'is_training_image must be 0 or 1, found %g'
+        raise CUBFormatError(path, lines[bad[0]], 'is_training_image must be 0 or 1, found %g'
                              % values[bad[0], 1])
-    is_train = values[:, 1] == 1
+    return values[:, 1] == 1
 
-    path = p('bounding_boxes.txt')
-    values, numbers = _numeric_table(path, ('image_id', 'x', 'y', 'width', 'height'), {0})
-    values, bbox_lines = _per_image(path, values, numbers, image_ids, image_lines, images_txt)
+
+def _read_bboxes(path, images):
+    values, lines = _image_table(path, ('image_id', 'x', 'y', 'width', 'height'), {0}, images)
     bboxes = values[:, 1:].astype(np.float32)
     bad = np.flatnonzero((bboxes[:, 2] <= 0) | (bboxes[:, 3] <= 0))
     if bad.size:
-        raise CUBFormatError(path, bbox_lines[bad[0]], 'bounding box width and height must be '
+        raise CUBFormatError(path, lines[bad[0]], 'bounding box width and height must be '
                              'positive, found %g x %g' % tuple(bboxes[bad[0], 2:]))
+    return bboxes, lines
 
-    path = p('parts', 'part_locs.txt')
-    values, numbers = _numeric_table(path, ('image_id', 'part_id', 'x', 'y', 'visible'), {0, 1, 4})
-    img_pos = _positions(path, values[:, 0].astype(np.int64), numbers, image_ids, 'image id')
+
+def _read_keypoints(path, images, part_names):
+    """part_locs.txt as N x K x 3 (x, y, visible) and the line of each value."""
+    image_ids, _, image_lines = images
+    values, numbers = numeric_table(path, ('image_id', 'part_id', 'x', 'y', 'visible'), {0, 1, 4})
+    img_pos = positions(path, values[:, 0].astype(np.int64), numbers, image_ids, 'image id')
     part = values[:, 1].astype(np.int64)
     bad = np.flatnonzero((part < 1) | (part > len(part_names)))
     if bad.size:
@@ -346,51 +278,29 @@ def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
                              % values[bad[0], 4])
     K = len(part_names)
     slot = img_pos * K + part - 1
-    _check_unique(path, slot, numbers, lambda i: 'image id %d part id %d'
+    check_unique(path, slot, numbers, lambda i: 'image id %d part id %d'
                   % (image_ids[img_pos[i]], part[i]))
     if len(slot) != len(image_ids) * K:
         missing = np.setdiff1d(np.arange(len(image_ids) * K), slot)[0]
         i, k = divmod(int(missing), K)
         raise CUBFormatError(path, None, 'no line for image id %d (%s:%d), part %d (%s)'
-                             % (image_ids[i], images_txt, image_lines[i], k + 1, part_names[k]))
+                             % (image_ids[i], images.path, image_lines[i], k + 1, part_names[k]))
     keypoints = np.zeros((len(image_ids) * K, 3), np.float32)
     keypoints[slot] = values[:, 2:5]
-    keypoints = keypoints.reshape(-1, K, 3)
     kp_lines = np.zeros(len(image_ids) * K, np.int64)
     kp_lines[slot] = numbers
-    kp_lines = kp_lines.reshape(-1, K)
+    return keypoints.reshape(-1, K, 3), kp_lines.reshape(-1, K)
 
-    # class subset: everything above was checked for all images
-    if classes is not None:
-        wanted = np.unique(np.asarray(list(classes), np.int64))
-        unknown = np.setdiff1d(wanted, class_ids)
-        if unknown.size:
-            raise ValueError('requested class id(s) %s not in %s' % (unknown.tolist(), p('classes.txt')))
-        keep_cls = np.isin(class_ids, wanted)
-        class_ids = class_ids[keep_cls]
-        class_names = [n for n, k in zip(class_names, keep_cls) if k]
-    keep = np.flatnonzero(np.isin(image_classes, class_ids))
-    labels = image_classes[keep] - 1
-    named = dict(zip(all_class_ids.tolist(), all_class_names))
-    label_names = [named.get(c, '%03d (not in classes.txt)' % c)
-                   for c in range(1, int(class_ids.max()) + 1)]
 
-    data = CUBDataset(root, image_ids[keep], [names[i] for i in keep], image_classes[keep], labels,
-                      is_train[keep], bboxes[keep], keypoints[keep],
-                      _image_sizes(root, [names[i] for i in keep], image_lines[keep], images_txt,
-                                   verify_images),
-                      class_ids, label_names, part_names, skipped_images=len(image_ids) - len(keep))
-    if not allow_empty_split:
-        for name, n in (('train', data.is_train.sum()), ('test', (~data.is_train).sum())):
-            if n == 0:
-                raise CUBFormatError(p('train_test_split.txt'), None,
-                                     'the %s split is empty (0 of %d images%s)'
-                                     % (name, len(data), '' if classes is None else ' in the classes kept'))
-    data.borderline_parts = _check_parts(data, kp_lines[keep], part_tolerance,
-                                         p('parts', 'part_locs.txt'))
-    data.clipped_boxes = _clip_boxes(data, bbox_lines[keep], p('bounding_boxes.txt'))
-    data.duplicate_images = _duplicate_images(data, image_lines[keep], images_txt, strict)
-    return data
+def _kept_classes(classes, class_ids, classes_txt):
+    """The class ids kept: all, or the requested ones (each must exist)."""
+    if classes is None:
+        return class_ids
+    wanted = np.unique(np.asarray(list(classes), np.int64))
+    unknown = np.setdiff1d(wanted, class_ids)
+    if unknown.size:
+        raise ValueError('requested class id(s) %s not in %s' % (unknown.tolist(), classes_txt))
+    return class_ids[np.isin(class_ids, wanted)]
 
 
 def _image_sizes(root, names, lines, images_txt, verify):
