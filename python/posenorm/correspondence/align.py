@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from posenorm.core.cli import non_negative_int, positive_float, positive_int
 from posenorm.correspondence import context, dataset, flow, objects, report, sift, transfer, warp
 
 NAME = 'align'
@@ -26,20 +27,20 @@ COPY = 'copy NN'
 def add_arguments(parser):
     parser.add_argument('--align-layers', help='conv layers aligned (default: the 4th conv layer, '
                                                'conv4 for AlexNet, as the paper)')
-    parser.add_argument('--sift-size', type=int, default=32,
+    parser.add_argument('--sift-size', type=positive_int, default=32,
                         help='SIFT size at the conv grid\'s centres (default %(default)s)')
-    parser.add_argument('--k', type=int, default=5, help='nearest neighbours aligned (default 5)')
-    parser.add_argument('--best', type=int, default=3,
+    parser.add_argument('--k', type=positive_int, default=5, help='nearest neighbours aligned (default 5)')
+    parser.add_argument('--best', type=positive_int, default=3,
                         help='lowest-energy neighbours whose median is taken (default 3)')
-    parser.add_argument('--radius', type=int, default=4,
+    parser.add_argument('--radius', type=positive_int, default=4,
                         help='displacement window half-width in grid steps (default 4)')
-    parser.add_argument('--alpha', type=float, default=0.1,
+    parser.add_argument('--alpha', type=positive_float, default=0.1,
                         help='smoothness weight, relative to the median match cost (default 0.1)')
-    parser.add_argument('--iterations', type=int, default=20, help='BP iterations (default 20)')
-    parser.add_argument('--train', type=int, default=0, help='training objects (default 0: all)')
-    parser.add_argument('--test', type=int, default=0, help='test objects (default 0: all)')
-    parser.add_argument('--fig3', type=int, default=3, help='test objects in Figure 3 (default 3)')
-    parser.add_argument('--seed', type=int, default=0, help='random seed of the subsets (default 0)')
+    parser.add_argument('--iterations', type=positive_int, default=20, help='BP iterations (default 20)')
+    parser.add_argument('--train', type=non_negative_int, default=0, help='training objects (default 0: all)')
+    parser.add_argument('--test', type=non_negative_int, default=0, help='test objects (default 0: all)')
+    parser.add_argument('--fig3', type=non_negative_int, default=3, help='test objects in Figure 3 (default 3)')
+    parser.add_argument('--seed', type=non_negative_int, default=0, help='random seed of the subsets (default 0)')
 
 
 def align_layers(args, fnet):
@@ -87,9 +88,6 @@ def transfer_category(test, train, rows, args, fnet, memo):
 
 
 def run(args):
-    for name in ('k', 'best', 'radius', 'iterations'):
-        if getattr(args, name) < 1:
-            raise ValueError('--%s must be positive' % name)
     fnet = context.open_net(args)
     cache, data = context.open_cache(args, fnet), context.open_data(args)
     layers = align_layers(args, fnet)

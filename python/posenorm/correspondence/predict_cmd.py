@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from posenorm.core import metrics
+from posenorm.core.cli import non_negative_int, positive_float, positive_int
 from posenorm.correspondence import context, dataset, detect, objects, report, transfer
 
 NAME = 'predict'
@@ -31,17 +32,17 @@ PRIOR_NEIGHBOURS = 10
 def add_arguments(parser):
     parser.add_argument('--detect-layer', help='conv layer of the detectors (default: the last '
                                                'conv layer, conv5 for AlexNet, as the paper)')
-    parser.add_argument('--C', dest='svm_c', type=float, default=0.1,
+    parser.add_argument('--C', dest='svm_c', type=positive_float, default=0.1,
                         help='SVM C of the detectors (default %(default)s)')
-    parser.add_argument('--rounds', type=int, default=2, help='hard-negative rounds (default 2)')
-    parser.add_argument('--sigma', type=float, default=0.1,
+    parser.add_argument('--rounds', type=non_negative_int, default=2, help='hard-negative rounds (default 2)')
+    parser.add_argument('--sigma', type=positive_float, default=0.1,
                         help='prior standard deviation, fraction of the crop side (default 0.1)')
-    parser.add_argument('--eta-folds', type=int, default=3,
+    parser.add_argument('--eta-folds', type=positive_int, default=3,
                         help='cross-validation folds choosing eta (default 3)')
-    parser.add_argument('--train', type=int, default=0, help='training objects (default 0: all)')
-    parser.add_argument('--test', type=int, default=0, help='test objects (default 0: all)')
-    parser.add_argument('--fig6', type=int, default=4, help='test objects in Figure 6 (default 4)')
-    parser.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    parser.add_argument('--train', type=non_negative_int, default=0, help='training objects (default 0: all)')
+    parser.add_argument('--test', type=non_negative_int, default=0, help='test objects (default 0: all)')
+    parser.add_argument('--fig6', type=non_negative_int, default=4, help='test objects in Figure 6 (default 4)')
+    parser.add_argument('--seed', type=non_negative_int, default=0, help='random seed (default 0)')
 
 
 def detect_layer(args, fnet):
@@ -121,8 +122,8 @@ def predict_category(tr, te, kinds, num_kp, args, sigma):
 
 
 def run(args):
-    if args.rounds < 0 or args.eta_folds < 2 or not args.sigma > 0:
-        raise ValueError('--rounds >= 0, --eta-folds >= 2 and --sigma > 0 are required')
+    if args.eta_folds < 2:
+        raise ValueError('--eta-folds must be at least 2, not %d' % args.eta_folds)
     fnet = context.open_net(args)
     cache, data = context.open_cache(args, fnet), context.open_data(args)
     layer = detect_layer(args, fnet)
