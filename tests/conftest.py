@@ -1,8 +1,13 @@
 """Shared pytest fixtures: where the repo, the shared data and the Caffe tool are."""
+import json
 import os
 import shutil
 
+import numpy as np
 import pytest
+
+from posenorm.data import lmdb_data, synthetic
+from posenorm.weights import alexnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('POSENORM_SHARED',
@@ -50,7 +55,6 @@ def caffe_tool():
 def small_lmdb(tmp_path_factory):
     """A tiny synthetic CUB set (3 classes x 4 images) as LMDBs at 256 px,
     the small backbone's input size."""
-    from posenorm.data import lmdb_data, synthetic
     root = tmp_path_factory.mktemp('small_lmdb')
     synthetic.write_dataset(str(root / 'cub'), num_classes=3, per_class=4,
                             size=96, seed=1, progress=False)
@@ -64,3 +68,36 @@ def _caffe_logs_on(monkeypatch):
     """Tools quiet pycaffe with GLOG_minloglevel when run in-process; tests
     that read a `caffe` child's log need it unset again."""
     monkeypatch.delenv('GLOG_minloglevel', raising=False)
+
+
+# AlexNet's layout at small widths (the correspondence tests' model).
+SMALL_ALEXNET = (8, 12, 16, 12, 12)
+
+
+@pytest.fixture(scope='session')
+def small_alexnet_widths():
+    return SMALL_ALEXNET
+
+
+@pytest.fixture(scope='session')
+def tiny_birds(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('birds') / 'cub')
+    synthetic.write_dataset(root, num_classes=3, per_class=6, size=128, seed=2, progress=False)
+    return root
+
+
+@pytest.fixture(scope='session')
+def small_model(tmp_path_factory):
+    """A model directory: AlexNet's layout at small widths, random weights."""
+    root = tmp_path_factory.mktemp('model')
+    rng = np.random.RandomState(0)
+    params, c = {}, 3
+    for layer, (k, _, _, _), w in zip(alexnet.LAYERS, alexnet.CONV_SPECS, SMALL_ALEXNET):
+        params[layer] = ((rng.randn(k, k, c, w) / np.sqrt(k * k * c)).astype(np.float32),
+                         (0.05 * rng.randn(w)).astype(np.float32))
+        c = w
+    alexnet.write_caffemodel(alexnet.to_caffe(params), str(root / 'weights.caffemodel'), SMALL_ALEXNET)
+    (root / 'deploy.prototxt').write_text(alexnet.prototxt_text(SMALL_ALEXNET))
+    (root / 'model.json').write_text(json.dumps(dict(variant='test', label='random small AlexNet',
+                                                     input_size=227, classes=[], part_names=[])))
+    return str(root)

@@ -12,35 +12,9 @@ from PIL import Image
 from posenorm.core.geometry import Geometry, unit_centres
 from posenorm.correspondence import cli, dataset, features, reconstruct, report
 from posenorm.data import synthetic
-from posenorm.weights import alexnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, 'tools', 'correspondence.py')
-SMALL = (8, 12, 16, 12, 12)
-
-
-@pytest.fixture(scope='module')
-def tiny_birds(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp('birds') / 'cub')
-    synthetic.write_dataset(root, num_classes=3, per_class=6, size=128, seed=2, progress=False)
-    return root
-
-
-@pytest.fixture(scope='module')
-def small_model(tmp_path_factory):
-    """A model directory: AlexNet's layout at small widths, random weights."""
-    root = tmp_path_factory.mktemp('model')
-    rng = np.random.RandomState(0)
-    params, c = {}, 3
-    for layer, (k, _, _, _), w in zip(alexnet.LAYERS, alexnet.CONV_SPECS, SMALL):
-        params[layer] = ((rng.randn(k, k, c, w) / np.sqrt(k * k * c)).astype(np.float32),
-                         (0.05 * rng.randn(w)).astype(np.float32))
-        c = w
-    alexnet.write_caffemodel(alexnet.to_caffe(params), str(root / 'weights.caffemodel'), SMALL)
-    (root / 'deploy.prototxt').write_text(alexnet.prototxt_text(SMALL))
-    (root / 'model.json').write_text(json.dumps(dict(variant='test', label='random small AlexNet',
-                                                     input_size=227, classes=[], part_names=[])))
-    return str(root)
 
 
 def _pascal_devkit(tmp_path, voc_keypoints_dir):
@@ -106,14 +80,14 @@ def test_report_sections(tmp_path):
         report.update_section(out, 'geometry', {})
 
 
-def test_reconstruction_from_itself_is_the_image(small_model, tiny_birds):
+def test_reconstruction_from_itself_is_the_image(small_model, tiny_birds, small_alexnet_widths):
     """conv1, k=1, the database holds the query: every tile is its own patch."""
     fnet = features.load_net(small_model, log=lambda *a: None)
     item = dataset.load(tiny_birds).items[0]
     image, _ = features.prepare(item, 160)
     fmap, geometry = fnet.extract_with_geometry(image, ['conv1'])['conv1']
     h, w = image.shape[:2]
-    assert geometry == (4, 3, 11) and fmap.shape == (SMALL[0], (h - 7) // 4 + 1, (w - 7) // 4 + 1)
+    assert geometry == (4, 3, 11) and fmap.shape == (small_alexnet_widths[0], (h - 7) // 4 + 1, (w - 7) // 4 + 1)
     db = reconstruct.Database(fnet.geometry['conv1'], [image], [fmap])
     recon = reconstruct.reconstruct_image(fmap, image.shape, db, 1)
     tiled = np.isfinite(recon).all(axis=2)

@@ -8,7 +8,6 @@ import pytest
 from PIL import Image
 
 from posenorm.correspondence import cli, dataset, features, objects, run_all
-from test_correspondence import small_model, tiny_birds  # noqa: F401 (shared fixtures)
 
 CHANCE = 0.02   # PCK at 0.1 of a uniformly random point in a crop ~1.3x the box
 
