@@ -33,6 +33,7 @@ import time
 
 from posenorm.core import cli
 from posenorm.core import device
+from posenorm.core.atomic import atomic_write_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -205,25 +206,7 @@ def fmt_s(t):
     return '%.3f' % t if t >= 0.1 else '%.4f' % t
 
 
-@cli.tool
-def main(argv=None):
-    args = parse_args(argv)
-    # The pool size is fixed when libopenblas loads: make room for the most.
-    env_threads = os.environ.get('OPENBLAS_NUM_THREADS')
-    os.environ['OPENBLAS_NUM_THREADS'] = str(max(args.threads))
-    os.environ.setdefault('GLOG_minloglevel', '2')
-    import caffe
-    from caffe import layers as L, params as P
-    where = device.use_device(args.gpu)
-    args.sync = device.synchronizer() if args.gpu else no_sync
-    blas = OpenBLAS()
-    load0 = os.getloadavg()
-    lines = []
-
-    def out(line=''):
-        print(line, flush=True)
-        lines.append(line)
-
+def _header(out, args, where, blas, env_threads):
     out('# Layer benchmark (tools/bench_layers.py)')
     out()
     out('- date: %s; host: %s, %s, %d logical CPUs' % (
@@ -238,109 +221,135 @@ def main(argv=None):
     out('- medians of %d timed passes after 1 warm-up, per layer, via '
         'pycaffe net._forward/_backward and time.perf_counter' % args.repeats)
     out('- load average at start: %.2f %.2f %.2f (other jobs share this '
-        'machine; figures vary by about +-25%%)' % load0)
+        'machine; figures vary by about +-25%%)' % os.getloadavg())
     out()
 
+
+def _measure_compact_bilinear(caffe, L, P, tmp, args, blas):
+    """Every shape x factorization x thread count, each after its own sgemm
+    measurement so that "% sgemm" compares like with like on a shared machine."""
     shapes = CB_SHAPES if args.shapes == 'all' else CB_SHAPES[1:]
+    results = []
+    for threads in args.threads:
+        blas.set_threads(threads)
+        for shape in shapes:
+            for fact in ('DIRECT', 'GRAM'):
+                rate, rate_cores = sgemm_rate(caffe, L, tmp, args.repeats, args.sync)
+                n = caffe.NetSpec()
+                n.x = L.Input(shape=dict(dim=list(shape)))
+                n.cb = L.CompactBilinear(n.x, compact_bilinear_param=dict(
+                    num_output=CB_D,
+                    factorization=getattr(P.CompactBilinear, fact)))
+                net = make_net(caffe, tmp, 'cb', n)
+                fwd, bwd, cores = time_layer(net, 'cb', args.repeats, sync=args.sync)
+                del net
+                ffl, bfl = cb_costs(shape, CB_D, fact)
+                results.append(dict(
+                    threads=threads, shape=shape, fact=fact, rate=rate,
+                    fwd=fwd, bwd=bwd, ffl=ffl, bfl=bfl,
+                    cores=min(cores, rate_cores)))
+                print('[bench] %d thread(s) %s %s: sgemm %.1f GFLOP/s, '
+                      'fwd %.3f s, bwd %.3f s, %.2f cores'
+                      % (threads, 'x'.join(map(str, shape)), fact, rate,
+                         fwd, bwd, cores), file=sys.stderr, flush=True)
+    return results
+
+
+def _report_compact_bilinear(out, args, results):
+    out('## sgemm through Caffe (InnerProduct, %d x %d x %d)'
+        % ((SGEMM_SIZE,) * 3))
+    out()
+    out('Measured right before each layer measurement below.')
+    out()
+    out('| threads | GFLOP/s median | min | max |')
+    out('|---:|---:|---:|---:|')
+    for threads in args.threads:
+        r = [x['rate'] for x in results if x['threads'] == threads]
+        out('| %d | %.1f | %.1f | %.1f |' % (
+            threads, statistics.median(r), min(r), max(r)))
+    out()
+    out('## CompactBilinear (Random Maclaurin), d = %d, one bottom, '
+        'sum_pool' % CB_D)
+    out()
+    out('AUTO picks the factorization with the smaller forward cost '
+        '(marked *). "% sgemm" is against the sgemm measured just before '
+        'the row. "cores" is the CPU time the process got per wall second '
+        '(less than the thread count when other jobs took cores). Tensor '
+        'Sketch: Gao et al.\'s layer, quoted from the issue '
+        '(single-threaded, this machine type), not measured here; '
+        'speed-up = its time / ours.')
+    out()
+    out('| shape | factorization | threads | cores | sgemm GFLOP/s | '
+        'fwd s | fwd GFLOP/s | fwd % sgemm | bwd s | bwd GFLOP/s | '
+        'bwd % sgemm | Tensor Sketch fwd / bwd s (quoted) | '
+        'speed-up fwd / bwd |')
+    out('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    verdicts = []
+    for x in results:
+        shape, fact, fwd, bwd = x['shape'], x['fact'], x['fwd'], x['bwd']
+        ffl, bfl, rate = x['ffl'], x['bfl'], x['rate']
+        auto = cb_auto(shape, CB_D) == fact
+        ts = TENSOR_SKETCH[shape]
+        out('| %s | %s%s | %d | %.2f | %.1f | %s | %.1f | %.0f%% | %s | '
+            '%.1f | %.0f%% | %.2f / %.2f | %.1fx / %.1fx |' % (
+                'x'.join(map(str, shape)), fact, ' *' if auto else '',
+                x['threads'], x['cores'], rate, fmt_s(fwd),
+                ffl / fwd / 1e9, 100 * ffl / fwd / 1e9 / rate, fmt_s(bwd),
+                bfl / bwd / 1e9, 100 * bfl / bwd / 1e9 / rate, ts[0],
+                ts[1], ts[0] / fwd, ts[1] / bwd))
+        if auto:
+            eff = min(ffl / fwd, bfl / bwd) / 1e9 / rate
+            speed = min(ts[0] / fwd, ts[1] / bwd)
+            verdicts.append(
+                '- %s, %d thread(s), %s: efficiency %.0f%% of sgemm '
+                '(target %.0f%%: %s), speed-up over Tensor Sketch %.1fx '
+                '(target %.0fx: %s)%s' % (
+                    'x'.join(map(str, shape)), x['threads'], fact,
+                    100 * eff, 100 * TARGET_EFFICIENCY,
+                    'met' if eff >= TARGET_EFFICIENCY else 'MISSED',
+                    speed, TARGET_SPEEDUP,
+                    'met' if speed >= TARGET_SPEEDUP else 'MISSED',
+                    '' if x['cores'] > 0.85 * x['threads'] else
+                    ' [other jobs held cores: %.2f of %d]'
+                    % (x['cores'], x['threads'])))
+    out()
+    out('Targets for the factorization AUTO picks (worse of fwd and bwd):')
+    out()
+    for v in verdicts:
+        out(v)
+    out('- also quoted from the issue: Tensor Sketch on a K40 GPU, '
+        '%.0f ms / %.0f ms' % (1e3 * TENSOR_SKETCH_K40[0],
+                               1e3 * TENSOR_SKETCH_K40[1]))
+    out()
+    out('GFLOP/s counts executed flops: DIRECT 2 N d HW (C1 + C2) for the '
+        'projections plus the products; its backward recomputes the '
+        'projections when the batch exceeds the scratch budget (here at '
+        'the large shape); GRAM 2 N (C1 C2 HW + d C1 C2) forward, '
+        '2 N (d C1 C2 + 2 C1 C2 HW) backward.')
+    out()
+
+
+@cli.tool
+def main(argv=None):
+    args = parse_args(argv)
+    # The pool size is fixed when libopenblas loads: make room for the most.
+    env_threads = os.environ.get('OPENBLAS_NUM_THREADS')
+    os.environ['OPENBLAS_NUM_THREADS'] = str(max(args.threads))
+    import caffe
+    from caffe import layers as L, params as P
+    where = device.use_device(args.gpu)
+    args.sync = device.synchronizer() if args.gpu else no_sync
+    blas = OpenBLAS()
+    lines = []
+
+    def out(line=''):
+        print(line, flush=True)
+        lines.append(line)
+
+    _header(out, args, where, blas, env_threads)
     with tempfile.TemporaryDirectory() as tmp:
-        # Every layer measurement is preceded by its own sgemm measurement, so
-        # that "% sgemm" compares like with like on a shared machine.
-        results = []
-        for threads in args.threads:
-            blas.set_threads(threads)
-            for shape in shapes:
-                for fact in ('DIRECT', 'GRAM'):
-                    rate, rate_cores = sgemm_rate(caffe, L, tmp, args.repeats, args.sync)
-                    n = caffe.NetSpec()
-                    n.x = L.Input(shape=dict(dim=list(shape)))
-                    n.cb = L.CompactBilinear(n.x, compact_bilinear_param=dict(
-                        num_output=CB_D,
-                        factorization=getattr(P.CompactBilinear, fact)))
-                    net = make_net(caffe, tmp, 'cb', n)
-                    fwd, bwd, cores = time_layer(net, 'cb', args.repeats, sync=args.sync)
-                    del net
-                    ffl, bfl = cb_costs(shape, CB_D, fact)
-                    results.append(dict(
-                        threads=threads, shape=shape, fact=fact, rate=rate,
-                        fwd=fwd, bwd=bwd, ffl=ffl, bfl=bfl,
-                        cores=min(cores, rate_cores)))
-                    print('[bench] %d thread(s) %s %s: sgemm %.1f GFLOP/s, '
-                          'fwd %.3f s, bwd %.3f s, %.2f cores'
-                          % (threads, 'x'.join(map(str, shape)), fact, rate,
-                             fwd, bwd, cores), file=sys.stderr, flush=True)
-
-        out('## sgemm through Caffe (InnerProduct, %d x %d x %d)'
-            % ((SGEMM_SIZE,) * 3))
-        out()
-        out('Measured right before each layer measurement below.')
-        out()
-        out('| threads | GFLOP/s median | min | max |')
-        out('|---:|---:|---:|---:|')
-        for threads in args.threads:
-            r = [x['rate'] for x in results if x['threads'] == threads]
-            out('| %d | %.1f | %.1f | %.1f |' % (
-                threads, statistics.median(r), min(r), max(r)))
-        out()
-        out('## CompactBilinear (Random Maclaurin), d = %d, one bottom, '
-            'sum_pool' % CB_D)
-        out()
-        out('AUTO picks the factorization with the smaller forward cost '
-            '(marked *). "% sgemm" is against the sgemm measured just before '
-            'the row. "cores" is the CPU time the process got per wall second '
-            '(less than the thread count when other jobs took cores). Tensor '
-            'Sketch: Gao et al.\'s layer, quoted from the issue '
-            '(single-threaded, this machine type), not measured here; '
-            'speed-up = its time / ours.')
-        out()
-        out('| shape | factorization | threads | cores | sgemm GFLOP/s | '
-            'fwd s | fwd GFLOP/s | fwd % sgemm | bwd s | bwd GFLOP/s | '
-            'bwd % sgemm | Tensor Sketch fwd / bwd s (quoted) | '
-            'speed-up fwd / bwd |')
-        out('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
-        verdicts = []
-        for x in results:
-            shape, fact, fwd, bwd = x['shape'], x['fact'], x['fwd'], x['bwd']
-            ffl, bfl, rate = x['ffl'], x['bfl'], x['rate']
-            auto = cb_auto(shape, CB_D) == fact
-            ts = TENSOR_SKETCH[shape]
-            out('| %s | %s%s | %d | %.2f | %.1f | %s | %.1f | %.0f%% | %s | '
-                '%.1f | %.0f%% | %.2f / %.2f | %.1fx / %.1fx |' % (
-                    'x'.join(map(str, shape)), fact, ' *' if auto else '',
-                    x['threads'], x['cores'], rate, fmt_s(fwd),
-                    ffl / fwd / 1e9, 100 * ffl / fwd / 1e9 / rate, fmt_s(bwd),
-                    bfl / bwd / 1e9, 100 * bfl / bwd / 1e9 / rate, ts[0],
-                    ts[1], ts[0] / fwd, ts[1] / bwd))
-            if auto:
-                eff = min(ffl / fwd, bfl / bwd) / 1e9 / rate
-                speed = min(ts[0] / fwd, ts[1] / bwd)
-                verdicts.append(
-                    '- %s, %d thread(s), %s: efficiency %.0f%% of sgemm '
-                    '(target %.0f%%: %s), speed-up over Tensor Sketch %.1fx '
-                    '(target %.0fx: %s)%s' % (
-                        'x'.join(map(str, shape)), x['threads'], fact,
-                        100 * eff, 100 * TARGET_EFFICIENCY,
-                        'met' if eff >= TARGET_EFFICIENCY else 'MISSED',
-                        speed, TARGET_SPEEDUP,
-                        'met' if speed >= TARGET_SPEEDUP else 'MISSED',
-                        '' if x['cores'] > 0.85 * x['threads'] else
-                        ' [other jobs held cores: %.2f of %d]'
-                        % (x['cores'], x['threads'])))
-        out()
-        out('Targets for the factorization AUTO picks (worse of fwd and bwd):')
-        out()
-        for v in verdicts:
-            out(v)
-        out('- also quoted from the issue: Tensor Sketch on a K40 GPU, '
-            '%.0f ms / %.0f ms' % (1e3 * TENSOR_SKETCH_K40[0],
-                                   1e3 * TENSOR_SKETCH_K40[1]))
-        out()
-        out('GFLOP/s counts executed flops: DIRECT 2 N d HW (C1 + C2) for the '
-            'projections plus the products; its backward recomputes the '
-            'projections when the batch exceeds the scratch budget (here at '
-            'the large shape); GRAM 2 N (C1 C2 HW + d C1 C2) forward, '
-            '2 N (d C1 C2 + 2 C1 C2 HW) backward.')
-        out()
-
+        results = _measure_compact_bilinear(caffe, L, P, tmp, args, blas)
+        _report_compact_bilinear(out, args, results)
         out('## CoordinateTransfer')
         out()
         if 'CoordinateTransfer' not in caffe.layer_type_list():
@@ -351,16 +360,9 @@ def main(argv=None):
                 out(line)
         out()
         out('- load average at end: %.2f %.2f %.2f' % os.getloadavg())
-
     if args.markdown:
-        path = os.path.abspath(args.markdown)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path),
-                                        prefix='.bench-')
-        with os.fdopen(fd, 'w') as f:
-            f.write('\n'.join(lines) + '\n')
-        os.replace(tmp_path, path)
-        print('[bench] wrote %s' % path, file=sys.stderr)
+        atomic_write_text(os.path.abspath(args.markdown), '\n'.join(lines) + '\n')
+        print('[bench] wrote %s' % args.markdown, file=sys.stderr)
     return 0
 
 
