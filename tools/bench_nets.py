@@ -349,7 +349,11 @@ def fmt_duration(s):
 
 
 def report(args, results, out):
-    from posenorm.pose.stages import stage
+    _report_joint(results, out)
+    _report_stage3(args, results, out)
+
+
+def _report_joint(results, out):
     out('## 1. Joint train net (`caffe time`)')
     out()
     out('The compact-bilinear joint net with every layer learning (the stage-4 '
@@ -400,6 +404,9 @@ def report(args, results, out):
                 100 * sum(t.values()) / j['total']))
     out()
 
+
+def _report_stage3(args, results, out):
+    from posenorm.pose.stages import stage  # after OPENBLAS_NUM_THREADS is set (main)
     M = args.train_images
     out('## 2. Stage 3 (`%s`): cached vs uncached' % STAGE3)
     out()
