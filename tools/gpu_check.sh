@@ -95,7 +95,8 @@ cuda_from() { ldd "$CAFFE" 2>/dev/null | awk -v n="$1" 'index($1, n) == 1 {print
 # ---- 2. the machine
 say "nvidia-smi, versions, device_query"
 { nvidia-smi 2>&1 || echo "nvidia-smi failed"; } > "$LOGS/nvidia-smi.txt"
-SMI=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader -i "$GPU" 2>&1 | head -1)
+SMI=$(nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv,noheader -i "$GPU" 2>/dev/null \
+      | head -1 || true); SMI=${SMI:-nvidia-smi failed or missing}
 NVCC=$({ nvcc --version || /usr/local/cuda/bin/nvcc --version; } 2>/dev/null | grep -m1 release || echo "nvcc not found")
 GLOG=(env GLOG_logtostderr=1 GLOG_minloglevel=0)
 timeout "$(cap 60)" "${GLOG[@]}" "$CAFFE" device_query --gpu "$GPU" > "$LOGS/device_query.log" 2>&1 \
@@ -110,10 +111,16 @@ grep -oP '\] \K(Device id|Major revision number|Minor revision number|Name|Total
 # Cases whose TypeParam is a GPUDevice, or with GPU in their name, for each
 # case named in the bundle's tests.txt under the given origin.
 gpu_cases() {  # origin -> gtest filter
+  # This gtest lists no TypeParam: a case typed on TestDtypesAndDevices has
+  # instances /0-/3, of which /2 and /3 are the GPU ones (test_caffe_main.hpp);
+  # cases on TestDtypes run on the GPU when their name says so.
   awk -F'\t' -v o="$1" 'NR == FNR { if ($1 == o) want[$2] = 1; next }
-    /^[^ ]/ { c = $1; sub(/\.$/, "", c); base = c; sub(/\/.*/, "", base)
-              if ((base in want) && ($0 ~ /GPUDevice/ || base ~ /GPU/)) printf "%s%s.*", (n++ ? ":" : ""), c }' \
-    "$B/tests.txt" "$LOGS/gtest-list.txt"
+    /^[^ ].*\.$/ { c = $1; sub(/\.$/, "", c); base = c; idx = -1
+      if (match(c, /\/[0-9]+$/)) { idx = substr(c, RSTART + 1) + 0; base = substr(c, 1, RSTART - 1) }
+      if (!(base in want)) next
+      n++; cs[n] = c; bs[n] = base; is[n] = idx; if (idx > mx[base] + 0) mx[base] = idx }
+    END { for (k = 1; k <= n; k++) if (bs[k] ~ /GPU/ || (mx[bs[k]] == 3 && is[k] >= 2))
+            printf "%s%s.*", (m++ ? ":" : ""), cs[k] }' "$B/tests.txt" "$LOGS/gtest-list.txt"
 }
 GTEST_ROWS=()
 run_gtests() {  # name filter cap
