@@ -102,7 +102,7 @@ def test_cuda_pycaffe_without_device_stops_cleanly(tmp_path):
     """The CUDA pycaffe (build/gpu) with no usable device: a message, no abort."""
     if not os.path.exists(os.path.join(GPU_PYCAFFE, 'caffe', '_caffe.so')):
         pytest.skip('no CUDA pycaffe in build/gpu (make build-gpu)')
-    code = ('import sys\nfrom posenorm.core import device\n'
+    code = ('import caffe\nfrom posenorm.core import device\n'
             'assert device.cuda_libraries(device.loaded_libraries())\n'
             'try:\n    print(device.use_device([0]))\n'
             'except (ValueError, RuntimeError) as e:\n'

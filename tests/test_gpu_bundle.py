@@ -85,3 +85,19 @@ def test_bundle_data_end_to_end(cub_root, tmp_path, caffe_tool):
                              timeout=120)
         assert res.returncode == 0, res.stderr[-1500:]
         assert '%s\tforward:' % ours in res.stderr
+
+
+@pytest.mark.slow
+def test_check_runs_to_its_report(tmp_path):
+    """tools/gpu_check.sh on the bundle built here (build/gpu_bundle.tar): every
+    library resolves and the report is written; without a GPU its GPU steps fail
+    (exit 1), with one they pass."""
+    bundle = os.path.join(REPO, 'build', 'gpu_bundle.tar')
+    if not os.path.isfile(bundle):
+        pytest.skip('no bundle: tools/gpu_bundle.sh build/gpu_bundle.tar')
+    res = subprocess.run(['bash', os.path.join(TOOLS, 'gpu_check.sh'), bundle, str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    report = (tmp_path / 'bench_gpu.md').read_text()
+    assert '- libraries: all resolve' in report, report
+    assert '| ours |' in report and '| small_joint |' in report
+    assert ('every step passed' in report) == (res.returncode == 0)
