@@ -275,3 +275,14 @@ def test_run_on_gpus(tmp_path, small_lmdb):
     assert len(logs) == 1
     assert cpu.solver_param('keypoint_stage1').solver_mode == caffe_pb2.SolverParameter.CPU
     assert 'data_parallel_devices' not in cpu.trained_on(stage)['settings']
+
+
+def test_cuda_caffe_tool_without_device_refused():
+    """build/gpu's `caffe` where no GPU is usable: the driver's reason, at once."""
+    if not os.path.exists(GPU_CAFFE):
+        pytest.skip('no build/gpu caffe (make build-gpu)')
+    if gpu_available():
+        device.check_caffe_tool(GPU_CAFFE, [0])
+        return
+    with pytest.raises(RuntimeError, match='driver|device'):
+        device.check_caffe_tool(GPU_CAFFE, [0])

@@ -217,9 +217,11 @@ def check_caffe_tool(caffe_tool, gpus, timeout=120):
     except subprocess.TimeoutExpired:
         raise RuntimeError('`%s` did not answer in %d s' % (' '.join(cmd), timeout))
     if res.returncode != 0:
+        log = res.stdout + res.stderr
+        if not cpu_only_hint(log):
+            driver_devices()  # no driver or no device: say that, not CUDA's error code
         raise RuntimeError('%s cannot run on GPU %s: %s%s' % (
-            caffe_tool, ','.join(map(str, gpus)), fatal_line(res.stdout + res.stderr),
-            cpu_only_hint(res.stdout + res.stderr)))
+            caffe_tool, ','.join(map(str, gpus)), fatal_line(log), cpu_only_hint(log)))
     if len(gpus) > 1 and not links_nccl(caffe_tool):
         raise RuntimeError('%s was built without NCCL, which Caffe needs for '
                            'training on several GPUs: `make build-gpu NCCL=1` '
