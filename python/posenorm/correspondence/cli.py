@@ -8,6 +8,7 @@ subcommand is one import and one entry in SUBCOMMANDS.
 import argparse
 import time
 
+from posenorm.core import device
 from posenorm.correspondence import (align, classify, geometry_cmd, predict_cmd, reconstruct,
                                      report, run_all)
 
@@ -23,6 +24,7 @@ def add_common(parser, module):
     parser.add_argument('--out', default=DEFAULT_OUT, help='report directory (default %(default)s)')
     parser.add_argument('--cache', help='feature cache directory (default OUT/cache)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    device.add_gpu_argument(parser)
     if getattr(module, 'USES_DATA', True):
         parser.add_argument('--data', metavar='DIR',
                             help='CUB-200-2011 or PASCAL VOC 2011 keypoints (annotations/ beside '
@@ -45,6 +47,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    device.use_device(args.gpu)  # a missing device stops here, before any data work
     start = time.perf_counter()
     section = args.module.run(args)
     section['seconds'] = round(time.perf_counter() - start, 1)

@@ -5,23 +5,11 @@ import os
 from posenorm.correspondence import dataset, features
 
 
-def set_caffe_mode(args):
-    """The one place the Caffe mode is chosen (a --gpu option would go here)."""
-    import caffe
-    gpu = getattr(args, 'gpu', None)
-    if gpu is None:
-        caffe.set_mode_cpu()
-    else:
-        caffe.set_device(gpu)
-        caffe.set_mode_gpu()
-
-
 def cache_dir(args):
     return args.cache or os.path.join(args.out, 'cache')
 
 
 def open_net(args, log=print):
-    set_caffe_mode(args)
     return features.load_net(args.net, args.weights, cache_dir(args), log)
 
 
