@@ -81,3 +81,24 @@ def test_frozen_protocol_end_to_end_one_pass(tmp_path, small_lmdb, caffe_tool):
         for key in a:
             np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
     assert shared['models'][name]['oracle_classification'] is not None
+
+
+def _demo(repo_root):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('demo', os.path.join(repo_root, 'tools', 'demo.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_protocol_and_classes_options(repo_root, capsys):
+    demo = _demo(repo_root)
+    with pytest.raises(SystemExit):
+        demo.main(['--classes', '1-3'])  # class ids need a real dataset
+    assert '--classes needs --data' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        demo.main(['--protocol', 'frozen', '--models', 'nope'])
+    assert 'unknown nope' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        demo.main(['--protocol', 'thawed'])
+    assert 'invalid choice' in capsys.readouterr().err
