@@ -19,7 +19,6 @@ written to --out (default reports/demo).
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -133,7 +132,7 @@ def main(argv=None):
     if unknown:
         ap.error('--models: unknown %s (known: %s)' % (', '.join(unknown), ', '.join(ALL_MODELS)))
     out = args.out or ('reports/demo' if args.protocol == 'full' else 'reports/demo_' + args.protocol)
-    caffe = shutil.which('caffe') or 'caffe'
+    caffe = caffe_run.caffe_tool()
     # Before any data work: `caffe train` and this pycaffe must both reach the device.
     device.check_caffe_tool(caffe, args.gpu)
     print('[demo] %s' % device.use_device(args.gpu and args.gpu[:1]))

@@ -14,11 +14,10 @@ stage's Caffe log is in RUN/logs/, its final weights are recorded in
 RUN/done/, and the trained models are exported to RUN/models/<model>/.
 """
 import argparse
-import shutil
 import sys
 
 from posenorm.core import cli
-from posenorm.core import device
+from posenorm.core import caffe_run, device
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.pose.nets import BACKBONES
 from posenorm.pose.stages import MODELS, STAGES_BY_NAME
@@ -60,7 +59,7 @@ def main(argv=None):
     if unknown:
         ap.error('argument --retrain: unknown stage(s) %s; choose from %s'
                  % (', '.join(unknown), ', '.join(STAGES_BY_NAME)))
-    caffe = args.caffe or shutil.which('caffe') or 'caffe'
+    caffe = args.caffe or caffe_run.caffe_tool()
     # The `caffe train` children and this process's pycaffe (surgery, feature
     # passes) both on the device: both must be CUDA builds.
     device.check_caffe_tool(caffe, args.gpu)

@@ -16,6 +16,7 @@ import glob
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,13 @@ from posenorm.core import device
 ITER_RE = re.compile(r'Iteration (\d+)')
 LOSS_RE = re.compile(r'Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)')
 OUTPUT_RE = re.compile(r'(Train|Test) net output #\d+: (\w+) = (\S+)')
+
+
+def caffe_tool():
+    """The `caffe` binary: on PATH, else beside this Python (`make build`
+    links it into .venv/bin), else the bare name (a clear error when run)."""
+    beside = os.path.join(os.path.dirname(sys.executable), 'caffe')
+    return shutil.which('caffe') or (beside if os.path.exists(beside) else 'caffe')
 
 
 class StageDiverged(RuntimeError):
