@@ -14,6 +14,15 @@ README_BEGIN = '<!-- demo results: written by tools/demo.py --readme; do not edi
 README_END = '<!-- end of demo results -->'
 
 
+def readme_markers(protocol):
+    """The marker lines of one protocol's results block in the project README:
+    each protocol's run rewrites its own block only."""
+    if protocol == 'full':
+        return README_BEGIN, README_END
+    return ('<!-- demo results (%s): written by tools/demo.py --protocol %s --readme; do not edit -->'
+            % (protocol, protocol), '<!-- end of demo results (%s) -->' % protocol)
+
+
 def _paper_accuracy(model_results):
     """The paper's Table 1 number for the row a model reproduces, or None."""
     m = MODELS.get(model_results['variant'])
@@ -226,7 +235,8 @@ def training_section(run_dir, records):
 
 
 def readme_block(results, report, timings, root, command, figure='docs/demo/figure3.png'):
-    """The README's demo section: Tables 1-3 in brief, one figure, timings."""
+    """The README's demo section: Tables 1-3 in brief, one figure (copied to
+    `figure` under root; None: no figure, e.g. real images), timings."""
     t = results['tables']
     out = ['Produced by `%s` on %s (%d test images, round-robin over classes); full report in '
            '`%s/README.md`.' % (command, time.strftime('%Y-%m-%d'), results['images'], report), '',
@@ -244,7 +254,7 @@ def readme_block(results, report, timings, root, command, figure='docs/demo/figu
                             [[r['label'], pct(r['head']), pct(r['body'])] for r in t['table3']]),
             '']
     shown = next((n for n in ('joint_cbp', 'joint_fc7', 'keypoint') if n in t['table2']), None)
-    if shown:
+    if shown and figure:
         src = os.path.join(report, 'figure3_%s.png' % shown)
         if os.path.exists(src):
             with open(src, 'rb') as f:
@@ -255,8 +265,9 @@ def readme_block(results, report, timings, root, command, figure='docs/demo/figu
     return '\n'.join(out)
 
 
-def update_readme(path, block):
-    """Replace the demo results block of the project README."""
+def update_readme(path, block, protocol='full'):
+    """Replace one protocol's demo results block of the project README."""
     with open(path) as f:
         text = f.read()
-    atomic_write_text(path, replace_marked_block(text, README_BEGIN, README_END, block, path))
+    begin, end = readme_markers(protocol)
+    atomic_write_text(path, replace_marked_block(text, begin, end, block, path))
