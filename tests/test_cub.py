@@ -88,8 +88,9 @@ def test_generated_dataset_reads(tiny_cub):
     assert '2 classes, 8 images (4 train, 4 test)' in data.summary()
 
 
-def test_full_scale_parses_in_seconds(tiny_cub, tmp_path):
-    """11,788 images x 15 parts (hard links to one tiny JPEG) load quickly."""
+def test_full_scale_parses(tiny_cub, tmp_path):
+    """11,788 images x 15 parts (hard links to one tiny JPEG): the whole-file
+    parsing holds at full scale (its speed: tools/benchmark_data.py)."""
     n, root = 11788, tmp_path / 'big'
     shutil.copytree(os.path.join(tiny_cub, 'parts'), root / 'parts')
     (root / 'images' / '001.A').mkdir(parents=True)
@@ -106,11 +107,9 @@ def test_full_scale_parses_in_seconds(tiny_cub, tmp_path):
     (root / 'bounding_boxes.txt').write_text(''.join('%d 1.0 2.0 %d.0 %d.0\n' % (i, w - 2, h - 3) for i in ids))
     (root / 'parts' / 'part_locs.txt').write_text(''.join(
         '%d %d %.1f %.1f %d\n' % (i, k, k, k + 1, k % 2) for i in ids for k in range(1, 16)))
-    start = time.perf_counter()
     data = cub.read_cub(root)
-    seconds = time.perf_counter() - start
     assert len(data) == n and data.keypoints.shape == (n, 15, 3)
-    assert seconds < 15, 'read_cub took %.1f s for %d images' % (seconds, n)
+    assert data.keypoints[-1, 2].tolist() == [3.0, 4.0, 1.0] and data.is_train.sum() == n // 2
 
 
 def test_borderline_part_is_counted_not_fatal(tiny_cub, tmp_path):

@@ -119,8 +119,11 @@ def test_cached_stage_equals_uncached(tmp_path, keypoint_run, small_lmdb, caffe_
         net = caffe.Net(run.path('prototxt', 'small', 'joint_cbp_deploy.prototxt'), weights,
                         caffe.TEST)
         results[cached] = [p.data.copy() for p in net.params['cls_score']]
+    # Float rounding of the two forward paths, amplified by the head's rate of
+    # 1.0 over 15 SGD steps, reaches ~2e-5 in a few weights (seen on a loaded
+    # machine); a cache holding wrong features moves them by 1e-2 and more.
     for a, b in zip(results[True], results[False]):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_feature_pass_skips_the_localization_stream(tmp_path, small_lmdb, caffe_tool):
