@@ -241,7 +241,7 @@ def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, monkeypatch, caffe_tool
     # train and demo check their `caffe` tool first, the others their pycaffe
     assert ('Cannot use GPU in CPU-only Caffe' if tool in ('train', 'demo') else
             'CPU_ONLY build and cannot use --gpu') in err
-    assert time.time() - t < 5
+    assert time.time() - t < 30  # at once: no data step ran (next line), not a timing
     assert not os.listdir(tmp_path)
 
 
