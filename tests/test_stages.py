@@ -30,7 +30,9 @@ def test_plan_takes_only_what_a_model_needs():
     names = [s.name for s in stages.plan(['joint_cbp_partnets'])]
     assert names == ['keypoint_stage1', 'keypoint_stage2', 'joint_cbp_stage3', 'joint_cbp_stage4',
                      'part_head', 'part_body', 'joint_cbp_partnets']
-    assert [s.name for s in stages.plan()] == [s.name for s in stages.STAGES]
+    # the default is the paper's full protocol; every model together needs every stage
+    assert stages.plan() == stages.plan(list(stages.MODELS))
+    assert [s.name for s in stages.plan(list(stages.ALL_MODELS))] == [s.name for s in stages.STAGES]
 
 
 def test_models_export_trained_stages_with_deploy_nets():
