@@ -174,9 +174,6 @@ def _figure3(path, shown, rows, per_row=3):
 
 # --------------------------------------------------------------- markdown ---
 
-def _pct(v):
-    return '-' if v is None else '%.1f' % (100 * v)
-
 
 def markdown(section):
     alphas = section['alphas']
@@ -197,11 +194,11 @@ def markdown(section):
         if len(section['tables']) > 1:
             out.append('### %s\n' % cat)
         header = ['alpha = %g' % alphas[0]] + list(t['names']) + ['mean']
-        rows = [[r] + [_pct(v[0]) for v in t['rows'][r]['per_keypoint']]
-                + [_pct(t['rows'][r]['mean'][0])] for r in section['rows']]
+        rows = [[r] + [report.pct(v[0]) for v in t['rows'][r]['per_keypoint']]
+                + [report.pct(t['rows'][r]['mean'][0])] for r in section['rows']]
         out.append(report.table(header, rows))
         out.append(report.table(['mean PCK'] + ['alpha = %g' % a for a in alphas],
-                                [[r] + [_pct(v) for v in t['rows'][r]['mean']]
+                                [[r] + [report.pct(v) for v in t['rows'][r]['mean']]
                                  for r in section['rows']]))
     out.append('Skipped: %s.\n' % objects.skipped_text(section['skipped']))
     out.append('Figure 3: target (ground truth), its best three neighbours warped onto it by the '

@@ -157,25 +157,22 @@ def _figure4(path, results, rows, c_grid):
     plt.close(fig)
 
 
-def _pct(v):
-    return '' if v is None else '%.1f' % (100 * v)
-
 
 def markdown(section):
     cats = list(section['categories'])
     if len(cats) == 1:  # birds: columns are the parts
         cat = cats[0]
         header = ['row'] + section['categories'][cat] + ['mean']
-        body = [[row] + [_pct(v) for v in section['results'][row].get(cat, {}).get(
+        body = [[row] + [report.pct(v) for v in section['results'][row].get(cat, {}).get(
                     'per_type', [None] * (len(header) - 2))]
-                + [_pct(section['results'][row].get(cat, {}).get('mean'))] for row in section['rows']]
+                + [report.pct(section['results'][row].get(cat, {}).get('mean'))] for row in section['rows']]
     else:
         header = ['row'] + cats + ['mean']
         body = []
         for row in section['rows']:
             means = [section['results'][row].get(c, {}).get('mean') for c in cats]
             kept = [m for m in means if m is not None]
-            body.append([row] + [_pct(m) for m in means] + [_pct(np.mean(kept) if kept else None)])
+            body.append([row] + [report.pct(m) for m in means] + [report.pct(np.mean(kept) if kept else None)])
     chosen = ', '.join('%s C=%g' % (row, next(iter(section['results'][row].values()))['C'])
                        for row in section['rows'] if section['results'][row])
     return '\n'.join([

@@ -187,9 +187,6 @@ def _figure6(path, shown, rows):
     plt.close(fig)
 
 
-def _pct(v):
-    return '-' if v is None else '%.1f' % (100 * v)
-
 
 def markdown(section):
     st = section['settings']
@@ -209,7 +206,7 @@ def markdown(section):
         rows = []
         for r in section['rows']:
             res = t['rows'][r]
-            rows.append([r] + [_pct(v[0]) for v in res['per_keypoint']] + [_pct(res['mean'][0]),
+            rows.append([r] + [report.pct(v[0]) for v in res['per_keypoint']] + [report.pct(res['mean'][0]),
                                                                            res.get('eta', '-')])
         out.append(report.table(header, rows))
         tm = section['timing'][cat]

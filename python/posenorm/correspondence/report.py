@@ -58,3 +58,9 @@ def update_section(out_dir, name, section, subcommands=None):
 def table(header, rows):
     """A markdown table from a header list and rows of cells, as a block."""
     return markdown_table(header, rows) + '\n'
+
+
+def pct(v):
+    """A fraction as a percentage with one decimal ('-' for None), as the
+    paper's tables print them."""
+    return '-' if v is None else '%.1f' % (100 * v)
