@@ -125,9 +125,9 @@ cp -r "$BUILD/caffe/src/caffe/test/test_data" "$B/caffe/src/caffe/test/"
 } > "$B/tests.txt"
 
 # ---- 4. nets and real images (CPU pycaffe)
-"$PY" tools/gpu_bundle_data.py --out "$B/work" > "$STAGE/data.log" 2>&1 \
+"$PY" tools/gpu_bundle_data.py --out "$B/gen" > "$STAGE/data.log" 2>&1 \
   || { cat "$STAGE/data.log"; die "tools/gpu_bundle_data.py failed"; }
-mv "$B/work/plan.tsv" "$B/work/runs" "$B/work/layers" "$B/" && rmdir "$B/work"
+mv "$B/gen/plan.tsv" "$B/gen/runs" "$B/gen/layers" "$B/" && rmdir "$B/gen"
 
 cat > "$B/BUNDLE.txt" <<EOF
 posenorm GPU bundle: tools/gpu_bundle.sh, $(date -u '+%Y-%m-%d %H:%M UTC')
