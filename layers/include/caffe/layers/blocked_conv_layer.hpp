@@ -1,0 +1,64 @@
+#ifndef CAFFE_BLOCKED_CONV_LAYER_HPP_
+#define CAFFE_BLOCKED_CONV_LAYER_HPP_
+
+#include <vector>
+
+#include "caffe/blob.hpp"
+#include "caffe/layer.hpp"
+#include "caffe/layers/conv_layer.hpp"
+#include "caffe/proto/caffe.pb.h"
+#include "caffe/util/im2col_rows.hpp"
+
+namespace caffe {
+
+/**
+ * @brief Caffe's ConvolutionLayer with a blocked, multi-threaded CPU path:
+ *        what `type: "Convolution"` runs on the CPU (layer_factory.cpp,
+ *        patches/cpu-engine-layer-factory.patch).
+ *
+ * Caffe's CPU path builds the whole column matrix of an image (576 MB for
+ * VGG-16's conv1_2 at 500x500), single-threaded and out of cache, then runs
+ * one GEMM.  Here the output rows are cut into bands whose column slice
+ * fits in cache; each thread takes whole bands (of every image in the
+ * batch), builds the slice and multiplies it with a single-threaded GEMM,
+ * so the slice is read back from its own core's cache.  The backward pass
+ * is banded alike: the weight gradient accumulates per thread and is summed
+ * at the end; the data gradient of even bands, then of odd bands, is
+ * scattered back (col2im), so no two threads write the same input row.
+ * The schedule is static: results do not depend on timing.
+ *
+ * Same parameters, weights and numerics (up to float summation order) as
+ * ConvolutionLayer; N-D convolutions use Caffe's path, and so does the GPU.
+ */
+template <typename Dtype>
+class BlockedConvolutionLayer : public ConvolutionLayer<Dtype> {
+ public:
+  explicit BlockedConvolutionLayer(const LayerParameter& param)
+      : ConvolutionLayer<Dtype>(param) {}
+
+ protected:
+  virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,
+      const vector<Blob<Dtype>*>& top);
+  virtual void Backward_cpu(const vector<Blob<Dtype>*>& top,
+      const vector<bool>& propagate_down, const vector<Blob<Dtype>*>& bottom);
+
+ private:
+  struct Plan;
+  bool blocked() const;
+  Plan plan(int nthreads) const;
+  void reserve(const Plan& p, bool backward);
+  Dtype* thread_buffer(int tid);
+  void forward_band(const Plan& p, const Dtype* bottom, const Dtype* weight,
+      Dtype* top, int band, Dtype* col) const;
+  void backward_band(const Plan& p, const Dtype* top_diff,
+      const Dtype* bottom, const Dtype* weight, Dtype* weight_diff,
+      Dtype* bottom_diff, int band, Dtype* col) const;
+  void backward_bias(const Dtype* top_diff, Dtype* bias_diff) const;
+
+  std::vector<Dtype> buffers_;  // per thread: a column slice (+ weight diff)
+  long buffer_stride_ = 0;
+};
+
+}  // namespace caffe
+
+#endif  // CAFFE_BLOCKED_CONV_LAYER_HPP_

@@ -1,0 +1,180 @@
+#include <algorithm>
+#include <cfloat>
+#include <vector>
+
+#include "caffe/layers/threaded_pooling_layer.hpp"
+#include "caffe/util/cpu_parallel.hpp"
+#include "caffe/util/math_functions.hpp"
+
+namespace caffe {
+
+using std::max;
+using std::min;
+
+namespace {
+const long kMinPlanesPerThread = 4;
+}
+
+template <typename Dtype>
+bool ThreadedPoolingLayer<Dtype>::threaded() const {
+  const PoolingParameter_PoolMethod pool =
+      this->layer_param_.pooling_param().pool();
+  return pool == PoolingParameter_PoolMethod_MAX ||
+      pool == PoolingParameter_PoolMethod_AVE;
+}
+
+// The per-plane loops of PoolingLayer::Forward_cpu / Backward_cpu.
+template <typename Dtype>
+void ThreadedPoolingLayer<Dtype>::max_plane(const Dtype* in, Dtype* out,
+    int* mask, Dtype* top_mask) const {
+  for (int ph = 0; ph < this->pooled_height_; ++ph) {
+    for (int pw = 0; pw < this->pooled_width_; ++pw) {
+      int hstart = ph * this->stride_h_ - this->pad_h_;
+      int wstart = pw * this->stride_w_ - this->pad_w_;
+      const int hend = min(hstart + this->kernel_h_, this->height_);
+      const int wend = min(wstart + this->kernel_w_, this->width_);
+      hstart = max(hstart, 0);
+      wstart = max(wstart, 0);
+      const int pool_index = ph * this->pooled_width_ + pw;
+      Dtype best = Dtype(-FLT_MAX);
+      int best_index = -1;
+      for (int h = hstart; h < hend; ++h) {
+        for (int w = wstart; w < wend; ++w) {
+          const int index = h * this->width_ + w;
+          if (in[index] > best) {
+            best = in[index];
+            best_index = index;
+          }
+        }
+      }
+      out[pool_index] = best;
+      if (top_mask) {
+        top_mask[pool_index] = static_cast<Dtype>(best_index);
+      } else {
+        mask[pool_index] = best_index;
+      }
+    }
+  }
+}
+
+template <typename Dtype>
+void ThreadedPoolingLayer<Dtype>::ave_plane(const Dtype* in, Dtype* out)
+    const {
+  for (int ph = 0; ph < this->pooled_height_; ++ph) {
+    for (int pw = 0; pw < this->pooled_width_; ++pw) {
+      int hstart = ph * this->stride_h_ - this->pad_h_;
+      int wstart = pw * this->stride_w_ - this->pad_w_;
+      int hend = min(hstart + this->kernel_h_, this->height_ + this->pad_h_);
+      int wend = min(wstart + this->kernel_w_, this->width_ + this->pad_w_);
+      const int pool_size = (hend - hstart) * (wend - wstart);
+      hstart = max(hstart, 0);
+      wstart = max(wstart, 0);
+      hend = min(hend, this->height_);
+      wend = min(wend, this->width_);
+      Dtype sum = 0;
+      for (int h = hstart; h < hend; ++h) {
+        for (int w = wstart; w < wend; ++w) sum += in[h * this->width_ + w];
+      }
+      out[ph * this->pooled_width_ + pw] = sum / pool_size;
+    }
+  }
+}
+
+template <typename Dtype>
+void ThreadedPoolingLayer<Dtype>::ave_plane_backward(const Dtype* top_diff,
+    Dtype* bottom_diff) const {
+  for (int ph = 0; ph < this->pooled_height_; ++ph) {
+    for (int pw = 0; pw < this->pooled_width_; ++pw) {
+      int hstart = ph * this->stride_h_ - this->pad_h_;
+      int wstart = pw * this->stride_w_ - this->pad_w_;
+      int hend = min(hstart + this->kernel_h_, this->height_ + this->pad_h_);
+      int wend = min(wstart + this->kernel_w_, this->width_ + this->pad_w_);
+      const int pool_size = (hend - hstart) * (wend - wstart);
+      hstart = max(hstart, 0);
+      wstart = max(wstart, 0);
+      hend = min(hend, this->height_);
+      wend = min(wend, this->width_);
+      for (int h = hstart; h < hend; ++h) {
+        for (int w = wstart; w < wend; ++w) {
+          bottom_diff[h * this->width_ + w] +=
+              top_diff[ph * this->pooled_width_ + pw] / pool_size;
+        }
+      }
+    }
+  }
+}
+
+template <typename Dtype>
+void ThreadedPoolingLayer<Dtype>::Forward_cpu(
+    const vector<Blob<Dtype>*>& bottom, const vector<Blob<Dtype>*>& top) {
+  if (!threaded()) {
+    PoolingLayer<Dtype>::Forward_cpu(bottom, top);
+    return;
+  }
+  const bool is_max = this->layer_param_.pooling_param().pool() ==
+      PoolingParameter_PoolMethod_MAX;
+  const Dtype* bottom_data = bottom[0]->cpu_data();
+  Dtype* top_data = top[0]->mutable_cpu_data();
+  Dtype* top_mask = is_max && top.size() > 1 ? top[1]->mutable_cpu_data()
+      : NULL;
+  int* mask = is_max && !top_mask ? this->max_idx_.mutable_cpu_data() : NULL;
+  const long in_plane = static_cast<long>(this->height_) * this->width_;
+  const long out_plane =
+      static_cast<long>(this->pooled_height_) * this->pooled_width_;
+  cpu::parallel_for(static_cast<long>(bottom[0]->num()) * this->channels_,
+      [&](long p0, long p1) {
+    for (long p = p0; p < p1; ++p) {
+      if (is_max) {
+        max_plane(bottom_data + p * in_plane, top_data + p * out_plane,
+                  mask ? mask + p * out_plane : NULL,
+                  top_mask ? top_mask + p * out_plane : NULL);
+      } else {
+        ave_plane(bottom_data + p * in_plane, top_data + p * out_plane);
+      }
+    }
+  }, kMinPlanesPerThread);
+}
+
+template <typename Dtype>
+void ThreadedPoolingLayer<Dtype>::Backward_cpu(
+    const vector<Blob<Dtype>*>& top, const vector<bool>& propagate_down,
+    const vector<Blob<Dtype>*>& bottom) {
+  if (!threaded()) {
+    PoolingLayer<Dtype>::Backward_cpu(top, propagate_down, bottom);
+    return;
+  }
+  if (!propagate_down[0]) return;
+  const bool is_max = this->layer_param_.pooling_param().pool() ==
+      PoolingParameter_PoolMethod_MAX;
+  const Dtype* top_diff = top[0]->cpu_diff();
+  Dtype* bottom_diff = bottom[0]->mutable_cpu_diff();
+  const Dtype* top_mask = is_max && top.size() > 1 ? top[1]->cpu_data()
+      : NULL;
+  const int* mask = is_max && !top_mask ? this->max_idx_.cpu_data() : NULL;
+  const long in_plane = static_cast<long>(this->height_) * this->width_;
+  const long out_plane =
+      static_cast<long>(this->pooled_height_) * this->pooled_width_;
+  cpu::parallel_for(static_cast<long>(bottom[0]->num()) * this->channels_,
+      [&](long p0, long p1) {
+    caffe_set(static_cast<int>((p1 - p0) * in_plane), Dtype(0),
+              bottom_diff + p0 * in_plane);
+    for (long p = p0; p < p1; ++p) {
+      Dtype* dx = bottom_diff + p * in_plane;
+      const Dtype* dy = top_diff + p * out_plane;
+      if (!is_max) {
+        ave_plane_backward(dy, dx);
+        continue;
+      }
+      const long o = p * out_plane;
+      for (long i = 0; i < out_plane; ++i) {
+        const int index = top_mask ? static_cast<int>(top_mask[o + i])
+            : mask[o + i];
+        if (index >= 0) dx[index] += dy[i];  // -1: a window of -FLT_MAX
+      }
+    }
+  }, kMinPlanesPerThread);
+}
+
+INSTANTIATE_CLASS(ThreadedPoolingLayer);
+
+}  // namespace caffe

@@ -1,0 +1,295 @@
+// posenorm's CPU engine against Caffe's reference CPU code: the same layer
+// parameters, weights and inputs through both, forward and backward, at
+// several thread counts.  (Caffe's own convolution and pooling tests also
+// run on our classes: test_caffe_tests_on_cpu_engine.cpp.)
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+#include "caffe/blob.hpp"
+#include "caffe/common.hpp"
+#include "caffe/filler.hpp"
+#include "caffe/layers/blocked_conv_layer.hpp"
+#include "caffe/layers/cpu_engine.hpp"
+#include "caffe/layers/threaded_pooling_layer.hpp"
+#include "caffe/layers/threaded_relu_layer.hpp"
+#include "caffe/util/cpu_parallel.hpp"
+#include "caffe/util/math_functions.hpp"
+
+#include "caffe/test/test_caffe_main.hpp"
+
+extern "C" {
+void openblas_set_num_threads(int) __attribute__((weak));
+int openblas_get_num_threads(void) __attribute__((weak));
+}
+
+namespace caffe {
+
+namespace {
+
+// Thread counts to try (the engine follows OpenBLAS's count).
+std::vector<int> thread_counts() {
+  if (!openblas_set_num_threads) return std::vector<int>(1, 1);
+  return std::vector<int>{1, 2, 3};
+}
+
+class ScopedThreads {
+ public:
+  explicit ScopedThreads(int n) : saved_(0) {
+    if (openblas_get_num_threads) {
+      saved_ = openblas_get_num_threads();
+      openblas_set_num_threads(n);
+    }
+  }
+  ~ScopedThreads() { if (saved_) openblas_set_num_threads(saved_); }
+ private:
+  int saved_;
+};
+
+template <typename Dtype>
+void fill(Blob<Dtype>* blob, int seed) {
+  Caffe::set_random_seed(seed);
+  FillerParameter param;
+  param.set_std(1);
+  GaussianFiller<Dtype> filler(param);
+  filler.Fill(blob);
+}
+
+template <typename Dtype>
+Dtype tolerance() { return sizeof(Dtype) == 4 ? 1e-4 : 1e-10; }
+
+// |a - b| <= tol * (1 + max |b|), element by element.
+template <typename Dtype>
+void expect_near(const Dtype* a, const Dtype* b, int n, const char* what,
+                 Dtype tol) {
+  Dtype scale = 1;
+  for (int i = 0; i < n; ++i) scale = std::max(scale, std::abs(b[i]));
+  for (int i = 0; i < n; ++i) {
+    ASSERT_NEAR(a[i], b[i], tol * scale) << what << " at " << i;
+  }
+}
+
+struct ConvCase {
+  int num, channels, height, width, output, kernel_h, kernel_w;
+  int stride_h, stride_w, pad_h, pad_w, dilation, group;
+  bool bias;
+};
+
+LayerParameter conv_param(const ConvCase& c) {
+  LayerParameter p;
+  p.set_name("conv");
+  p.set_type("Convolution");
+  ConvolutionParameter* cp = p.mutable_convolution_param();
+  cp->set_num_output(c.output);
+  cp->set_kernel_h(c.kernel_h);
+  cp->set_kernel_w(c.kernel_w);
+  cp->set_stride_h(c.stride_h);
+  cp->set_stride_w(c.stride_w);
+  cp->set_pad_h(c.pad_h);
+  cp->set_pad_w(c.pad_w);
+  cp->add_dilation(c.dilation);
+  cp->set_group(c.group);
+  cp->set_bias_term(c.bias);
+  cp->mutable_weight_filler()->set_type("gaussian");
+  cp->mutable_bias_filler()->set_type("gaussian");
+  return p;
+}
+
+// Odd sizes, groups, stride, pad, dilation, 1x1, N > 1, and maps large
+// enough to be cut into several bands.
+const ConvCase kConvCases[] = {
+  {2, 3, 9, 11, 4, 3, 3, 1, 1, 1, 1, 1, 1, true},
+  {1, 4, 13, 7, 6, 3, 2, 2, 2, 1, 1, 1, 2, true},
+  {3, 2, 10, 10, 3, 3, 3, 1, 1, 2, 2, 2, 1, false},
+  {2, 6, 8, 9, 4, 1, 1, 1, 1, 0, 0, 1, 2, true},
+  {1, 5, 31, 17, 3, 5, 5, 3, 3, 2, 2, 1, 1, true},
+  {1, 3, 23, 29, 5, 3, 3, 1, 2, 0, 1, 1, 1, true},
+  {2, 8, 70, 66, 16, 3, 3, 1, 1, 1, 1, 1, 1, true},
+  {1, 16, 97, 40, 8, 3, 3, 1, 1, 1, 1, 1, 4, true},
+  {4, 2, 5, 3, 2, 3, 3, 1, 1, 1, 1, 1, 1, true},
+};
+
+}  // namespace
+
+template <typename Dtype>
+class CpuEngineTest : public ::testing::Test {
+ protected:
+  CpuEngineTest() { Caffe::set_mode(Caffe::CPU); }
+};
+
+TYPED_TEST_CASE(CpuEngineTest, TestDtypes);
+
+TYPED_TEST(CpuEngineTest, ConvolutionMatchesReference) {
+  typedef TypeParam Dtype;
+  for (const ConvCase& c : kConvCases) {
+    for (int threads : thread_counts()) {
+      for (int propagate = 0; propagate < 2; ++propagate) {
+        SCOPED_TRACE(::testing::Message() << "case " << (&c - kConvCases)
+                     << ", threads " << threads << ", propagate_down "
+                     << propagate);
+        ScopedThreads scoped(threads);
+        const LayerParameter param = conv_param(c);
+        Blob<Dtype> x(c.num, c.channels, c.height, c.width);
+        fill(&x, 3);
+        Blob<Dtype> y_ref, y_ours;
+        vector<Blob<Dtype>*> bottom(1, &x), top_ref(1, &y_ref),
+            top_ours(1, &y_ours);
+        ConvolutionLayer<Dtype> ref(param);
+        BlockedConvolutionLayer<Dtype> ours(param);
+        ref.SetUp(bottom, top_ref);
+        ours.SetUp(bottom, top_ours);
+        for (int b = 0; b < ref.blobs().size(); ++b) {
+          fill(ref.blobs()[b].get(), 10 + b);
+          ours.blobs()[b]->CopyFrom(*ref.blobs()[b], false);
+          // Parameter diffs accumulate: start both from the same values.
+          fill(&y_ref, 20 + b);
+          caffe_copy(ref.blobs()[b]->count(), y_ref.cpu_data(),
+                     ref.blobs()[b]->mutable_cpu_diff());
+          ours.blobs()[b]->CopyFrom(*ref.blobs()[b], true);
+        }
+        ref.Forward(bottom, top_ref);
+        ours.Forward(bottom, top_ours);
+        ASSERT_EQ(y_ref.shape_string(), y_ours.shape_string());
+        expect_near(y_ours.cpu_data(), y_ref.cpu_data(), y_ref.count(),
+                    "top", tolerance<Dtype>());
+        fill(&y_ref, 30);
+        y_ours.CopyFrom(y_ref, true);
+        const vector<bool> down(1, propagate == 1);
+        caffe_set(x.count(), Dtype(0), x.mutable_cpu_diff());
+        ref.Backward(top_ref, down, bottom);
+        Blob<Dtype> dx_ref;
+        dx_ref.CopyFrom(x, true, true);
+        caffe_set(x.count(), Dtype(7), x.mutable_cpu_diff());  // overwritten
+        ours.Backward(top_ours, down, bottom);
+        if (propagate) {
+          expect_near(x.cpu_diff(), dx_ref.cpu_diff(), x.count(),
+                      "bottom diff", tolerance<Dtype>());
+        }
+        for (int b = 0; b < ref.blobs().size(); ++b) {
+          expect_near(ours.blobs()[b]->cpu_diff(), ref.blobs()[b]->cpu_diff(),
+                      ref.blobs()[b]->count(), b ? "bias diff" : "weight diff",
+                      tolerance<Dtype>());
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(CpuEngineTest, PoolingMatchesReferenceExactly) {
+  typedef TypeParam Dtype;
+  const PoolingParameter_PoolMethod methods[] = {
+      PoolingParameter_PoolMethod_MAX, PoolingParameter_PoolMethod_AVE};
+  // kernel, stride, pad, global, two tops (the argmax as a blob)
+  const int cases[][5] = {{2, 2, 0, 0, 0}, {3, 2, 1, 0, 0}, {3, 2, 0, 0, 1},
+                          {5, 3, 2, 0, 0}, {0, 0, 0, 1, 0}};
+  for (PoolingParameter_PoolMethod method : methods) {
+    for (const int* c : cases) {
+      for (int threads : thread_counts()) {
+        if (method == PoolingParameter_PoolMethod_AVE && c[4]) continue;
+        SCOPED_TRACE(::testing::Message() << "method " << method << ", kernel "
+                     << c[0] << ", threads " << threads);
+        ScopedThreads scoped(threads);
+        LayerParameter param;
+        PoolingParameter* pp = param.mutable_pooling_param();
+        pp->set_pool(method);
+        if (c[3]) {
+          pp->set_global_pooling(true);
+        } else {
+          pp->set_kernel_size(c[0]);
+          pp->set_stride(c[1]);
+          pp->set_pad(c[2]);
+        }
+        Blob<Dtype> x(3, 5, 17, 12), y_ref, y_ours, m_ref, m_ours;
+        fill(&x, 5);
+        // Ties: max pooling must pick the same (first) index.
+        for (int i = 0; i < x.count(); i += 7) x.mutable_cpu_data()[i] = 1;
+        vector<Blob<Dtype>*> bottom(1, &x), top_ref(1, &y_ref),
+            top_ours(1, &y_ours);
+        if (c[4]) {
+          top_ref.push_back(&m_ref);
+          top_ours.push_back(&m_ours);
+        }
+        PoolingLayer<Dtype> ref(param);
+        ThreadedPoolingLayer<Dtype> ours(param);
+        ref.SetUp(bottom, top_ref);
+        ours.SetUp(bottom, top_ours);
+        ref.Forward(bottom, top_ref);
+        ours.Forward(bottom, top_ours);
+        for (int i = 0; i < y_ref.count(); ++i) {
+          ASSERT_EQ(y_ref.cpu_data()[i], y_ours.cpu_data()[i]) << i;
+        }
+        for (int i = 0; i < m_ref.count(); ++i) {
+          ASSERT_EQ(m_ref.cpu_data()[i], m_ours.cpu_data()[i]) << i;
+        }
+        fill(&y_ref, 6);
+        y_ours.CopyFrom(y_ref, true);
+        ref.Backward(top_ref, vector<bool>(1, true), bottom);
+        Blob<Dtype> dx_ref;
+        dx_ref.CopyFrom(x, true, true);
+        ours.Backward(top_ours, vector<bool>(1, true), bottom);
+        for (int i = 0; i < x.count(); ++i) {
+          ASSERT_EQ(dx_ref.cpu_diff()[i], x.cpu_diff()[i]) << i;
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(CpuEngineTest, ReLUMatchesReferenceExactly) {
+  typedef TypeParam Dtype;
+  for (float slope : {0.f, 0.1f}) {
+    for (int threads : thread_counts()) {
+      ScopedThreads scoped(threads);
+      LayerParameter param;
+      param.mutable_relu_param()->set_negative_slope(slope);
+      Blob<Dtype> x(2, 3, 150, 151), y_ref, y_ours;  // > 2 chunks of 32K
+      fill(&x, 8);
+      vector<Blob<Dtype>*> bottom(1, &x), top_ref(1, &y_ref),
+          top_ours(1, &y_ours);
+      ReLULayer<Dtype> ref(param);
+      ThreadedReLULayer<Dtype> ours(param);
+      ref.SetUp(bottom, top_ref);
+      ours.SetUp(bottom, top_ours);
+      ref.Forward(bottom, top_ref);
+      ours.Forward(bottom, top_ours);
+      for (int i = 0; i < x.count(); ++i) {
+        ASSERT_EQ(y_ref.cpu_data()[i], y_ours.cpu_data()[i]) << i;
+      }
+      fill(&y_ref, 9);
+      y_ours.CopyFrom(y_ref, true);
+      ref.Backward(top_ref, vector<bool>(1, true), bottom);
+      Blob<Dtype> dx_ref;
+      dx_ref.CopyFrom(x, true, true);
+      ours.Backward(top_ours, vector<bool>(1, true), bottom);
+      for (int i = 0; i < x.count(); ++i) {
+        ASSERT_EQ(dx_ref.cpu_diff()[i], x.cpu_diff()[i]) << i;
+      }
+    }
+  }
+}
+
+// The factory gives our classes for the CAFFE engine, Caffe's with
+// POSENORM_CPU_ENGINE=reference.
+TYPED_TEST(CpuEngineTest, FactoryPicksTheEngine) {
+  typedef TypeParam Dtype;
+  LayerParameter param;
+  param.set_type("Convolution");
+  param.mutable_convolution_param()->set_num_output(2);
+  param.mutable_convolution_param()->add_kernel_size(3);
+  unsetenv("POSENORM_CPU_ENGINE");
+  shared_ptr<Layer<Dtype> > fast = LayerRegistry<Dtype>::CreateLayer(param);
+  EXPECT_TRUE(dynamic_cast<BlockedConvolutionLayer<Dtype>*>(fast.get()));
+  setenv("POSENORM_CPU_ENGINE", "reference", 1);
+  shared_ptr<Layer<Dtype> > ref = LayerRegistry<Dtype>::CreateLayer(param);
+  param.set_type("ReLU");
+  shared_ptr<Layer<Dtype> > relu = LayerRegistry<Dtype>::CreateLayer(param);
+  unsetenv("POSENORM_CPU_ENGINE");
+  EXPECT_FALSE(dynamic_cast<BlockedConvolutionLayer<Dtype>*>(ref.get()));
+  EXPECT_TRUE(dynamic_cast<ConvolutionLayer<Dtype>*>(ref.get()));
+  EXPECT_FALSE(dynamic_cast<ThreadedReLULayer<Dtype>*>(relu.get()));
+  EXPECT_STREQ("Convolution", fast->type());
+}
+
+}  // namespace caffe
