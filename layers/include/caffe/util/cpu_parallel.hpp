@@ -15,6 +15,15 @@
 
 #include <functional>
 
+// Hot elementwise loops: compiled for AVX-512, AVX2 and baseline x86-64,
+// the best picked at run time (the build itself targets baseline x86-64).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__CUDACC__)
+#define CAFFE_CPU_CLONES \
+  __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CAFFE_CPU_CLONES
+#endif
+
 namespace caffe {
 namespace cpu {
 

@@ -5,11 +5,32 @@
 
 #include "caffe/layers/compact_bilinear_layer.hpp"
 #include "caffe/layers/compact_bilinear_layer_impl.hpp"
+#include "caffe/util/cpu_parallel.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
 
 namespace {
+
+// Elementwise loops below this many elements stay on one thread.
+const long kMinPerThread = 1L << 15;
+
+CAFFE_CPU_CLONES void MulRange(const float* a, const float* b, float* y,
+                              long n) {
+  for (long i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+CAFFE_CPU_CLONES void MulRange(const double* a, const double* b, double* y,
+                              long n) {
+  for (long i = 0; i < n; ++i) y[i] = a[i] * b[i];
+}
+CAFFE_CPU_CLONES void ScaleRange(float g, const float* in, float* out,
+                                long n) {
+  for (long i = 0; i < n; ++i) out[i] = g * in[i];
+}
+CAFFE_CPU_CLONES void ScaleRange(double g, const double* in, double* out,
+                                long n) {
+  for (long i = 0; i < n; ++i) out[i] = g * in[i];
+}
 
 /// The CPU primitives of the shared driver (compact_bilinear_layer_impl.hpp).
 template <typename Dtype>
@@ -24,40 +45,43 @@ struct CompactBilinearCpuOps {
     caffe_cpu_gemm<Dtype>(ta, tb, m, n, k, alpha, a, b, beta, c);
   }
   static void mul(int n, const Dtype* a, const Dtype* b, Dtype* y) {
-    caffe_mul<Dtype>(n, a, b, y);
+    cpu::parallel_for(n, [&](long i0, long i1) {
+      MulRange(a + i0, b + i0, y + i0, i1 - i0);
+    }, kMinPerThread);
   }
   // Row by row; the GPU kernel maps every element with cb_swap01_index.
   static void swap01(int A, int B, int S, const Dtype* in, Dtype* out) {
     if (S == 1) {
-      for (int i = 0; i < A * B; ++i) {
-        out[cb_swap01_index(i, A, B, 1)] = in[i];
-      }
+      cpu::parallel_for(A, [&](long a0, long a1) {
+        for (long a = a0; a < a1; ++a) {
+          for (int b = 0; b < B; ++b) { out[b * A + a] = in[a * B + b]; }
+        }
+      }, std::max<long>(1, kMinPerThread / std::max(1, B)));
       return;
     }
-    for (int a = 0; a < A; ++a) {
-      for (int b = 0; b < B; ++b) {
-        std::copy(in + (a * B + b) * S, in + (a * B + b + 1) * S,
-            out + (b * A + a) * S);
+    cpu::parallel_for(static_cast<long>(A) * B, [&](long r0, long r1) {
+      for (long r = r0; r < r1; ++r) {
+        const long a = r / B, b = r % B;
+        std::copy(in + r * S, in + (r + 1) * S, out + (b * A + a) * S);
       }
-    }
+    }, std::max<long>(1, kMinPerThread / S));
   }
   static void scale_rows(int rows, int len, const Dtype* g, const Dtype* in,
       Dtype* out) {
-    for (int r = 0; r < rows; ++r) {
-      const Dtype gr = g[r];
-      const Dtype* src = in + r * len;
-      Dtype* dst = out + r * len;
-      for (int j = 0; j < len; ++j) { dst[j] = gr * src[j]; }
-    }
+    cpu::parallel_for(rows, [&](long r0, long r1) {
+      for (long r = r0; r < r1; ++r) {
+        ScaleRange(g[r], in + r * len, out + r * len, len);
+      }
+    }, std::max<long>(1, kMinPerThread / std::max(1, len)));
   }
   static void row_dot(int A, int B, int L, const Dtype* x, const Dtype* w,
       Dtype* out) {
-    for (int a = 0; a < A; ++a) {
-      for (int b = 0; b < B; ++b) {
-        out[a * B + b] =
-            caffe_cpu_dot<Dtype>(L, x + (a * B + b) * L, w + a * L);
+    cpu::SingleThreadedBlas single;  // each of our threads calls the BLAS
+    cpu::parallel_for(static_cast<long>(A) * B, [&](long r0, long r1) {
+      for (long r = r0; r < r1; ++r) {
+        out[r] = caffe_cpu_dot<Dtype>(L, x + r * L, w + (r / B) * L);
       }
-    }
+    }, std::max<long>(1, kMinPerThread / std::max(1, L)));
   }
 };
 

@@ -11,9 +11,6 @@ namespace {
 // Chunks below this stay on one thread (waking a worker costs more).
 const long kMinPerThread = 1L << 15;
 
-#define POSENORM_CLONES \
-  __attribute__((target_clones("avx512f", "avx2", "default")))
-
 // Caffe's formulas (relu_layer.cpp), unchanged.
 template <typename Dtype>
 inline void relu_forward(const Dtype* x, Dtype* y, long n, Dtype slope) {
@@ -29,17 +26,17 @@ inline void relu_backward(const Dtype* x, const Dtype* dy, Dtype* dx, long n,
   }
 }
 
-POSENORM_CLONES void forward(const float* x, float* y, long n, float s) {
+CAFFE_CPU_CLONES void forward(const float* x, float* y, long n, float s) {
   relu_forward(x, y, n, s);
 }
-POSENORM_CLONES void forward(const double* x, double* y, long n, double s) {
+CAFFE_CPU_CLONES void forward(const double* x, double* y, long n, double s) {
   relu_forward(x, y, n, s);
 }
-POSENORM_CLONES void backward(const float* x, const float* dy, float* dx,
+CAFFE_CPU_CLONES void backward(const float* x, const float* dy, float* dx,
                               long n, float s) {
   relu_backward(x, dy, dx, n, s);
 }
-POSENORM_CLONES void backward(const double* x, const double* dy, double* dx,
+CAFFE_CPU_CLONES void backward(const double* x, const double* dy, double* dx,
                               long n, double s) {
   relu_backward(x, dy, dx, n, s);
 }

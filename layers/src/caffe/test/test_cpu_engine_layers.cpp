@@ -144,10 +144,10 @@ TYPED_TEST(CpuEngineTest, ConvolutionMatchesReference) {
           fill(ref.blobs()[b].get(), 10 + b);
           ours.blobs()[b]->CopyFrom(*ref.blobs()[b], false);
           // Parameter diffs accumulate: start both from the same values.
-          fill(&y_ref, 20 + b);
-          caffe_copy(ref.blobs()[b]->count(), y_ref.cpu_data(),
-                     ref.blobs()[b]->mutable_cpu_diff());
-          ours.blobs()[b]->CopyFrom(*ref.blobs()[b], true);
+          Blob<Dtype> start(ref.blobs()[b]->shape());
+          fill(&start, 20 + b);
+          ref.blobs()[b]->CopyFrom(start, true);
+          ours.blobs()[b]->CopyFrom(start, true);
         }
         ref.Forward(bottom, top_ref);
         ours.Forward(bottom, top_ours);

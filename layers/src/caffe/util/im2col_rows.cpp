@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "caffe/util/cpu_parallel.hpp"
 #include "caffe/util/im2col_rows.hpp"
 
 namespace caffe {
@@ -8,14 +9,10 @@ namespace cpu {
 
 namespace {
 
-// Wider vectors where the CPU has them, chosen at run time (no -march).
-#define POSENORM_CLONES \
-  __attribute__((target_clones("avx512f", "avx2", "default")))
-
-POSENORM_CLONES void add_row(float* dst, const float* src, int n) {
+CAFFE_CPU_CLONES void add_row(float* dst, const float* src, int n) {
   for (int i = 0; i < n; ++i) dst[i] += src[i];
 }
-POSENORM_CLONES void add_row(double* dst, const double* src, int n) {
+CAFFE_CPU_CLONES void add_row(double* dst, const double* src, int n) {
   for (int i = 0; i < n; ++i) dst[i] += src[i];
 }
 
