@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 CMAKE_ARGS ?=
 VPY := $(VENV)/bin/python
 
-.PHONY: build build-gpu test test-caffe test-python demo correspondence deps venv caffe clean help
+.PHONY: build build-gpu test test-caffe test-python demo correspondence bench-conv deps venv caffe clean help
 
 help:
 	@echo "make build      install deps, fetch+build Caffe with our layers (CPU), set up .venv"
@@ -18,6 +18,7 @@ help:
 	@echo "make build-gpu  CUDA build of Caffe in $(GPU_BUILD) (needs nvcc; ~13 min; NCCL=1 CUDA_ARCH=90)"
 	@echo "make demo GPU=0 the main job on a GPU (the CUDA build, made if missing)"
 	@echo "make correspondence  build, then every experiment of the second paper (DATA=dir NET=alexnet|caffenet|vgg16|model dir)"
+	@echo "make bench-conv VGG-16 conv speed: Caffe's original CPU path, ours, ONNX Runtime -> docs/bench_conv.md (BENCH_CONV_ARGS=...)"
 
 deps:
 	@bash tools/setup/install_deps.sh
@@ -75,6 +76,15 @@ NET ?=
 correspondence: build
 	@$(VPY) tools/correspondence.py all $(if $(DATA),--data $(DATA)) $(if $(NET),--net $(NET)) \
 	  $(CORRESPONDENCE_ARGS)
+
+# VGG-16 conv1_1..pool5 against ONNX Runtime (issue 17); the ONNX side runs in its own pinned
+# venv (.venv-bench: onnxruntime needs a newer protobuf than pycaffe). Takes ~10 min on 2 cores.
+BENCH_VENV := .venv-bench
+BENCH_CONV_ARGS ?=
+bench-conv: build
+	@bash tools/setup/make_bench_venv.sh "$(PYTHON)" $(BENCH_VENV) tools/setup/requirements-bench.txt
+	@$(VPY) tools/bench_conv.py --bench-python $(BENCH_VENV)/bin/python \
+	  --markdown docs/bench_conv.md $(BENCH_CONV_ARGS)
 
 $(GPU_BUILD)/caffe-build/tools/caffe:
 	@$(MAKE) --no-print-directory build-gpu
