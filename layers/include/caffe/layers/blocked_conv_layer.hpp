@@ -45,7 +45,7 @@ class BlockedConvolutionLayer : public ConvolutionLayer<Dtype> {
  private:
   struct Plan;
   bool blocked() const;
-  Plan plan(int nthreads) const;
+  Plan plan(int nthreads, int min_items) const;
   void reserve(const Plan& p, bool backward);
   Dtype* thread_buffer(int tid);
   void forward_band(const Plan& p, const Dtype* bottom, const Dtype* weight,
@@ -58,6 +58,10 @@ class BlockedConvolutionLayer : public ConvolutionLayer<Dtype> {
   std::vector<Dtype> buffers_;  // per thread: a column slice (+ weight diff)
   long buffer_stride_ = 0;
 };
+
+/// Tests: the smallest band (512 columns by default), so that tiny maps are
+/// cut into bands too.
+void BlockedConvolutionMinBandColumns(int cols);
 
 }  // namespace caffe
 

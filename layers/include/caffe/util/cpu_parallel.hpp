@@ -6,8 +6,8 @@
 //
 // One small pool of sleeping workers rather than OpenMP: OpenBLAS (pthread
 // build) keeps its own pool, and OpenMP's workers spin after each region,
-// stealing the cores OpenBLAS's next GEMM needs (measured: 2.8x slower on 2
-// cores, docs/bench_conv.md).  Our workers wait on a condition variable.
+// stealing the cores OpenBLAS's next GEMM needs.  Our workers wait on a
+// condition variable.
 //
 // The thread count follows OpenBLAS's (OPENBLAS_NUM_THREADS, or
 // openblas_set_num_threads at run time); without OpenBLAS, OMP_NUM_THREADS,
@@ -45,11 +45,11 @@ inline long chunk_begin(long n, int tid, int nthreads) {
   return n * tid / nthreads;
 }
 
-/// While alive, the BLAS runs single-threaded (our threads each call it);
-/// restores the previous count on exit.
+/// While alive (and active), the BLAS runs single-threaded (our threads
+/// each call it); restores the previous count on exit.
 class SingleThreadedBlas {
  public:
-  SingleThreadedBlas();
+  explicit SingleThreadedBlas(bool active = true);
   ~SingleThreadedBlas();
  private:
   int saved_;

@@ -10,10 +10,10 @@ namespace caffe {
 namespace {
 
 // A band's column slice aims at this many bytes (a core's L2 with room for
-// the GEMM's packed panels), but has at least kMinCols columns: each GEMM
+// the GEMM's packed panels), but has at least min_cols columns: each GEMM
 // call repacks the weights, which must stay small next to its work.
 const long kSliceBytes = 1L << 20;
-const int kMinCols = 512;
+int min_cols = 512;
 
 // Row-major GEMM with leading dimensions: a band is a strided block of the
 // output (and of a 1x1 convolution's input).
@@ -53,7 +53,7 @@ bool BlockedConvolutionLayer<Dtype>::blocked() const {
 
 template <typename Dtype>
 typename BlockedConvolutionLayer<Dtype>::Plan
-BlockedConvolutionLayer<Dtype>::plan(int nthreads) const {
+BlockedConvolutionLayer<Dtype>::plan(int nthreads, int min_items) const {
   Plan p;
   const int* kernel = this->kernel_shape_.cpu_data();
   const int* stride = this->stride_.cpu_data();
@@ -82,15 +82,24 @@ BlockedConvolutionLayer<Dtype>::plan(int nthreads) const {
   // on it): rows * stride >= the kernel's extent.
   const int extent = (p.g.kernel_h - 1) * p.g.dilation_h + 1;
   const int min_rows = (extent + p.g.stride_h - 1) / p.g.stride_h;
-  long cols = std::max<long>(kMinCols, kSliceBytes / (sizeof(Dtype) * p.k));
+  long cols = std::max<long>(min_cols, kSliceBytes / (sizeof(Dtype) * p.k));
   p.rows = std::max<long>(min_rows, (cols + p.g.out_w - 1) / p.g.out_w);
-  // Enough bands to keep every thread busy.
-  const int per_image = (nthreads + this->num_ - 1) / this->num_;
+  // Enough bands to keep every thread busy (in each of the backward
+  // scatter's two phases too).
+  const int per_image = (min_items + this->num_ - 1) / this->num_;
   p.rows = std::max(min_rows, std::min(p.rows,
       (p.g.out_h + per_image - 1) / per_image));
   p.rows = std::min(p.rows, p.g.out_h);
   p.bands = (p.g.out_h + p.rows - 1) / p.rows;
   p.nthreads = std::max(1, std::min(nthreads, this->num_ * p.bands));
+  // Too little output for a band of min_cols per thread: one band per
+  // image on this thread, its GEMM threaded by the BLAS (as Caffe does).
+  if (static_cast<long>(this->num_) * p.out_hw <
+      static_cast<long>(nthreads) * min_cols) {
+    p.rows = p.g.out_h;
+    p.bands = 1;
+    p.nthreads = 1;
+  }
   p.col_size = static_cast<long>(p.k) * p.rows * p.g.out_w;
   p.weight_size = this->blobs_[0]->count();
   return p;
@@ -145,11 +154,12 @@ void BlockedConvolutionLayer<Dtype>::Forward_cpu(
     ConvolutionLayer<Dtype>::Forward_cpu(bottom, top);
     return;
   }
-  const Plan p = plan(cpu::num_threads());
+  const int nthreads = cpu::num_threads();
+  const Plan p = plan(nthreads, nthreads);
   reserve(p, false);
   const Dtype* weight = this->blobs_[0]->cpu_data();
   const long items = static_cast<long>(this->num_) * p.bands;
-  cpu::SingleThreadedBlas single;
+  cpu::SingleThreadedBlas single(p.nthreads > 1);
   for (int i = 0; i < bottom.size(); ++i) {
     const Dtype* bottom_data = bottom[i]->cpu_data();
     Dtype* top_data = top[i]->mutable_cpu_data();
@@ -221,12 +231,13 @@ void BlockedConvolutionLayer<Dtype>::Backward_cpu(
     ConvolutionLayer<Dtype>::Backward_cpu(top, propagate_down, bottom);
     return;
   }
-  const Plan p = plan(cpu::num_threads());
+  const int nthreads = cpu::num_threads();
+  const Plan p = plan(nthreads, 2 * nthreads);
   reserve(p, true);
   const Dtype* weight = this->blobs_[0]->cpu_data();
   const bool want_w = this->param_propagate_down_[0];
   Dtype* weight_diff = want_w ? this->blobs_[0]->mutable_cpu_diff() : NULL;
-  cpu::SingleThreadedBlas single;
+  cpu::SingleThreadedBlas single(p.nthreads > 1);
   for (int i = 0; i < top.size(); ++i) {
     const Dtype* top_diff = top[i]->cpu_diff();
     if (this->bias_term_ && this->param_propagate_down_[1]) {
@@ -277,6 +288,8 @@ void BlockedConvolutionLayer<Dtype>::Backward_cpu(
     }
   }
 }
+
+void BlockedConvolutionMinBandColumns(int cols) { min_cols = cols; }
 
 INSTANTIATE_CLASS(BlockedConvolutionLayer);
 

@@ -123,12 +123,15 @@ TYPED_TEST_CASE(CpuEngineTest, TestDtypes);
 
 TYPED_TEST(CpuEngineTest, ConvolutionMatchesReference) {
   typedef TypeParam Dtype;
+  // Default bands (tiny maps: one per image), and bands of a few columns.
+  for (int min_cols : {512, 6}) {
+  BlockedConvolutionMinBandColumns(min_cols);
   for (const ConvCase& c : kConvCases) {
     for (int threads : thread_counts()) {
       for (int propagate = 0; propagate < 2; ++propagate) {
         SCOPED_TRACE(::testing::Message() << "case " << (&c - kConvCases)
                      << ", threads " << threads << ", propagate_down "
-                     << propagate);
+                     << propagate << ", min band columns " << min_cols);
         ScopedThreads scoped(threads);
         const LayerParameter param = conv_param(c);
         Blob<Dtype> x(c.num, c.channels, c.height, c.width);
@@ -175,6 +178,8 @@ TYPED_TEST(CpuEngineTest, ConvolutionMatchesReference) {
       }
     }
   }
+  }
+  BlockedConvolutionMinBandColumns(512);
 }
 
 TYPED_TEST(CpuEngineTest, PoolingMatchesReferenceExactly) {

@@ -126,8 +126,8 @@ void parallel_for(long n, const std::function<void(long, long)>& fn,
   });
 }
 
-SingleThreadedBlas::SingleThreadedBlas() : saved_(0) {
-  if (openblas_get_num_threads && openblas_set_num_threads) {
+SingleThreadedBlas::SingleThreadedBlas(bool active) : saved_(0) {
+  if (active && openblas_get_num_threads && openblas_set_num_threads) {
     saved_ = openblas_get_num_threads();
     if (saved_ > 1) openblas_set_num_threads(1);
   }
