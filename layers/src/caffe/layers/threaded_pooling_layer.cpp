@@ -38,13 +38,15 @@ void ThreadedPoolingLayer<Dtype>::max_plane(const Dtype* in, Dtype* out,
       const int pool_index = ph * this->pooled_width_ + pw;
       Dtype best = Dtype(-FLT_MAX);
       int best_index = -1;
+      // Caffe's `if (v > best)`, as selects: no branch on the data, which
+      // random activations mispredict.
       for (int h = hstart; h < hend; ++h) {
         for (int w = wstart; w < wend; ++w) {
           const int index = h * this->width_ + w;
-          if (in[index] > best) {
-            best = in[index];
-            best_index = index;
-          }
+          const Dtype v = in[index];
+          const bool greater = v > best;
+          best = greater ? v : best;
+          best_index = greater ? index : best_index;
         }
       }
       out[pool_index] = best;
