@@ -33,12 +33,12 @@ def load_tool():
 
 
 def agreement_rows(text):
-    """{(input, threads): [four cells]} of the agreement table."""
+    """{(input, threads): [five cells]} of the agreement table."""
     section = text.split('## Agreement', 1)[1].split('\n## ', 1)[0]
     rows = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip('|').split('|')]
-        if len(cells) == 6 and re.match(r'\d+x\d+x\d+$', cells[0]):
+        if len(cells) == 7 and re.match(r'\d+x\d+x\d+$', cells[0]):
             rows[(cells[0], int(cells[1]))] = cells[2:]
     return rows
 
@@ -63,8 +63,8 @@ def test_quick_run_without_onnx(tmp_path):
     rows = agreement_rows(text)
     assert set(rows) == {('1x64x64', 1), ('2x32x32', 1)}
     for cells in rows.values():
-        assert number(cells[0]) <= 1e-4 and number(cells[1]) <= 1e-4  # pool5, gradients
-        assert cells[2] == cells[3] == '-'  # no ONNX
+        assert number(cells[0]) <= 1e-4 and number(cells[1]) <= 1e-4  # pool5, layer by layer
+        assert cells[3] == cells[4] == '-'  # no ONNX
     assert '- ONNX Runtime: skipped (--no-onnx)' in text
     assert out_md.read_text() == text
 
@@ -76,18 +76,19 @@ def test_quick_run_with_onnx_runtime():
     assert res.returncode == 0, res.stderr
     assert re.search(r'\| 1x40x40 \| 1 \| ONNX Runtime \| ', res.stdout)
     cells = agreement_rows(res.stdout)[('1x40x40', 1)]
-    assert all(number(c) <= 1e-4 for c in cells)
+    assert all(number(c) <= 1e-4 for c in cells[:2] + cells[3:])
 
 
 def test_disagreement_is_reported():
     tool = load_tool()
-    check = dict(pool5=0.0, worst='conv1_1/dW', worst_diff=3e-3)
+    check = dict(pool5=0.0, worst='conv1_1:param0/diff', worst_diff=3e-3,
+                 e2e_worst='conv5_3/dW', e2e_diff=1.0)  # end to end: not checked
     runs = [(1, dict(sizes=[dict(n=1, h=8, w=8, check=check)]),
              {(1, 8, 8): dict(diff_reference=1e-6, diff_fast=float('nan'))})]
     lines = []
     bad = tool._agreement(lambda line='': lines.append(line), runs, 1e-4)
     assert len(bad) == 2
-    assert 'conv1_1/dW' in bad[0] and 'ONNX vs ours' in bad[1]
+    assert 'conv1_1:param0/diff' in bad[0] and 'ONNX vs ours' in bad[1]
 
 
 def test_bad_arguments():

@@ -13,7 +13,10 @@ Each of Caffe's two CPU convolution paths is built in turn:
 POSENORM_CPU_ENGINE=reference (Caffe's original code) and the variable unset
 (our engine, what every prototxt gets), read when a layer is created. Both get
 the same weights, input and top diff, and their pool5 and parameter gradients
-are compared (relative to the largest magnitude of each blob). Both nets are
+are compared (relative to the largest magnitude of each blob): end to end
+(pool5, and the parameter gradients for information: a ReLU sign or max-pool
+winner that flips between near-equal values moves whole terms of a gradient),
+and layer by layer from identical inputs (checked). Both nets are
 then timed in turns, pass by pass, so that the load of other jobs on a shared
 machine falls on both alike.
 """
@@ -152,6 +155,40 @@ def check_pass(net, data, top_diff):
     return out
 
 
+def layer_checks(nets, layers):
+    """{'layer:blob': max relative difference} of each layer run alone in
+    every net from the same bottom data, top diff and parameter diffs (the
+    reference net's activations of the pass before): the paths' own float
+    rounding, without the end-to-end amplification where a ReLU sign or a
+    max-pool winner flips between near-equal values."""
+    ref = nets['reference']
+    rng = np.random.RandomState(SEED + 3)
+    diffs = {}
+    for i, name, *_ in layers:
+        bottoms, tops = ref.bottom_names[name], ref.top_names[name]
+        data = {b: ref.blobs[b].data.copy() for b in bottoms}
+        top_diff = {t: rng.randn(*ref.blobs[t].shape).astype(np.float32) for t in tops}
+        params = ref.params.get(name, [])
+        param_diff = [rng.randn(*p.diff.shape).astype(np.float32) * 1e-3 for p in params]
+        got = {}
+        for path, net in nets.items():
+            for b, x in data.items():
+                net.blobs[b].data[...] = x
+            net._forward(i, i)
+            out = got[path] = {t + '/data': net.blobs[t].data.copy() for t in tops}
+            for t, d in top_diff.items():
+                net.blobs[t].diff[...] = d
+            for p, d in zip(net.params.get(name, []), param_diff):
+                p.diff[...] = d
+            net._backward(i, i)
+            out.update((b + '/diff', net.blobs[b].diff.copy()) for b in bottoms if b != 'data')
+            out.update(('param%d/diff' % k, p.diff.copy())
+                       for k, p in enumerate(net.params.get(name, [])))
+        for key, a in got['reference'].items():
+            diffs['%s:%s' % (name, key)] = max_rel_diff(a, got['fast'][key])
+    return diffs
+
+
 def one_pass(net, layers, top_diff):
     """Seconds of each layer's forward, then of each one's backward."""
     fwd, bwd = [], [0.0] * len(layers)
@@ -210,6 +247,9 @@ def measure_size(spec, n, h, w, weights, tmp, dump):
         data, top_diff = inputs(net, SEED + 1)
         checks[path] = check_pass(net, data, top_diff)
     layers = layer_flops(net)
+    if len(nets) == 2:
+        local = layer_checks(nets, layers)
+        worst = max(local, key=local.get)
     times = time_interleaved(nets, layers, top_diff, spec['repeats'])
     del nets, net
     result = dict(n=n, h=h, w=w, paths={}, check={})
@@ -222,10 +262,11 @@ def measure_size(spec, n, h, w, weights, tmp, dump):
             sum(statistics.median(b) for b in t['bwd'])))
     if len(checks) == 2:
         ref, fast = checks['reference'], checks['fast']
-        diffs = {k: max_rel_diff(ref[k], fast[k]) for k in ref if k != 'pool5'}
-        worst = max(diffs, key=diffs.get)
+        e2e = {k: max_rel_diff(ref[k], fast[k]) for k in ref if k != 'pool5'}
+        e2e_worst = max(e2e, key=e2e.get)
         result['check'] = dict(pool5=max_rel_diff(ref['pool5'], fast['pool5']),
-                               worst=worst, worst_diff=diffs[worst])
+                               worst=worst, worst_diff=local[worst],
+                               e2e_worst=e2e_worst, e2e_diff=e2e[e2e_worst])
     if dump:
         result['npz'] = dump_npz(dump, proto, (n, h, w), data, weights, checks)
     return result
