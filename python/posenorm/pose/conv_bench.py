@@ -324,6 +324,10 @@ def run(spec):
         weights = make_weights(spec.get('weights'))
         for n, h, w in spec['sizes']:
             out['sizes'].append(measure_size(spec, n, h, w, weights, tmp, spec.get('dump')))
+        # Again after the nets: on a shared machine one measurement may fall in a busy spell.
+        out['sgemm_after'], out['sgemm_after_cores'] = sgemm_rate(
+            spec['sgemm_size'], spec['repeats'], tmp)
+        log('%d thread(s): sgemm %.1f GFLOP/s (after)' % (spec['threads'], out['sgemm_after']))
     return out
 
 
