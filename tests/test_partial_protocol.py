@@ -10,7 +10,7 @@ import pytest
 
 import caffe
 from caffe import layers as L
-from posenorm.pose import feature_cache, stages
+from posenorm.pose import feature_cache, report, stages
 from posenorm.pose.nets import BACKBONES, pose_normalized_net, trunk, trunk_cache_net
 from posenorm.pose.train import Run, train
 
@@ -146,4 +146,33 @@ def test_partial_demo_end_to_end(tmp_path, repo_root):
     cost = results['cost']
     assert cost['cache_layer'] == 'pool4' and cost['full_ms'] > 0 and cost['above_ms'] > 0
     text = (out / 'README.md').read_text()
-    assert 'Partial fine-tuning' in text and 'Time per iteration' in text
+    assert 'Partial fine-tuning' in text and 'time per iteration' in text
+
+
+def _model(label, acc, interval, oracle=None, pck=None):
+    c = lambda a, i: dict(accuracy=a, accuracy_interval=i, mean_per_class_accuracy=a, images=243)
+    return dict(label=label, classification=c(acc, interval),
+                oracle_classification=oracle and c(*oracle),
+                pck=pck and dict(alphas=[0.02, 0.05, 0.08, 0.1], mean=pck))
+
+
+def test_both_protocols_side_by_side_from_their_results():
+    frozen = dict(images=243, image_ids=[1, 2], models=dict(
+        baseline_cbp_frozen=_model('CB frozen', 0.81, (0.76, 0.85)),
+        joint_cbp_frozen=_model('Parts frozen', 0.815, (0.76, 0.86), (0.83, (0.78, 0.87)),
+                                [0.05, 0.2, 0.4, 0.5])))
+    partial = dict(images=243, image_ids=[1, 2], models=dict(
+        baseline_cbp_partial=_model('CB partial', 0.70, (0.64, 0.75)),
+        joint_cbp_partial=_model('Parts partial', 0.85, (0.80, 0.89), (0.9, (0.86, 0.93)),
+                                 [0.1, 0.3, 0.6, 0.7])))
+    rows = report.protocol_rows(frozen)
+    assert list(rows) == ['frozen'] and 'does not measurably help' in rows['frozen']['verdict']
+    partial['comparison'] = dict(reports=['reports/demo_frozen/results.json'], protocols=dict(
+        frozen=dict(rows['frozen'], image_ids=[1, 2])))
+    text = '\n'.join(report.comparison_section(partial))
+    assert '| frozen | Parts frozen | 81.50% | [76.0, 86.0] | 81.50% | 50.00% |' in text
+    assert '| partial | Parts partial | 85.00% | [80.0, 89.0] | 85.00% | 70.00% |' in text
+    assert '- partial: pose normalization helps: 15.00 points' in text
+    # another protocol's report on other test images is not set beside this one
+    partial['comparison']['protocols']['frozen']['image_ids'] = [3]
+    assert report.comparison_section(partial) == []

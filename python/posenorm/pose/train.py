@@ -336,7 +336,7 @@ class Run(object):
     def above_net(self, stage):
         """The stage's train net above the cache layer, reading the trunk cache."""
         path = self.path('cache', stage.name, 'above_train.prototxt')
-        feature_cache.write_above_net(self._train_net(stage), self.trunk_cache(), path,
+        feature_cache.write_above_net(self.train_net(stage), self.trunk_cache(), path,
                                       self.cache_layer)
         return path
 
@@ -347,13 +347,14 @@ class Run(object):
         out = self.path('init', stage.name + '.start.caffemodel')
         if not os.path.exists(out) or (init and os.path.getmtime(out) < os.path.getmtime(init)):
             caffe.set_random_seed(self.seed)
-            net = caffe.Net(self._train_net(stage), caffe.TEST)
+            net = caffe.Net(self.train_net(stage), caffe.TEST)
             if init:
                 net.copy_from(init)
             atomic_save(out, net.save)
         return out
 
-    def _train_net(self, stage):
+    def train_net(self, stage):
+        """The stage's full train prototxt in this run."""
         return self.path('prototxt', self.backbone, stage.name + '_train.prototxt')
 
     def _run_above(self, stage, solver, init, log_path):
@@ -388,7 +389,7 @@ class Run(object):
 
     def _merge(self, stage, solver, init, trained):
         """The full model: `init` with what was trained on cached features."""
-        net = caffe.Net(self._train_net(stage), caffe.TEST, **(dict(weights=init) if init else {}))
+        net = caffe.Net(self.train_net(stage), caffe.TEST, **(dict(weights=init) if init else {}))
         net.copy_from(trained)
         out = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
         atomic_save(out, net.save)
