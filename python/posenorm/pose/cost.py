@@ -47,8 +47,7 @@ def partial_cost(run, iterations=2, stage=COMPARED_STAGE):
                      above_ms=caffe_time(run.caffe, run.above_net(stages.stage(stage)), iterations,
                                          os.path.join(logs, 'time_above.log'), run.dir))
         atomic_write_text(out, json.dumps(timed) + '\n')
-    with open(os.path.join(run.path('cache', 'trunk_' + run.cache_layer), 'pass.json')) as f:
-        trunk = json.load(f)
+    trunk = run.trunk_pass()
     done = [run.done_record(s.name) for s in stages.plan(stages.PROTOCOLS['partial'])]
     return dict(cache_layer=run.cache_layer, trunk_pass=trunk,
                 stages=[dict(stage=r['stage'], iterations=r['iterations'], seconds=r['seconds'],

@@ -299,16 +299,16 @@ def cost_section(cost):
     if not cost:
         return []
     trunk = cost['trunk_pass']
-    lines = ['**Cost of the partial protocol** (measured in this run)', '',
-             '- Trunk cache: one pass up to %s (%s per image) over %d training images, %.0f s '
-             '(%.2f s per image).' % (cost['cache_layer'], 'x'.join(map(str, trunk['shape'])),
-                                      trunk['images'], trunk['seconds'],
-                                      trunk['seconds'] / trunk['images']),
-             '- Training time per iteration of `%s` (`caffe time`, forward + backward, batch %d, '
-             '%d iterations): the full net %.0f ms, from the trunk cache %.0f ms (%.1fx less).'
-             % (cost['stage'], cost['batch_size'], cost['iterations'], cost['full_ms'],
-                cost['above_ms'], cost['full_ms'] / cost['above_ms']),
-             '']
+    lines = ['**Cost of the partial protocol** (measured in this run)', '']
+    if trunk:
+        lines.append('- Trunk cache: one pass up to %s (%s per image) over %d training images, '
+                     '%.0f s (%.2f s per image).' % (
+                         cost['cache_layer'], 'x'.join(map(str, trunk['shape'])),
+                         trunk['images'], trunk['seconds'], trunk['seconds'] / trunk['images']))
+    lines += ['- Training time per iteration of `%s` (`caffe time`, forward + backward, batch '
+              '%d, %d iterations): the full net %.0f ms, from the trunk cache %.0f ms (%.1fx less).'
+              % (cost['stage'], cost['batch_size'], cost['iterations'], cost['full_ms'],
+                 cost['above_ms'], cost['full_ms'] / cost['above_ms']), '']
     rows = [[s['stage'], s['cached'], s['iterations'], '%.0f' % s['seconds'],
              '%.3f' % (s['seconds'] / s['iterations'])] for s in cost['stages']]
     lines += [markdown_table(['Stage', 'trained on', 'iterations', 'seconds',

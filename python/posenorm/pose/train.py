@@ -39,7 +39,6 @@ feature pass of the first such stage also writes the caches of the later
 ones that share its trunk (the frozen fc7 baseline and both stage 3s start
 from the same classification stream), so that trunk runs once.
 """
-import json
 import os
 import shutil
 import time
@@ -54,13 +53,13 @@ from posenorm.data.lmdb_data import parse_manifest
 from posenorm.data.part_crops import CROP_SIZE
 from posenorm.pose import feature_cache, run_record, stages
 from posenorm.pose.model_dir import ORACLE_DEPLOY, write_model_dir
-from posenorm.pose.nets import (BACKBONES, pose_normalized_net, split_block, trunk_cache_net,
-                                write_nets)
+from posenorm.pose.nets import BACKBONES, pose_normalized_net, split_block, write_nets
+from posenorm.pose.partial import PartialProtocol
 from posenorm.pose.solvers import make_solver
 from posenorm.pose.surgery import caffemodel_layers, copy_weights
 
 
-class Run(object):
+class Run(PartialProtocol):
     """One run directory and the settings its nets were generated with."""
 
     def __init__(self, run_dir, backbone, lmdb_dir, num_classes, caffe='caffe',
@@ -242,7 +241,7 @@ class Run(object):
                 'tools/build_lmdb.py (crops are on by default)' % (stage.name, part, self.lmdb_dir))
         init = self.init_weights(stage)
         if 'shared_upto' in stage.net:
-            init = self._complete_init(stage, init)
+            init = self.complete_init(stage, init)
         solver = self.solver_param(stage.name)
         log_path = self.path('logs', stage.name + '.log')
         cached = self.cached(stage)
@@ -288,83 +287,9 @@ class Run(object):
         """Whether this run trains the stage's head on cached features."""
         return self.use_cache and stage.is_cached(self.backbone)
 
-    def above_cache(self, stage):
-        """Whether this run trains the stage from the trunk cache (the partial
-        protocol: its nets share a fixed trunk up to the cache layer)."""
-        return self.use_cache and 'shared_upto' in stage.net
-
-    # ------------------------------------------------- the partial protocol --
-    def _trunk_dir(self):
-        return self.path('cache', 'trunk_' + self.cache_layer)
-
-    def _trunk_weights(self):
-        """The fixed trunk's weights: ImageNet's, or (none) fillers fixed in a
-        file once, so every stage and the cache share them."""
-        if self.imagenet:
-            return self.imagenet
-        out = self.path('init', 'trunk_%s.caffemodel' % self.cache_layer)
-        if not os.path.exists(out):
-            caffe.set_random_seed(self.seed)
-            atomic_save(out, caffe.Net(self._trunk_net(), caffe.TEST).save)
-        return out
-
-    def _trunk_net(self):
-        path = os.path.join(self._trunk_dir(), 'trunk_train.prototxt')
-        net = trunk_cache_net(self.backbone, self.lmdb_dir, self.batch_size, self.cache_layer)
-        atomic_write_text(path, str(net))
-        return path
-
-    def trunk_cache(self):
-        """{blob: LMDB} of the one pass through the fixed trunk: its output at
-        the cache layer, the labels and keypoints of every training image."""
-        features = os.path.join(self._trunk_dir(), 'features')
-        blobs = [self.cache_layer, 'label', 'keypoints']
-        if not os.path.isdir(features):  # atomic: present means complete
-            weights, t0 = self._trunk_weights(), time.time()
-            shapes = feature_cache.write_feature_caches(
-                [(self._trunk_net(), weights, features, blobs)], self.train_count())[0][1]
-            seconds = time.time() - t0
-            atomic_write_text(os.path.join(self._trunk_dir(), 'pass.json'), json.dumps(dict(
-                layer=self.cache_layer, images=self.train_count(), seconds=round(seconds, 1),
-                shape=shapes[self.cache_layer])))
-            self.log('[train] trunk cache: %s %s for %d images in %.0f s (%.2f s per image), '
-                     'shared by every stage above it' % (
-                         self.cache_layer, 'x'.join(map(str, shapes[self.cache_layer])),
-                         self.train_count(), seconds, seconds / self.train_count()))
-        return {b: os.path.join(features, b) for b in blobs}
-
-    def above_net(self, stage):
-        """The stage's train net above the cache layer, reading the trunk cache."""
-        path = self.path('cache', stage.name, 'above_train.prototxt')
-        feature_cache.write_above_net(self.train_net(stage), self.trunk_cache(), path,
-                                      self.cache_layer)
-        return path
-
-    def _complete_init(self, stage, init):
-        """A partial stage's start as one file holding every layer of its net
-        (new layers at seeded fillers): from the cache or on the full net,
-        training starts from the same weights."""
-        out = self.path('init', stage.name + '.start.caffemodel')
-        if not os.path.exists(out) or (init and os.path.getmtime(out) < os.path.getmtime(init)):
-            caffe.set_random_seed(self.seed)
-            net = caffe.Net(self.train_net(stage), caffe.TEST)
-            if init:
-                net.copy_from(init)
-            atomic_save(out, net.save)
-        return out
-
     def train_net(self, stage):
         """The stage's full train prototxt in this run."""
         return self.path('prototxt', self.backbone, stage.name + '_train.prototxt')
-
-    def _run_above(self, stage, solver, init, log_path):
-        """Train everything above the cache layer from the trunk cache with
-        `caffe train`, then merge it into the full model."""
-        above = self.above_net(stage)
-        prefix = self.path('cache', stage.name, 'above')
-        trained, curves = self._train_cached_net(stage, solver, above, prefix, init, log_path,
-                                                 'above %s' % self.cache_layer)
-        return self._merge(stage, solver, init, trained), curves
 
     def _train_cached_net(self, stage, solver, train_net, prefix, init, log_path, what):
         """`caffe train` of a net on cached features with the stage's solver
