@@ -262,11 +262,13 @@ def protocol_rows(results):
         if not (joint and base and joint.get('classification') and base.get('classification')):
             continue
         pck = joint['pck']['mean'][joint['pck']['alphas'].index(0.1)] if joint.get('pck') else None
-        rows = [dict(label=base['label'], pck=None, **base['classification']),
-                dict(label=joint['label'], pck=pck, **joint['classification'])]
+        row = lambda label, c, pck=None: dict(label=label, pck=pck, **{
+            k: c[k] for k in ('accuracy', 'accuracy_interval', 'mean_per_class_accuracy', 'images')})
+        rows = [row(base['label'], base['classification']),
+                row(joint['label'], joint['classification'], pck)]
         if joint.get('oracle_classification'):
-            rows.append(dict(label=joint['label'] + ' (ground-truth parts at test)', pck=None,
-                             **joint['oracle_classification']))
+            rows.append(row(joint['label'] + ' (ground-truth parts at test)',
+                            joint['oracle_classification']))
         out[protocol] = dict(rows=rows, verdict=verdict(joint['classification'],
                                                         base['classification']))
     return out
