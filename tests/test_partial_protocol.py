@@ -176,3 +176,19 @@ def test_both_protocols_side_by_side_from_their_results():
     # another protocol's report on other test images is not set beside this one
     partial['comparison']['protocols']['frozen']['image_ids'] = [3]
     assert report.comparison_section(partial) == []
+
+
+def test_cost_section_states_the_measured_cost():
+    cost = dict(cache_layer='pool4', stage='partial_joint_cbp_stage4', iterations=2, batch_size=1,
+                full_ms=8000.0, above_ms=1000.0,
+                trunk_pass=dict(layer='pool4', images=300, seconds=360.0, shape=[512, 14, 14]),
+                stages=[dict(stage='partial_keypoint_stage1', iterations=3000, seconds=400.0,
+                             cached='head'),
+                        dict(stage='partial_keypoint_stage2', iterations=600, seconds=300.0,
+                             cached='above pool4')])
+    text = '\n'.join(report.cost_section(cost))
+    assert '512x14x14 per image) over 300 training images, 360 s (1.20 s per image)' in text
+    assert 'the full net 8000 ms, from the trunk cache 1000 ms (8.0x less)' in text
+    assert '| partial_keypoint_stage2 | above pool4 | 600 | 300 | 0.500 |' in text
+    assert 'Training in all: 700 s' in text
+    assert report.cost_section(None) == []

@@ -314,7 +314,9 @@ def cost_section(cost):
     rows = [[s['stage'], s['cached'], s['iterations'], '%.0f' % s['seconds'],
              '%.3f' % (s['seconds'] / s['iterations'])] for s in cost['stages']]
     lines += [markdown_table(['Stage', 'trained on', 'iterations', 'seconds',
-                              's per iteration (incl. start-up and caching)'], rows), '']
+                              's per iteration (incl. start-up and caching)'], rows), '',
+              'Training in all: %.0f s (the stages\' done records; the first stage\'s include the '
+              'trunk pass).' % sum(s['seconds'] for s in cost['stages']), '']
     return lines
 
 
