@@ -195,7 +195,10 @@ class Run(PartialProtocol):
         if isinstance(stage.init, str) and stage.init in stages.STAGES_BY_NAME:
             return self.final_weights(stage.init)
         out = self.path('init', stage.name + '.caffemodel')
-        if os.path.exists(out):
+        sources = [self.final_weights(n) for n in stage.needs()]
+        # reused while no stage it reads from was trained again (--retrain)
+        if os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(s)
+                                       for s in sources):
             return out
         caffe.set_random_seed(self.seed)  # the new layers' fillers: reproducible
         net = caffe.Net(self.path('prototxt', self.backbone, stage.name + '_train.prototxt'),
