@@ -15,6 +15,7 @@ help:
 	@echo "make test       build, then every test (C++ gtest, nvcc check, pycaffe, pytest)"
 	@echo "make demo       build, then the main job (DATA=CUB_200_2011 BACKBONE=vgg16 WEIGHTS=...)"
 	@echo "make demo PROTOCOL=frozen DATA=... BACKBONE=vgg16 WEIGHTS=weights/vgg16_init.caffemodel  (CPU: heads on fixed ImageNet features)"
+	@echo "make demo PROTOCOL=partial DATA=... BACKBONE=vgg16 WEIGHTS=weights/vgg16_init.caffemodel  (CPU: layers above pool4 fine-tuned from one cached pass)"
 	@echo "make build-gpu  CUDA build of Caffe in $(GPU_BUILD) (needs nvcc; ~13 min; NCCL=1 CUDA_ARCH=90)"
 	@echo "make demo GPU=0 the main job on a GPU (the CUDA build, made if missing)"
 	@echo "make correspondence  build, then every experiment of the second paper (DATA=dir NET=alexnet|caffenet|vgg16|model dir)"
@@ -58,7 +59,8 @@ test: build
 BACKBONE ?= small
 DATA ?=
 WEIGHTS ?=
-# PROTOCOL=frozen: heads on fixed ImageNet features only (a CPU can run it); CLASSES=11-50: class ids
+# PROTOCOL=frozen: heads on fixed ImageNet features only; PROTOCOL=partial: the layers above
+# pool4 fine-tuned from one cached pass (a CPU can run both); CLASSES=11-50: class ids
 PROTOCOL ?=
 CLASSES ?=
 # GPU=0 (or 0,1 with an NCCL build): the CUDA build's caffe and pycaffe, built if missing.

@@ -1,7 +1,10 @@
 """posenorm.pose.report: each demo protocol rewrites only its own README block."""
+import os
+
 import pytest
 
 from posenorm.pose import report
+from posenorm.pose.stages import PROTOCOLS
 
 
 def test_each_protocol_rewrites_only_its_own_block(tmp_path):
@@ -22,3 +25,12 @@ def test_missing_block_is_an_error_naming_the_file(tmp_path):
     path.write_text('no markers\n')
     with pytest.raises(ValueError, match='README.md'):
         report.update_readme(str(path), 'x', 'partial')
+
+
+def test_project_readme_has_one_block_per_protocol(repo_root):
+    with open(os.path.join(repo_root, 'README.md')) as f:
+        text = f.read()
+    for protocol in PROTOCOLS:
+        begin, end = report.readme_markers(protocol)
+        assert text.count(begin) == 1 and text.count(end) == 1 and \
+            text.index(begin) < text.index(end), protocol

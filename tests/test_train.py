@@ -126,6 +126,33 @@ def test_cached_stage_equals_uncached(tmp_path, keypoint_run, small_lmdb, caffe_
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+def test_combined_init_is_made_again_after_its_source_is_retrained(tmp_path, keypoint_run,
+                                                                    small_lmdb, caffe_tool):
+    """Stage 3 starts from keypoint_stage2's trunk: a stage 3 init made before
+    keypoint_stage2 was trained again is stale."""
+    run = _run(tmp_path, small_lmdb, caffe_tool)
+    run.prepare()
+    os.makedirs(run.path('done'))
+    for s in ('keypoint_stage1', 'keypoint_stage2'):
+        os.symlink(keypoint_run.path('done', s + '.json'), run.path('done', s + '.json'))
+    stage = stages.stage('joint_cbp_stage3')
+    init = run.init_weights(stage)
+    made = os.stat(init).st_ino  # written atomically: a new file each time
+    assert run.init_weights(stage) == init and os.stat(init).st_ino == made  # reused
+    later = os.path.getmtime(init) + 10
+    os.utime(run.final_weights('keypoint_stage2'), (later, later))  # as a retrained stage's
+    try:
+        assert run.init_weights(stage) == init and os.stat(init).st_ino != made
+        net = caffe.Net(run.path('prototxt', 'small', 'joint_cbp_stage3_train.prototxt'),
+                        caffe.TEST, weights=init)
+        source = caffe.Net(run.path('prototxt', 'small', 'keypoint_stage2_train.prototxt'),
+                           caffe.TEST, weights=run.final_weights('keypoint_stage2'))
+        np.testing.assert_array_equal(net.params['kp_score'][0].data,
+                                      source.params['kp_score'][0].data)
+    finally:
+        os.utime(run.final_weights('keypoint_stage2'))
+
+
 def test_feature_pass_skips_the_localization_stream(tmp_path, small_lmdb, caffe_tool):
     """Stage 3 pools at ground-truth keypoints: its feature pass needs the
     classification trunk and the keypoint labels, not the heatmap net."""

@@ -9,7 +9,9 @@
 
 --protocol full trains the paper's stages 1-4 (fine-tuning: GPU work at
 vgg16's size); --protocol frozen trains only heads on fixed ImageNet
-features, one VGG-16 pass per image serving every stage (docs/real_birds.md).
+features, one VGG-16 pass per image serving every stage; --protocol partial
+caches the fixed trunk up to --cache-layer in one pass and fine-tunes every
+layer above it, stages 1-4 (docs/real_birds.md).
 
 Every step is resumable (data and LMDBs are reused when complete, training
 skips finished stages) and timed; the report (tables, figures, training
@@ -26,9 +28,10 @@ from posenorm.core import cli
 from posenorm.core import caffe_run, device, plots
 from posenorm.data import cub as cub_reader, lmdb_data, synthetic
 from posenorm.pose import report, run_record
+from posenorm.pose.cost import partial_cost
 from posenorm.pose.evaluate import evaluate_models
 from posenorm.pose.nets import BACKBONES
-from posenorm.pose.stages import ALL_MODELS, PROTOCOLS
+from posenorm.pose.stages import ALL_MODELS, PARTIAL_CACHE, PROTOCOLS
 from posenorm.pose.train import Run, train
 
 
@@ -79,6 +82,27 @@ def ensure_lmdb(cub, out, size, classes=None):
     return out
 
 
+def default_out(protocol):
+    return 'reports/demo' if protocol == 'full' else 'reports/demo_' + protocol
+
+
+def other_protocols(protocol, cub):
+    """The other CPU protocols' rows from their reports (default places),
+    where they evaluated the same test images of the same dataset."""
+    reports, rows = [], {}
+    for other in report.PROTOCOL_QUESTION:
+        path = os.path.join(default_out(other), 'results.json')
+        if other == protocol or not os.path.exists(path):
+            continue
+        with open(path) as f:
+            theirs = json.load(f)
+        if os.path.realpath(theirs['cub_dir']) == os.path.realpath(cub) and other in \
+                report.protocol_rows(theirs):
+            reports.append(path)
+            rows[other] = dict(report.protocol_rows(theirs)[other], image_ids=theirs['image_ids'])
+    return dict(reports=reports, protocols=rows)
+
+
 def training_curves(run):
     """[(stage, [(iteration, loss)])] parsed from the run's Caffe logs."""
     logs = sorted(f for f in os.listdir(run.path('logs')) if f.endswith('.log'))
@@ -100,7 +124,12 @@ def main(argv=None):
                                   'for another protocol)')
     ap.add_argument('--protocol', choices=sorted(PROTOCOLS), default='full',
                     help='full: the paper\'s stages 1-4 with fine-tuning; frozen: heads on fixed '
-                         'ImageNet features only, a CPU can run it (default: %(default)s)')
+                         'ImageNet features only; partial: the layers above --cache-layer '
+                         'fine-tuned from one cached pass; a CPU can run the last two '
+                         '(default: %(default)s)')
+    ap.add_argument('--cache-layer', choices=('pool1', 'pool2', 'pool3', 'pool4'),
+                    default=PARTIAL_CACHE, help='partial: the fixed trunk shared by both streams '
+                    'and cached ends here (default: %(default)s)')
     ap.add_argument('--models', help='models to train (default: those of --protocol: %s)'
                     % '; '.join('%s: %s' % (k, ','.join(v)) for k, v in PROTOCOLS.items()))
     ap.add_argument('--classes', help='with --data: class ids to use, e.g. 11-50 or 1,4,7-9 '
@@ -131,7 +160,7 @@ def main(argv=None):
     unknown = [m for m in models if m not in ALL_MODELS]
     if unknown:
         ap.error('--models: unknown %s (known: %s)' % (', '.join(unknown), ', '.join(ALL_MODELS)))
-    out = args.out or ('reports/demo' if args.protocol == 'full' else 'reports/demo_' + args.protocol)
+    out = args.out or default_out(args.protocol)
     caffe = caffe_run.caffe_tool()
     # Before any data work: `caffe train` and this pycaffe must both reach the device.
     device.check_caffe_tool(caffe, args.gpu)
@@ -155,10 +184,15 @@ def main(argv=None):
     run = Run(os.path.join(args.work, 'run_%s_%s_%d_%s' % (tag, args.backbone, size, digest)),
               args.backbone, lmdb_dir, num_classes, caffe=caffe, gpus=args.gpu,
               imagenet_weights=args.weights, iter_scale=args.iter_scale, seed=args.seed,
-              retrain=[s for s in args.retrain.split(',') if s])
+              retrain=[s for s in args.retrain.split(',') if s], cache_layer=args.cache_layer)
     model_dirs = step(timings, 'training (%s)' % args.backbone, train, run, models)
+    extra = {}
+    if args.protocol == 'partial':
+        extra['cost'] = step(timings, 'cost (caffe time)', partial_cost, run)
+    if args.protocol in report.PROTOCOL_QUESTION:
+        extra['comparison'] = other_protocols(args.protocol, cub)
     results = step(timings, 'evaluation', evaluate_models, model_dirs, cub, out,
-                   limit=args.limit or None, force=True, share=args.protocol == 'frozen')
+                   limit=args.limit or None, force=True, share=args.protocol != 'full', extra=extra)
     plots.plot_loss_curves(os.path.join(out, 'training_curves.png'), training_curves(run))
     timings.append(('total', time.time() - t_start))
     readme = os.path.join(out, 'README.md')

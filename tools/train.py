@@ -20,7 +20,7 @@ from posenorm.core import cli
 from posenorm.core import caffe_run, device
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.pose.nets import BACKBONES
-from posenorm.pose.stages import MODELS, STAGES_BY_NAME
+from posenorm.pose.stages import ALL_MODELS, MODELS, PARTIAL_CACHE, PROTOCOLS, STAGES_BY_NAME
 from posenorm.pose.train import Run, train
 
 
@@ -37,7 +37,12 @@ def main(argv=None):
     ap.add_argument('--weights', help='ImageNet VGG-16: the Model Zoo caffemodel or '
                     'tools/get_vgg16_conv_weights.py output (vgg16 only)')
     ap.add_argument('--models', default=','.join(MODELS),
-                    help='models to train, comma-separated (default: %(default)s)')
+                    help='models to train, comma-separated (default: %%(default)s; the CPU '
+                         'protocols\' models: %s)' % '; '.join(
+                             '%s: %s' % (k, ','.join(v)) for k, v in PROTOCOLS.items() if k != 'full'))
+    ap.add_argument('--cache-layer', choices=('pool1', 'pool2', 'pool3', 'pool4'),
+                    default=PARTIAL_CACHE, help='partial protocol\'s models: the fixed trunk '
+                    'shared by both streams and cached ends here (default: %(default)s)')
     ap.add_argument('--batch-size', type=cli.positive_int, help='default: 8 small, 1 vgg16')
     ap.add_argument('--iter-scale', type=cli.positive_float, default=1.0,
                     help='multiply every stage\'s iterations (and lr steps)')
@@ -51,9 +56,9 @@ def main(argv=None):
     device.add_gpu_argument(ap, multi=True)
     args = ap.parse_args(argv)
     models = [m for m in args.models.split(',') if m]
-    unknown = [m for m in models if m not in MODELS]
+    unknown = [m for m in models if m not in ALL_MODELS]
     if unknown:
-        ap.error('unknown model(s) %s; choose from %s' % (unknown, ', '.join(MODELS)))
+        ap.error('unknown model(s) %s; choose from %s' % (unknown, ', '.join(ALL_MODELS)))
     retrain = [s for s in args.retrain.split(',') if s]
     unknown = [s for s in retrain if s not in STAGES_BY_NAME]
     if unknown:
@@ -68,7 +73,8 @@ def main(argv=None):
     run = Run(args.out, args.backbone, args.lmdb, num_classes, caffe=caffe,
               imagenet_weights=args.weights, batch_size=args.batch_size,
               iter_scale=args.iter_scale, use_cache=not args.no_cache,
-              progress=not args.quiet, retrain=retrain, gpus=args.gpu)
+              progress=not args.quiet, retrain=retrain, gpus=args.gpu,
+              cache_layer=args.cache_layer)
     dirs = train(run, models)
     for d in dirs:
         print('[train] model: %s' % d)

@@ -210,7 +210,8 @@ def _select(infos, cub_dir, split, limit):
 
 
 def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress=True,
-                    figure_images=8, force=False, oracle=True, allow_python=False, share=False):
+                    figure_images=8, force=False, oracle=True, allow_python=False, share=False,
+                    extra=None):
     """Evaluate model directories on a CUB-layout split; write the report.
 
     model_dirs: model directories (`posenorm.pose.model_dir`).  cub_dir: a
@@ -224,6 +225,7 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
     share: load every model at once and let the later ones reuse the first
     one's pass over each image where their nets compute the same (the
     frozen protocol: one VGG-16 pass per image serves every model).
+    extra: more entries of results.json (a demo's cost and comparison).
     `out` may not be, contain or sit inside a model directory or the
     dataset, and force replaces only a report (a directory with results.json).
 
@@ -264,6 +266,7 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
             plots.plot_pck_mean(os.path.join(tmp, 'pck_vs_alpha.png'), curves)
             results['files'] = dict(pck_vs_alpha='pck_vs_alpha.png')
         results['tables'] = report.build_tables(results)
+        results.update(extra or {})
         results = json_safe(results)
         atomic_write_text(os.path.join(tmp, 'results.json'), json.dumps(results, indent=1) + '\n')
         report.write_readme(os.path.join(tmp, 'README.md'), results)

@@ -49,6 +49,20 @@ def head_layers(net_param, head):
     return [layer] + losses
 
 
+def layers_above(net_param, blob):
+    """The layers computing from `blob`, directly or not, in net order: what
+    a stage trains above a cache of `blob` (a layer's own output, not one
+    written in place)."""
+    reached, out = {blob}, []
+    for layer in net_param.layer:
+        if set(layer.bottom) & reached:
+            out.append(layer)
+            reached.update(layer.top)
+    if not out:
+        raise KeyError('no layer reads %r in net %r' % (blob, net_param.name))
+    return out
+
+
 def cached_blobs(layers):
     """Blobs the head layers read but do not produce: what the cache holds."""
     produced, needed = set(), []
@@ -68,7 +82,9 @@ def open_feature_net(train_prototxt, head, weights=None):
     """Load a stage's train net (TEST phase) for its feature pass: (net,
     cached blobs, per-sample Datum shapes, layers to run, net_param)."""
     net_param = load_net_param(train_prototxt)
-    blobs = cached_blobs(head_layers(net_param, head))
+    # head: a layer name, or the list of blobs to cache (a trunk's output)
+    blobs = list(head) if isinstance(head, (list, tuple)) else cached_blobs(
+        head_layers(net_param, head))
     net = caffe.Net(train_prototxt, caffe.TEST, **(dict(weights=weights) if weights else {}))
     shapes = {b: datum_shape(net.blobs[b].data.shape[1:]) for b in blobs}
     return net, blobs, shapes, value_layers(net, net_param, blobs), net_param
@@ -259,23 +275,52 @@ def write_feature_cache(train_prototxt, weights, out_dir, count, head):
     return write_feature_caches([(train_prototxt, weights, out_dir, head)], count)[0]
 
 
-def head_net(net_param, lmdbs, batch_size, head):
-    """The head alone on cached blobs: Data layers -> head -> its losses."""
-    out = caffe_pb2.NetParameter(name=net_param.name + '_cached_head')
-    for blob, source in lmdbs.items():
+def net_on_cache(name, layers, lmdbs, batch_size):
+    """`layers` on cached blobs: a Data layer per blob they read (from
+    `lmdbs`, blob -> LMDB path), then the layers."""
+    out = caffe_pb2.NetParameter(name=name)
+    for blob in cached_blobs(layers):
+        if blob not in lmdbs:
+            raise KeyError('%s reads %r, which no cache holds' % (name, blob))
         data = out.layer.add(name='cached_' + blob, type='Data')
         data.top.append(blob)
-        data.data_param.source = source
+        data.data_param.source = lmdbs[blob]
         data.data_param.backend = caffe_pb2.DataParameter.LMDB
         data.data_param.batch_size = batch_size
-    for layer in head_layers(net_param, head):
+    for layer in layers:
         out.layer.add().CopyFrom(layer)
     return out
+
+
+def head_net(net_param, lmdbs, batch_size, head):
+    """The head alone on cached blobs: Data layers -> head -> its losses."""
+    return net_on_cache(net_param.name + '_cached_head', head_layers(net_param, head), lmdbs,
+                        batch_size)
+
+
+def above_net(net_param, lmdbs, batch_size, blob):
+    """Everything above a cached `blob` (the partial protocol's trunk cut):
+    Data layers of the cached blobs those layers read -> the layers."""
+    return net_on_cache('%s_above_%s' % (net_param.name, blob), layers_above(net_param, blob),
+                        lmdbs, batch_size)
+
+
+def train_batch(net_param):
+    """The batch size of a net's Data layers."""
+    return next(l.data_param.batch_size for l in net_param.layer if l.type == 'Data')
 
 
 def write_head_net(train_prototxt, lmdbs, path, head):
     """Write the cached head's train net; return its batch size."""
     net_param = load_net_param(train_prototxt)
-    batch = next(l.data_param.batch_size for l in net_param.layer if l.type == 'Data')
+    batch = train_batch(net_param)
     atomic_write_text(path, str(head_net(net_param, lmdbs, batch, head)))
+    return batch
+
+
+def write_above_net(train_prototxt, lmdbs, path, blob):
+    """Write the net of everything above a cached `blob`; return its batch size."""
+    net_param = load_net_param(train_prototxt)
+    batch = train_batch(net_param)
+    atomic_write_text(path, str(above_net(net_param, lmdbs, batch, blob)))
     return batch

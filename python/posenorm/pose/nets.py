@@ -67,22 +67,30 @@ def max_pool(bottom, ks=2, stride=2):
     return L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=ks, stride=stride)
 
 
-def trunk(n, bottom, backbone, prefix='', lr=1, upto='fc7', train=True):
+def trunk(n, bottom, backbone, prefix='', lr=1, upto='fc7', train=True, first_block=1,
+          fixed_blocks=0):
     """VGG-16 (or its narrow twin) cast fully convolutional, up to `upto`.
 
     Layers are named as in VGG_ILSVRC_16_layers (conv1_1 ... fc7) behind
     `prefix`; fc6 is a 7x7 convolution and fc7 a 1x1 one, as in FCN.
+    first_block: the block `bottom` feeds (a stream branching off another's
+    pool<first_block - 1>); blocks 1 ... fixed_blocks learn at rate 0.
     Returns the top named `upto`.
     """
     top = bottom
     for b, widths in enumerate(backbone.blocks, 1):
+        if b < first_block:
+            continue
+        block_lr = 0 if b <= fixed_blocks else lr
         for i, width in enumerate(widths, 1):
             name = '%sconv%d_%d' % (prefix, b, i)
-            n[name], n['%srelu%d_%d' % (prefix, b, i)] = conv_relu(top, width, lr=lr)
+            n[name], n['%srelu%d_%d' % (prefix, b, i)] = conv_relu(top, width, lr=block_lr)
             top = n[name]
             if upto == 'conv%d_%d' % (b, i):
                 return top
         n['%spool%d' % (prefix, b)] = top = max_pool(top)
+        if upto == 'pool%d' % b:
+            return top
     for name, ks in (('fc6', backbone.fc6_kernel), ('fc7', 1)):
         n[prefix + name], n[prefix + 'relu' + name[2:]] = conv_relu(
             top, backbone.fc, ks=ks, pad=0, lr=lr)
@@ -93,6 +101,16 @@ def trunk(n, bottom, backbone, prefix='', lr=1, upto='fc7', train=True):
         if upto == name:
             return top
     raise ValueError('trunk: unknown layer %r' % upto)
+
+
+def split_block(shared_upto):
+    """The number of blocks below a `shared_upto` layer ('pool1' ... 'pool4');
+    0 for None."""
+    if shared_upto is None:
+        return 0
+    if shared_upto not in ('pool1', 'pool2', 'pool3', 'pool4'):
+        raise ValueError('shared_upto must be pool1 ... pool4, not %r' % shared_upto)
+    return int(shared_upto[4:])
 
 
 def geometry(top, data):
@@ -196,7 +214,7 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
                         score_from=None, cbp_dim=5000, radius=None,
                         loc_lr=1, score_lr=1, cls_lr=1, head_lr=1,
                         keypoint_loss_weight=1, oracle=False, part_nets=(),
-                        part_net_lr=1, crop_size=CROP_SIZE):
+                        part_net_lr=1, crop_size=CROP_SIZE, shared_upto=None):
     """The model of the paper's Figure 1, or one of its ablations.
 
     phase: 'train' (LMDB data, ground-truth parts pooled, losses), 'val'
@@ -220,6 +238,10 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
       fc7 for vgg16 as in the paper, conv5_3 for small).
     *_lr: learning-rate multipliers of the localization trunk, the keypoint
       score layer, the classification trunk and the classifier (0 freezes).
+    shared_upto: 'pool1' ... 'pool4' (the partial fine-tuning protocol):
+      both streams hold the same fixed ImageNet weights up to that layer, so
+      one fixed trunk (named as the localization one) computes it and the
+      classification stream (`cls_` prefix) branches off its output.
 
     oracle: a deploy net that also takes ground-truth keypoints (an Input
       blob `keypoints`, 1 x K x 3 in input pixels) and pools the parts there:
@@ -241,6 +263,9 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     radius = bb.part_radius if radius is None else radius
     train = phase == 'train'
     needs_loc = not classify or parts
+    split = split_block(shared_upto)
+    if split and shared_stream:
+        raise ValueError('shared_upto and shared_stream exclude each other')
     n = caffe.NetSpec()
     if phase == 'deploy':
         n.data = L.Input(shape=dict(dim=[1, 3, size, size]))
@@ -253,7 +278,7 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     # 1) localization net: where to look
     if needs_loc:
         loc_feature = trunk(n, n.data, bb, lr=loc_lr, upto=score_from,
-                            train=train)
+                            train=train, fixed_blocks=split)
         kp_score = keypoint_scores(n, loc_feature, num_keypoints, lr=score_lr)
         kp_stride, kp_offset = geometry(kp_score, n.data)
         if phase == 'deploy':
@@ -271,10 +296,18 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     if shared_stream and needs_loc:
         if deepest != score_from and holistic == 'fc7':
             raise ValueError('shared stream with fc7 needs score_from=fc7')
+    elif split:  # the classification stream branches off the fixed shared trunk
+        base = n[shared_upto] if needs_loc else trunk(n, n.data, bb, lr=0, upto=shared_upto)
+        trunk(n, base, bb, prefix=prefix, lr=cls_lr, upto=deepest, train=train,
+              first_block=split + 1)
     else:  # shared_stream without parts: the one trunk, named as the localization one
         trunk(n, n.data, bb, prefix=prefix, lr=cls_lr, upto=deepest, train=train)
     features = []
     if parts:
+        if split and (not part_layer.startswith('conv') or int(part_layer[4]) <= split):
+            # the partial protocol trains the layers above the shared trunk
+            raise ValueError('parts pooled from %s, inside the trunk shared up to %s'
+                             % (part_layer, shared_upto))
         feature = n[prefix + part_layer]
         f_stride, f_offset = geometry(feature, n.data)
         bottoms = [feature, kp_score] + ([n.keypoints] if train or oracle else [])
@@ -318,6 +351,16 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     if len(features) > 1:
         n.fused = fused
     classifier(n, 'cls_score', fused, num_classes, phase, lr=head_lr)
+    return n.to_proto()
+
+
+def trunk_cache_net(backbone='small', lmdb_dir='data/lmdb', batch_size=8, upto='pool4'):
+    """The fixed trunk up to `upto` over the training LMDBs, with the labels
+    and keypoints: the partial protocol's one feature pass (its outputs are
+    what every stage above `upto` reads)."""
+    n = caffe.NetSpec()
+    data_layers(n, lmdb_dir, 'train', batch_size)
+    trunk(n, n.data, BACKBONES[backbone], lr=0, upto=upto, train=False)
     return n.to_proto()
 
 

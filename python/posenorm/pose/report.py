@@ -1,6 +1,7 @@
 """The first paper's evaluation report: Tables 1-3, the paper's question
 answered, definitions, and the README block of a demo run.  The one writer
 of REPORT/README.md (tools/evaluate.py and tools/demo.py both call it)."""
+import collections
 import os
 import time
 
@@ -145,6 +146,7 @@ def write_readme(path, results, training=None, timings=None):
         out.append('No model predicts keypoints.')
     if len(t['table1']) > 1:
         out += ['', answer(results)]
+    out += comparison_section(results) + cost_section(results.get('cost'))
     if training:
         out += ['', training]
     if timings:
@@ -194,31 +196,127 @@ def answer(results):
     return '\n'.join(lines)
 
 
+# The paper's question under each CPU protocol: (parts model, whole-image
+# compact bilinear baseline of the same trunk, what the protocol trains).
+PROTOCOL_QUESTION = collections.OrderedDict((
+    ('frozen', ('joint_cbp_frozen', 'baseline_cbp_frozen', 'Frozen ImageNet features')),
+    ('partial', ('joint_cbp_partial', 'baseline_cbp_partial',
+                 'Partial fine-tuning (every layer above the cached trunk trained)')),
+))
+
+
+def _overlap(a, b):
+    """Whether two 95% intervals overlap; None without both."""
+    if not (a and b) or a[0] is None or b[0] is None:
+        return None
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
 def _frozen_answer(results):
-    """The question under the frozen protocol: the parts model at predicted
+    """The question under the CPU protocols: the parts model at predicted
     and at ground-truth keypoints against compact bilinear alone, with 95%
     intervals (Wilson; each accuracy on its own)."""
-    models = results['models']
-    joint, base = models.get('joint_cbp_frozen'), models.get('baseline_cbp_frozen')
-    if not (joint and base and joint.get('classification') and base.get('classification')):
+    lines = []
+    for joint_name, base_name, what in PROTOCOL_QUESTION.values():
+        joint, base = results['models'].get(joint_name), results['models'].get(base_name)
+        if not (joint and base and joint.get('classification') and base.get('classification')):
+            continue
+        a, b, o = joint['classification'], base['classification'], joint.get('oracle_classification')
+        d = 100 * (a['accuracy'] - b['accuracy'])
+        lines.append('- %s: compact bilinear + parts pooled at predicted keypoints %.2f%% %s vs '
+                     'compact bilinear on the whole image alone %.2f%% %s: %s by %.2f points'
+                     % (what, 100 * a['accuracy'], interval(a.get('accuracy_interval')),
+                        100 * b['accuracy'], interval(b.get('accuracy_interval')),
+                        'better' if d > 0 else 'worse' if d < 0 else 'equal', abs(d)))
+        if o:
+            lines.append('- The same model with ground-truth keypoints at test (oracle): %.2f%% %s'
+                         % (100 * o['accuracy'], interval(o.get('accuracy_interval'))))
+        overlap = _overlap(a.get('accuracy_interval'), b.get('accuracy_interval'))
+        if overlap is not None:
+            lines.append('- The two 95%% intervals %s.' % (
+                'overlap: on this many test images the difference is within the noise' if overlap
+                else 'do not overlap'))
+    return lines
+
+
+def verdict(joint, base):
+    """Whether pose normalization helps, from two classification results."""
+    overlap = _overlap(joint.get('accuracy_interval'), base.get('accuracy_interval'))
+    d = 100 * (joint['accuracy'] - base['accuracy'])
+    if overlap is None:
+        return 'parts %s by %.2f points (no intervals)' % ('ahead' if d > 0 else 'behind', abs(d))
+    if overlap:
+        return ('pose normalization does not measurably help: parts at predicted keypoints %s the '
+                'whole-image feature by %.2f points, inside the overlapping 95%% intervals'
+                % ('beat' if d > 0 else 'trail' if d < 0 else 'equal', abs(d)))
+    return 'pose normalization %s: %.2f points, the 95%% intervals do not overlap' % (
+        'helps' if d > 0 else 'hurts', abs(d))
+
+
+def protocol_rows(results):
+    """{protocol: dict(rows, verdict)} of the CPU protocols whose models
+    `results` holds: baseline, parts model, oracle, with PCK@0.1."""
+    out = collections.OrderedDict()
+    for protocol, (joint_name, base_name, _) in PROTOCOL_QUESTION.items():
+        joint, base = results['models'].get(joint_name), results['models'].get(base_name)
+        if not (joint and base and joint.get('classification') and base.get('classification')):
+            continue
+        pck = joint['pck']['mean'][joint['pck']['alphas'].index(0.1)] if joint.get('pck') else None
+        row = lambda label, c, pck=None: dict(label=label, pck=pck, **{
+            k: c[k] for k in ('accuracy', 'accuracy_interval', 'mean_per_class_accuracy', 'images')})
+        rows = [row(base['label'], base['classification']),
+                row(joint['label'], joint['classification'], pck)]
+        if joint.get('oracle_classification'):
+            rows.append(row(joint['label'] + ' (ground-truth parts at test)',
+                            joint['oracle_classification']))
+        out[protocol] = dict(rows=rows, verdict=verdict(joint['classification'],
+                                                        base['classification']))
+    return out
+
+
+def comparison_section(results):
+    """The CPU protocols side by side on the same test images: this run's
+    rows and those `results['comparison']` carries from the other
+    protocols' reports (tools/demo.py reads them from their results.json)."""
+    # side by side only on the same test images
+    runs = collections.OrderedDict((p, run) for p, run in results.get(
+        'comparison', {}).get('protocols', {}).items() if run['image_ids'] == results['image_ids'])
+    runs.update(protocol_rows(results))
+    if len(runs) < 2:
         return []
-    a, b, o = joint['classification'], base['classification'], joint.get('oracle_classification')
-    d = 100 * (a['accuracy'] - b['accuracy'])
-    lines = ['- Frozen ImageNet features: compact bilinear + parts pooled at predicted keypoints '
-             '%.2f%% %s vs compact bilinear on the whole image alone %.2f%% %s: %s by %.2f points'
-             % (100 * a['accuracy'], interval(a.get('accuracy_interval')), 100 * b['accuracy'],
-                interval(b.get('accuracy_interval')),
-                'better' if d > 0 else 'worse' if d < 0 else 'equal', abs(d))]
-    if o:
-        lines.append('- The same model with ground-truth keypoints at test (oracle): %.2f%% %s'
-                     % (100 * o['accuracy'], interval(o.get('accuracy_interval'))))
-    overlap = a['accuracy_interval'][0] <= b['accuracy_interval'][1] and \
-        b['accuracy_interval'][0] <= a['accuracy_interval'][1] if a.get('accuracy_interval') and \
-        b.get('accuracy_interval') and a['accuracy_interval'][0] is not None else None
-    if overlap is not None:
-        lines.append('- The two 95%% intervals %s.' % (
-            'overlap: on this many test images the difference is within the noise' if overlap
-            else 'do not overlap'))
+    rows = [[p, r['label'], pct(r['accuracy']), interval(r.get('accuracy_interval')),
+             pct(r['mean_per_class_accuracy']), pct(r['pck'])]
+            for p, run in runs.items() for r in run['rows']]
+    source = results['comparison']
+    return ['**Both CPU protocols on the same %d test images** (95%% Wilson intervals; other '
+            'protocols\' rows read from %s)' % (results['images'], ', '.join(
+                '`%s`' % f for f in source['reports'])), '',
+            markdown_table(['Protocol', 'Model', 'Accuracy', '95% interval', 'Mean per-class',
+                            'PCK@0.1'], rows), ''] + [
+        '- %s: %s.' % (p, run['verdict']) for p, run in runs.items()] + ['']
+
+
+def cost_section(cost):
+    """The partial protocol's measured cost (results['cost'], pose.cost)."""
+    if not cost:
+        return []
+    trunk = cost['trunk_pass']
+    lines = ['**Cost of the partial protocol** (measured in this run)', '']
+    if trunk:
+        lines.append('- Trunk cache: one pass up to %s (%s per image) over %d training images, '
+                     '%.0f s (%.2f s per image).' % (
+                         cost['cache_layer'], 'x'.join(map(str, trunk['shape'])),
+                         trunk['images'], trunk['seconds'], trunk['seconds'] / trunk['images']))
+    lines += ['- Training time per iteration of `%s` (`caffe time`, forward + backward, batch '
+              '%d, %d iterations): the full net %.0f ms, from the trunk cache %.0f ms (%.1fx less).'
+              % (cost['stage'], cost['batch_size'], cost['iterations'], cost['full_ms'],
+                 cost['above_ms'], cost['full_ms'] / cost['above_ms']), '']
+    rows = [[s['stage'], s['cached'], s['iterations'], '%.0f' % s['seconds'],
+             '%.3f' % (s['seconds'] / s['iterations'])] for s in cost['stages']]
+    lines += [markdown_table(['Stage', 'trained on', 'iterations', 'seconds',
+                              's per iteration (incl. start-up and caching)'], rows), '',
+              'Training in all: %.0f s (the stages\' done records; the first stage\'s include the '
+              'trunk pass).' % sum(s['seconds'] for s in cost['stages']), '']
     return lines
 
 
@@ -260,8 +358,9 @@ def readme_block(results, report, timings, root, command, figure='docs/demo/figu
             with open(src, 'rb') as f:
                 atomic_write_bytes(os.path.join(root, figure), f.read())
             out += ['![Figure 3: ground truth (left) beside prediction (right)](%s)' % figure, '']
-    out += [answer(results).replace('## ', '**', 1).replace('?\n', '?**\n', 1),
-            '**Time per step**: ' + ', '.join('%s %.0f s' % t for t in timings), '']
+    out += [answer(results).replace('## ', '**', 1).replace('?\n', '?**\n', 1)]
+    out += comparison_section(results) + cost_section(results.get('cost'))
+    out += ['**Time per step**: ' + ', '.join('%s %.0f s' % t for t in timings), '']
     return '\n'.join(out)
 
 

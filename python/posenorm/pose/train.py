@@ -53,18 +53,19 @@ from posenorm.data.lmdb_data import parse_manifest
 from posenorm.data.part_crops import CROP_SIZE
 from posenorm.pose import feature_cache, run_record, stages
 from posenorm.pose.model_dir import ORACLE_DEPLOY, write_model_dir
-from posenorm.pose.nets import BACKBONES, pose_normalized_net, write_nets
+from posenorm.pose.nets import BACKBONES, pose_normalized_net, split_block, write_nets
+from posenorm.pose.partial import PartialProtocol
 from posenorm.pose.solvers import make_solver
 from posenorm.pose.surgery import caffemodel_layers, copy_weights
 
 
-class Run(object):
+class Run(PartialProtocol):
     """One run directory and the settings its nets were generated with."""
 
     def __init__(self, run_dir, backbone, lmdb_dir, num_classes, caffe='caffe',
                  imagenet_weights=None, batch_size=None,
                  iter_scale=1.0, use_cache=True, progress=True, log=print, seed=0,
-                 test_iter=10, retrain=(), gpus=None):
+                 test_iter=10, retrain=(), gpus=None, cache_layer=None):
         self.dir = os.path.abspath(run_dir)
         self.backbone = backbone
         self.lmdb_dir = os.path.abspath(lmdb_dir)
@@ -76,6 +77,9 @@ class Run(object):
         self.seed = seed
         self.test_iter = test_iter
         self.use_cache = use_cache
+        # the partial protocol's trunk cut (None: the table's, stages.PARTIAL_CACHE)
+        split_block(cache_layer)  # a ValueError names what is allowed
+        self.cache_layer = cache_layer or stages.PARTIAL_CACHE
         self.progress = progress
         self.log = log
         # Device ids for `caffe train --gpu` (None: CPU); several: Caffe's
@@ -114,8 +118,9 @@ class Run(object):
         os.makedirs(self.dir, exist_ok=True)
         for name in self.retrain:
             self.forget(name)
-        write_nets(self.path('prototxt'), self.backbone, stages.trained_nets(self.backbone),
-                   stages.deploy_nets(), **self.net_args)
+        write_nets(self.path('prototxt'), self.backbone,
+                   stages.trained_nets(self.backbone, self.cache_layer),
+                   stages.deploy_nets(self.cache_layer), **self.net_args)
         for name in stages.trained_nets(self.backbone):
             s = self.solver_param(name)
             atomic_write_text(self.path('solvers', name + '.prototxt'),
@@ -149,6 +154,8 @@ class Run(object):
             imagenet=self.imagenet and '%s (%d bytes)' % (os.path.basename(self.imagenet),
                                                           os.path.getsize(self.imagenet)),
             sources={n: run_record.identity(self.done_record(n)) for n in stage.needs()})
+        if self.above_cache(stage):
+            settings['cache_layer'] = self.cache_layer
         if self.gpus and len(self.gpus) > 1:  # the effective batch is batch_size x devices
             settings['data_parallel_devices'] = len(self.gpus)
         return run_record.trained_on(self.lmdb_dir, settings)
@@ -182,26 +189,31 @@ class Run(object):
     def init_weights(self, stage):
         """Assemble the caffemodel a stage starts from; None for fillers."""
         if stage.init == stages.IMAGENET:
+            if self.imagenet is None and self.above_cache(stage):
+                return self._trunk_weights()  # one fixed trunk below the cache
             return self.imagenet  # None: the fillers
         if isinstance(stage.init, str) and stage.init in stages.STAGES_BY_NAME:
             return self.final_weights(stage.init)
         out = self.path('init', stage.name + '.caffemodel')
-        if os.path.exists(out):
+        sources = [self.final_weights(n) for n in stage.needs()]
+        # reused while no stage it reads from was trained again (--retrain)
+        if os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(s)
+                                       for s in sources):
             return out
         caffe.set_random_seed(self.seed)  # the new layers' fillers: reproducible
         net = caffe.Net(self.path('prototxt', self.backbone, stage.name + '_train.prototxt'),
                         caffe.TEST)
-        if stage.init == stages.CLASSIFICATION_INIT:
+        if stage.init in (stages.CLASSIFICATION_INIT, stages.PARTIAL_CLASSIFICATION_INIT):
+            keypoints = self.final_weights(stages.CLASSIFICATION_SOURCES[stage.init])
             if self.imagenet:  # both streams (tools/surgery.py output)
                 net.copy_from(self.imagenet)
-            net.copy_from(self.final_weights('keypoint_stage2'))
+            net.copy_from(keypoints)
             if not self.imagenet:
                 # No ImageNet weights: the classification stream starts from the
                 # trained localization trunk (the only pretraining we have),
                 # read from its file: the fc7 baseline's net has no such trunk
                 # to copy from.
-                copy_weights(net, self.final_weights('keypoint_stage2'), src_prefix='',
-                             dst_prefix='cls_', log=self.log)
+                copy_weights(net, keypoints, src_prefix='', dst_prefix='cls_', log=self.log)
         elif stage.init == stages.PART_INIT:  # the same choice for a part net's trunk
             part = stage.net['part']
             copy_weights(net, self.imagenet or self.final_weights('keypoint_stage2'),
@@ -231,11 +243,15 @@ class Run(object):
                 '%s needs %s crops, which the LMDBs in %s lack: rebuild them with '
                 'tools/build_lmdb.py (crops are on by default)' % (stage.name, part, self.lmdb_dir))
         init = self.init_weights(stage)
+        if 'shared_upto' in stage.net:
+            init = self.complete_init(stage, init)
         solver = self.solver_param(stage.name)
         log_path = self.path('logs', stage.name + '.log')
         cached = self.cached(stage)
         if cached:
             weights, curves = self._run_cached(stage, solver, init, log_path, later)
+        elif self.above_cache(stage):
+            weights, curves = self._run_above(stage, solver, init, log_path)
         else:
             solver_path = self.path('solvers', stage.name + '.prototxt')
             atomic_write_text(solver_path, text_format.MessageToString(solver))
@@ -274,6 +290,39 @@ class Run(object):
         """Whether this run trains the stage's head on cached features."""
         return self.use_cache and stage.is_cached(self.backbone)
 
+    def train_net(self, stage):
+        """The stage's full train prototxt in this run."""
+        return self.path('prototxt', self.backbone, stage.name + '_train.prototxt')
+
+    def _train_cached_net(self, stage, solver, train_net, prefix, init, log_path, what):
+        """`caffe train` of a net on cached features with the stage's solver
+        (no test net); resumable.  Returns (final weights, curves)."""
+        head = type(solver)()
+        head.CopyFrom(solver)
+        head.train_net = train_net
+        del head.test_net[:]
+        del head.test_iter[:]
+        head.ClearField('test_interval')
+        head.snapshot_prefix = prefix
+        solver_path = prefix + '_solver.prototxt'
+        atomic_write_text(solver_path, text_format.MessageToString(head))
+        it, state = caffe_run.latest_snapshot(head.snapshot_prefix, log=self.log)
+        self.log('[train] %s: %s on cached features, %d iterations%s'
+                 % (stage.name, what, head.max_iter, ' (resuming from %d)' % it if state else ''))
+        curves = caffe_run.run_caffe_train(
+            self.caffe, solver_path, log_path, head.max_iter, weights=init,
+            snapshot=state, cwd=self.dir, desc=stage.name + ' (cached)',
+            progress=self.progress, gpus=self.gpus)
+        return '%s_iter_%d.caffemodel' % (head.snapshot_prefix, head.max_iter), curves
+
+    def _merge(self, stage, solver, init, trained):
+        """The full model: `init` with what was trained on cached features."""
+        net = caffe.Net(self.train_net(stage), caffe.TEST, **(dict(weights=init) if init else {}))
+        net.copy_from(trained)
+        out = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
+        atomic_save(out, net.save)
+        return out
+
     def _feature_job(self, stage, init):
         """(train prototxt, weights, features dir, head) of a cached stage's
         feature pass; fillers (init None) are fixed in a file first, so the
@@ -286,6 +335,8 @@ class Run(object):
                 atomic_save(init, caffe.Net(train_net, caffe.TEST).save)
         classifies = stage.net_args(self.backbone).get('classify', True)
         head = 'cls_score' if classifies else 'kp_score'
+        if self.above_cache(stage):  # its head's input computed from the trunk cache
+            train_net = self.above_net(stage)
         return train_net, init, self._features_dir(stage), head
 
     def _features_dir(self, stage):
@@ -337,28 +388,10 @@ class Run(object):
                              'features' % (s.name, ', '.join(r[2])))
         head_path = os.path.join(cache_dir, 'head_train.prototxt')
         feature_cache.write_head_net(train_net, lmdbs, head_path, head_name)
-        head = type(solver)()
-        head.CopyFrom(solver)
-        head.train_net = head_path
-        del head.test_net[:]
-        del head.test_iter[:]
-        head.ClearField('test_interval')
-        head.snapshot_prefix = os.path.join(cache_dir, 'head')
-        solver_path = os.path.join(cache_dir, 'head_solver.prototxt')
-        atomic_write_text(solver_path, text_format.MessageToString(head))
-        it, state = caffe_run.latest_snapshot(head.snapshot_prefix, log=self.log)
-        self.log('[train] %s: %s on cached features, %d iterations%s'
-                 % (stage.name, head_name, head.max_iter,
-                    ' (resuming from %d)' % it if state else ''))
-        curves = caffe_run.run_caffe_train(
-            self.caffe, solver_path, log_path, head.max_iter, weights=init,
-            snapshot=state, cwd=self.dir, desc=stage.name + ' (cached)',
-            progress=self.progress, gpus=self.gpus)
-        net = caffe.Net(train_net, caffe.TEST, weights=init)
-        net.copy_from('%s_iter_%d.caffemodel' % (head.snapshot_prefix, head.max_iter))
-        out = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
-        atomic_save(out, net.save)
-        return out, curves
+        trained, curves = self._train_cached_net(stage, solver, head_path,
+                                                 os.path.join(cache_dir, 'head'), init, log_path,
+                                                 head_name)
+        return self._merge(stage, solver, init, trained), curves
 
     # ------------------------------------------------------------- exports --
     def export(self, model):
@@ -368,7 +401,8 @@ class Run(object):
                      crop_size=self.net_args['crop_size'])
         if self.net_args.get('score_from'):  # as the stages were trained
             sizes['score_from'] = self.net_args['score_from']
-        deploy = pose_normalized_net('deploy', backbone=self.backbone, **dict(m.deploy_net, **sizes))
+        deploy_net = stages.with_cache_layer(m.deploy_net, self.cache_layer)
+        deploy = pose_normalized_net('deploy', backbone=self.backbone, **dict(deploy_net, **sizes))
         info = dict(variant=model, label=m.label, backbone=self.backbone,
                     input_size=self.input_size, classes=self.manifest['class_names'],
                     class_ids=self.manifest.get('classes'),  # trained on; labels are id - 1
@@ -376,7 +410,7 @@ class Run(object):
         extra = {}
         if m.oracle:
             oracle = pose_normalized_net('deploy', backbone=self.backbone,
-                                         **dict(m.deploy_net, oracle=True, **sizes))
+                                         **dict(deploy_net, oracle=True, **sizes))
             extra[ORACLE_DEPLOY] = str(oracle)
             info['oracle_deploy'] = ORACLE_DEPLOY
         out = self.path('models', model)
