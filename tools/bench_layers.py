@@ -22,7 +22,6 @@ the sgemm is cuBLAS's, and every timed pass waits for the GPU
 (cudaDeviceSynchronize) before the clock stops; --threads is then moot.
 """
 import argparse
-import ctypes
 import datetime
 import os
 import platform
@@ -31,6 +30,7 @@ import sys
 import tempfile
 import time
 
+from posenorm.core.blas import OpenBLAS
 from posenorm.core import cli
 from posenorm.core import device
 from posenorm.core.atomic import atomic_write_text
@@ -87,28 +87,6 @@ def parse_args(argv):
         if any(t < 1 for t in args.threads):
             ap.error('--threads must be >= 1')
     return args
-
-
-class OpenBLAS(object):
-    """The libopenblas that Caffe links, driven through its C API."""
-
-    def __init__(self):
-        self.lib = ctypes.CDLL('libopenblas.so.0')
-        self.lib.openblas_get_config.restype = ctypes.c_char_p
-        self.lib.openblas_get_corename.restype = ctypes.c_char_p
-
-    def threads(self):
-        return self.lib.openblas_get_num_threads()
-
-    def set_threads(self, n):
-        self.lib.openblas_set_num_threads(n)
-        if self.threads() != n:
-            raise RuntimeError('OpenBLAS refused %d threads (has %d)'
-                               % (n, self.threads()))
-
-    def describe(self):
-        return '%s, core %s' % (self.lib.openblas_get_config().decode(),
-                                self.lib.openblas_get_corename().decode())
 
 
 def cpu_model():

@@ -20,7 +20,6 @@ and layer by layer from identical inputs (checked). Both nets are
 then timed in turns, pass by pass, so that the load of other jobs on a shared
 machine falls on both alike.
 """
-import ctypes
 import json
 import os
 import statistics
@@ -32,28 +31,13 @@ import caffe
 import numpy as np
 from caffe import layers as L
 
+from posenorm.core.blas import OpenBLAS
 from posenorm.pose.nets import BACKBONES, max_pool, trunk
 
 ENGINE_VAR = 'POSENORM_CPU_ENGINE'
 PATHS = ('reference', 'fast')
 SEED = 0
 DATA_SCALE = 50.0  # mean-subtracted pixels are of this order
-
-
-class OpenBLAS(object):
-    """The libopenblas that Caffe links (as tools/bench_layers.py reads it)."""
-
-    def __init__(self):
-        self.lib = ctypes.CDLL('libopenblas.so.0')
-        self.lib.openblas_get_config.restype = ctypes.c_char_p
-        self.lib.openblas_get_corename.restype = ctypes.c_char_p
-
-    def threads(self):
-        return self.lib.openblas_get_num_threads()
-
-    def describe(self):
-        return '%s, core %s' % (self.lib.openblas_get_config().decode(),
-                                self.lib.openblas_get_corename().decode())
 
 
 def net_proto(n, h, w):
