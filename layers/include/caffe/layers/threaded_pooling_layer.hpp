@@ -32,6 +32,8 @@ class ThreadedPoolingLayer : public PoolingLayer<Dtype> {
   bool threaded() const;
   void max_plane(const Dtype* in, Dtype* out, int* mask, Dtype* top_mask)
       const;
+  int ave_window(int ph, int pw, int* hstart, int* hend, int* wstart,
+      int* wend) const;
   void ave_plane(const Dtype* in, Dtype* out) const;
   void ave_plane_backward(const Dtype* top_diff, Dtype* bottom_diff) const;
 };

@@ -59,20 +59,29 @@ void ThreadedPoolingLayer<Dtype>::max_plane(const Dtype* in, Dtype* out,
   }
 }
 
+// AVE's window of output (ph, pw) inside the image, and Caffe's divisor:
+// the window clipped to the padded image.
+template <typename Dtype>
+int ThreadedPoolingLayer<Dtype>::ave_window(int ph, int pw, int* hstart,
+    int* hend, int* wstart, int* wend) const {
+  const int h0 = ph * this->stride_h_ - this->pad_h_;
+  const int w0 = pw * this->stride_w_ - this->pad_w_;
+  const int h1 = min(h0 + this->kernel_h_, this->height_ + this->pad_h_);
+  const int w1 = min(w0 + this->kernel_w_, this->width_ + this->pad_w_);
+  *hstart = max(h0, 0);
+  *wstart = max(w0, 0);
+  *hend = min(h1, this->height_);
+  *wend = min(w1, this->width_);
+  return (h1 - h0) * (w1 - w0);
+}
+
 template <typename Dtype>
 void ThreadedPoolingLayer<Dtype>::ave_plane(const Dtype* in, Dtype* out)
     const {
   for (int ph = 0; ph < this->pooled_height_; ++ph) {
     for (int pw = 0; pw < this->pooled_width_; ++pw) {
-      int hstart = ph * this->stride_h_ - this->pad_h_;
-      int wstart = pw * this->stride_w_ - this->pad_w_;
-      int hend = min(hstart + this->kernel_h_, this->height_ + this->pad_h_);
-      int wend = min(wstart + this->kernel_w_, this->width_ + this->pad_w_);
-      const int pool_size = (hend - hstart) * (wend - wstart);
-      hstart = max(hstart, 0);
-      wstart = max(wstart, 0);
-      hend = min(hend, this->height_);
-      wend = min(wend, this->width_);
+      int hstart, hend, wstart, wend;
+      const int pool_size = ave_window(ph, pw, &hstart, &hend, &wstart, &wend);
       Dtype sum = 0;
       for (int h = hstart; h < hend; ++h) {
         for (int w = wstart; w < wend; ++w) sum += in[h * this->width_ + w];
@@ -87,15 +96,8 @@ void ThreadedPoolingLayer<Dtype>::ave_plane_backward(const Dtype* top_diff,
     Dtype* bottom_diff) const {
   for (int ph = 0; ph < this->pooled_height_; ++ph) {
     for (int pw = 0; pw < this->pooled_width_; ++pw) {
-      int hstart = ph * this->stride_h_ - this->pad_h_;
-      int wstart = pw * this->stride_w_ - this->pad_w_;
-      int hend = min(hstart + this->kernel_h_, this->height_ + this->pad_h_);
-      int wend = min(wstart + this->kernel_w_, this->width_ + this->pad_w_);
-      const int pool_size = (hend - hstart) * (wend - wstart);
-      hstart = max(hstart, 0);
-      wstart = max(wstart, 0);
-      hend = min(hend, this->height_);
-      wend = min(wend, this->width_);
+      int hstart, hend, wstart, wend;
+      const int pool_size = ave_window(ph, pw, &hstart, &hend, &wstart, &wend);
       for (int h = hstart; h < hend; ++h) {
         for (int w = wstart; w < wend; ++w) {
           bottom_diff[h * this->width_ + w] +=

@@ -57,6 +57,47 @@ void fill(Blob<Dtype>* blob, int seed) {
   filler.Fill(blob);
 }
 
+// Gaussian values into the blob's diff (a top diff, a starting parameter
+// diff).
+template <typename Dtype>
+void fill_diff(Blob<Dtype>* blob, int seed) {
+  Blob<Dtype> values(blob->shape());
+  fill(&values, seed);
+  caffe_copy(blob->count(), values.cpu_data(), blob->mutable_cpu_diff());
+}
+
+// Forward, then backward from the same top diff, through Caffe's layer and
+// ours on the same input: every top and the bottom diff equal bit for bit.
+template <typename Dtype>
+void expect_identical(Layer<Dtype>* ref, Layer<Dtype>* ours, Blob<Dtype>* x,
+                      int ntops, int seed) {
+  vector<shared_ptr<Blob<Dtype> > > owned;
+  vector<Blob<Dtype>*> bottom(1, x), top_ref, top_ours;
+  for (int t = 0; t < 2 * ntops; ++t) {
+    owned.push_back(shared_ptr<Blob<Dtype> >(new Blob<Dtype>()));
+    (t < ntops ? top_ref : top_ours).push_back(owned.back().get());
+  }
+  ref->SetUp(bottom, top_ref);
+  ours->SetUp(bottom, top_ours);
+  ref->Forward(bottom, top_ref);
+  ours->Forward(bottom, top_ours);
+  for (int t = 0; t < ntops; ++t) {
+    for (int i = 0; i < top_ref[t]->count(); ++i) {
+      ASSERT_EQ(top_ref[t]->cpu_data()[i], top_ours[t]->cpu_data()[i])
+          << "top " << t << " at " << i;
+    }
+  }
+  fill_diff(top_ref[0], seed);
+  top_ours[0]->CopyFrom(*top_ref[0], true);
+  ref->Backward(top_ref, vector<bool>(1, true), bottom);
+  Blob<Dtype> dx_ref;
+  dx_ref.CopyFrom(*x, true, true);
+  ours->Backward(top_ours, vector<bool>(1, true), bottom);
+  for (int i = 0; i < x->count(); ++i) {
+    ASSERT_EQ(dx_ref.cpu_diff()[i], x->cpu_diff()[i]) << "bottom diff " << i;
+  }
+}
+
 template <typename Dtype>
 Dtype tolerance() { return sizeof(Dtype) == 4 ? 1e-4 : 1e-10; }
 
@@ -147,17 +188,15 @@ TYPED_TEST(CpuEngineTest, ConvolutionMatchesReference) {
           fill(ref.blobs()[b].get(), 10 + b);
           ours.blobs()[b]->CopyFrom(*ref.blobs()[b], false);
           // Parameter diffs accumulate: start both from the same values.
-          Blob<Dtype> start(ref.blobs()[b]->shape());
-          fill(&start, 20 + b);
-          ref.blobs()[b]->CopyFrom(start, true);
-          ours.blobs()[b]->CopyFrom(start, true);
+          fill_diff(ref.blobs()[b].get(), 20 + b);
+          ours.blobs()[b]->CopyFrom(*ref.blobs()[b], true);
         }
         ref.Forward(bottom, top_ref);
         ours.Forward(bottom, top_ours);
         ASSERT_EQ(y_ref.shape_string(), y_ours.shape_string());
         expect_near(y_ours.cpu_data(), y_ref.cpu_data(), y_ref.count(),
                     "top", tolerance<Dtype>());
-        fill(&y_ref, 30);
+        fill_diff(&y_ref, 30);
         y_ours.CopyFrom(y_ref, true);
         const vector<bool> down(1, propagate == 1);
         caffe_set(x.count(), Dtype(0), x.mutable_cpu_diff());
@@ -206,37 +245,13 @@ TYPED_TEST(CpuEngineTest, PoolingMatchesReferenceExactly) {
           pp->set_stride(c[1]);
           pp->set_pad(c[2]);
         }
-        Blob<Dtype> x(3, 5, 17, 12), y_ref, y_ours, m_ref, m_ours;
+        Blob<Dtype> x(3, 5, 17, 12);
         fill(&x, 5);
         // Ties: max pooling must pick the same (first) index.
         for (int i = 0; i < x.count(); i += 7) x.mutable_cpu_data()[i] = 1;
-        vector<Blob<Dtype>*> bottom(1, &x), top_ref(1, &y_ref),
-            top_ours(1, &y_ours);
-        if (c[4]) {
-          top_ref.push_back(&m_ref);
-          top_ours.push_back(&m_ours);
-        }
         PoolingLayer<Dtype> ref(param);
         ThreadedPoolingLayer<Dtype> ours(param);
-        ref.SetUp(bottom, top_ref);
-        ours.SetUp(bottom, top_ours);
-        ref.Forward(bottom, top_ref);
-        ours.Forward(bottom, top_ours);
-        for (int i = 0; i < y_ref.count(); ++i) {
-          ASSERT_EQ(y_ref.cpu_data()[i], y_ours.cpu_data()[i]) << i;
-        }
-        for (int i = 0; i < m_ref.count(); ++i) {
-          ASSERT_EQ(m_ref.cpu_data()[i], m_ours.cpu_data()[i]) << i;
-        }
-        fill(&y_ref, 6);
-        y_ours.CopyFrom(y_ref, true);
-        ref.Backward(top_ref, vector<bool>(1, true), bottom);
-        Blob<Dtype> dx_ref;
-        dx_ref.CopyFrom(x, true, true);
-        ours.Backward(top_ours, vector<bool>(1, true), bottom);
-        for (int i = 0; i < x.count(); ++i) {
-          ASSERT_EQ(dx_ref.cpu_diff()[i], x.cpu_diff()[i]) << i;
-        }
+        expect_identical<Dtype>(&ref, &ours, &x, c[4] ? 2 : 1, 6);
       }
     }
   }
@@ -249,28 +264,11 @@ TYPED_TEST(CpuEngineTest, ReLUMatchesReferenceExactly) {
       ScopedThreads scoped(threads);
       LayerParameter param;
       param.mutable_relu_param()->set_negative_slope(slope);
-      Blob<Dtype> x(2, 3, 150, 151), y_ref, y_ours;  // > 2 chunks of 32K
+      Blob<Dtype> x(2, 3, 150, 151);  // > 2 chunks of 32K
       fill(&x, 8);
-      vector<Blob<Dtype>*> bottom(1, &x), top_ref(1, &y_ref),
-          top_ours(1, &y_ours);
       ReLULayer<Dtype> ref(param);
       ThreadedReLULayer<Dtype> ours(param);
-      ref.SetUp(bottom, top_ref);
-      ours.SetUp(bottom, top_ours);
-      ref.Forward(bottom, top_ref);
-      ours.Forward(bottom, top_ours);
-      for (int i = 0; i < x.count(); ++i) {
-        ASSERT_EQ(y_ref.cpu_data()[i], y_ours.cpu_data()[i]) << i;
-      }
-      fill(&y_ref, 9);
-      y_ours.CopyFrom(y_ref, true);
-      ref.Backward(top_ref, vector<bool>(1, true), bottom);
-      Blob<Dtype> dx_ref;
-      dx_ref.CopyFrom(x, true, true);
-      ours.Backward(top_ours, vector<bool>(1, true), bottom);
-      for (int i = 0; i < x.count(); ++i) {
-        ASSERT_EQ(dx_ref.cpu_diff()[i], x.cpu_diff()[i]) << i;
-      }
+      expect_identical<Dtype>(&ref, &ours, &x, 1, 9);
     }
   }
 }
