@@ -34,6 +34,28 @@ def cub_root():
 
 
 @pytest.fixture(scope='session')
+def cub_counts(cub_root):
+    """What the shared subset holds, read from its own files (not typed in:
+    the subset grows): images, classes, images per class, train images."""
+    labels = {}
+    with open(os.path.join(cub_root, 'image_class_labels.txt')) as f:
+        for line in f:
+            if line.strip():
+                image_id, class_id = map(int, line.split())
+                labels[image_id] = class_id
+    with open(os.path.join(cub_root, 'train_test_split.txt')) as f:
+        train = {int(a): int(b) for a, b in (l.split() for l in f if l.strip())}
+    with open(os.path.join(cub_root, 'images.txt')) as f:
+        image_ids = [int(l.split()[0]) for l in f if l.strip()]
+    classes = sorted(set(labels[i] for i in image_ids))
+    per_class = {c: sum(1 for i in image_ids if labels[i] == c) for c in classes}
+    return {'images': len(image_ids), 'classes': classes, 'per_class': per_class,
+            'train': sum(train[i] for i in image_ids),
+            'train_per_class': {c: sum(train[i] for i in image_ids if labels[i] == c)
+                                for c in classes}}
+
+
+@pytest.fixture(scope='session')
 def voc_keypoints_dir():
     """The two real PASCAL VOC 2011 keypoint XMLs in ../shared."""
     if not os.path.isdir(VOC_KEYPOINTS):

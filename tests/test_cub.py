@@ -17,17 +17,18 @@ def tiny_cub(tmp_path_factory):
     return str(out)
 
 
-def test_real_subset_counts(cub_root):
+def test_real_subset_counts(cub_root, cub_counts):
+    n = cub_counts['images']
     data = cub.read_cub(cub_root)
-    assert len(data.classes) == 10 and data.classes.tolist() == list(range(1, 11))
-    assert len(data) == 543
-    assert data.keypoints.shape == (543, 15, 3)
+    assert data.classes.tolist() == cub_counts['classes']
+    assert len(data) == n
+    assert data.keypoints.shape == (n, 15, 3)
     with open(os.path.join(cub_root, 'parts', 'part_locs.txt')) as f:
-        assert sum(1 for _ in f) == 8145 == data.keypoints.shape[0] * data.keypoints.shape[1]
+        assert sum(1 for _ in f) == 15 * n == data.keypoints.shape[0] * data.keypoints.shape[1]
     assert data.part_names == cub.PART_NAMES
-    assert data.labels.min() == 0 and data.labels.max() == 9
+    assert data.labels.min() == 0 and data.labels.max() == max(cub_counts['classes']) - 1
     assert np.array_equal(data.labels, data.class_ids - 1)
-    assert data.is_train.sum() + (~data.is_train).sum() == 543 and 0 < data.is_train.sum() < 543
+    assert data.is_train.sum() == cub_counts['train'] and 0 < data.is_train.sum() < n
     assert data.borderline_parts == []
     first = data[0]
     assert first.id == 1 and first.class_id == 1 and first.split in ('train', 'test')
@@ -36,18 +37,19 @@ def test_real_subset_counts(cub_root):
     # invisible parts are (0, 0, 0) as in the files
     vis = data.keypoints[:, :, 2] > 0
     assert np.all(data.keypoints[~vis] == 0)
-    assert len(data.split('train')) + len(data.split('test')) == 543
+    assert len(data.split('train')) + len(data.split('test')) == n
 
 
-def test_real_class_subset_keeps_ids(cub_root):
+def test_real_class_subset_keeps_ids(cub_root, cub_counts):
     data = cub.read_cub(cub_root, classes=[3, 7], verify_images=True)
     assert data.classes.tolist() == [3, 7]
     assert set(data.class_ids.tolist()) == {3, 7}
     assert np.array_equal(data.labels, data.class_ids - 1) and data.num_classes == 7
     assert data.class_names[2] == '003.Sooty_Albatross' and data.class_names[6] == '007.Parakeet_Auklet'
-    assert len(data.class_names) == 7 and data.skipped_images == 543 - len(data)
-    with pytest.raises(ValueError, match='11'):
-        cub.read_cub(cub_root, classes=[11])
+    assert len(data.class_names) == 7 and data.skipped_images == cub_counts['images'] - len(data)
+    beyond = max(cub_counts['classes']) + 1
+    with pytest.raises(ValueError, match=str(beyond)):
+        cub.read_cub(cub_root, classes=[beyond])
 
 
 def test_parse_id_list():

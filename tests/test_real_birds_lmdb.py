@@ -1,4 +1,4 @@
-"""The LMDBs from the whole shared real subset (543 images of classes 1-10),
+"""The LMDBs from the whole shared real subset (every class it holds),
 as a user builds them with tools/build_lmdb.py, and a class subset of it."""
 import importlib.util
 import json
@@ -17,7 +17,7 @@ def _tool(repo_root):
 
 
 @pytest.mark.slow
-def test_whole_real_subset_builds_and_verifies(repo_root, cub_root, tmp_path, capsys):
+def test_whole_real_subset_builds_and_verifies(repo_root, cub_root, cub_counts, tmp_path, capsys):
     pytest.importorskip('caffe', reason='pycaffe not built yet (make build)')
     tool = _tool(repo_root)
     out = str(tmp_path / 'real')
@@ -27,10 +27,12 @@ def test_whole_real_subset_builds_and_verifies(repo_root, cub_root, tmp_path, ca
     summary = [line for line in printed if line.startswith('annotations:')]
     assert summary == [data.adjustments()]
     manifest = json.load(open(os.path.join(out, 'manifest.json')))
-    assert manifest['num_classes'] == 10 and manifest['classes'] == list(range(1, 11))
-    assert manifest['splits']['train']['images'] == int(data.is_train.sum()) == 300
-    assert manifest['splits']['test']['images'] == 243
-    assert manifest['splits']['train']['count'] == 600  # flipped copies
+    classes = cub_counts['classes']
+    assert manifest['num_classes'] == max(classes) and manifest['classes'] == classes
+    train = cub_counts['train']
+    assert manifest['splits']['train']['images'] == int(data.is_train.sum()) == train
+    assert manifest['splits']['test']['images'] == cub_counts['images'] - train
+    assert manifest['splits']['train']['count'] == 2 * train  # flipped copies
     # the shared subset's one box past the edge (1 px) is clipped and counted
     assert manifest['clipped_boxes'] == len(data.clipped_boxes) == 1
     assert manifest['adjustments']['clipped_boxes'] == [list(b) for b in data.clipped_boxes]
@@ -38,7 +40,7 @@ def test_whole_real_subset_builds_and_verifies(repo_root, cub_root, tmp_path, ca
     assert 'OK' in capsys.readouterr().out
 
 
-def test_real_class_subset_keeps_official_labels(repo_root, cub_root, tmp_path, capsys):
+def test_real_class_subset_keeps_official_labels(repo_root, cub_root, cub_counts, tmp_path, capsys):
     pytest.importorskip('caffe', reason='pycaffe not built yet (make build)')
     tool = _tool(repo_root)
     out = str(tmp_path / 'sub')
@@ -47,7 +49,7 @@ def test_real_class_subset_keeps_official_labels(repo_root, cub_root, tmp_path, 
     manifest = json.load(open(os.path.join(out, 'manifest.json')))
     assert manifest['num_classes'] == 9 and manifest['classes'] == [4, 9]
     assert manifest['class_names'][3].startswith('004.') and manifest['class_names'][8].startswith('009.')
-    assert manifest['skipped_images'] == 543 - sum(s['images'] for s in manifest['splits'].values())
+    assert manifest['skipped_images'] == cub_counts['images'] - sum(s['images'] for s in manifest['splits'].values())
     labels = {d.label for _, d in lmdb_verify.read_lmdb(os.path.join(out, 'test_images'))}
     assert labels == {3, 8}
     assert tool.main(['--verify', out]) == 0
