@@ -219,7 +219,7 @@ def test_run_caffe_train_passes_gpus(tmp_path, caffe_tool):
 
 
 @pytest.mark.parametrize('tool, args', [
-    ('evaluate', ['--models', 'nowhere', '--cub', 'nowhere', '--out', '{tmp}/report']),
+    ('evaluate', ['--models', 'nowhere', '--data', 'nowhere', '--out', '{tmp}/report']),
     ('predict', ['{tool}', '--model', 'nowhere']),
     ('bench_layers', ['--shapes', 'small']),
     ('train', ['--lmdb', 'nowhere', '--out', '{tmp}/run', '--caffe', '{caffe}']),
