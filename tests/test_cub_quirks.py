@@ -150,7 +150,7 @@ def test_lmdbs_count_adjustments_and_keep_official_labels(quirky, repo_root, tmp
     from posenorm.data import lmdb_data
     tool = _tool(repo_root)
     out = str(tmp_path / 'lmdb')
-    assert tool.main(['--data', quirky, '--out', out, '--size', '32', '--crop-size', '0', '--quiet',
+    assert tool.main(['--data', quirky, '--out', out, '--input-size', '32', '--crop-size', '0', '--quiet',
                       '--classes', '22,24']) == 0
     printed = capsys.readouterr().out
     assert 'annotations: 2 boxes clipped to the image (up to 32.0 px past the edge), 1 visible part ' \

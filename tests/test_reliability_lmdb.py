@@ -158,7 +158,7 @@ def test_disk_full_is_one_clear_error_and_leaves_nothing(caffe, tool, tiny, smal
 # ------------------------------------------------------------ arguments ---
 
 @pytest.mark.parametrize('args, option', [
-    (['--input-size', '0'], '--size'), (['--input-size', 'x'], '--size'), (['--crop-size', '-1'], '--crop-size'),
+    (['--input-size', '0'], '--input-size'), (['--input-size', 'x'], '--input-size'), (['--crop-size', '-1'], '--crop-size'),
     (['--part-tolerance', 'nan'], '--part-tolerance'), (['--part-tolerance', '-5'], '--part-tolerance'),
     (['--part-tolerance', 'inf'], '--part-tolerance'), (['--workers', '0'], '--workers')])
 def test_bad_arguments_are_the_parsers_error(tool, tiny, tmp_path, capsys, args, option):

@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-""""Do Convnets Learn Correspondence?" sections 3 and 5.1 on our Caffe.
+""""Do Convnets Learn Correspondence?" (sections 3, 4 and 5) on our Caffe.
 
   python tools/correspondence.py geometry                 # Table 1 (AlexNet, CaffeNet, VGG-16)
   python tools/correspondence.py reconstruct --data DIR   # Figures 1, 2
   python tools/correspondence.py classify --data DIR      # Table 3, Figures 4, 5
+  python tools/correspondence.py align --data DIR         # Table 2, Figure 3 (section 4)
+  python tools/correspondence.py predict --data DIR       # Table 4, Figure 6 (section 5.2)
+  python tools/correspondence.py all --data DIR           # every step above, resumable
 
 Each subcommand writes its section of OUT/results.json and rebuilds
 OUT/README.md (default OUT: reports/correspondence).  --data takes a

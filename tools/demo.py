@@ -26,7 +26,6 @@ import time
 
 from posenorm.core import cli
 from posenorm.core import caffe_run, device, plots
-from posenorm.core.cli import IdList
 from posenorm.data import lmdb_data, synthetic
 from posenorm.pose import report, run_record
 from posenorm.pose.cost import partial_cost
@@ -66,14 +65,11 @@ def ensure_synthetic(out, classes, per_class, size, seed):
 
 def ensure_lmdb(cub, out, size, classes=None):
     """LMDBs of `cub` at `size` (of `classes`, ids; None: all): reused only
-    if built from it as it is now."""
+    if built from its files as they are now (`lmdb_data.built_from`)."""
     try:
         manifest = lmdb_data.parse_manifest(out)
         if manifest['input_size'] == size and manifest.get('crop_size') and \
-                (classes is None or IdList.of(manifest['classes']) == classes) and \
-                os.path.realpath(manifest['source']) == os.path.realpath(cub) and \
-                os.path.getmtime(os.path.join(cub, 'images.txt')) <= \
-                os.path.getmtime(os.path.join(out, lmdb_data.MANIFEST)):
+                lmdb_data.built_from(manifest, cub, classes):
             print('[demo] reusing %s' % out)
             return out
     except (OSError, ValueError, KeyError):

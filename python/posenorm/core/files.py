@@ -1,5 +1,6 @@
 """Reading files we check: their sha256, and a progress bar for long loops."""
 import hashlib
+import os
 
 from tqdm import tqdm
 
@@ -10,6 +11,17 @@ def sha256_file(path, chunk=1 << 22):
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(chunk), b''):
             h.update(block)
+    return h.hexdigest()
+
+
+def stat_fingerprint(root, names):
+    """Hex sha256 of what results computed from files under `root` depend
+    on: each name with its size and modification time to the nanosecond
+    (cheap to recheck; a changed or replaced file changes it)."""
+    h = hashlib.sha256()
+    for name in names:
+        st = os.stat(os.path.join(root, name))
+        h.update(('%s\0%d\0%d\n' % (name, st.st_size, st.st_mtime_ns)).encode('utf-8', 'replace'))
     return h.hexdigest()
 
 

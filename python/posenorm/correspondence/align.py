@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from posenorm.core.cli import positive_float, positive_int
+from posenorm.core.cli import integer, positive_float
 from posenorm.correspondence import context, dataset, flow, objects, report, sift, transfer, warp
 
 NAME = 'align'
@@ -27,16 +27,16 @@ COPY = 'copy NN'
 def add_arguments(parser):
     parser.add_argument('--align-layers', help='conv layers aligned (default: the 4th conv layer, '
                                                'conv4 for AlexNet, as the paper)')
-    parser.add_argument('--sift-size', type=positive_int, default=32,
+    parser.add_argument('--align-sift-size', type=integer(4, 512), default=32,
                         help='SIFT size at the conv grid\'s centres (default %(default)s)')
-    parser.add_argument('--k', type=positive_int, default=5, help='nearest neighbours aligned (default 5)')
-    parser.add_argument('--best', type=positive_int, default=3,
+    parser.add_argument('--k', type=integer(1, 100), default=5, help='nearest neighbours aligned (default 5)')
+    parser.add_argument('--best', type=integer(1, 100), default=3,
                         help='lowest-energy neighbours whose median is taken (default 3)')
-    parser.add_argument('--radius', type=positive_int, default=4,
+    parser.add_argument('--radius', type=integer(1, 64), default=4,
                         help='displacement window half-width in grid steps (default 4)')
     parser.add_argument('--alpha', type=positive_float, default=0.1,
                         help='smoothness weight, relative to the median match cost (default 0.1)')
-    parser.add_argument('--iterations', type=positive_int, default=20, help='BP iterations (default 20)')
+    parser.add_argument('--iterations', type=integer(1, 10000), default=20, help='BP iterations (default 20)')
     context.add_subset_arguments(parser, 'fig3', 3)
 
 
@@ -71,10 +71,10 @@ def transfer_category(test, train, rows, args, fnet, memo):
         keep = {}
         for row, layer in rows.items():
             t = time.perf_counter()
-            grids = [(_grid(train[j], row, layer, args.sift_size, memo), train[j].keypoints)
+            grids = [(_grid(train[j], row, layer, args.align_sift_size, memo), train[j].keypoints)
                      for j in neigh]
             pred, alignments, order = transfer.transfer(
-                _grid(obj, row, layer, args.sift_size, memo), grids, fnet.geometry[layer],
+                _grid(obj, row, layer, args.align_sift_size, memo), grids, fnet.geometry[layer],
                 obj.image.shape[:2], args.radius, args.alpha, args.iterations, args.best)
             seconds[row] += time.perf_counter() - t
             preds[row].append(pred)
@@ -89,7 +89,7 @@ def run(args):
     cache, data = context.open_cache(args, fnet), context.open_data(args)
     layers = align_layers(args, fnet)
     rows = {l: l for l in layers}
-    rows.update({sift.row_name(args.sift_size): layers[0]})
+    rows.update({sift.row_name(args.align_sift_size): layers[0]})
     rng = np.random.default_rng(args.seed)
     glob = objects.global_layer(fnet)
     load = objects.shared_layers(fnet, layers)
@@ -128,7 +128,7 @@ def run(args):
                 skipped=dict(train=skipped_train, test=skipped_test,
                              categories_without_training=skipped_cats),
                 settings=dict(k=args.k, best=args.best, radius=args.radius, alpha=args.alpha,
-                              iterations=args.iterations, sift_size=args.sift_size,
+                              iterations=args.iterations, sift_size=args.align_sift_size,
                               side=cache.side, layers=list(layers)),
                 figures=[FIG3])
 

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.svm import LinearSVC
 
+from posenorm.core import cli
 from posenorm.correspondence import context, dataset, localize, report, sift
 from posenorm.correspondence.features import keypoint_columns
 from posenorm.correspondence.nn import normalize
@@ -25,22 +26,15 @@ C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def add_arguments(parser):
-    parser.add_argument('--sift-sizes', default=','.join(map(str, sift.SIZES)),
-                        help='SIFT descriptor sizes in pixels (default %(default)s)')
-    parser.add_argument('--C', dest='c_grid', default=','.join('%g' % c for c in C_GRID),
-                        help='SVM C values cross-validated (default %(default)s)')
-    parser.add_argument('--folds', type=int, default=5, help='cross-validation folds (default 5)')
+    parser.add_argument('--sift-sizes', type=cli.integers(4, 512), default=list(sift.SIZES),
+                        help='SIFT descriptor sizes in pixels (default %s)'
+                             % ','.join(map(str, sift.SIZES)))
+    parser.add_argument('--C-grid', type=cli.numbers(above=0), default=list(C_GRID),
+                        help='SVM C values cross-validated (default %s)'
+                             % ','.join('%g' % c for c in C_GRID))
+    parser.add_argument('--folds', type=cli.integer(2, 100), default=5,
+                        help='cross-validation folds (default 5)')
     localize.add_arguments(parser)
-
-
-def _floats(text, what, kind=float):
-    try:
-        values = [kind(v) for v in text.split(',') if v.strip()]
-    except ValueError:
-        raise ValueError('%s: expected comma-separated numbers, got %r' % (what, text)) from None
-    if not values or min(values) <= 0:
-        raise ValueError('%s: expected positive numbers, got %r' % (what, text))
-    return values
 
 
 def collect(cache, items, layers, sift_sizes, progress=True, desc='keypoints'):
@@ -102,8 +96,7 @@ def evaluate_row(train, test, row, categories, c_grid, folds):
 
 
 def run(args):
-    sift_sizes = _floats(args.sift_sizes, '--sift-sizes', int)
-    c_grid = _floats(args.c_grid, '--C')
+    sift_sizes, c_grid = args.sift_sizes, args.C_grid
     fnet = context.open_net(args)
     layers, cache = context.layers(args, fnet), context.open_cache(args, fnet)
     data = context.open_data(args)

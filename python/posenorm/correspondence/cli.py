@@ -8,7 +8,7 @@ subcommand is one import and one entry in SUBCOMMANDS.
 import argparse
 import time
 
-from posenorm.core import device
+from posenorm.core import cli, device
 from posenorm.correspondence import (align, classify, geometry_cmd, predict_cmd, reconstruct,
                                      report, run_all)
 
@@ -29,7 +29,7 @@ def add_common(parser, module):
         parser.add_argument('--data', metavar='DIR',
                             help='CUB-200-2011 or PASCAL VOC 2011 keypoints (annotations/ beside '
                                  'the VOC JPEGImages); default: synthetic birds, generated once')
-        parser.add_argument('--size', type=int, default=227,
+        parser.add_argument('--input-size', type=cli.side, default=227,
                             help='longer side of the object crops fed to the net (default %(default)s)')
         parser.add_argument('--layers', help='comma-separated blobs (default: the net\'s conv layers)')
 

@@ -2,7 +2,7 @@
 the data and the cache, and where figures go."""
 import os
 
-from posenorm.core.cli import non_negative_int
+from posenorm.core.cli import non_negative_int, seed
 from posenorm.correspondence import dataset, features
 
 
@@ -13,7 +13,7 @@ def add_subset_arguments(parser, figure, figure_default):
     parser.add_argument('--test', type=non_negative_int, default=0, help='test objects (default 0: all)')
     parser.add_argument('--' + figure, type=non_negative_int, default=figure_default,
                         help='test objects in the figure (default %(default)s)')
-    parser.add_argument('--seed', type=non_negative_int, default=0,
+    parser.add_argument('--seed', type=seed, default=0,
                         help='random seed of the subsets (default 0)')
 
 
@@ -26,7 +26,7 @@ def open_net(args, log=print):
 
 
 def open_cache(args, fnet):
-    return features.FeatureCache(fnet, os.path.join(cache_dir(args), 'features'), side=args.size)
+    return features.FeatureCache(fnet, os.path.join(cache_dir(args), 'features'), side=args.input_size)
 
 
 def open_data(args):

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from posenorm.core import metrics
-from posenorm.core.cli import non_negative_int, positive_float, positive_int
+from posenorm.core.cli import integer, positive_float
 from posenorm.correspondence import context, dataset, detect, objects, report, transfer
 
 NAME = 'predict'
@@ -34,10 +34,10 @@ def add_arguments(parser):
                                                'conv layer, conv5 for AlexNet, as the paper)')
     parser.add_argument('--C', dest='svm_c', type=positive_float, default=0.1,
                         help='SVM C of the detectors (default %(default)s)')
-    parser.add_argument('--rounds', type=non_negative_int, default=2, help='hard-negative rounds (default 2)')
+    parser.add_argument('--rounds', type=integer(0, 20), default=2, help='hard-negative rounds (default 2)')
     parser.add_argument('--sigma', type=positive_float, default=0.1,
                         help='prior standard deviation, fraction of the crop side (default 0.1)')
-    parser.add_argument('--eta-folds', type=positive_int, default=3,
+    parser.add_argument('--eta-folds', type=integer(2, 100), default=3,
                         help='cross-validation folds choosing eta (default 3)')
     context.add_subset_arguments(parser, 'fig6', 4)
 
@@ -119,8 +119,6 @@ def predict_category(tr, te, kinds, num_kp, args, sigma):
 
 
 def run(args):
-    if args.eta_folds < 2:
-        raise ValueError('--eta-folds must be at least 2, not %d' % args.eta_folds)
     fnet = context.open_net(args)
     cache, data = context.open_cache(args, fnet), context.open_data(args)
     layer = detect_layer(args, fnet)

@@ -26,14 +26,17 @@ CELL = 96  # display side of a Figure 2 cell
 
 
 def add_arguments(parser):
-    parser.add_argument('--k', type=int, default=5, help='nearest neighbours averaged (default 5)')
-    parser.add_argument('--queries', type=int, default=4, help='test images reconstructed (default 4)')
-    parser.add_argument('--db-images', type=int, default=0,
+    parser.add_argument('--k', type=cli.integer(1, 100), default=5,
+                        help='nearest neighbours averaged (default 5)')
+    parser.add_argument('--queries', type=cli.integer(1, 100), default=4,
+                        help='test images reconstructed (default 4)')
+    parser.add_argument('--db-images', type=cli.non_negative_int, default=0,
                         help='train images in the database (default 0: all)')
-    parser.add_argument('--max-units', type=int, default=2000000,
+    parser.add_argument('--max-units', type=cli.integer(1, 20000000), default=2000000,
                         help='most database units per layer, sampled at random (default %(default)s)')
-    parser.add_argument('--seeds', type=int, default=6, help='Figure 2 seed features (default 6)')
-    parser.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    parser.add_argument('--seeds', type=cli.integer(1, 64), default=6,
+                        help='Figure 2 seed features (default 6)')
+    parser.add_argument('--seed', type=cli.seed, default=0, help='random seed (default 0)')
 
 
 class Database:
