@@ -4,22 +4,15 @@ and checked rule by rule, so a tool written next month cannot drift.
 The parsers are taken from the tools themselves: `main([])` runs up to its
 `parse_args`, which is made to hand the parser back instead of parsing.
 """
-import argparse
 import glob
-import importlib.util
 import os
 import re
 
 import pytest
 
 from posenorm.core import cli
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = os.path.join(REPO, 'tools')
-# Run by tools/bench_conv.py in the benchmark venv, which has no posenorm.
-CHILD_SCRIPTS = {'bench_conv_onnx'}
-TOOL_NAMES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(TOOLS, '*.py'))
-                    if os.path.basename(p)[:-3] not in CHILD_SCRIPTS)
+from tool_parsers import REPO, TOOL_NAMES, load_tool, options as _options, subcommands, \
+    takes_value as _takes_value
 
 # A dataset directory is --data; these spellings are gone (an LMDB set keeps
 # its own name: --lmdb, --lmdb-dir).
@@ -30,59 +23,10 @@ BARE_SIZES = {'--size', '--sizes', '--side', '--sides', '--shape', '--shapes'}
 OTHER_MARKDOWN_FLAGS = {'--md', '--report-md', '--markdown-out', '--readme-out', '--md-out'}
 
 
-class _Parser(BaseException):
-    """Raised by parse_args to hand a tool's parser back (not an Exception:
-    cli.run lets it through)."""
-
-    def __init__(self, parser):
-        super().__init__()
-        self.parser = parser
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location('vocabulary_' + name,
-                                                  os.path.join(TOOLS, name + '.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope='module')
 def parsers():
-    """{tool or 'tool subcommand': parser} of every tool in tools/."""
-    mp = pytest.MonkeyPatch()
-    mp.syspath_prepend(TOOLS)  # bench_nets imports its sibling bench_layers
-
-    def capture(self, args=None, namespace=None):
-        raise _Parser(self)
-    mp.setattr(argparse.ArgumentParser, 'parse_args', capture)
-    out = {}
-    try:
-        for name in TOOL_NAMES:
-            try:
-                _load_tool(name).main([])
-            except _Parser as got:
-                out[name] = got.parser
-                for action in got.parser._actions:
-                    if isinstance(action, argparse._SubParsersAction):
-                        for sub, p in action.choices.items():
-                            out['%s %s' % (name, sub)] = p
-            else:
-                raise AssertionError('%s: main() never called parse_args' % name)
-    finally:
-        mp.undo()
-    return out
-
-
-def _options(parser):
-    """{option string: action} of a parser (its long options)."""
-    return {s: a for a in parser._actions for s in a.option_strings if s.startswith('--')}
-
-
-def _takes_value(action):
-    return action.nargs != 0 and not isinstance(action, (argparse._HelpAction,
-                                                         argparse._VersionAction,
-                                                         argparse._SubParsersAction))
+    import tool_parsers
+    return tool_parsers.all_parsers()
 
 
 def _looks_numeric(text):
@@ -104,33 +48,33 @@ def rule(fn):
 
 
 @rule
-def data_is_data(name, options):
+def data_is_data(name, options, parser):
     old = sorted(OLD_DATA_FLAGS & set(options))
     assert not old, 'a dataset directory is --data, not %s' % old
 
 
 @rule
-def classes_are_ids(name, options):
+def classes_are_ids(name, options, parser):
     if '--classes' in options:
         assert options['--classes'].type is cli.id_list, '--classes takes class ids (a count is --num-classes)'
 
 
 @rule
-def limit_zero_is_all(name, options):
+def limit_zero_is_all(name, options, parser):
     if '--limit' in options:
         action = options['--limit']
-        assert action.type is cli.non_negative_int and action.default == 0, \
-            '--limit N: 0 (the default) means all'
+        assert action.type is cli.non_negative_int and '0: all' in action.help, \
+            '--limit N: 0 means all (and its help says so)'
 
 
 @rule
-def sizes_say_what_they_size(name, options):
+def sizes_say_what_they_size(name, options, parser):
     bare = sorted(BARE_SIZES & set(options))
     assert not bare, '%s: say what it sizes (--input-size is the net\'s input)' % bare
 
 
 @rule
-def one_markdown_flag(name, options):
+def one_markdown_flag(name, options, parser):
     assert not OTHER_MARKDOWN_FLAGS & set(options)
     for flag, action in options.items():
         if re.search(r'\bmarkdown\b', action.help or '', re.I) and 'write' in (action.help or ''):
@@ -138,12 +82,14 @@ def one_markdown_flag(name, options):
 
 
 @rule
-def quiet_everywhere(name, options):
+def quiet_everywhere(name, options, parser):
+    if subcommands(parser):
+        return  # each subcommand takes it
     assert '--quiet' in options and options['--quiet'].nargs == 0, 'every tool takes --quiet'
 
 
 @rule
-def numbers_are_validated(name, options):
+def numbers_are_validated(name, options, parser):
     for flag, action in options.items():
         if not _takes_value(action):
             continue
@@ -157,7 +103,7 @@ def numbers_are_validated(name, options):
 
 
 @rule
-def no_singular_beside_plural(name, options):
+def no_singular_beside_plural(name, options, parser):
     both = sorted(f for f in options if f + 's' in options)
     assert not both, '%s beside %s' % (both, [f + 's' for f in both])
 
@@ -168,7 +114,7 @@ def test_rule_holds_for_every_tool(parsers, rule_name):
     failures = []
     for name, parser in sorted(parsers.items()):
         try:
-            RULES[rule_name](name, _options(parser))
+            RULES[rule_name](name, _options(parser), parser)
         except AssertionError as e:
             failures.append('%s: %s' % (name, e))
     assert not failures, '\n'.join(failures)
@@ -205,7 +151,7 @@ def test_benchmarks_are_named_alike():
 
 
 def test_correspondence_docstring_lists_every_subcommand(parsers):
-    tool = _load_tool('correspondence')
+    tool = load_tool('correspondence')
     subs = [n.split()[1] for n in parsers if n.startswith('correspondence ')]
     missing = [s for s in subs if not re.search(r'correspondence\.py %s\b' % s, tool.__doc__)]
     assert not missing, 'tools/correspondence.py docstring lacks %s' % missing

@@ -68,7 +68,7 @@ def parse_args(argv):
                          'with the single-threaded Tensor Sketch figures)')
     ap.add_argument('--markdown', metavar='PATH',
                     help='also write the report to PATH (atomically)')
-    ap.add_argument('--shapes', choices=['all', 'small'], default='all',
+    ap.add_argument('--layer-shapes', choices=['all', 'small'], default='all',
                     help='"small" skips the 32x512x28x28 shape (quick look)')
     device.add_gpu_argument(ap)
     ap.add_argument('--quiet', action='store_true', help='no [bench] progress notes on stderr')
@@ -198,7 +198,7 @@ def _header(out, args, where, blas, env_threads):
 def _measure_compact_bilinear(caffe, L, P, tmp, args, blas):
     """Every shape x factorization x thread count, each after its own sgemm
     measurement so that "% sgemm" compares like with like on a shared machine."""
-    shapes = CB_SHAPES if args.shapes == 'all' else CB_SHAPES[1:]
+    shapes = CB_SHAPES if args.layer_shapes == 'all' else CB_SHAPES[1:]
     results = []
     for threads in args.threads:
         blas.set_threads(threads)

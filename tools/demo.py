@@ -132,7 +132,7 @@ def main(argv=None):
     ap.add_argument('--classes', type=cli.id_list, help='with --data: class ids to use, e.g. 11-50 or 1,4,7-9 '
                                       '(default: all; labels stay class id - 1)')
     ap.add_argument('--input-size', type=cli.side, help='network input (default per backbone)')
-    ap.add_argument('--iter-scale', type=cli.positive_float, default=1.0,
+    ap.add_argument('--iter-scale', type=cli.iter_scale, default=1.0,
                     help='scale every stage\'s iterations')
     ap.add_argument('--limit', type=cli.non_negative_int, default=200, metavar='N',
                     help='test images evaluated, round-robin over classes, as tools/evaluate.py '

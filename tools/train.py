@@ -45,7 +45,7 @@ def main(argv=None):
                     default=PARTIAL_CACHE, help='partial protocol\'s models: the fixed trunk '
                     'shared by both streams and cached ends here (default: %(default)s)')
     ap.add_argument('--batch-size', type=cli.integer(1, 4096), help='default: 8 small, 1 vgg16')
-    ap.add_argument('--iter-scale', type=cli.positive_float, default=1.0,
+    ap.add_argument('--iter-scale', type=cli.iter_scale, default=1.0,
                     help='multiply every stage\'s iterations (and lr steps)')
     ap.add_argument('--no-cache', action='store_true',
                     help='train fixed-feature stages through the whole net')

@@ -133,8 +133,10 @@ def numbers(lo=None, hi=None, above=None):
 
 positive_int = integer(1)
 non_negative_int = integer(0)
-positive_float = number(above=0)
-non_negative_float = number(lo=0)
+FLOAT_MAX = 1e6  # a weight, a tolerance or a scale beyond this is a typo
+positive_float = number(above=0, hi=FLOAT_MAX)
+non_negative_float = number(lo=0, hi=FLOAT_MAX)
+iter_scale = number(above=0, hi=100)  # x every stage's iterations: Caffe counts them in int32
 side = integer(1, MAX_SIDE)  # an image or input side in pixels
 seed = integer(0, 2 ** 32 - 1)  # numpy's RandomState takes 32 bits
 

@@ -29,7 +29,7 @@ def add_arguments(parser):
     parser.add_argument('--sift-sizes', type=cli.integers(4, 512), default=list(sift.SIZES),
                         help='SIFT descriptor sizes in pixels (default %s)'
                              % ','.join(map(str, sift.SIZES)))
-    parser.add_argument('--C-grid', type=cli.numbers(above=0), default=list(C_GRID),
+    parser.add_argument('--C-grid', type=cli.numbers(above=0, hi=cli.FLOAT_MAX), default=list(C_GRID),
                         help='SVM C values cross-validated (default %s)'
                              % ','.join('%g' % c for c in C_GRID))
     parser.add_argument('--folds', type=cli.integer(2, 100), default=5,

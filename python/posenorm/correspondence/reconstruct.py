@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from posenorm.core import cli
 from posenorm.core.geometry import unit_centres
 from posenorm.correspondence import context, dataset, report
 from posenorm.correspondence.nn import CosineIndex
@@ -34,7 +35,7 @@ def add_arguments(parser):
                         help='train images in the database (default 0: all)')
     parser.add_argument('--max-units', type=cli.integer(1, 20000000), default=2000000,
                         help='most database units per layer, sampled at random (default %(default)s)')
-    parser.add_argument('--seeds', type=cli.integer(1, 64), default=6,
+    parser.add_argument('--fig2-seeds', type=cli.integer(1, 64), default=6,
                         help='Figure 2 seed features (default 6)')
     parser.add_argument('--seed', type=cli.seed, default=0, help='random seed (default 0)')
 
@@ -186,8 +187,6 @@ def _load(cache, items, layers, quiet, desc):
 
 
 def run(args):
-    if args.k < 1 or args.queries < 1 or args.seeds < 1:
-        raise ValueError('--k, --queries and --seeds must be positive')
     fnet = context.open_net(args)
     layers, cache = context.layers(args, fnet), context.open_cache(args, fnet)
     data = context.open_data(args)
@@ -211,7 +210,7 @@ def run(args):
             recons[n].append(recon)
             errors.append(np.nanmean(np.abs(recon - image)))
         searched = time.perf_counter() - t
-        seeds = interior_rows(db, args.seeds, rng)
+        seeds = interior_rows(db, args.fig2_seeds, rng)
         cells.append([receptive_field_average(db, int(s), args.k) for s in seeds])
         rows.append(dict(layer=layer, stride=db.geometry.stride, size=db.geometry.size,
                          units=len(db), build_s=round(built, 2), query_s=round(searched, 2),
