@@ -232,7 +232,7 @@ def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
     return parse_log(log_path)
 
 
-GLOG_FATAL_RE = re.compile(r'^F\d{4} [\d:.]+\s+\d+ ([\w./-]+:\d+)\] (.*)$')
+GLOG_FATAL_RE = re.compile(r'^F(?:\d{4})?\d{4} [\d:.]+\s+\d+ ([\w./-]+:\d+)\] (.*)$')
 OOM_RE = re.compile(r'std::bad_alloc|Cannot allocate memory|out of memory|host allocation of size \d+ failed',
                     re.IGNORECASE)
 
