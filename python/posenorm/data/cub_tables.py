@@ -73,7 +73,7 @@ def numeric_table(path, columns, integer_columns):
         if bad.size:
             i = bad[0]
             raise CUBFormatError(path, numbers[i], 'field %d (%s) must be a finite %s: %r'
-                                 % (c + 1, columns[c], '64-bit integer' if c in integer_columns
+                                 % (c + 1, columns[c], 'integer (64-bit)' if c in integer_columns
                                     else 'number', fields[i][c]))
     return values, numbers
 

@@ -81,15 +81,24 @@ def pycaffe():
     return caffe
 
 
+# What every reader of a manifest relies on (tools/train.py, demo, verify).
+MANIFEST_KEYS = ('input_size', 'num_classes', 'classes', 'part_names', 'splits', 'lmdbs')
+
+
 def parse_manifest(out):
     path = os.path.join(out, MANIFEST)
     try:
         with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
+            manifest = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
         raise LMDBVerifyError('%s: no manifest (not an LMDB set written by build_lmdbs?)' % path) from None
     except json.JSONDecodeError as e:
         raise LMDBVerifyError('%s: invalid JSON: %s' % (path, e)) from None
+    missing = [k for k in MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
+    if missing:
+        raise LMDBVerifyError('%s: manifest lacks %s (not an LMDB set written by build_lmdbs?)'
+                              % (path, ', '.join(map(repr, missing))))
+    return manifest
 
 
 def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=False,
