@@ -9,10 +9,12 @@ import contextlib
 import functools
 import io
 import math
-import re
 import os
+import re
 import signal
 import sys
+
+import numpy as np
 
 # Before anything imports caffe: glog prints every layer at set-up otherwise.
 # `caffe train` children get their own environment and log in full.
@@ -63,7 +65,7 @@ def notes_off(quiet):
 
 
 # argparse `type=` validators: a bad value is the parser's error naming the
-# option ("argument --size: must be a positive integer, not '0'"), never a
+# option ("argument --input-size: must be an integer in 1..4096, not '0'"), never a
 # later error blaming an image or a part.  Every numeric option of every tool
 # uses one of these (tests/test_vocabulary.py walks the parsers): each has a
 # bound, at worst INT_MAX, the largest count Caffe's int32 fields can hold.
@@ -198,16 +200,12 @@ class IdList(tuple):
         for first, last in tuple.__iter__(self):
             yield from range(first, last + 1)
 
-    def count(self):
-        return sum(last - first + 1 for first, last in tuple.__iter__(self))
-
     def __str__(self):
         return ','.join('%d' % a if a == b else '%d-%d' % (a, b) for a, b in tuple.__iter__(self))
 
     def within(self, known, source, what='class id'):
         """The ids as a sorted list, each one of sorted int array `known`;
         else ValueError naming the first missing id and `source`."""
-        import numpy as np
         known = np.unique(np.asarray(known, np.int64))
         out = []
         for first, last in tuple.__iter__(self):
