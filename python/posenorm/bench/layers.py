@@ -107,7 +107,7 @@ def _measure_compact_bilinear(shapes, thread_counts, repeats, sync, blas):
     return results
 
 
-def _report_compact_bilinear(out, thread_counts, results):
+def _report_sgemm(out, thread_counts, results):
     out('## sgemm through Caffe (InnerProduct, %d x %d x %d)'
         % ((SGEMM_SIZE,) * 3))
     out()
@@ -120,6 +120,9 @@ def _report_compact_bilinear(out, thread_counts, results):
         out('| %d | %.1f | %.1f | %.1f |' % (
             threads, statistics.median(r), min(r), max(r)))
     out()
+
+
+def _report_compact_bilinear(out, results):
     out('## CompactBilinear (Random Maclaurin), d = %d, one bottom, '
         'sum_pool' % CB_D)
     out()
@@ -223,7 +226,8 @@ def run(thread_counts, repeats, shapes='all', gpu=None, markdown=None, env_threa
     with tempfile.TemporaryDirectory() as tmp:
         results = _measure_compact_bilinear(CB_SHAPES if shapes == 'all' else CB_SHAPES[1:],
                                             thread_counts, repeats, sync, blas)
-        _report_compact_bilinear(out, thread_counts, results)
+        _report_sgemm(out, thread_counts, results)
+        _report_compact_bilinear(out, results)
         out('## CoordinateTransfer')
         out()
         if 'CoordinateTransfer' not in caffe.layer_type_list():
