@@ -42,7 +42,7 @@ import tempfile
 
 import numpy as np
 
-from posenorm.core import cli
+from posenorm.core import cli, outputs
 from posenorm.core.atomic import atomic_write_text
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -102,6 +102,8 @@ def parse_args(argv):
     ap.add_argument('--tolerance', type=cli.positive_float, default=1e-4,
                     help='largest relative difference allowed between the paths (default 1e-4)')
     args = ap.parse_args(argv)
+    if args.markdown:  # a report file it rewrites: never a directory, a link or an input
+        outputs.check_output(args.markdown, outputs.FILE, force=True, what='--markdown')
     args.sizes = args.sizes or _sizes(QUICK['sizes'] if args.quick else '1x500x500,8x224x224')
     args.repeats = args.repeats or (QUICK['repeats'] if args.quick else 5)
     args.sgemm_size = QUICK['sgemm'] if args.quick else SGEMM_SIZE

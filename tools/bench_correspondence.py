@@ -10,8 +10,8 @@ throughput, LinearSVC training time; see docs/correspondence.md.
 import argparse
 import sys
 
-from posenorm.core import cli
-from posenorm.correspondence import bench, dataset, features
+from posenorm.core import cli, outputs
+from posenorm.correspondence import bench, context, dataset, features
 
 
 def main(argv=None):
@@ -22,6 +22,9 @@ def main(argv=None):
     ap.add_argument('--repeats', type=int, default=3, help='timed repeats, median (default %(default)s)')
     ap.add_argument('--cache', default='reports/correspondence/cache', help='cache directory')
     args = ap.parse_args(argv)
+    outputs.check_output(args.cache, outputs.UPDATE, [args.data], marker=context.CACHE_MARKERS,
+                         what='--cache')
+    outputs.claim(args.cache, 'feature cache')
     import caffe
     caffe.set_mode_cpu()
     data = dataset.load(args.data, cache_dir=args.cache + '/synthetic_birds')

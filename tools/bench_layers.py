@@ -31,7 +31,7 @@ import tempfile
 import time
 
 from posenorm.core.blas import OpenBLAS
-from posenorm.core import cli
+from posenorm.core import cli, outputs
 from posenorm.core import device
 from posenorm.core.atomic import atomic_write_text
 
@@ -72,6 +72,8 @@ def parse_args(argv):
                     help='"small" skips the 32x512x28x28 shape (quick look)')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
+    if args.markdown:  # a report file it rewrites: never a directory, a link or an input
+        outputs.check_output(args.markdown, outputs.FILE, force=True, what='--markdown')
     if args.repeats < 1:
         ap.error('--repeats must be >= 1')
     if args.gpu:

@@ -51,7 +51,7 @@ import sys
 import tempfile
 import time
 
-from posenorm.core import cli
+from posenorm.core import cli, outputs
 from posenorm.core import device
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,6 +100,8 @@ def parse_args(argv):
                     help='also write the report to PATH (atomically)')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
+    if args.markdown:  # a report file it rewrites: never a directory, a link or an input
+        outputs.check_output(args.markdown, outputs.FILE, force=True, what='--markdown')
     for name in ('iterations_vgg16', 'iterations_small', 'head_iterations',
                  'train_images'):
         if getattr(args, name) < 1:

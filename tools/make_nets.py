@@ -11,7 +11,7 @@ import sys
 
 from posenorm.core import cli
 from posenorm.pose import stages
-from posenorm.pose.nets import BACKBONES, write_nets
+from posenorm.pose.nets import BACKBONES, check_input_size, write_nets
 from posenorm.pose.solvers import write_solvers
 
 
@@ -31,6 +31,8 @@ def main(argv=None):
                     help='network input (default: 500 for vgg16, 256 for small)')
     args = ap.parse_args(argv)
     for backbone in args.backbone or sorted(BACKBONES):
+        if args.input_size:
+            check_input_size(backbone, args.input_size, '--input-size %d' % args.input_size)
         batch = args.batch_size or BACKBONES[backbone].batch_size
         nets = write_nets(os.path.join(args.out, 'prototxt'), backbone,
                           stages.trained_nets(backbone), stages.deploy_nets(),

@@ -9,8 +9,9 @@ import argparse
 import time
 
 from posenorm.core import device
-from posenorm.correspondence import (align, classify, geometry_cmd, predict_cmd, reconstruct,
-                                     report, run_all)
+from posenorm.core.atomic import atomic_directory
+from posenorm.correspondence import (align, classify, context, geometry_cmd, predict_cmd,
+                                     reconstruct, report, run_all)
 
 SUBCOMMANDS = [geometry_cmd, reconstruct, classify, align, predict_cmd, run_all]
 DEFAULT_OUT = 'reports/correspondence'
@@ -24,6 +25,9 @@ def add_common(parser, module):
     parser.add_argument('--out', default=DEFAULT_OUT, help='report directory (default %(default)s)')
     parser.add_argument('--cache', help='feature cache directory (default OUT/cache)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    parser.add_argument('--allow-python-layers', action='store_true',
+                        help='--net MODELDIR: load a deploy net with Python layers (it imports '
+                             'and runs the module it names: only for directories you trust)')
     device.add_gpu_argument(parser)
     if getattr(module, 'USES_DATA', True):
         parser.add_argument('--data', metavar='DIR',
@@ -45,12 +49,26 @@ def build_parser():
     return ap
 
 
+def run_command(args, extra=None):
+    """Run one subcommand and replace its section of the report with its
+    figures in one rename (`atomic_directory(update=True)`): an interrupted
+    run leaves the old report whole.  Returns (section, README path)."""
+    context.check_outputs(args)
+    with atomic_directory(args.out, inputs=context.inputs(args), marker=report.MARKERS,
+                          update=True) as stage:
+        args.stage = stage
+        start = time.perf_counter()
+        section = args.module.run(args)
+        section['seconds'] = round(time.perf_counter() - start, 1)
+        section.update(extra or {})
+        path = report.update_section(args.out, args.module.NAME, section, stage)
+    return section, path
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    context.check_outputs(args)  # before the device and any data work
     device.use_device(args.gpu)  # a missing device stops here, before any data work
-    start = time.perf_counter()
-    section = args.module.run(args)
-    section['seconds'] = round(time.perf_counter() - start, 1)
-    path = report.update_section(args.out, args.module.NAME, section)
+    section, path = run_command(args)
     print('%s: %.1f s; wrote %s' % (args.module.NAME, section['seconds'], path))
     return 0

@@ -8,10 +8,11 @@ rebuilds `OUT/README.md` from every section present, in the order of
 import json
 import os
 
-from posenorm.core.atomic import atomic_write_text
+from posenorm.core.atomic import atomic_directory, atomic_write_text
 from posenorm.core.report import markdown_table
 
 RESULTS = 'results.json'
+MARKERS = (RESULTS,)  # what makes a report directory ours (besides outputs.claim's mark)
 README = 'README.md'
 TITLE = ('# Do Convnets Learn Correspondence? (reproduction)\n\n'
          'Written by `tools/correspondence.py`; each subcommand rewrites its own section.\n')
@@ -41,18 +42,21 @@ def render(results, subcommands):
     return '\n'.join(parts)
 
 
-def update_section(out_dir, name, section, subcommands=None):
-    """Write `section` as results[name], then rebuild README.md; return its path."""
+def update_section(out_dir, name, section, stage=None, subcommands=None):
+    """Write `section` as results[name] and rebuild README.md into `stage`
+    (the staging directory of an update of out_dir, where the section's
+    figures are; None: an update of its own); return README's path."""
+    if stage is None:
+        with atomic_directory(out_dir, marker=MARKERS, update=True) as tmp:
+            return update_section(out_dir, name, section, tmp, subcommands)
     if subcommands is None:
         from posenorm.correspondence import cli  # cli imports this module
         subcommands = cli.SUBCOMMANDS
-    os.makedirs(out_dir, exist_ok=True)
     results = read_results(out_dir)
     results[name] = section
-    atomic_write_text(os.path.join(out_dir, RESULTS), json.dumps(results, indent=1, sort_keys=True) + '\n')
-    path = os.path.join(out_dir, README)
-    atomic_write_text(path, render(results, subcommands))
-    return path
+    atomic_write_text(os.path.join(stage, RESULTS), json.dumps(results, indent=1, sort_keys=True) + '\n')
+    atomic_write_text(os.path.join(stage, README), render(results, subcommands))
+    return os.path.join(out_dir, README)
 
 
 def table(header, rows):

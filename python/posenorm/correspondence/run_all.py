@@ -47,8 +47,9 @@ def step_argv(name, args, uses_data):
     for flag, value in (('--weights', args.weights), ('--cache', args.cache)):
         if value:
             argv += [flag, value]
-    if args.quiet:
-        argv.append('--quiet')
+    for flag in ('quiet', 'allow_python_layers'):
+        if getattr(args, flag):
+            argv.append('--' + flag.replace('_', '-'))
     if uses_data:
         if args.data:
             argv += ['--data', args.data]
@@ -82,16 +83,13 @@ def run(args):
         print('== %s: %s' % (name, ' '.join(argv)))
         t = time.perf_counter()
         try:
-            section = module.run(parser.parse_args(argv))
+            section, _ = cli.run_command(parser.parse_args(argv), dict(run_key=key))
         except (ValueError, OSError, RuntimeError) as e:
             failed.append(name)
             done.append(dict(step=name, status='failed: %s' % e,
                              seconds=round(time.perf_counter() - t, 1)))
             print('%s: failed: %s' % (name, e))
             continue
-        section['seconds'] = round(time.perf_counter() - t, 1)
-        section['run_key'] = key
-        report.update_section(args.out, name, section)
         done.append(dict(step=name, status='ran', seconds=section['seconds']))
         print('%s: %.1f s' % (name, section['seconds']))
     total = time.perf_counter() - start
