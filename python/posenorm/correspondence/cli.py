@@ -61,7 +61,7 @@ def run_command(args, extra=None):
         section = args.module.run(args)
         section['seconds'] = round(time.perf_counter() - start, 1)
         section.update(extra or {})
-        path = report.update_section(args.out, args.module.NAME, section, stage)
+        path = report.update_section(args.out, args.module.NAME, section, stage=stage)
     return section, path
 
 

@@ -42,13 +42,13 @@ def render(results, subcommands):
     return '\n'.join(parts)
 
 
-def update_section(out_dir, name, section, stage=None, subcommands=None):
+def update_section(out_dir, name, section, subcommands=None, stage=None):
     """Write `section` as results[name] and rebuild README.md into `stage`
     (the staging directory of an update of out_dir, where the section's
     figures are; None: an update of its own); return README's path."""
     if stage is None:
         with atomic_directory(out_dir, marker=MARKERS, update=True) as tmp:
-            return update_section(out_dir, name, section, tmp, subcommands)
+            return update_section(out_dir, name, section, subcommands, tmp)
     if subcommands is None:
         from posenorm.correspondence import cli  # cli imports this module
         subcommands = cli.SUBCOMMANDS
