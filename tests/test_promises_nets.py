@@ -17,8 +17,8 @@ import pytest
 import caffe
 from posenorm.core import net_loading
 from posenorm.correspondence import features
-from posenorm.weights import alexnet
-from posenorm.weights.pinned import WeightsError
+from posenorm.nets import alexnet
+from posenorm.nets.pinned import WeightsError
 
 from promises import REPO, run
 

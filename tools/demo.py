@@ -28,10 +28,11 @@ from posenorm.core import cli
 from posenorm.core import caffe_run, device, outputs, plots
 from posenorm.core.atomic import atomic_directory
 from posenorm.data import cub as cub_reader, lmdb_data, synthetic
+from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import report, run_record
 from posenorm.pose.cost import partial_cost
 from posenorm.pose.evaluate import REPORT_MARKER, evaluate_models
-from posenorm.pose.nets import BACKBONES, check_input_size
+from posenorm.pose.nets import check_input_size
 from posenorm.pose.stages import ALL_MODELS, PARTIAL_CACHE, PROTOCOLS
 from posenorm.pose.train import Run, train
 

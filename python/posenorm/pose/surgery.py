@@ -29,12 +29,12 @@ import os
 import numpy as np
 
 import caffe
-from caffe import layers as L
 from caffe.proto import caffe_pb2
 
 from posenorm.core import net_loading, outputs
 from posenorm.core.net_loading import NetLoadError, load_net
-from posenorm.pose.nets import BACKBONES, pose_normalized_net, trunk
+from posenorm.nets.backbones import conv_trunk_proto
+from posenorm.pose.nets import pose_normalized_net
 
 STREAMS = ('', 'cls_')
 
@@ -251,17 +251,6 @@ def save_weights(net, path, layers=None, force=False, name='', inputs=()):
 
 # ---------------------------------------------------------------------------
 # The job of tools/surgery.py
-
-def conv_trunk_proto(backbone='vgg16', input_size=224):
-    """The conv1_1 ... conv5_3 trunk of `backbone` on an Input blob: the net of
-    our conv-only caffemodels (tools/get_vgg16_conv_weights.py)."""
-    n = caffe.NetSpec()
-    n.data = L.Input(shape=dict(dim=[1, 3, input_size, input_size]))
-    trunk(n, n.data, BACKBONES[backbone], upto='conv5_3', train=False)
-    proto = n.to_proto()
-    proto.name = '%s_conv' % backbone
-    return proto
-
 
 def target_proto(backbone='vgg16', holistic='fc7', num_classes=200):
     """The joint deploy net both streams are initialized in."""

