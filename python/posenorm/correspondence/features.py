@@ -255,6 +255,8 @@ class FeatureCache:
         """(features {layer: array}, image, keypoints), computing when not cached."""
         layers = self.fnet.check_layers(layers)
         image, kps = prepare(item, self.side, self.context)
+        self.fnet.check_size(image.shape[0], image.shape[1], 'the %d x %d crop of %s (--size %d)'
+                             % (image.shape[0], image.shape[1], item.path, self.side), layers)
         path = self.path(item, layers)
         if os.path.isfile(path):
             with np.load(path) as z:
