@@ -97,6 +97,7 @@ INTO_A_FOREIGN_DIRECTORY = [
     ('bench_correspondence', ['--data', '{data}', '--cache', '{foreign}']),
     ('gpu_bundle_data', ['--cub', '{data}', '--out', '{foreign}']),
     ('bench_layers', ['--markdown', '{foreign}']),
+    ('make_nets', ['--out', '{foreign}', '--backbone', 'small']),
 ]
 
 

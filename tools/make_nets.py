@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from posenorm.core import cli
+from posenorm.core import cli, outputs
 from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import stages
 from posenorm.pose.nets import check_input_size, write_nets
@@ -31,6 +31,9 @@ def main(argv=None):
     ap.add_argument('--input-size', type=cli.positive_int, default=None,
                     help='network input (default: 500 for vgg16, 256 for small)')
     args = ap.parse_args(argv)
+    # it adds generated files to prototxt/ and solvers/ (the repository's, by default)
+    outputs.check_output(args.out, outputs.UPDATE, [args.lmdb_dir], marker=('prototxt', 'solvers'),
+                         what='--out')
     for backbone in args.backbone or sorted(BACKBONES):
         if args.input_size:
             check_input_size(backbone, args.input_size, '--input-size %d' % args.input_size)

@@ -34,9 +34,11 @@ from posenorm.core import geometry, outputs
 from posenorm.core.atomic import atomic_save, atomic_write_text
 from posenorm.core.files import sha256_file
 
+# Layers that make blobs from nothing (every other layer needs a bottom).
 INPUT_LAYERS = ('Input', 'Data', 'ImageData', 'MemoryData', 'DummyData', 'HDF5Data',
-                'WindowData', 'AnnotatedData')
+                'WindowData', 'AnnotatedData', 'Python', 'Parameter')
 RECORD_SUFFIX = '.record.json'  # beside a weights file we made: its size and sha256
+_VERIFIED = set()  # (path, size, mtime, sha256) already checked in this process
 
 
 class NetLoadError(ValueError):
@@ -280,9 +282,14 @@ def verify_weights(path):
     except (ValueError, KeyError, TypeError):
         raise NetLoadError('%s: unreadable record %s; delete both and make the weights again'
                            % (path, _record_path(path))) from None
-    actual = os.path.getsize(path)
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, digest)
+    if key in _VERIFIED:
+        return  # hashed once per process and file version
+    actual = st.st_size
     if actual != size or sha256_file(path) != digest:
         raise NetLoadError('%s is damaged: %d bytes%s, recorded %d bytes sha256 %s when it '
                            'was made; delete it (and %s) and make it again'
                            % (path, actual, '' if actual != size else ' with another sha256',
                               size, digest[:12], os.path.basename(_record_path(path))))
+    _VERIFIED.add(key)
