@@ -11,7 +11,9 @@ import argparse
 import sys
 
 from posenorm.core import cli, outputs
-from posenorm.correspondence import bench, context, dataset, features
+from posenorm.bench import correspondence as bench
+from posenorm.correspondence import dataset, features
+from posenorm.correspondence.commands import options
 
 
 def main(argv=None):
@@ -22,7 +24,7 @@ def main(argv=None):
     ap.add_argument('--repeats', type=int, default=3, help='timed repeats, median (default %(default)s)')
     ap.add_argument('--cache', default='reports/correspondence/cache', help='cache directory')
     args = ap.parse_args(argv)
-    outputs.check_output(args.cache, outputs.UPDATE, [args.data], marker=context.CACHE_MARKERS,
+    outputs.check_output(args.cache, outputs.UPDATE, [args.data], marker=options.CACHE_MARKERS,
                          what='--cache')
     outputs.claim(args.cache, 'feature cache')
     import caffe

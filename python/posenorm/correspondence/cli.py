@@ -1,41 +1,19 @@
 """The parser of tools/correspondence.py: one subparser per module in SUBCOMMANDS.
 
-A subcommand module exposes NAME, HELP, add_arguments(parser), run(args) ->
-dict (its section of results.json) and markdown(section) -> str (its part
-of README.md); USES_DATA = False keeps --data off its options.  Adding a
-subcommand is one import and one entry in SUBCOMMANDS.
+posenorm.correspondence.commands says what a module exposes; adding a
+subcommand is one module, one import and one entry in SUBCOMMANDS.
 """
 import argparse
 import time
 
 from posenorm.core import device
 from posenorm.core.atomic import atomic_directory
-from posenorm.correspondence import (align, classify, context, geometry_cmd, predict_cmd,
-                                     reconstruct, report, run_all)
+from posenorm.correspondence import report
+from posenorm.correspondence.commands import align, classify, geometry, predict, reconstruct
+from posenorm.correspondence.commands import all as all_steps
+from posenorm.correspondence.commands.options import add_common, check_outputs, inputs
 
-SUBCOMMANDS = [geometry_cmd, reconstruct, classify, align, predict_cmd, run_all]
-DEFAULT_OUT = 'reports/correspondence'
-
-
-def add_common(parser, module):
-    parser.add_argument('--net', default='alexnet',
-                        help='alexnet (default; torchvision ImageNet weights, fetched on first '
-                             'use), caffenet (with --weights), vgg16, or a trained model directory')
-    parser.add_argument('--weights', help='caffemodel for --net (default: the net\'s own)')
-    parser.add_argument('--out', default=DEFAULT_OUT, help='report directory (default %(default)s)')
-    parser.add_argument('--cache', help='feature cache directory (default OUT/cache)')
-    parser.add_argument('--quiet', action='store_true', help='no progress bars')
-    parser.add_argument('--allow-python-layers', action='store_true',
-                        help='--net MODELDIR: load a deploy net with Python layers (it imports '
-                             'and runs the module it names: only for directories you trust)')
-    device.add_gpu_argument(parser)
-    if getattr(module, 'USES_DATA', True):
-        parser.add_argument('--data', metavar='DIR',
-                            help='CUB-200-2011 or PASCAL VOC 2011 keypoints (annotations/ beside '
-                                 'the VOC JPEGImages); default: synthetic birds, generated once')
-        parser.add_argument('--size', type=int, default=227,
-                            help='longer side of the object crops fed to the net (default %(default)s)')
-        parser.add_argument('--layers', help='comma-separated blobs (default: the net\'s conv layers)')
+SUBCOMMANDS = [geometry, reconstruct, classify, align, predict, all_steps]
 
 
 def build_parser():
@@ -43,32 +21,36 @@ def build_parser():
     sub = ap.add_subparsers(dest='command', metavar='COMMAND', required=True)
     for module in SUBCOMMANDS:
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        add_common(p, module)
+        add_common(p, getattr(module, 'USES_DATA', True))
         module.add_arguments(p)
         p.set_defaults(module=module)
     return ap
 
 
-def run_command(args, extra=None):
+def run_command(args, extra=None, parser=None):
     """Run one subcommand and replace its section of the report with its
     figures in one rename (`atomic_directory(update=True)`): an interrupted
     run leaves the old report whole.  Returns (section, README path)."""
-    context.check_outputs(args)
-    with atomic_directory(args.out, inputs=context.inputs(args), marker=report.MARKERS,
+    check_outputs(args, report.MARKERS)
+    with atomic_directory(args.out, inputs=inputs(args), marker=report.MARKERS,
                           update=True) as stage:
-        args.stage = stage
+        args.stage = stage  # where the subcommand's figures go
         start = time.perf_counter()
-        section = args.module.run(args)
+        if args.module is all_steps:  # the one subcommand that runs the others
+            section = all_steps.run(args, SUBCOMMANDS, parser or build_parser(), run_command)
+        else:
+            section = args.module.run(args)
         section['seconds'] = round(time.perf_counter() - start, 1)
         section.update(extra or {})
-        path = report.update_section(args.out, args.module.NAME, section, stage=stage)
+        path = report.update_section(args.out, args.module.NAME, section, SUBCOMMANDS, stage)
     return section, path
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    context.check_outputs(args)  # before the device and any data work
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_outputs(args, report.MARKERS)  # before the device and any data work
     device.use_device(args.gpu)  # a missing device stops here, before any data work
-    section, path = run_command(args)
+    section, path = run_command(args, parser=parser)
     print('%s: %.1f s; wrote %s' % (args.module.NAME, section['seconds'], path))
     return 0

@@ -71,6 +71,12 @@ class FeatureNet:
                                 ', '.join(b for b in self.geometry if b != self.input)))
         return tuple(layers)
 
+    def select_layers(self, text, default=None):
+        """Comma-separated blob names, checked; `default` (the net's default
+        rows) when text is empty."""
+        names = [l.strip() for l in (text or '').split(',') if l.strip()]
+        return self.check_layers(names) if names else tuple(default or self.layers)
+
     def _net(self, layers):
         key = tuple(sorted(layers))
         if key not in self._nets:
@@ -243,6 +249,7 @@ class FeatureCache:
     """Per-image feature maps of one FeatureNet in `root`, float16 .npz."""
 
     def __init__(self, fnet, root, side=DEFAULT_SIDE, context=CONTEXT):
+        fnet.check_size(side, side, '--size %d' % side)  # before any data work
         self.fnet, self.side, self.context = fnet, side, context
         key = json.dumps(dict(fnet.identity, side=side, context=context), sort_keys=True)
         self.root = os.path.join(root, fnet.name, hashlib.sha1(key.encode()).hexdigest()[:12])

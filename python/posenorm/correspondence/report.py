@@ -1,9 +1,13 @@
 """The one writer of a correspondence report: results.json and README.md.
 
 Each subcommand owns one section of `OUT/results.json` (keyed by its NAME);
-`update_section` replaces that section atomically, keeps the others, and
-rebuilds `OUT/README.md` from every section present, in the order of
-`cli.SUBCOMMANDS`, each rendered by its module's `markdown(section)`.
+`update_section` replaces that section, keeps the others, and
+rebuilds `OUT/README.md` from every section present, in the order of the
+subcommands given (`cli.SUBCOMMANDS`), each rendered by its module's
+`markdown(section)`.  The section, README.md and the subcommand's figures
+change together: they are written into the staging directory of one update
+of OUT (`atomic_directory(update=True)`, `cli.run_command`), renamed into
+place when the subcommand is done.
 """
 import json
 import os
@@ -42,21 +46,25 @@ def render(results, subcommands):
     return '\n'.join(parts)
 
 
-def update_section(out_dir, name, section, subcommands=None, stage=None):
-    """Write `section` as results[name] and rebuild README.md into `stage`
-    (the staging directory of an update of out_dir, where the section's
-    figures are; None: an update of its own); return README's path."""
+def update_section(out_dir, name, section, subcommands, stage=None):
+    """Write `section` as results[name] and rebuild README.md from the
+    sections of `subcommands` into `stage` (the staging directory of an
+    update of out_dir, holding the section's figures; None: an update of
+    its own); return README's path."""
     if stage is None:
         with atomic_directory(out_dir, marker=MARKERS, update=True) as tmp:
             return update_section(out_dir, name, section, subcommands, tmp)
-    if subcommands is None:
-        from posenorm.correspondence import cli  # cli imports this module
-        subcommands = cli.SUBCOMMANDS
     results = read_results(out_dir)
     results[name] = section
     atomic_write_text(os.path.join(stage, RESULTS), json.dumps(results, indent=1, sort_keys=True) + '\n')
     atomic_write_text(os.path.join(stage, README), render(results, subcommands))
     return os.path.join(out_dir, README)
+
+
+def figure_path(stage, name):
+    """Path of a figure `name` in the staging directory of the report's
+    update (args.stage): it replaces the old one together with results.json."""
+    return os.path.join(stage, name)
 
 
 def table(header, rows):

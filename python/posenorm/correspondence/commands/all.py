@@ -61,15 +61,16 @@ def step_argv(name, args, uses_data):
     return argv
 
 
-def run(args):
-    from posenorm.correspondence import cli  # cli lists this module among its subcommands
+def run(args, subcommands, parser, run_command):
+    """Each step of --steps: its module among `subcommands`, its command line
+    parsed by `parser` (tools/correspondence.py's), run by `run_command`
+    (`cli.run_command`: its section and figures in one update of the report)."""
     steps = [s.strip() for s in args.steps.split(',') if s.strip()]
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError('unknown step%s %s (steps: %s)' % ('s' * (len(unknown) > 1),
                                                          ', '.join(unknown), ', '.join(STEPS)))
-    modules = {m.NAME: m for m in cli.SUBCOMMANDS}
-    parser = cli.build_parser()
+    modules = {m.NAME: m for m in subcommands}
     done, failed, start = [], [], time.perf_counter()
     for name in steps:
         module = modules[name]
@@ -83,7 +84,7 @@ def run(args):
         print('== %s: %s' % (name, ' '.join(argv)))
         t = time.perf_counter()
         try:
-            section, _ = cli.run_command(parser.parse_args(argv), dict(run_key=key))
+            section, _ = run_command(parser.parse_args(argv), dict(run_key=key), parser)
         except (ValueError, OSError, RuntimeError) as e:
             failed.append(name)
             done.append(dict(step=name, status='failed: %s' % e,
@@ -95,7 +96,7 @@ def run(args):
     total = time.perf_counter() - start
     result = dict(steps=done, full=args.full, wall_seconds=round(total, 1))
     if failed:
-        report.update_section(args.out, NAME, result)
+        report.update_section(args.out, NAME, result, subcommands)
         raise RuntimeError('steps failed: %s (the others are in %s)' % (', '.join(failed), args.out))
     return result
 
