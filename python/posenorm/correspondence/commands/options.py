@@ -57,8 +57,8 @@ def check_outputs(args, report_markers):
     outputs.check_output(args.out, outputs.UPDATE, inputs(args), marker=report_markers,
                          what='report directory')
     if args.cache:
-        outputs.check_output(args.cache, outputs.UPDATE, inputs(args) + [args.out],
-                             marker=CACHE_MARKERS, what='--cache')
+        outputs.check_output(args.cache, outputs.UPDATE, inputs(args), marker=CACHE_MARKERS,
+                             what='--cache')
         outputs.claim(args.cache, 'feature cache')
     outputs.claim(args.out, 'correspondence report')
 
