@@ -8,7 +8,6 @@ the localization stream) and by the geometry of any prototxt.
 from caffe.proto import caffe_pb2
 
 
-
 def layer_names(net):
     """A pycaffe net's layer names in execution order (Split layers included)."""
     return list(net.layer_dict)
