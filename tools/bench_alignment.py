@@ -9,7 +9,7 @@ features: BP's cost does not depend on their values), the distance
 transform against the O(n^2) brute force, detector training and scanning
 throughput, and, with --report, each step's share of the last
 `tools/correspondence.py all` run recorded there.  See
-docs/correspondence_part2.md.
+docs/correspondence_alignment.md.
 """
 import argparse
 import collections

@@ -21,7 +21,7 @@ HELP = 'every experiment (Tables 1-4, Figures 1-6), each step timed and resumabl
 STEPS = ('geometry', 'reconstruct', 'classify', 'align', 'predict')
 
 # Per step: the options of the budgeted default run (measured on the
-# synthetic birds: docs/correspondence_part2.md).  --full drops them.  align
+# synthetic birds: docs/correspondence_alignment.md).  --full drops them.  align
 # and predict draw the same objects (same counts and seed), so one feature
 # pass serves both.
 BUDGET = {
