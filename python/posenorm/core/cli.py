@@ -64,6 +64,7 @@ def _number(kind, test, what):
     return parse
 
 
+finite_float = _number(float, math.isfinite, 'a finite number')
 positive_int = _number(int, lambda v: v > 0, 'a positive integer')
 non_negative_int = _number(int, lambda v: v >= 0, 'an integer >= 0')
 positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, 'a finite number > 0')

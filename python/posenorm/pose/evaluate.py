@@ -140,7 +140,7 @@ def decoding_results(by_decode, gt_kp, bboxes):
         out[d] = dict(alphas=p['alphas'], mean=p['mean'], per_keypoint=p['per_keypoint'])
     for d in out:
         if d != 'argmax':
-            out[d]['vs_argmax'] = metrics.mcnemar(correct[d], correct['argmax'])
+            out[d]['vs_argmax'] = paired.paired(correct[d], correct['argmax'])
     return out
 
 

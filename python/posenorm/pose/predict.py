@@ -15,7 +15,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from posenorm.core import netgraph
+from posenorm.core import cli, netgraph
 from posenorm.data.coords import from_input_coords, keypoints_to_input, resize_input, to_input_coords
 from posenorm.data.part_crops import PARTS, crop, crop_boxes
 from posenorm.pose import feature_cache
@@ -100,6 +100,21 @@ def visibility_counts(predicted, visible):
                 true_negative=int((~p & ~v).sum()),
                 precision=tp / (tp + fp) if tp + fp else None,
                 recall=tp / (tp + fn) if tp + fn else None)
+
+
+def add_decoding_arguments(parser):
+    """--decode and --visibility-threshold, shared by the tools that predict."""
+    parser.add_argument('--decode', choices=DECODES,
+                        help='keypoint decoding: argmax (the peak cell, the paper) or quadratic '
+                             '(sub-cell fit of the peak); default: model.json\'s, else argmax')
+    parser.add_argument('--visibility-threshold', type=cli.finite_float, metavar='LOGIT',
+                        help='a part whose peak raw score is below LOGIT is predicted invisible '
+                             '(it keeps its location); default: model.json\'s, else none')
+
+
+def decoding_options(args):
+    """Predictor keyword arguments from `add_decoding_arguments`' options."""
+    return dict(decode=args.decode, visibility_threshold=args.visibility_threshold)
 
 
 def preprocess(rgb):
