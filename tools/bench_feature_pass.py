@@ -5,7 +5,7 @@ pays once per image.
 
   .venv/bin/python tools/bench_feature_pass.py --sizes 500,448,336,224 --images 5
 
-The net is posenorm.pose.nets.trunk of the vgg16 backbone up to conv5_3
+The net is posenorm.nets.backbones.trunk of the vgg16 backbone up to conv5_3
 behind an Input layer (deploy form, pycaffe forward); weights from --weights
 when given (the speed does not depend on them), else the fillers.  One
 warm-up forward per size is left out; the figure is images / wall seconds
@@ -23,7 +23,7 @@ import caffe  # noqa: E402
 import numpy as np  # noqa: E402
 from caffe import layers as L  # noqa: E402
 
-from posenorm.pose.nets import BACKBONES, trunk  # noqa: E402
+from posenorm.nets.backbones import BACKBONES, trunk  # noqa: E402
 
 
 def trunk_net(size, upto='conv5_3'):

@@ -157,7 +157,7 @@ def make_net(backbone, batch, **variant):
 
 
 def input_size(backbone):
-    from posenorm.pose.nets import BACKBONES
+    from posenorm.nets.backbones import BACKBONES
     return BACKBONES[backbone].input_size
 
 

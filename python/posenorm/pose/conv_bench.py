@@ -7,7 +7,7 @@ OMP_NUM_THREADS set, because OpenBLAS's and OpenMP's thread pools are sized
 when the libraries load (and a CPU engine following OpenMP would not see a
 later openblas_set_num_threads). SPEC and OUT are JSON files.
 
-The net is the paper's trunk (posenorm.pose.nets.trunk: VGG_ILSVRC_16_layers'
+The net is the paper's trunk (posenorm.nets.backbones.trunk: VGG_ILSVRC_16_layers'
 names and shapes) up to conv5_3, plus pool5; Caffe pools with ceil rounding.
 Each of Caffe's two CPU convolution paths is built in turn:
 POSENORM_CPU_ENGINE=reference (Caffe's original code) and the variable unset
@@ -32,7 +32,7 @@ import numpy as np
 from caffe import layers as L
 
 from posenorm.core.blas import OpenBLAS
-from posenorm.pose.nets import BACKBONES, max_pool, trunk
+from posenorm.nets.backbones import BACKBONES, max_pool, trunk
 
 ENGINE_VAR = 'POSENORM_CPU_ENGINE'
 PATHS = ('reference', 'fast')

@@ -1,8 +1,8 @@
 """Prediction with a trained model directory, one image at a time.
 
-`Predictor(model_dir)` runs the deploy net (`posenorm.pose.model_dir`) on an
+`Predictor(model_dir)` runs the deploy net (`posenorm.nets.model_dir`) on an
 image exactly as a user would: the whole image resized to S x S
-(`coords.resize_input`), BGR minus `nets.VGG_MEAN_BGR`.  Predicted
+(`coords.resize_input`), BGR minus `backbones.VGG_MEAN_BGR`.  Predicted
 keypoints are the peaks of the net's raw keypoint scores decoded here
 (`decode_heatmap`: the paper's argmax cell or a sub-cell quadratic fit, and
 a visibility threshold on the peak, by the rules of CoordinateTransfer's
@@ -18,9 +18,9 @@ from PIL import Image
 from posenorm.core import cli, netgraph
 from posenorm.data.coords import from_input_coords, keypoints_to_input, resize_input, to_input_coords
 from posenorm.data.part_crops import PARTS, crop, crop_boxes
+from posenorm.nets.backbones import VGG_MEAN_BGR
+from posenorm.nets.model_dir import load_model
 from posenorm.pose import feature_cache
-from posenorm.pose.model_dir import load_model
-from posenorm.pose.nets import VGG_MEAN_BGR
 
 
 # How a heatmap peak becomes a point: 'argmax' = the peak cell's centre (the
