@@ -212,7 +212,7 @@ class PckConvention(collections.namedtuple('PckConvention', 'reference average i
 
     def describe(self):
         """One line for a table header."""
-        return ('PCK: within alpha x max(%s), inclusive; %s; %s' % (
+        return ('PCK: within alpha x max(%s, inclusive; %s; %s' % (
             'w, h) of the object box' if self.reference == 'box' else 'W, H) of the image',
             {'keypoint': 'mean over keypoint types', 'pooled': 'pooled over all counted points',
              'image': 'mean over images'}[self.average],

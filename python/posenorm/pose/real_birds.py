@@ -2,7 +2,7 @@
 
 `docs_block(results)` renders one protocol's detailed block for
 docs/real_birds.md (written between `docs_markers(protocol)` by
-`update_docs`): Table 1 with 95% intervals and the paper's rows, the paired
+`update_block`): Table 1 with 95% intervals and the paper's rows, the paired
 verdicts, Table 2 per part beside the paper's, the decodings and predicted
 visibility, Table 3, the choices made on validation, the cost.
 `summary_table(runs)` renders the README's one compact table: every
@@ -16,14 +16,16 @@ from posenorm.pose.paper import PAPER_PCK_MEAN, PAPER_TABLE3, PCK_CONVENTION
 
 
 def docs_markers(protocol):
-    """The marker lines of one protocol's block in docs/real_birds.md."""
-    return ('<!-- real birds (%s): written by tools/demo.py --protocol %s --docs; do not edit -->'
-            % (protocol, protocol), '<!-- end of real birds (%s) -->' % protocol)
+    """The marker lines of one protocol's block in docs/real_birds.md
+    ('summary': the README's summary table)."""
+    return ('<!-- real birds (%s): generated from results.json (posenorm.pose.real_birds); '
+            'do not edit -->' % protocol, '<!-- end of real birds (%s) -->' % protocol)
 
 
-def update_docs(path, block, protocol):
-    """Replace one protocol's block of docs/real_birds.md (ValueError naming
-    the file when its markers are missing)."""
+def update_block(path, block, protocol):
+    """Replace one protocol's block of `path` (docs/real_birds.md, or the
+    README for 'summary'); ValueError naming the file when its markers are
+    missing."""
     with open(path) as f:
         text = f.read()
     begin, end = docs_markers(protocol)
@@ -71,13 +73,12 @@ def selection_section(results):
     return out
 
 
-def docs_block(results, command=None):
-    """One protocol's detailed real-bird block, from its results.json
-    contents (`command`: the command that made it)."""
+def docs_block(results, source='results.json'):
+    """One protocol's detailed real-bird block, from the contents of its
+    results.json (`source`: where it lies)."""
     t = results['tables']
-    out = ['Generated%s from its results.json (`%s`, split `%s`, %d images); every number is '
-           'measured in that run.' % (' by `%s`' % command if command else '', results['cub_dir'],
-                                      results['split'], results['images']), '',
+    out = ['Generated from `%s` (`%s`, split `%s`, %d images); every number is measured in that '
+           'run.' % (source, results['cub_dir'], results['split'], results['images']), '',
            '**Table 1** (classification)', '', table1(results), '']
     out += report.answer(results).split('\n')[2:]
     for name, tab in t['table2'].items():
