@@ -80,3 +80,27 @@ def test_visibility_precision_and_recall():
             out['true_negative']) == (3, 2, 2, 1)
     assert out['precision'] == pytest.approx(3 / 5) and out['recall'] == pytest.approx(3 / 5)
     assert predict.visibility_counts([[0]], [[0]])['precision'] is None
+
+
+def test_choose_visibility_threshold_by_hand():
+    # peaks -3 -1 0.5 2 (twice): invisible, invisible, visible, visible, invisible
+    logits = [[-3.0, -1.0, 0.5], [2.0, 2.0, 9.0]]
+    visible = [[0, 0, 1], [1, 0, 1]]
+    out = predict.choose_visibility_threshold(logits, visible)
+    # cut between -1 and 0.5: 2 invisible + 3 visible matched, 5 of 6
+    assert out == dict(threshold=-0.25, matched=5, matched_all_visible=3, items=6)
+    # all visible in the ground truth: no threshold
+    assert predict.choose_visibility_threshold([1.0, -2.0], [1, 1])['threshold'] is None
+    # none visible: above every peak
+    assert predict.choose_visibility_threshold([1.0, -2.0], [0, 0])['threshold'] == 2.0
+    # the threshold reproduces its count through decode_heatmap's rule (>= visible)
+    t = out['threshold']
+    called = np.asarray(logits) >= t
+    assert int((called == (np.asarray(visible) > 0)).sum()) == out['matched']
+
+
+def test_choose_decoding_prefers_argmax_on_a_tie():
+    dec = lambda m: dict(alphas=[0.05, 0.1], mean=[0.0, m])  # noqa: E731
+    assert predict.choose_decoding(dict(argmax=dec(0.5), quadratic=dec(0.6))) == 'quadratic'
+    assert predict.choose_decoding(dict(argmax=dec(0.5), quadratic=dec(0.5))) == 'argmax'
+    assert predict.choose_decoding(dict(argmax=dec(0.7), quadratic=dec(0.6))) == 'argmax'

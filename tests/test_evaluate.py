@@ -183,6 +183,9 @@ def test_evaluate_models_keypoint_and_baseline(tiny, basic_models, tmp_path):
     vs = kp['decodings']['quadratic']['vs_argmax']
     assert vs['items'] == sum(kp['pck']['visible']) and 'verdict' in vs
     assert np.array(kp['pck']['correct'], float).shape == (6, 15)
+    # what this split would choose (a choice on val only)
+    assert kp['keypoint_choices']['decode'] in predict.DECODES
+    assert kp['keypoint_choices']['visibility']['items'] == 6 * 15
     # no threshold: every part predicted visible
     assert kp['visibility']['recall'] == 1.0 and kp['visibility']['false_negative'] == 0
     text = open(os.path.join(out, 'README.md')).read()

@@ -79,6 +79,13 @@ def main(argv=None):
             print('visibility %-38s threshold %g: precision %s recall %s' % (
                 name[:38], m['decoding']['visibility_threshold'], pct(v['precision']),
                 pct(v['recall'])))
+        if m.get('keypoint_choices') and args.split == 'val':
+            c = m['keypoint_choices']
+            print('chosen on val %-35s decode %s, visibility threshold %s (%d of %d flags '
+                  'matched; every part visible: %d)' % (
+                      name[:35], c['decode'], c['visibility']['threshold'],
+                      c['visibility']['matched'], c['visibility']['items'],
+                      c['visibility']['matched_all_visible']))
     print('report: %s' % os.path.join(os.path.abspath(args.out), 'README.md'))
     return 0
 

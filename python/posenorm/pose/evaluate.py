@@ -33,7 +33,8 @@ from posenorm.data.cub import read_cub
 from posenorm.nets.model_dir import read_info
 from posenorm.pose import paired, report
 from posenorm.pose.paper import PCK_CONVENTION
-from posenorm.pose.predict import Predictor, visibility_counts
+from posenorm.pose.predict import (Predictor, choose_decoding, choose_visibility_threshold,
+                                   visibility_counts)
 
 RESULTS_FORMAT = 'posenorm-evaluation 1'
 
@@ -185,6 +186,10 @@ def _keypoints(res, arrays, out, inputs, data, gt, fig_idx, name, info, tmp):
     if out['scores']:
         arrays['keypoint_scores'] = np.array(out['scores'])
         arrays['keypoint_logits'] = np.array(out['logits'])
+        # what these images would choose (a choice only on the val split)
+        res['keypoint_choices'] = dict(
+            decode=choose_decoding(res['decodings'], paired.PAIRED_ALPHA),
+            visibility=choose_visibility_threshold(arrays['keypoint_logits'], gt[..., 2]))
     for g, (gb, pb, iou) in boxes.items():
         arrays.update({'%s_gt_box' % g: gb, '%s_pred_box' % g: pb, '%s_iou' % g: iou})
     fname = 'pck_vs_alpha_%s.png' % name

@@ -102,6 +102,40 @@ def visibility_counts(predicted, visible):
                 recall=tp / (tp + fn) if tp + fn else None)
 
 
+def choose_decoding(decodings, alpha=0.1):
+    """The decoding with the highest mean PCK at `alpha` among `decodings`
+    ({decode: dict(alphas, mean)}, evaluation's `decodings`), the paper's
+    argmax on a tie.  To be made on validation images."""
+    score = {d: r['mean'][r['alphas'].index(alpha)] for d, r in decodings.items()}
+    return max(DECODES, key=lambda d: (score.get(d, -1), d == 'argmax'))
+
+
+def choose_visibility_threshold(logits, visible):
+    """The threshold on the peak raw score that best calls each part
+    visible or not: the most ground-truth visibility flags matched over N x K
+    (`logits`, `visible`), candidates every part visible (None) and the
+    midpoints between consecutive distinct peak scores; the lowest threshold
+    on a tie (None first).  To be made on validation images.  Returns
+    dict(threshold, matched, matched_all_visible, items)."""
+    s = np.asarray(logits, np.float64).reshape(-1)
+    v = np.asarray(visible).reshape(-1) > 0
+    if not s.size:
+        return dict(threshold=None, matched=0, matched_all_visible=0, items=0)
+    order = np.argsort(s, kind='stable')
+    s, v = s[order], v[order]
+    # cutting below position i calls items i.. visible: matched = invisible
+    # ones below the cut + visible ones from it on
+    below_invisible = np.concatenate([[0], np.cumsum(~v)])
+    from_visible = np.concatenate([np.cumsum(v[::-1])[::-1], [0]])
+    matched = below_invisible + from_visible
+    cuts = np.flatnonzero(np.concatenate([[True], s[1:] > s[:-1], [True]]))  # distinct values
+    best = cuts[np.argmax(matched[cuts])]
+    threshold = None if best == 0 else (float(s[best - 1] + s[best]) / 2 if best < len(s)
+                                        else float(s[-1]) + 1.0)
+    return dict(threshold=threshold, matched=int(matched[best]), matched_all_visible=int(matched[0]),
+                items=int(len(s)))
+
+
 def add_decoding_arguments(parser):
     """--decode and --visibility-threshold, shared by the tools that predict."""
     parser.add_argument('--decode', choices=DECODES,

@@ -219,6 +219,16 @@ def decoding_section(results):
                 'paper\'s argmax)' % (PCK_CONVENTION.describe(), PAIRED_ALPHA), '',
                 markdown_table(['Model', 'Decoding'] + ['α = %.2f' % a for a in metrics.PCK_ALPHAS]
                                + ['vs argmax'], rows), '']
+    chosen = [['`%s`' % n, c['decode'], c['visibility']['threshold'], '%d / %d' % (
+        c['visibility']['matched'], c['visibility']['items']),
+        '%d / %d' % (c['visibility']['matched_all_visible'], c['visibility']['items'])]
+        for n, c in ((n, r.get('keypoint_choices')) for n, r in results['models'].items()) if c]
+    if chosen and results.get('split') == 'val':
+        out += ['**Chosen on these validation images**: the decoding with the higher mean PCK at '
+                'α = %g (argmax on a tie); the visibility threshold matching the most '
+                'ground-truth visibility flags' % PAIRED_ALPHA, '',
+                markdown_table(['Model', 'Decoding', 'Visibility threshold', 'Flags matched',
+                                'Every part visible'], chosen), '']
     if vis:
         out += ['**Predicted visibility** (peak raw score >= threshold; none: every part '
                 'visible) against the ground truth\'s visibility; PCK above is unaffected', '',
