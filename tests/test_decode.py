@@ -104,3 +104,26 @@ def test_choose_decoding_prefers_argmax_on_a_tie():
     assert predict.choose_decoding(dict(argmax=dec(0.5), quadratic=dec(0.6))) == 'quadratic'
     assert predict.choose_decoding(dict(argmax=dec(0.5), quadratic=dec(0.5))) == 'argmax'
     assert predict.choose_decoding(dict(argmax=dec(0.7), quadratic=dec(0.6))) == 'argmax'
+
+
+def test_decoding_written_into_a_deploy_net_and_read_back():
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    net = text_format.Parse(
+        'layer { name: "parts" type: "CoordinateTransfer" bottom: "f" bottom: "s" top: "p" '
+        'top: "part_locations" coordinate_transfer_param { heatmap_stride: 16 } }',
+        caffe_pb2.NetParameter())
+    assert predict.deployed_decoding(net) == ('argmax', None)
+    assert predict.apply_decoding(net, 'quadratic', -0.25) == 1
+    assert predict.deployed_decoding(net) == ('quadratic', -0.25)
+    text = str(net)
+    assert 'decode: QUADRATIC' in text and 'visibility_threshold: -0.25' in text
+    predict.apply_decoding(net, 'argmax', None)
+    assert predict.deployed_decoding(net) == ('argmax', None)
+    assert 'visibility_threshold' not in str(net)
+    # a net without CoordinateTransfer: model.json's, else the paper's
+    empty = caffe_pb2.NetParameter()
+    assert predict.apply_decoding(empty, 'quadratic', 1.0) == 0
+    assert predict.deployed_decoding(empty, dict(decode='quadratic', visibility_threshold=2.0)) \
+        == ('quadratic', 2.0)
+    assert predict.deployed_decoding(empty) == ('argmax', None)

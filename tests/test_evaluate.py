@@ -246,6 +246,20 @@ def test_evaluate_joint_model_with_oracle(tiny, joint_model, tmp_path):
         mine, _ = predict.decode_heatmap(p.net.blobs['kp_score'].data[0], *p.geometry)
         np.testing.assert_allclose(r['keypoints_input'], mine)
         np.testing.assert_allclose(p.net.blobs['part_locations'].data[0].reshape(-1, 3), mine)
+    # the same in Caffe and numpy with the sub-cell decoding and a visibility
+    # threshold written into the deploy net (train/test consistency: what
+    # `caffe test` reports is what prediction and evaluation score)
+    raw = p.net.blobs['kp_score'].data[0]
+    threshold = float(np.median(raw.reshape(len(raw), -1).max(1)))
+    q = predict.Predictor(joint_model, decode='quadratic', visibility_threshold=threshold)
+    for i in range(3):
+        r = q.predict(data.path(i), tuple(data.sizes[i]))
+        mine, peak = predict.decode_heatmap(q.net.blobs['kp_score'].data[0], *q.geometry,
+                                            'quadratic', threshold)
+        caffe_kp = q.net.blobs['part_locations'].data[0].reshape(-1, 3)
+        np.testing.assert_allclose(caffe_kp[:, :2], mine[:, :2], rtol=1e-5, atol=1e-3)
+        assert caffe_kp[:, 2].tolist() == mine[:, 2].tolist() == r['keypoints_input'][:, 2].tolist()
+        assert 0 < (peak >= threshold).sum() <= len(peak)
         assert np.all((r['scores'] > 0) & (r['scores'] < 1))
 
 

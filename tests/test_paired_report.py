@@ -138,3 +138,19 @@ def test_project_docs_have_one_block_per_protocol(repo_root):
         begin, end = real_birds.docs_markers(protocol)
         assert text.count(begin) == 1 and text.count(end) == 1 and \
             text.index(begin) < text.index(end), protocol
+
+
+def test_runs_with_and_without_visibility_paired_per_model():
+    without = _results('frozen', range(8), range(16))
+    with_vis = _results('frozen', range(8), range(12))
+    k = len(PART_NAMES)
+    for r, right in ((without, 10), (with_vis, 4)):
+        r['models']['joint_cbp_frozen']['pck']['correct'] = \
+            [[1.0] * k] * right + [[0.0] * k] * (20 - right)
+    lines = paired.versus_runs(with_vis, without, 'with vs without predicted visibility')
+    assert lines[0].startswith('- `baseline_cbp_frozen`, with vs without predicted visibility: '
+                               '40.00% [10.0, 90.0] vs 40.00% [10.0, 90.0]: no measurable')
+    assert 'right only under the first on 0, only under the second on 4' in lines[1]
+    assert lines[-1].startswith('- `joint_cbp_frozen` keypoints') and 'worse' in lines[-1]
+    block = real_birds.docs_block(without, with_visibility=with_vis)
+    assert 'With vs without predicted visibility (threshold -1.0)' in block

@@ -6,7 +6,9 @@ table from evaluation reports (their results.json).
       partial=reports/demo_partial/results.json --docs docs/real_birds.md --readme README.md
 
 Each PROTOCOL=RESULTS replaces the block between that protocol's markers in
---docs (posenorm.pose.real_birds.docs_markers); --readme replaces the
+--docs (posenorm.pose.real_birds.docs_markers), with, from --with-visibility,
+the same models evaluated with a visibility threshold paired against them
+(exact McNemar on the same images); --readme replaces the
 'summary' block: every protocol's rows beside the paper's numbers.  Only
 the blocks between markers change; a file without them is an error.
 """
@@ -46,13 +48,17 @@ def main(argv=None):
     ap.add_argument('--docs', default='docs/real_birds.md', metavar='MD',
                     help='the docs file whose per-protocol blocks are replaced '
                          '(default docs/real_birds.md)')
+    ap.add_argument('--with-visibility', nargs='+', type=_pair, default=[], metavar='PROTOCOL=JSON',
+                    help='the same models evaluated with their visibility threshold '
+                         '(tools/evaluate.py --visibility-threshold): paired against --results')
     ap.add_argument('--readme', metavar='MD', help='also replace this file\'s summary block')
     ap.add_argument('--quiet', action='store_true', help='print nothing')
     args = ap.parse_args(argv)
     runs = [(protocol, _read(path)) for protocol, path in args.results]
+    visibility = {protocol: _read(path) for protocol, path in args.with_visibility}
     for (protocol, results), (_, path) in zip(runs, args.results):
-        real_birds.update_block(args.docs, real_birds.docs_block(results, os.path.relpath(path)),
-                                protocol)
+        real_birds.update_block(args.docs, real_birds.docs_block(
+            results, os.path.relpath(path), visibility.get(protocol)), protocol)
     if args.readme:
         real_birds.update_block(args.readme, real_birds.summary_table(runs), 'summary')
     if not args.quiet:

@@ -127,6 +127,29 @@ def comparisons(models, pairs, protocol=None):
     return lines
 
 
+def versus_runs(a, b, what):
+    """"A vs B" lines for the models two evaluation runs share (results.json
+    contents: the same models evaluated two ways, e.g. with and without a
+    visibility threshold), on the test images both scored: classification,
+    then the keypoints at PAIRED_ALPHA (paired on the visible keypoints)."""
+    lines = []
+    for name in (n for n in a['models'] if n in b['models']):
+        ra, rb = a['models'][name], b['models'][name]
+        for key in ('classification', 'oracle_classification'):
+            if ra.get(key) and rb.get(key):
+                lines.append(comparison_line('`%s`%s, %s' % (
+                    name, ' (ground-truth parts)' if key.startswith('oracle') else '', what),
+                    ra[key], rb[key]))
+        if ra.get('pck') and rb.get('pck') and a['image_ids'] == b['image_ids']:
+            ca, cb = (np.asarray(r['pck']['correct'], float) for r in (ra, rb))
+            counted = ~np.isnan(ca) & ~np.isnan(cb)
+            j = ra['pck']['alphas'].index(PAIRED_ALPHA)
+            lines.append('- `%s` keypoints, %s: PCK@%g %.2f%% vs %.2f%%: %s.' % (
+                name, what, PAIRED_ALPHA, 100 * ra['pck']['mean'][j], 100 * rb['pck']['mean'][j],
+                paired_text(paired(ca[counted] > 0, cb[counted] > 0), 'visible keypoints')))
+    return lines
+
+
 def interval(bounds):
     """'[lo, hi]' in percent of a 95% interval, '-' without one."""
     if not bounds or bounds[0] is None:

@@ -16,9 +16,10 @@ import numpy as np
 from PIL import Image
 
 from posenorm.core import cli, netgraph
+from posenorm.core.net_loading import load_net
 from posenorm.data.coords import from_input_coords, keypoints_to_input, resize_input, to_input_coords
 from posenorm.data.part_crops import PARTS, crop, crop_boxes
-from posenorm.nets.backbones import VGG_MEAN_BGR
+from posenorm.nets.backbones import VGG_MEAN_BGR, temporary_prototxt
 from posenorm.nets.model_dir import load_model
 from posenorm.pose import feature_cache
 
@@ -136,6 +137,36 @@ def choose_visibility_threshold(logits, visible):
                 items=int(len(s)))
 
 
+def apply_decoding(net_param, decode, visibility_threshold):
+    """Write a keypoint decoding into every CoordinateTransfer layer of a
+    deploy NetParameter (in place), so Caffe itself (`caffe test`, the part
+    features and crops) decodes as `decode_heatmap`: decode ARGMAX_CELL or
+    QUADRATIC, visibility_threshold (None: the default, every part visible).
+    Returns how many layers it set."""
+    layers = [l for l in net_param.layer if l.type == 'CoordinateTransfer']
+    for layer in layers:
+        p = layer.coordinate_transfer_param
+        p.decode = p.QUADRATIC if decode == 'quadratic' else p.ARGMAX_CELL
+        if visibility_threshold is None:
+            p.ClearField('visibility_threshold')
+        else:
+            p.visibility_threshold = visibility_threshold
+    return len(layers)
+
+
+def deployed_decoding(net_param, info=None):
+    """(decode, visibility_threshold) a deploy net's first CoordinateTransfer
+    layer states; a net without one: model.json's `decode` and
+    `visibility_threshold` (`info`), else ('argmax', None)."""
+    layer = next((l for l in net_param.layer if l.type == 'CoordinateTransfer'), None)
+    if layer is None:
+        info = info or {}
+        return info.get('decode', 'argmax'), info.get('visibility_threshold')
+    p = layer.coordinate_transfer_param
+    return ('quadratic' if p.decode == p.QUADRATIC else 'argmax',
+            p.visibility_threshold if p.HasField('visibility_threshold') else None)
+
+
 def add_decoding_arguments(parser):
     """--decode and --visibility-threshold, shared by the tools that predict."""
     parser.add_argument('--decode', choices=DECODES,
@@ -163,15 +194,18 @@ class Predictor:
     def __init__(self, model_dir, oracle=False, allow_python=False, decode=None,
                  visibility_threshold=None):
         self.net, self.info = load_model(model_dir, allow_python=allow_python)
-        # keypoint decoding: the arguments, else model.json's (chosen on
+        # keypoint decoding: the arguments, else the deploy net's (chosen on
         # validation when the model was written), else the paper's argmax
-        # with every part visible
-        self.decode = decode or self.info.get('decode', 'argmax')
+        # with every part visible; the deploy net is made to decode alike
+        written = deployed_decoding(netgraph.load_net_param(self.info['deploy_path']), self.info)
+        self.decode = decode or written[0]
         self.visibility_threshold = (visibility_threshold if visibility_threshold is not None
-                                     else self.info.get('visibility_threshold'))
+                                     else written[1])
         if self.decode not in DECODES:
             raise ValueError('%s: decode must be one of %s, not %r'
                              % (model_dir, DECODES, self.decode))
+        if (self.decode, self.visibility_threshold) != written:
+            self.net = self._redeploy(allow_python)
         self.passes = self._passes(self.net, netgraph.layer_names(self.net))
         self.oracle_net = None
         if oracle and self.info.get('oracle_deploy_path'):
@@ -254,6 +288,16 @@ class Predictor:
             self._forward(o, self.oracle_passes, x, original, image_size, gt_keypoints)
             out['oracle_prob'] = o.blobs['prob'].data[0].reshape(-1).astype(np.float64)
         return out
+
+    def _redeploy(self, allow_python):
+        """The deploy net again, its CoordinateTransfer layers set to this
+        predictor's decoding (`apply_decoding`)."""
+        param = netgraph.load_net_param(self.info['deploy_path'])
+        if not apply_decoding(param, self.decode, self.visibility_threshold):
+            return self.net  # decoded in numpy alone
+        with temporary_prototxt(param) as path:
+            return load_net(path, self.info['weights_path'], self.info['deploy_path'],
+                            allow_python=allow_python)
 
     def _original(self, kp_in, image_size):
         kp = np.array(kp_in, np.float64)

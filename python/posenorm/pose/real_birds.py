@@ -10,7 +10,7 @@ protocol's rows from its results.json beside the paper's numbers.
 """
 from posenorm.core.atomic import atomic_write_text
 from posenorm.core.report import markdown_table, pct, replace_marked_block
-from posenorm.pose import report
+from posenorm.pose import paired, report
 from posenorm.pose.paired import interval
 from posenorm.pose.paper import PAPER_PCK_MEAN, PAPER_TABLE3, PCK_CONVENTION
 
@@ -73,14 +73,22 @@ def selection_section(results):
     return out
 
 
-def docs_block(results, source='results.json'):
+def docs_block(results, source='results.json', with_visibility=None):
     """One protocol's detailed real-bird block, from the contents of its
-    results.json (`source`: where it lies)."""
+    results.json (`source`: where it lies); `with_visibility`: the same
+    models evaluated with their visibility threshold (paired against these
+    rows)."""
     t = results['tables']
     out = ['Generated from `%s` (`%s`, split `%s`, %d images); every number is measured in that '
            'run.' % (source, results['cub_dir'], results['split'], results['images']), '',
            '**Table 1** (classification)', '', table1(results), '']
     out += report.answer(results).split('\n')[2:]
+    if with_visibility:
+        out += ['With vs without predicted visibility (threshold %s):' % ', '.join(sorted(
+            set(str(m['decoding']['visibility_threshold']) for m in with_visibility['models'].values()
+                if m.get('decoding')))), '']
+        out += paired.versus_runs(with_visibility, results, 'with vs without predicted visibility')
+        out += ['']
     for name, tab in t['table2'].items():
         out += ['**Table 2**, %s (`%s`)' % (tab['label'], name), ''] + report.table2(tab) + ['']
     out += report.decoding_section(results)
