@@ -96,7 +96,9 @@ FULL_PAIRS = (
     ('joint_fc7', 'baseline_fc7_frozen', 'fc7 parts model vs frozen fc7 on the whole image'),
     ('joint_cbp', 'baseline_fc7_ft', 'compact bilinear parts model vs fine-tuned fc7'),
     ('joint_cbp', 'joint_fc7', 'compact bilinear vs fc7 as the holistic feature'),
-    ('joint_cbp_partnets', 'joint_cbp', 'compact bilinear model with fine-tuned part nets vs without'))
+    ('joint_cbp_partnets', 'joint_cbp', 'compact bilinear model with fine-tuned part nets vs without'),
+    ('joint_fc7', 'baseline_keypoint_features',
+     'fc7 parts model vs parts pooled from the localization stream (keypoint features baseline)'))
 PROTOCOL_PAIRS = (
     ('joint_cbp_{p}', 'baseline_cbp_{p}',
      'compact bilinear + parts at predicted keypoints vs compact bilinear on the whole image'),
@@ -107,7 +109,9 @@ PROTOCOL_PAIRS = (
      'predicted keypoints vs first-order holistic on the whole image'),
     ('baseline_cbp_{p}', 'baseline_avg_{p}',
      'compact bilinear vs first-order holistic (average conv5_3), whole image'),
-    ('joint_cbp_{p}', 'joint_avg_{p}', 'compact bilinear + parts vs first-order holistic + parts'))
+    ('joint_cbp_{p}', 'joint_avg_{p}', 'compact bilinear + parts vs first-order holistic + parts'),
+    ('joint_cbp_{p}', 'baseline_keypoint_features_{p}',
+     'compact bilinear + parts vs the keypoint features baseline'))
 
 
 def _result(models, name):
