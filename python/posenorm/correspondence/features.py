@@ -67,6 +67,12 @@ class FeatureNet:
                                 ', '.join(b for b in self.geometry if b != self.input)))
         return tuple(layers)
 
+    def select_layers(self, text, default=None):
+        """Comma-separated blob names, checked; `default` (the net's default
+        rows) when text is empty."""
+        names = [l.strip() for l in (text or '').split(',') if l.strip()]
+        return self.check_layers(names) if names else tuple(default or self.layers)
+
     def _net(self, layers):
         key = tuple(sorted(layers))
         if key not in self._nets:
