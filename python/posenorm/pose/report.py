@@ -306,9 +306,10 @@ def comparison_section(results):
               for a, b, what in zip(run1['rows'], run2['rows'],
                                     ('whole image', 'parts at predicted keypoints',
                                      'parts at ground-truth keypoints'))]
-    return ['**Both CPU protocols on the same %d test images** (95%% Wilson intervals; other '
-            'protocols\' rows read from %s)' % (results['images'], ', '.join(
-                '`%s`' % f for f in source['reports'])), '',
+    return ['**Both CPU protocols on the same %d test images** (95%% Wilson intervals; %s; other '
+            'protocols\' rows read from %s)' % (results['images'], PCK_CONVENTION.describe(),
+                                                ', '.join('`%s`' % f for f in source['reports'])),
+            '',
             markdown_table(['Protocol', 'Model', 'Accuracy', '95% interval', 'Mean per-class',
                             'PCK@0.1'], rows), ''] + [
         '- %s: %s.' % (p, run['verdict']) for p, run in runs.items()] + across + ['']
@@ -360,7 +361,7 @@ def readme_block(results, report, timings, root, command, figure='docs/demo/figu
            markdown_table(['Model', 'Accuracy', 'Mean per-class'],
                            [[r['label'], pct(r['accuracy']), pct(r['mean_per_class_accuracy'])]
                             for r in t['table1']]), '',
-           '**Table 2** (mean PCK over the 15 keypoints)', '']
+           '**Table 2** (%s)' % PCK_CONVENTION.describe(), '']
     alphas = next(iter(t['table2'].values()))['alphas'] if t['table2'] else []
     out += [markdown_table(['Model'] + ['α = %.2f' % a for a in alphas],
                             [[tab['label']] + [pct(v) for v in tab['mean']]
