@@ -25,7 +25,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from posenorm.core import metrics, plots
+from posenorm.core import class_metrics, metrics, plots
 from posenorm.core import outputs
 from posenorm.core.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from posenorm.core.report import json_safe
@@ -78,17 +78,17 @@ def classification_results(prob, labels, class_names, image_ids=None):
     and `per_image` (`paired.per_image_record`: the image ids and whether each was
     right, for paired tests)."""
     n = len(class_names)
-    pred = metrics.predicted_labels(prob) if len(prob) else np.zeros(0, np.int64)
-    mpc = metrics.mean_per_class_accuracy(pred, labels, n)
-    accuracy = metrics.top1_accuracy(pred, labels)
+    pred = class_metrics.predicted_labels(prob) if len(prob) else np.zeros(0, np.int64)
+    mpc = class_metrics.mean_per_class_accuracy(pred, labels, n)
+    accuracy = class_metrics.top1_accuracy(pred, labels)
     ids = np.arange(len(labels)) if image_ids is None else np.asarray(image_ids)
     return dict(images=int(len(labels)), accuracy=accuracy,
                 per_image=paired.per_image_record(ids, pred == labels),
-                accuracy_interval=metrics.accuracy_interval(accuracy, len(labels)),
+                accuracy_interval=class_metrics.accuracy_interval(accuracy, len(labels)),
                 mean_per_class_accuracy=mpc['mean'], per_class_accuracy=mpc['per_class'],
                 per_class_images=mpc['counts'],
                 empty_classes=[class_names[c] for c in mpc['empty_classes']],
-                confusion=metrics.confusion_matrix(pred, labels, n).tolist())
+                confusion=class_metrics.confusion_matrix(pred, labels, n).tolist())
 
 
 def _located(kp):
