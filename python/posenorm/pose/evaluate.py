@@ -32,7 +32,7 @@ from posenorm.core.report import json_safe
 from posenorm.data.coords import keypoints_to_input
 from posenorm.data.cub import read_cub
 from posenorm.nets.model_dir import read_info
-from posenorm.pose import paired, report
+from posenorm.pose import paired, report, tables
 from posenorm.pose.paper import PCK_CONVENTION
 from posenorm.pose.predict import (Predictor, choose_decoding, choose_visibility_threshold,
                                    visibility_counts)
@@ -272,6 +272,19 @@ def _select(infos, cub_dir, split, limit):
     return data, dropped
 
 
+def _shared_predictors(infos, share, oracle, allow_python, decoding):
+    """With share: every model's Predictor, the later ones reusing the first
+    one's pass where their nets compute the same; else Nones (each model is
+    loaded in turn by `evaluate_model`)."""
+    if not share:
+        return [None] * len(infos)
+    predictors = [Predictor(info['dir'], oracle=oracle, allow_python=allow_python,
+                            **(decoding or {})) for info in infos]
+    for p in predictors[1:]:
+        p.share_from(predictors[0])
+    return predictors
+
+
 def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress=True,
                     figure_images=8, force=False, oracle=True, allow_python=False, share=False,
                     extra=None, decoding=None):
@@ -311,15 +324,10 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
     results = dict(format=RESULTS_FORMAT, cub_dir=os.path.abspath(cub_dir), split=split, limit=limit,
                    images=n, images_of_classes_no_model_knows=dropped,
                    image_ids=data.image_ids.tolist(), part_names=list(data.part_names),
-                   definitions=report.definitions(), pck_alphas=list(metrics.PCK_ALPHAS), models={})
+                   definitions=tables.definitions(), pck_alphas=list(metrics.PCK_ALPHAS), models={})
     with atomic_directory(out, force=force, inputs=list(model_dirs) + [cub_dir],
                           marker=REPORT_MARKER) as tmp:
-        predictors = [None] * len(infos)
-        if share:
-            predictors = [Predictor(info['dir'], oracle=oracle, allow_python=allow_python,
-                                    **(decoding or {})) for info in infos]
-            for p in predictors[1:]:
-                p.share_from(predictors[0])
+        predictors = _shared_predictors(infos, share, oracle, allow_python, decoding)
         for name, info, predictor in zip(_unique_names(infos), infos, predictors):
             results['models'][name] = evaluate_model(info, name, data, fig_idx, tmp, oracle=oracle,
                                                      progress=progress, allow_python=allow_python,
@@ -331,7 +339,7 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
         if curves:
             plots.plot_pck_mean(os.path.join(tmp, 'pck_vs_alpha.png'), curves)
             results['files'] = dict(pck_vs_alpha='pck_vs_alpha.png')
-        results['tables'] = report.build_tables(results)
+        results['tables'] = tables.build_tables(results)
         results.update(extra or {})
         results = json_safe(results)
         atomic_write_text(os.path.join(tmp, 'results.json'), json.dumps(results, indent=1) + '\n')
