@@ -342,6 +342,6 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
         results['tables'] = tables.build_tables(results)
         results.update(extra or {})
         results = json_safe(results)
-        atomic_write_text(os.path.join(tmp, 'results.json'), json.dumps(results, indent=1) + '\n')
+        atomic_write_text(os.path.join(tmp, REPORT_MARKER), json.dumps(results, indent=1) + '\n')
         report.write_readme(os.path.join(tmp, 'README.md'), results)
     return results

@@ -1,6 +1,7 @@
 """The first paper's evaluation report: Tables 1-3, the paper's question
-answered, definitions, and the README block of a demo run.  The one writer
-of REPORT/README.md (tools/evaluate.py and tools/demo.py both call it)."""
+answered, the definitions (`pose.tables`), and the README block of a demo
+run.  The one writer of REPORT/README.md (tools/evaluate.py and
+tools/demo.py both call it)."""
 import collections
 import os
 import time
