@@ -37,6 +37,12 @@ PART_NAMES = ('back', 'beak', 'belly', 'breast', 'crown', 'forehead',
 
 SPLITS = ('train', 'test')
 
+# The files of the layout besides the images: one row per image, and the
+# dataset-wide ones.
+PER_IMAGE_FILES = ('images.txt', 'image_class_labels.txt', 'train_test_split.txt',
+                   'bounding_boxes.txt', os.path.join('parts', 'part_locs.txt'))
+DATASET_FILES = ('classes.txt', os.path.join('parts', 'parts.txt'))
+
 CUBImage = collections.namedtuple(
     'CUBImage', 'id name path class_id label split bbox keypoints size')
 CUBImage.__doc__ = """One image: ids as in the files, `label` 0-based,
