@@ -153,7 +153,8 @@ def main(argv=None):
     ap.add_argument('--retrain', metavar='STAGE[,STAGE]', default='',
                     help='start these training stages over (as tools/train.py --retrain)')
     ap.add_argument('--readme', action='store_true',
-                    help='also write the results block into its docs file (docs/demo.md, docs/real_birds.md; figure into docs/demo/)')
+                    help='also write the results block into its docs file (docs/demo.md, '
+                         'docs/real_birds.md; the figure into docs/demo/)')
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
     device.add_gpu_argument(ap, multi=True)
     args = ap.parse_args(argv)
