@@ -16,10 +16,11 @@ import numpy as np
 from PIL import Image
 
 from posenorm.core import cli, netgraph
-from posenorm.core.net_loading import load_net
+from posenorm.core.images import read_image
+from posenorm.core.net_loading import load_net, read_net
 from posenorm.data.coords import from_input_coords, keypoints_to_input, resize_input, to_input_coords
 from posenorm.data.part_crops import PARTS, crop, crop_boxes
-from posenorm.nets.backbones import VGG_MEAN_BGR, temporary_prototxt
+from posenorm.nets.backbones import VGG_MEAN_BGR
 from posenorm.nets.model_dir import load_model
 from posenorm.pose import feature_cache
 
@@ -197,7 +198,7 @@ class Predictor:
         # keypoint decoding: the arguments, else the deploy net's (chosen on
         # validation when the model was written), else the paper's argmax
         # with every part visible; the deploy net is made to decode alike
-        written = deployed_decoding(netgraph.load_net_param(self.info['deploy_path']), self.info)
+        written = deployed_decoding(read_net(self.info['deploy_path']), self.info)
         self.decode = decode or written[0]
         self.visibility_threshold = (visibility_threshold if visibility_threshold is not None
                                      else written[1])
@@ -213,7 +214,7 @@ class Predictor:
             # only the classification is read: at ground-truth keypoints
             # the localization stream's heatmap matters for its shape alone
             self.oracle_passes = self._passes(self.oracle_net, netgraph.value_layers(
-                self.oracle_net, netgraph.load_net_param(self.info['oracle_deploy_path']),
+                self.oracle_net, read_net(self.info['oracle_deploy_path']),
                 ['prob']))
         self.size = self.info['input_size']
         outputs = set(self.net.outputs)
@@ -242,8 +243,7 @@ class Predictor:
         (the S x S RGB image)).
         """
         if isinstance(image, (str, os.PathLike)):
-            with Image.open(image) as im:
-                original = im.convert('RGB')
+            original = read_image(image)  # the decoder training used
             if image_size is None:
                 image_size = original.size
             rgb = resize_input(original, self.size)
@@ -292,12 +292,11 @@ class Predictor:
     def _redeploy(self, allow_python):
         """The deploy net again, its CoordinateTransfer layers set to this
         predictor's decoding (`apply_decoding`)."""
-        param = netgraph.load_net_param(self.info['deploy_path'])
+        param = read_net(self.info['deploy_path'])
         if not apply_decoding(param, self.decode, self.visibility_threshold):
             return self.net  # decoded in numpy alone
-        with temporary_prototxt(param) as path:
-            return load_net(path, self.info['weights_path'], self.info['deploy_path'],
-                            allow_python=allow_python)
+        return load_net(param, self.info['weights_path'], self.info['deploy_path'],
+                        allow_python=allow_python)
 
     def _original(self, kp_in, image_size):
         kp = np.array(kp_in, np.float64)
@@ -312,15 +311,15 @@ class Predictor:
         weighted layers this model (and its oracle) no longer runs."""
         if lead.passes[0] or self.passes[0] or lead.size != self.size:
             return 0  # part nets run in two passes around their crops
-        source = (lead.net, netgraph.load_net_param(lead.info['deploy_path']), lead.passes[1])
+        source = (lead.net, read_net(lead.info['deploy_path']), lead.passes[1])
         reads = [b for b in ('prob', 'kp_score', 'heatmap', 'part_locations') if b in self.net.blobs]
         layers, self.copy, skipped = feature_cache.plan_sharing(
-            source, (self.net, netgraph.load_net_param(self.info['deploy_path']), self.passes[1]),
+            source, (self.net, read_net(self.info['deploy_path']), self.passes[1]),
             reads)
         self.passes = ([], layers, [])
         if self.oracle_net is not None:
             layers, self.oracle_copy, more = feature_cache.plan_sharing(
-                source, (self.oracle_net, netgraph.load_net_param(self.info['oracle_deploy_path']),
+                source, (self.oracle_net, read_net(self.info['oracle_deploy_path']),
                          self.oracle_passes[1]), ['prob'])
             self.oracle_passes = ([], layers, [])
             skipped += more
