@@ -5,8 +5,10 @@
   python tools/predict.py bird.jpg --model models/joint_cbp --out bird_keypoints.png --top 3
 
 Prints the top classes with their probabilities and the predicted keypoints
-(heatmap argmax) in original-image pixels with their part names; --out draws
-the keypoints (and the top class) on the image.
+(heatmap peaks, decoded by --decode) in original-image pixels with their part
+names, their peak scores, and whether each is predicted visible
+(--visibility-threshold); --out draws the keypoints (and the top class) on
+the image.
 """
 import argparse
 import os
@@ -15,10 +17,10 @@ import sys
 from posenorm.core import cli  # first: quiets glog before Caffe loads
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
-from posenorm.core import device, plots  # noqa: E402
-from posenorm.pose.predict import Predictor  # noqa: E402
+from posenorm.core import device, outputs, plots  # noqa: E402
+from posenorm.core.images import read_image  # noqa: E402
+from posenorm.pose.predict import Predictor, add_decoding_arguments, decoding_options  # noqa: E402
 
 
 @cli.tool
@@ -27,19 +29,24 @@ def main(argv=None):
     ap.add_argument('image', help='an image file (any size; resized to the model input)')
     ap.add_argument('--model', required=True, metavar='DIR', help='model directory (model.json, deploy.prototxt, weights)')
     ap.add_argument('--out', metavar='PNG', help='draw the predicted keypoints on the image into PNG')
+    ap.add_argument('--force', action='store_true', help='replace an existing --out file')
     ap.add_argument('--top', type=cli.integer(1, 1000), default=5, help='how many classes to print (default 5)')
     ap.add_argument('--allow-python-layers', action='store_true',
                     help='load a deploy net with Python layers (it imports and runs the module '
                          'it names: only for model directories you trust)')
+    add_decoding_arguments(ap)
     ap.add_argument('--quiet', action='store_true', help='print the prediction only')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
     if not os.path.isfile(args.image):
         ap.error('no such image: %s' % args.image)
+    if args.out:
+        outputs.check_output(args.out, outputs.FILE, [args.image, args.model], args.force)
+    image = read_image(args.image)  # a bad file is one line naming it
+    size = image.size
     device.use_device(args.gpu)
-    predictor = Predictor(args.model, allow_python=args.allow_python_layers)
-    with Image.open(args.image) as im:
-        size = im.size
+    predictor = Predictor(args.model, allow_python=args.allow_python_layers,
+                          **decoding_options(args))
     r = predictor.predict(args.image, size)
     info = predictor.info
     say = cli.say(args.quiet)
@@ -54,17 +61,19 @@ def main(argv=None):
     else:
         print('this model does not classify')
     if r['keypoints'] is not None:
-        print('keypoints (x, y in original pixels%s):' % (', heatmap score' if r['scores'] is not None else ''))
+        print('keypoints (x, y in original pixels%s; decoding %s, visibility threshold %s):' % (
+            ', heatmap score, raw peak score' if r['scores'] is not None else '', predictor.decode,
+            predictor.visibility_threshold))
         for k, name in enumerate(info['part_names']):
             x, y, v = r['keypoints'][k]
-            score = '  %.3f' % r['scores'][k] if r['scores'] is not None else ''
-            print('  %-12s %8.1f %8.1f%s%s' % (name, x, y, score, '' if v > 0 else '  (not predicted)'))
+            score = ('  %.3f %8.3f' % (r['scores'][k], r['logits'][k])
+                     if r['scores'] is not None else '')
+            print('  %-12s %8.1f %8.1f%s%s' % (name, x, y, score,
+                                               '' if v > 0 else '  (predicted invisible)'))
     else:
         print('this model does not predict keypoints')
     if args.out:
-        with Image.open(args.image) as im:
-            rgb = np.asarray(im.convert('RGB'))
-        plots.plot_keypoints_on_image(args.out, rgb, r['keypoints'], info['part_names'], title)
+        plots.plot_keypoints_on_image(args.out, np.asarray(image), r['keypoints'], info['part_names'], title)
         say('wrote %s' % args.out)
     return 0
 

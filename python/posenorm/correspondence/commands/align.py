@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from posenorm.core import metrics
 from posenorm.core.cli import integer, positive_float
 from posenorm.correspondence import dataset, flow, objects, report, sift, transfer, warp
 from posenorm.correspondence.commands.options import (add_subset_arguments, cache_dir,
@@ -91,7 +92,7 @@ def transfer_category(test, train, rows, settings, fnet, memo, shown_count):
 
 def run(args):
     cache_path = cache_dir(args.cache, args.out)
-    fnet = load_net(args.net, args.weights, cache_path)
+    fnet = load_net(args.net, args.weights, cache_path, allow_python=args.allow_python_layers)
     cache, data = open_cache(fnet, cache_path, args.input_size), open_data(args.data, cache_path, args.quiet)
     layers = align_layers(args.align_layers, fnet)
     settings = dict(k=args.k, best=args.best, radius=args.radius, alpha=args.alpha,
@@ -122,13 +123,15 @@ def run(args):
         gt = np.stack([o.keypoints for o in te])
         boxes = np.array([o.box for o in te])
         tables[cat] = dict(names=list(names), objects=len(te),
-                           rows={r: transfer.pck_penalized(p, gt, boxes) for r, p in preds.items()})
+                           rows={r: metrics.pck(p, gt, boxes, transfer.TABLE2_ALPHAS,
+                                                  transfer.PCK_CONVENTION)
+                                 for r, p in preds.items()})
         for r in secs:
             seconds[r] += secs[r]
         shown += figs[:max(0, args.fig3 - len(shown))]
     if not tables:
         raise ValueError('no category has both training and test objects to align')
-    _figure3(report.figure_path(args.out, FIG3), shown, list(rows))
+    _figure3(report.figure_path(args.stage, FIG3), shown, list(rows))
     pairs = sum(t['objects'] for t in tables.values()) * min(args.k, len(train))
     return dict(net=fnet.name, data=data.root, kind=data.kind, rows=list(rows) + [COPY],
                 alphas=list(transfer.TABLE2_ALPHAS), tables=tables,
@@ -188,14 +191,14 @@ def markdown(section):
            'Net `%s`, data %s (%s): %d test objects, each aligned to its %d nearest training '
            'objects (of %d; cosine of pool5) on the grid of `%s`; SIFT computed at the same unit '
            'centres (size %d).  BP: window +-%d grid steps, alpha %g (relative to the median '
-           'match cost), %d iterations; median over the %d lowest-energy neighbours.  PCK (%%) at '
-           'alpha x max(box w, h); a predicted keypoint not visible in the target counts wrong.  '
+           'match cost), %d iterations; median over the %d lowest-energy neighbours.  %s (%%).  '
            '%.1f s in all; alignment time per row: %s.\n'
            % (section['net'], section['data'], section['kind'], section['test'],
               section['settings']['k'], section['train'], ', '.join(section['settings']['layers']),
               section['settings']['sift_size'], section['settings']['radius'],
               section['settings']['alpha'], section['settings']['iterations'],
-              section['settings']['best'], section.get('seconds', 0),
+              section['settings']['best'], transfer.PCK_CONVENTION.describe(),
+              section.get('seconds', 0),
               ', '.join('%s %.0f s' % kv for kv in section['align_seconds'].items()))]
     for cat, t in section['tables'].items():
         if len(section['tables']) > 1:
