@@ -72,7 +72,7 @@ def test_quick_run_without_onnx(tmp_path):
 @pytest.mark.skipif(not os.access(BENCH_PYTHON, os.X_OK),
                     reason='.venv-bench absent (tools/setup/make_bench_venv.sh)')
 def test_quick_run_with_onnx_runtime():
-    res = run_tool('--quick', '--threads', '1', '--sizes', '1x40x40')
+    res = run_tool('--quick', '--threads', '1', '--input-shapes', '1x40x40')
     assert res.returncode == 0, res.stderr
     assert re.search(r'\| 1x40x40 \| 1 \| ONNX Runtime \| ', res.stdout)
     cells = agreement_rows(res.stdout)[('1x40x40', 1)]
@@ -92,8 +92,8 @@ def test_disagreement_is_reported():
 
 
 def test_bad_arguments():
-    res = run_tool('--sizes', '1x0x5', '--no-onnx')
-    assert res.returncode == 2 and '--sizes' in res.stderr
+    res = run_tool('--input-shapes', '1x0x5', '--no-onnx')
+    assert res.returncode == 2 and '--input-shapes' in res.stderr
     res = run_tool('--threads', '2,x', '--no-onnx')
     assert res.returncode == 2 and '--threads' in res.stderr
     res = run_tool('--bench-python', '/nonexistent/python')

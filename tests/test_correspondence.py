@@ -106,12 +106,12 @@ def test_cli_end_to_end(small_model, tiny_birds, tmp_path):
     out = str(tmp_path / 'report')
     common = ['--net', small_model, '--out', out, '--quiet']
     assert cli.main(['geometry'] + common) == 0
-    data = ['--data', tiny_birds, '--size', '128']
+    data = ['--data', tiny_birds, '--input-size', '128']
     assert cli.main(['classify'] + common + data + [
-        '--layers', 'conv1,conv3', '--sift-sizes', '12,24', '--C', '0.1,10', '--folds', '2',
+        '--layers', 'conv1,conv3', '--sift-sizes', '12,24', '--C-grid', '0.1,10', '--folds', '2',
         '--fig5-images', '1', '--fig5-window', '4', '--fig5-sift', '12']) == 0
     assert cli.main(['reconstruct'] + common + data + [
-        '--layers', 'conv1,conv3', '--k', '2', '--queries', '1', '--seeds', '2']) == 0
+        '--layers', 'conv1,conv3', '--k', '2', '--queries', '1', '--fig2-seeds', '2']) == 0
     results = json.load(open(os.path.join(out, 'results.json')))
     assert set(results) == {'geometry', 'classify', 'reconstruct'}
     table = {r['layer']: (r['size'], r['stride']) for r in

@@ -22,19 +22,20 @@ from posenorm.bench.alignment import Geom, bench_bp, bench_detectors, bench_dt, 
 @cli.tool
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--grids', default='7,13,20', help='grid sides (default %(default)s)')
-    ap.add_argument('--radii', default='2,4,6', help='window half-widths (default %(default)s)')
-    ap.add_argument('--channels', type=cli.positive_int, default=384,
+    ap.add_argument('--grids', type=cli.integers(1, 200), default='7,13,20', help='grid sides (default %(default)s)')
+    ap.add_argument('--radii', type=cli.integers(0, 50), default='2,4,6', help='window half-widths (default %(default)s)')
+    ap.add_argument('--channels', type=cli.integer(1, 8192), default=384,
                     help='feature channels (default %(default)s: conv4)')
-    ap.add_argument('--iterations', type=cli.positive_int, default=20, help='BP iterations')
-    ap.add_argument('--repeats', type=cli.positive_int, default=3, help='timed repeats (median)')
-    ap.add_argument('--detector-images', type=cli.positive_int, default=100)
+    ap.add_argument('--iterations', type=cli.integer(1, 10000), default=20, help='BP iterations')
+    ap.add_argument('--repeats', type=cli.integer(1, 1000), default=3, help='timed repeats (median)')
+    ap.add_argument('--detector-images', type=cli.integer(1, 100000), default=100)
     ap.add_argument('--report', help='a report directory: print each step\'s share of its last `all`')
+    ap.add_argument('--quiet', action='store_true', help='accepted for a uniform vocabulary: '
+                    'this benchmark prints its tables only')
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
-    ints = lambda text: [int(v) for v in text.split(',') if v]  # noqa: E731
     bench_dt([5, 9, 13, 25, 49], 20000, args.repeats, rng)
-    bench_bp(ints(args.grids), ints(args.radii), args.channels, args.iterations, args.repeats, rng)
+    bench_bp(args.grids, args.radii, args.channels, args.iterations, args.repeats, rng)
     bench_detectors('conv5-like', args.detector_images, 227, 256, 3, Geom(16.0, 7.5, 163.0), rng)
     bench_detectors('SIFT-like', args.detector_images, 227, 128, 1, Geom(8.0, 3.5, 64.0), rng)
     if args.report:

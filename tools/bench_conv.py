@@ -7,7 +7,7 @@ when the libraries load; a fresh process is the one reliable way to give
 OpenBLAS and an OpenMP engine the same count): the sgemm rate of the BLAS
 Caffe links (a 4096^3 InnerProduct, as tools/bench_layers.py measures it),
 then VGG-16 conv1_1 ... pool5 (conv + ReLU + max pool, ceil mode) at each
-input size of --sizes, forward and forward+backward (random top diff, no
+input shape of --input-shapes, forward and forward+backward (random top diff, no
 gradient to the data), layer by layer, for Caffe's original CPU code
 (POSENORM_CPU_ENGINE=reference) and ours (the variable unset); then the same
 forward through ONNX Runtime (a child running tools/bench_conv_onnx.py in the
@@ -44,36 +44,16 @@ SGEMM_SIZE = 4096
 QUICK = dict(sizes='1x64x64,2x32x32', repeats=1, sgemm=1024)
 
 
-def _sizes(text):
-    try:
-        sizes = [tuple(int(v) for v in s.split('x')) for s in text.split(',')]
-    except ValueError:
-        sizes = None
-    if not sizes or any(len(s) != 3 or min(s) < 1 for s in sizes):
-        raise argparse.ArgumentTypeError('must be NxHxW[,NxHxW...], e.g. 1x500x500, not %r' % text)
-    return sizes
-
-
-def _threads(text):
-    try:
-        threads = [int(t) for t in text.split(',')]
-    except ValueError:
-        threads = None
-    if not threads or min(threads) < 1:
-        raise argparse.ArgumentTypeError('must be thread counts >= 1, e.g. 2,1, not %r' % text)
-    return threads
-
-
 def parse_args(argv):
     ap = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
         epilog='Prints a markdown report; --markdown also writes it to a file.')
-    ap.add_argument('--repeats', type=cli.positive_int, default=None,
+    ap.add_argument('--repeats', type=cli.integer(1, 1000), default=None,
                     help='timed passes per measurement, median reported (default 5, '
                          'after 1 warm-up; 1 with --quick)')
-    ap.add_argument('--threads', type=_threads, default=[2, 1],
+    ap.add_argument('--threads', type=cli.threads(), default=[2, 1],
                     help='comma-separated thread counts, each in its own process (default 2,1)')
-    ap.add_argument('--sizes', type=_sizes, default=None,
+    ap.add_argument('--input-shapes', type=cli.shapes, default=None,
                     help='inputs as NxHxW, comma-separated (default 1x500x500,8x224x224; '
                          'with --quick %s)' % QUICK['sizes'])
     ap.add_argument('--weights', metavar='CAFFEMODEL',
@@ -88,12 +68,13 @@ def parse_args(argv):
                     help='the python of the ONNX Runtime venv (default .venv-bench/bin/python, '
                          'made by tools/setup/make_bench_venv.sh; ONNX Runtime is skipped, '
                          'with a note, where that is absent)')
-    ap.add_argument('--tolerance', type=cli.positive_float, default=1e-4,
+    ap.add_argument('--tolerance', type=cli.number(above=0, hi=1), default=1e-4,
                     help='largest relative difference allowed between the paths (default 1e-4)')
+    ap.add_argument('--quiet', action='store_true', help='no [bench] progress notes on stderr')
     args = ap.parse_args(argv)
     if args.markdown:  # a report file it rewrites: never a directory, a link or an input
         outputs.check_output(args.markdown, outputs.FILE, force=True, what='--markdown')
-    args.sizes = args.sizes or _sizes(QUICK['sizes'] if args.quick else '1x500x500,8x224x224')
+    args.sizes = args.input_shapes or cli.shapes(QUICK['sizes'] if args.quick else '1x500x500,8x224x224')
     args.repeats = args.repeats or (QUICK['repeats'] if args.quick else 5)
     args.sgemm_size = QUICK['sgemm'] if args.quick else SGEMM_SIZE
     if args.weights and not os.path.isfile(args.weights):
@@ -117,9 +98,10 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     onnx = None if args.no_onnx else [args.bench_python, ONNX_SCRIPT]
-    run(Setup(threads=args.threads, sizes=args.sizes, repeats=args.repeats,
-              sgemm_size=args.sgemm_size, weights=args.weights, onnx_command=onnx,
-              onnx_note=args.onnx_note), args.markdown, args.tolerance)
+    with cli.notes_off(args.quiet):
+        run(Setup(threads=args.threads, sizes=args.sizes, repeats=args.repeats,
+                  sgemm_size=args.sgemm_size, weights=args.weights, onnx_command=onnx,
+                  onnx_note=args.onnx_note), args.markdown, args.tolerance)
     return 0
 
 

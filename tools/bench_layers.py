@@ -33,35 +33,27 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(
         description=__doc__.split('\n')[0],
         epilog='Prints a markdown table; --markdown also writes it to a file.')
-    ap.add_argument('--repeats', type=int, default=5,
+    ap.add_argument('--repeats', type=cli.integer(1, 1000), default=5,
                     help='timed passes per measurement, median reported '
                          '(default 5, after 1 warm-up)')
-    ap.add_argument('--threads', default=None,
+    ap.add_argument('--threads', type=cli.threads(), default=None,
                     help='comma-separated OpenBLAS thread counts to run, e.g. '
                          '"2,1" (default: all cores, then 1 for comparison '
                          'with the single-threaded Tensor Sketch figures)')
     ap.add_argument('--markdown', metavar='PATH',
                     help='also write the report to PATH (atomically)')
-    ap.add_argument('--shapes', choices=['all', 'small'], default='all',
+    ap.add_argument('--layer-shapes', choices=['all', 'small'], default='all',
                     help='"small" skips the 32x512x28x28 shape (quick look)')
+    ap.add_argument('--quiet', action='store_true', help='no [bench] progress notes on stderr')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
     if args.markdown:  # a report file it rewrites: never a directory, a link or an input
         outputs.check_output(args.markdown, outputs.FILE, force=True, what='--markdown')
-    if args.repeats < 1:
-        ap.error('--repeats must be >= 1')
     if args.gpu:
         args.threads = [1]  # the host thread only launches kernels
     elif args.threads is None:
         cores = os.cpu_count() or 1
         args.threads = [cores] + ([1] if cores > 1 else [])
-    else:
-        try:
-            args.threads = [int(t) for t in args.threads.split(',')]
-        except ValueError:
-            ap.error('--threads takes integers, e.g. 2,1')
-        if any(t < 1 for t in args.threads):
-            ap.error('--threads must be >= 1')
     return args
 
 
@@ -72,7 +64,9 @@ def main(argv=None):
     env_threads = os.environ.get('OPENBLAS_NUM_THREADS')
     os.environ['OPENBLAS_NUM_THREADS'] = str(max(args.threads))
     from posenorm.bench import layers  # loads Caffe, hence OpenBLAS: after the line above
-    layers.run(args.threads, args.repeats, args.shapes, args.gpu, args.markdown, env_threads)
+    with cli.notes_off(args.quiet):
+        layers.run(args.threads, args.repeats, args.layer_shapes, args.gpu, args.markdown,
+                   env_threads)
     return 0
 
 

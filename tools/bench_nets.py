@@ -56,21 +56,21 @@ def parse_args(argv):
         epilog='Prints a markdown report; --markdown also writes it to a file.')
     ap.add_argument('--quick', action='store_true',
                     help='small backbone only (seconds instead of minutes)')
-    ap.add_argument('--iterations-vgg16', type=int, default=2, metavar='N',
+    ap.add_argument('--iterations-vgg16', type=cli.integer(1, 10000), default=2, metavar='N',
                     help='vgg16: `caffe time` iterations, timed `caffe train` '
                          'iterations of the uncached stage 3 and timed '
                          'feature-pass forwards (default 2; ~20 s per joint '
                          'iteration on 2 cores)')
-    ap.add_argument('--iterations-small', type=int, default=20, metavar='N',
+    ap.add_argument('--iterations-small', type=cli.integer(1, 10000), default=20, metavar='N',
                     help='the same for the small backbone (default 20)')
-    ap.add_argument('--head-iterations', type=int, default=500, metavar='N',
+    ap.add_argument('--head-iterations', type=cli.integer(5, 1000000), default=500, metavar='N',
                     help='timed `caffe train` iterations of the cached head, '
                          'in 5 blocks (default 500)')
-    ap.add_argument('--train-images', type=int, default=CUB_TRAIN_IMAGES,
+    ap.add_argument('--train-images', type=cli.integer(1, 10000000), default=CUB_TRAIN_IMAGES,
                     metavar='M', help='training-set size for the break-even '
                     'and whole-stage projections (default %d, CUB-200-2011)'
                     % CUB_TRAIN_IMAGES)
-    ap.add_argument('--threads', type=int, default=None,
+    ap.add_argument('--threads', type=cli.integer(1, 4 * (os.cpu_count() or 1)), default=None,
                     help='set OPENBLAS_NUM_THREADS for caffe and pycaffe '
                          '(default: leave the environment as it is)')
     ap.add_argument('--caffe', default=None,
@@ -80,17 +80,10 @@ def parse_args(argv):
     ap.add_argument('--markdown', metavar='PATH',
                     help='also write the report to PATH (atomically)')
     device.add_gpu_argument(ap)
+    ap.add_argument('--quiet', action='store_true', help='no [bench] progress notes on stderr')
     args = ap.parse_args(argv)
     if args.markdown:  # a report file it rewrites: never a directory, a link or an input
         outputs.check_output(args.markdown, outputs.FILE, force=True, what='--markdown')
-    for name in ('iterations_vgg16', 'iterations_small', 'head_iterations',
-                 'train_images'):
-        if getattr(args, name) < 1:
-            ap.error('--%s must be >= 1' % name.replace('_', '-'))
-    if args.head_iterations < 5:
-        ap.error('--head-iterations must be >= 5 (5 timed blocks)')
-    if args.threads is not None and args.threads < 1:
-        ap.error('--threads must be >= 1')
     if args.caffe is None:
         local = os.path.join(REPO, '.venv', 'bin', 'caffe')
         args.caffe = local if os.path.exists(local) else shutil.which('caffe')
@@ -102,6 +95,11 @@ def parse_args(argv):
 @cli.tool
 def main(argv=None):
     args = parse_args(argv)
+    with cli.notes_off(args.quiet):
+        return _main(args, argv)
+
+
+def _main(args, argv):
     env_threads = os.environ.get('OPENBLAS_NUM_THREADS')
     if args.threads is not None:
         os.environ['OPENBLAS_NUM_THREADS'] = str(args.threads)

@@ -28,10 +28,11 @@ def main(argv=None):
     ap.add_argument('--model', required=True, metavar='DIR', help='model directory (model.json, deploy.prototxt, weights)')
     ap.add_argument('--out', metavar='PNG', help='draw the predicted keypoints on the image into PNG')
     ap.add_argument('--force', action='store_true', help='replace an existing --out file')
-    ap.add_argument('--top', type=cli.positive_int, default=5, help='how many classes to print (default 5)')
+    ap.add_argument('--top', type=cli.integer(1, 1000), default=5, help='how many classes to print (default 5)')
     ap.add_argument('--allow-python-layers', action='store_true',
                     help='load a deploy net with Python layers (it imports and runs the module '
                          'it names: only for model directories you trust)')
+    ap.add_argument('--quiet', action='store_true', help='print the prediction only')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
     if not os.path.isfile(args.image):
@@ -44,7 +45,8 @@ def main(argv=None):
     predictor = Predictor(args.model, allow_python=args.allow_python_layers)
     r = predictor.predict(args.image, size)
     info = predictor.info
-    print('%s: %d x %d, model %s (%s)' % (args.image, size[0], size[1], info['name'], info['label']))
+    say = cli.say(args.quiet)
+    say('%s: %d x %d, model %s (%s)' % (args.image, size[0], size[1], info['name'], info['label']))
     title = None
     if r['prob'] is not None:
         order = np.argsort(-r['prob'], kind='stable')[:args.top]
@@ -64,7 +66,7 @@ def main(argv=None):
         print('this model does not predict keypoints')
     if args.out:
         plots.plot_keypoints_on_image(args.out, np.asarray(image), r['keypoints'], info['part_names'], title)
-        print('wrote %s' % args.out)
+        say('wrote %s' % args.out)
     return 0
 
 

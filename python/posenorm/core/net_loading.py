@@ -32,7 +32,7 @@ from google.protobuf import message, text_format
 
 from posenorm.core import geometry, outputs
 from posenorm.core.atomic import atomic_save, atomic_write_text
-from posenorm.core.files import sha256_file
+from posenorm.core.files import read_text, sha256_file
 
 # Layers that make blobs from nothing (every other layer needs a bottom).
 INPUT_LAYERS = ('Input', 'Data', 'ImageData', 'MemoryData', 'DummyData', 'HDF5Data',
@@ -51,14 +51,11 @@ def read_net(path, what='net'):
     """A text prototxt as a NetParameter; errors name the file (and line)."""
     param = caffe_pb2.NetParameter()
     try:
-        with open(path) as f:
-            text = f.read()
+        text = read_text(path)  # a UTF-8 BOM or bad UTF-8 named with file and line
     except FileNotFoundError:
         raise FileNotFoundError('%s not found: %s' % (what, path)) from None
     except IsADirectoryError:
         raise NetLoadError('%s %s is a directory, not a prototxt' % (what, path)) from None
-    except UnicodeDecodeError as e:
-        raise NetLoadError('%s %s is not a text prototxt: %s' % (what, path, e)) from None
     try:
         text_format.Merge(text, param)
     except text_format.ParseError as e:

@@ -125,8 +125,10 @@ def truncated(net_param, blobs):
 
 
 def _file_identity(path):
+    """What a file's cached results depend on: its size and modification
+    time to the nanosecond (a path alone would survive a change in place)."""
     st = os.stat(path)
-    return '%s:%d:%d' % (os.path.abspath(path), st.st_size, int(st.st_mtime))
+    return '%s:%d:%d' % (os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
 def sha1_file(path):
@@ -249,20 +251,22 @@ class FeatureCache:
     """Per-image feature maps of one FeatureNet in `root`, float16 .npz."""
 
     def __init__(self, fnet, root, side=DEFAULT_SIDE, context=CONTEXT):
-        fnet.check_size(side, side, '--size %d' % side)  # before any data work
+        fnet.check_size(side, side, '--input-size %d' % side)  # before any data work
         self.fnet, self.side, self.context = fnet, side, context
         key = json.dumps(dict(fnet.identity, side=side, context=context), sort_keys=True)
         self.root = os.path.join(root, fnet.name, hashlib.sha1(key.encode()).hexdigest()[:12])
 
     def path(self, item, layers):
-        key = json.dumps([item.path, list(item.box), sorted(layers)])
+        """The cache file of an item's maps: keyed by the image's contents (its
+        sha1), never its path alone, so an image changed in place is recomputed."""
+        key = json.dumps([sha1_file(item.path), list(item.box), sorted(layers)])
         return os.path.join(self.root, hashlib.sha1(key.encode()).hexdigest() + '.npz')
 
     def get(self, item, layers):
         """(features {layer: array}, image, keypoints), computing when not cached."""
         layers = self.fnet.check_layers(layers)
         image, kps = prepare(item, self.side, self.context)
-        self.fnet.check_size(image.shape[0], image.shape[1], 'the %d x %d crop of %s (--size %d)'
+        self.fnet.check_size(image.shape[0], image.shape[1], 'the %d x %d crop of %s (--input-size %d)'
                              % (image.shape[0], image.shape[1], item.path, self.side), layers)
         path = self.path(item, layers)
         if os.path.isfile(path):

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from posenorm.core.cli import positive_float, positive_int
+from posenorm.core.cli import integer, positive_float
 from posenorm.correspondence import dataset, flow, objects, report, sift, transfer, warp
 from posenorm.correspondence.commands.options import (add_subset_arguments, cache_dir,
                                                       open_cache, open_data)
@@ -30,16 +30,16 @@ COPY = 'copy NN'
 def add_arguments(parser):
     parser.add_argument('--align-layers', help='conv layers aligned (default: the 4th conv layer, '
                                                'conv4 for AlexNet, as the paper)')
-    parser.add_argument('--sift-size', type=positive_int, default=32,
+    parser.add_argument('--align-sift-size', type=integer(4, 512), default=32,
                         help='SIFT size at the conv grid\'s centres (default %(default)s)')
-    parser.add_argument('--k', type=positive_int, default=5, help='nearest neighbours aligned (default 5)')
-    parser.add_argument('--best', type=positive_int, default=3,
+    parser.add_argument('--k', type=integer(1, 100), default=5, help='nearest neighbours aligned (default 5)')
+    parser.add_argument('--best', type=integer(1, 100), default=3,
                         help='lowest-energy neighbours whose median is taken (default 3)')
-    parser.add_argument('--radius', type=positive_int, default=4,
+    parser.add_argument('--radius', type=integer(1, 64), default=4,
                         help='displacement window half-width in grid steps (default 4)')
     parser.add_argument('--alpha', type=positive_float, default=0.1,
                         help='smoothness weight, relative to the median match cost (default 0.1)')
-    parser.add_argument('--iterations', type=positive_int, default=20, help='BP iterations (default 20)')
+    parser.add_argument('--iterations', type=integer(1, 10000), default=20, help='BP iterations (default 20)')
     add_subset_arguments(parser, 'fig3', 3)
 
 
@@ -92,13 +92,13 @@ def transfer_category(test, train, rows, settings, fnet, memo, shown_count):
 def run(args):
     cache_path = cache_dir(args.cache, args.out)
     fnet = load_net(args.net, args.weights, cache_path, allow_python=args.allow_python_layers)
-    cache, data = open_cache(fnet, cache_path, args.size), open_data(args.data, cache_path, args.quiet)
+    cache, data = open_cache(fnet, cache_path, args.input_size), open_data(args.data, cache_path, args.quiet)
     layers = align_layers(args.align_layers, fnet)
     settings = dict(k=args.k, best=args.best, radius=args.radius, alpha=args.alpha,
-                    iterations=args.iterations, sift_size=args.sift_size,
+                    iterations=args.iterations, sift_size=args.align_sift_size,
                     side=cache.side, layers=list(layers))
     rows = {l: l for l in layers}
-    rows.update({sift.row_name(args.sift_size): layers[0]})
+    rows.update({sift.row_name(args.align_sift_size): layers[0]})
     rng = np.random.default_rng(args.seed)
     glob = objects.global_layer(fnet)
     load = objects.shared_layers(fnet, layers)

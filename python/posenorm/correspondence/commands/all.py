@@ -53,7 +53,7 @@ def step_argv(name, args, uses_data):
     if uses_data:
         if args.data:
             argv += ['--data', args.data]
-        argv += ['--size', str(args.size)]
+        argv += ['--input-size', str(args.input_size)]
         if args.layers:
             argv += ['--layers', args.layers]
     if not args.full:

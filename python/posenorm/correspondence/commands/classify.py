@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from posenorm.core import cli
 from posenorm.correspondence import dataset, report, sift
 from posenorm.correspondence.commands import classify_fig5
 from posenorm.correspondence.commands.options import cache_dir, open_cache, open_data
@@ -25,30 +26,22 @@ C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 def add_arguments(parser):
-    parser.add_argument('--sift-sizes', default=','.join(map(str, sift.SIZES)),
-                        help='SIFT descriptor sizes in pixels (default %(default)s)')
-    parser.add_argument('--C', dest='c_grid', default=','.join('%g' % c for c in C_GRID),
-                        help='SVM C values cross-validated (default %(default)s)')
-    parser.add_argument('--folds', type=int, default=5, help='cross-validation folds (default 5)')
+    parser.add_argument('--sift-sizes', type=cli.integers(4, 512), default=list(sift.SIZES),
+                        help='SIFT descriptor sizes in pixels (default %s)'
+                             % ','.join(map(str, sift.SIZES)))
+    parser.add_argument('--C-grid', type=cli.numbers(above=0, hi=cli.FLOAT_MAX),
+                        default=list(C_GRID), help='SVM C values cross-validated (default %s)'
+                                                   % ','.join('%g' % c for c in C_GRID))
+    parser.add_argument('--folds', type=cli.integer(2, 100), default=5,
+                        help='cross-validation folds (default 5)')
     classify_fig5.add_arguments(parser)
 
 
-def _floats(text, what, kind=float):
-    try:
-        values = [kind(v) for v in text.split(',') if v.strip()]
-    except ValueError:
-        raise ValueError('%s: expected comma-separated numbers, got %r' % (what, text)) from None
-    if not values or min(values) <= 0:
-        raise ValueError('%s: expected positive numbers, got %r' % (what, text))
-    return values
-
-
 def run(args):
-    sift_sizes = _floats(args.sift_sizes, '--sift-sizes', int)
-    c_grid = _floats(args.c_grid, '--C')
+    sift_sizes, c_grid = args.sift_sizes, args.C_grid
     cache_path = cache_dir(args.cache, args.out)
     fnet = load_net(args.net, args.weights, cache_path, allow_python=args.allow_python_layers)
-    layers, cache = fnet.select_layers(args.layers), open_cache(fnet, cache_path, args.size)
+    layers, cache = fnet.select_layers(args.layers), open_cache(fnet, cache_path, args.input_size)
     data = open_data(args.data, cache_path, args.quiet)
     train_items, test_items = dataset.split(data, 'train'), dataset.split(data, 'test')
     t = time.perf_counter()

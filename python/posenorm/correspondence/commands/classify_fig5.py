@@ -9,6 +9,7 @@ histogram of where the maximum falls tells how finely a feature localizes.
 """
 import numpy as np
 
+from posenorm.core import cli
 from posenorm.correspondence import report, sift
 from posenorm.correspondence.localization import argmax_offsets, dense_scores, sift_scores
 
@@ -16,11 +17,11 @@ FIG5 = 'fig5_localization.png'
 
 
 def add_arguments(parser):
-    parser.add_argument('--fig5-images', type=int, default=3,
+    parser.add_argument('--fig5-images', type=cli.integer(0, 1000), default=3,
                         help='test images for Figure 5 (stride^2 passes each; default 3, 0: skip)')
-    parser.add_argument('--fig5-window', type=int, default=16,
+    parser.add_argument('--fig5-window', type=cli.integer(1, 256), default=16,
                         help='half-width in pixels of the window around each keypoint (default 16)')
-    parser.add_argument('--fig5-sift', type=int, default=24, help='SIFT size shown (default 24)')
+    parser.add_argument('--fig5-sift', type=cli.integer(4, 512), default=24, help='SIFT size shown (default 24)')
 
 
 def run(fnet, cache, test_items, models, layers, sift_sizes, images, window, size, figure_dir):

@@ -3,7 +3,7 @@ feature cache, the data) with explicit values."""
 import os
 
 from posenorm.core import device, outputs
-from posenorm.core.cli import non_negative_int
+from posenorm.core.cli import non_negative_int, seed, side
 from posenorm.correspondence import dataset, features
 
 
@@ -24,7 +24,7 @@ def add_common(parser, uses_data=True):
         parser.add_argument('--data', metavar='DIR',
                             help='CUB-200-2011 or PASCAL VOC 2011 keypoints (annotations/ beside '
                                  'the VOC JPEGImages); default: synthetic birds, generated once')
-        parser.add_argument('--size', type=int, default=227,
+        parser.add_argument('--input-size', type=side, default=227,
                             help='longer side of the object crops fed to the net (default %(default)s)')
         parser.add_argument('--layers', help='comma-separated blobs (default: the net\'s conv layers)')
 
@@ -36,7 +36,7 @@ def add_subset_arguments(parser, figure, figure_default):
     parser.add_argument('--test', type=non_negative_int, default=0, help='test objects (default 0: all)')
     parser.add_argument('--' + figure, type=non_negative_int, default=figure_default,
                         help='test objects in the figure (default %(default)s)')
-    parser.add_argument('--seed', type=non_negative_int, default=0,
+    parser.add_argument('--seed', type=seed, default=0,
                         help='random seed of the subsets (default 0)')
 
 

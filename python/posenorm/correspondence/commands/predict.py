@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from posenorm.core import metrics
-from posenorm.core.cli import non_negative_int, positive_float, positive_int
+from posenorm.core.cli import integer, positive_float
 from posenorm.correspondence import dataset, detect, objects, report, transfer
 from posenorm.correspondence.commands.options import (add_subset_arguments, cache_dir,
                                                       open_cache, open_data)
@@ -37,10 +37,10 @@ def add_arguments(parser):
                                                'conv layer, conv5 for AlexNet, as the paper)')
     parser.add_argument('--C', dest='svm_c', type=positive_float, default=0.1,
                         help='SVM C of the detectors (default %(default)s)')
-    parser.add_argument('--rounds', type=non_negative_int, default=2, help='hard-negative rounds (default 2)')
+    parser.add_argument('--rounds', type=integer(0, 20), default=2, help='hard-negative rounds (default 2)')
     parser.add_argument('--sigma', type=positive_float, default=0.1,
                         help='prior standard deviation, fraction of the crop side (default 0.1)')
-    parser.add_argument('--eta-folds', type=positive_int, default=3,
+    parser.add_argument('--eta-folds', type=integer(2, 100), default=3,
                         help='cross-validation folds choosing eta (default 3)')
     add_subset_arguments(parser, 'fig6', 4)
 
@@ -121,11 +121,9 @@ def predict_category(tr, te, kinds, num_kp, eta_folds, sigma, seed):
 
 
 def run(args):
-    if args.eta_folds < 2:
-        raise ValueError('--eta-folds must be at least 2, not %d' % args.eta_folds)
     cache_path = cache_dir(args.cache, args.out)
     fnet = load_net(args.net, args.weights, cache_path, allow_python=args.allow_python_layers)
-    cache, data = open_cache(fnet, cache_path, args.size), open_data(args.data, cache_path, args.quiet)
+    cache, data = open_cache(fnet, cache_path, args.input_size), open_data(args.data, cache_path, args.quiet)
     layer = detect_layer(args.detect_layer, fnet)
     rng = np.random.default_rng(args.seed)
     glob = objects.global_layer(fnet)

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from posenorm.core import cli
 from posenorm.correspondence import dataset, report
 from posenorm.correspondence.commands.options import cache_dir, open_cache, open_data
 from posenorm.correspondence.features import load_net
@@ -27,14 +28,17 @@ CELL = 96  # display side of a Figure 2 cell
 
 
 def add_arguments(parser):
-    parser.add_argument('--k', type=int, default=5, help='nearest neighbours averaged (default 5)')
-    parser.add_argument('--queries', type=int, default=4, help='test images reconstructed (default 4)')
-    parser.add_argument('--db-images', type=int, default=0,
+    parser.add_argument('--k', type=cli.integer(1, 100), default=5,
+                        help='nearest neighbours averaged (default 5)')
+    parser.add_argument('--queries', type=cli.integer(1, 100), default=4,
+                        help='test images reconstructed (default 4)')
+    parser.add_argument('--db-images', type=cli.non_negative_int, default=0,
                         help='train images in the database (default 0: all)')
-    parser.add_argument('--max-units', type=int, default=2000000,
+    parser.add_argument('--max-units', type=cli.integer(1, 20000000), default=2000000,
                         help='most database units per layer, sampled at random (default %(default)s)')
-    parser.add_argument('--seeds', type=int, default=6, help='Figure 2 seed features (default 6)')
-    parser.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
+    parser.add_argument('--fig2-seeds', type=cli.integer(1, 64), default=6,
+                        help='Figure 2 seed features (default 6)')
+    parser.add_argument('--seed', type=cli.seed, default=0, help='random seed (default 0)')
 
 
 def _to_uint8(image):
@@ -91,11 +95,9 @@ def _load(cache, items, layers, quiet, desc):
 
 
 def run(args):
-    if args.k < 1 or args.queries < 1 or args.seeds < 1:
-        raise ValueError('--k, --queries and --seeds must be positive')
     cache_path = cache_dir(args.cache, args.out)
     fnet = load_net(args.net, args.weights, cache_path, allow_python=args.allow_python_layers)
-    layers, cache = fnet.select_layers(args.layers), open_cache(fnet, cache_path, args.size)
+    layers, cache = fnet.select_layers(args.layers), open_cache(fnet, cache_path, args.input_size)
     data = open_data(args.data, cache_path, args.quiet)
     rng = np.random.default_rng(args.seed)
     train, test = dataset.split(data, 'train'), dataset.split(data, 'test')
@@ -117,7 +119,7 @@ def run(args):
             recons[n].append(recon)
             errors.append(np.nanmean(np.abs(recon - image)))
         searched = time.perf_counter() - t
-        seeds = interior_rows(db, args.seeds, rng)
+        seeds = interior_rows(db, args.fig2_seeds, rng)
         cells.append([receptive_field_average(db, int(s), args.k) for s in seeds])
         rows.append(dict(layer=layer, stride=db.geometry.stride, size=db.geometry.size,
                          units=len(db), build_s=round(built, 2), query_s=round(searched, 2),
