@@ -51,11 +51,13 @@ def read_net(path, what='net'):
     """A text prototxt as a NetParameter; errors name the file (and line)."""
     param = caffe_pb2.NetParameter()
     try:
-        text = read_text(path)  # a UTF-8 BOM or bad UTF-8 named with file and line
+        text = read_text(path)  # a UTF-8 BOM or bad UTF-8 names file and line
     except FileNotFoundError:
         raise FileNotFoundError('%s not found: %s' % (what, path)) from None
     except IsADirectoryError:
         raise NetLoadError('%s %s is a directory, not a prototxt' % (what, path)) from None
+    except ValueError as e:
+        raise NetLoadError('%s (%s)' % (e, what)) from None
     try:
         text_format.Merge(text, param)
     except text_format.ParseError as e:
