@@ -171,7 +171,6 @@ def main(argv=None):
     outputs.check_output(args.work, outputs.UPDATE, inputs, marker=WORK_MARKERS, what='--work')
     outputs.check_output(out, outputs.DIRECTORY, inputs + [args.work], True, REPORT_MARKER,
                          'report directory')  # a demo replaces its own report
-    outputs.claim(args.work, 'tools/demo.py --work')
     caffe = caffe_run.caffe_tool()
     # Before any data work: `caffe train` and this pycaffe must both reach the device.
     device.check_caffe_tool(caffe, args.gpu)
@@ -180,6 +179,7 @@ def main(argv=None):
     timings = []
     size = args.input_size or BACKBONES[args.backbone].input_size
     check_input_size(args.backbone, size, '--input-size %d' % size)  # before any data work
+    outputs.claim(args.work, 'tools/demo.py --work')
     if args.data:
         cub = args.data
     else:
