@@ -39,6 +39,7 @@ feature pass of the first such stage also writes the caches of the later
 ones that share its trunk (the frozen fc7 baseline and both stage 3s start
 from the same classification stream), so that trunk runs once.
 """
+import json
 import os
 import shutil
 import time
@@ -51,15 +52,16 @@ from posenorm.core.atomic import atomic_save, atomic_write_text
 from posenorm.core.netgraph import load_net_param
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.data.part_crops import CROP_SIZE
-from posenorm.pose import feature_cache, run_record, stages
+from posenorm.pose import feature_cache, run_record, selection, stages
 from posenorm.pose.model_dir import ORACLE_DEPLOY, write_model_dir
 from posenorm.pose.nets import BACKBONES, pose_normalized_net, split_block, write_nets
 from posenorm.pose.partial import PartialProtocol
+from posenorm.pose.selection import Selection
 from posenorm.pose.solvers import make_solver
 from posenorm.pose.surgery import caffemodel_layers, copy_weights
 
 
-class Run(PartialProtocol):
+class Run(PartialProtocol, Selection):
     """One run directory and the settings its nets were generated with."""
 
     def __init__(self, run_dir, backbone, lmdb_dir, num_classes, caffe='caffe',
@@ -95,9 +97,16 @@ class Run(PartialProtocol):
         self.manifest = parse_manifest(self.lmdb_dir)
         # The nets take the images at the size the LMDBs hold them.
         self.input_size = self.manifest['input_size']
+        # The val phase reads the val split (held out of the training
+        # images); an LMDB set too small to hold one falls back to test.
+        self.val_split = 'val' if 'val' in self.manifest['splits'] else 'test'
+        if self.val_split == 'test':
+            log('[train] %s has no val split: the val nets read the test split and no choice '
+                'is made on validation (rebuild it with --val-fraction > 0)' % self.lmdb_dir)
         self.net_args = dict(lmdb_dir=self.lmdb_dir, batch_size=self.batch_size,
                              num_classes=num_classes, input_size=self.input_size,
-                             crop_size=self.manifest.get('crop_size') or CROP_SIZE)
+                             crop_size=self.manifest.get('crop_size') or CROP_SIZE,
+                             val_split=self.val_split)
         if self.imagenet and backbone == 'vgg16':
             if 'fc6' not in caffemodel_layers(self.imagenet):
                 # Conv-only ImageNet weights: fc6/fc7 would be random, so the
@@ -111,6 +120,10 @@ class Run(PartialProtocol):
 
     def train_count(self):
         return int(self.manifest['splits']['train']['count'])
+
+    def epoch_iters(self):
+        """Iterations of one epoch of the training split at this batch."""
+        return -(-self.train_count() // self.batch_size)
 
     def prepare(self):
         """Generate this run's nets and solvers (idempotent); forget the
@@ -128,7 +141,8 @@ class Run(PartialProtocol):
 
     def solver_param(self, name):
         s = make_solver(self.backbone, name, iter_scale=self.iter_scale,
-                        test_iter=self.test_iter, seed=self.seed, gpus=self.gpus)
+                        test_iter=self.test_iter, seed=self.seed, gpus=self.gpus,
+                        epoch_iters=self.epoch_iters())
         s.train_net = self.path(s.train_net)
         s.test_net[0] = self.path(s.test_net[0])
         s.snapshot_prefix = self.path(s.snapshot_prefix)
@@ -143,7 +157,7 @@ class Run(PartialProtocol):
         """What this run trains `stage` on: the LMDB set and every setting
         its weights depend on, including its sources' fingerprints."""
         s = make_solver(self.backbone, stage.name, iter_scale=self.iter_scale,
-                        test_iter=self.test_iter, seed=self.seed)
+                        test_iter=self.test_iter, seed=self.seed, epoch_iters=self.epoch_iters())
         settings = dict(
             backbone=self.backbone, batch_size=self.batch_size, num_classes=self.num_classes,
             input_size=self.input_size, crop_size=self.net_args['crop_size'],
@@ -156,6 +170,9 @@ class Run(PartialProtocol):
             sources={n: run_record.identity(self.done_record(n)) for n in stage.needs()})
         if self.above_cache(stage):
             settings['cache_layer'] = self.cache_layer
+        if self.selects(stage):  # rate and length chosen on val, then train + val
+            settings['chosen_on_val'] = dict(lr_factors=list(selection.LR_FACTORS),
+                                             val_split=self.split_count('val'))
         if self.gpus and len(self.gpus) > 1:  # the effective batch is batch_size x devices
             settings['data_parallel_devices'] = len(self.gpus)
         return run_record.trained_on(self.lmdb_dir, settings)
@@ -276,10 +293,12 @@ class Run(PartialProtocol):
                 '%s diverged: non-finite weights in %s (moved to %s.diverged); lower '
                 'base_lr in %s and run again' % (stage.name, ', '.join(bad[:5]), weights,
                                                   self.path('solvers', stage.name + '.prototxt')))
+        chosen = self.selection(stage.name) if cached and self.selects(stage) else None
         record = run_record.new_record(
             stage.name, weights, self.dir, current, seconds=round(time.time() - t0, 1),
-            iterations=solver.max_iter, cached=cached,
-            final_loss=curves['loss'][-1][1] if curves['loss'] else None)
+            iterations=chosen['final']['iterations'] if chosen else solver.max_iter,
+            cached=cached, final_loss=curves['loss'][-1][1] if curves['loss'] else None,
+            selection=chosen)
         run_record.write_record(self.path('done', stage.name + '.json'), record)
         os.remove(self._started_path(stage.name))
         self.log('[train] %s: done in %.0f s, loss %s' % (stage.name, record['seconds'],
@@ -323,10 +342,10 @@ class Run(PartialProtocol):
         atomic_save(out, net.save)
         return out
 
-    def _feature_job(self, stage, init):
+    def _feature_job(self, stage, init, split='train'):
         """(train prototxt, weights, features dir, head) of a cached stage's
-        feature pass; fillers (init None) are fixed in a file first, so the
-        pass and the result share them."""
+        feature pass over `split`; fillers (init None) are fixed in a file
+        first, so the pass and the result share them."""
         train_net = self.path('prototxt', self.backbone, stage.name + '_train.prototxt')
         if init is None:
             init = self.path('init', stage.name + '.caffemodel')
@@ -337,18 +356,86 @@ class Run(PartialProtocol):
         head = 'cls_score' if classifies else 'kp_score'
         if self.above_cache(stage):  # its head's input computed from the trunk cache
             train_net = self.above_net(stage)
-        return train_net, init, self._features_dir(stage), head
+        elif split != 'train':  # the same net reading the other split's LMDBs
+            path = self.path('prototxt', self.backbone, '%s_train_on_%s.prototxt'
+                             % (stage.name, split))
+            atomic_write_text(path, str(feature_cache.reading_split(
+                load_net_param(train_net), 'train', split)))
+            train_net = path
+        return train_net, init, self._features_dir(stage, split), head
 
-    def _features_dir(self, stage):
-        return self.path('cache', stage.name, 'features')
+    def _features_dir(self, stage, split='train'):
+        return self.path('cache', stage.name, 'features' if split == 'train' else split + '_features')
 
-    def _companions(self, later):
+    def _pass_path(self, stage, split):
+        return self.path('cache', stage.name, split + '_pass.json')
+
+    def feature_passes(self):
+        """The records of this run's feature passes (stage, split, images,
+        seconds, images/s, the stages served by the same pass)."""
+        out = []
+        for s in stages.STAGES:
+            for split in ('train', 'val'):
+                try:
+                    with open(self._pass_path(s, split)) as f:
+                        out.append(json.load(f))
+                except (OSError, ValueError):
+                    pass
+        return out
+
+    def split_count(self, split):
+        return int(self.manifest['splits'][split]['count'])
+
+    def _companions(self, later, split='train'):
         """Later cached stages whose feature pass can run now (their inputs
         are trained, their features not yet cached)."""
         return [s for s in later if self.cached(s)
                 and not self.done_record(s.name)
-                and not os.path.isdir(self._features_dir(s))
+                and not os.path.isdir(self._features_dir(s, split))
                 and all(self.done_record(d) for d in s.needs())]
+
+    def _cache_pass(self, stage, init, later, split):
+        """{blob: LMDB} of the stage's cached features over `split`, made now
+        if missing: one pass through the trunk per image also writes the
+        caches of the `later` stages that share it."""
+        train_net, init, features, head_name = self._feature_job(stage, init, split)
+        blobs = feature_cache.cached_blobs(
+            feature_cache.head_layers(load_net_param(train_net), head_name))
+        if not os.path.isdir(features):  # atomic: present means complete
+            t0 = time.time()
+            companions = self._companions(later, split)
+            for s in companions:  # their caches are made now, with this setup
+                run_record.check_started(self._started_path(s.name), self.trained_on(s), s.name)
+            jobs = [(train_net, init, features, head_name)] + [
+                self._feature_job(s, self.init_weights(s), split) for s in companions]
+            count = self.split_count(split)
+            results = feature_cache.write_feature_caches(jobs, count)
+            seconds = time.time() - t0
+            shapes = results[0][1]
+            self.log('[train] %s: cached %s for %d %s images in %.0f s (%.2f images/s)'
+                     % (stage.name, ', '.join('%s %s' % (b, 'x'.join(map(str, shapes[b])))
+                                              for b in blobs), count, split, seconds,
+                        count / seconds))
+            atomic_write_text(self._pass_path(stage, split), json.dumps(dict(
+                stage=stage.name, split=split, images=count, seconds=round(seconds, 1),
+                images_per_second=round(count / seconds, 4), input_size=self.input_size,
+                companions=[s.name for s, r in zip(companions, results[1:]) if r])) + '\n')
+            for s, r in zip([stage] + companions, results):
+                if r is None:
+                    continue
+                if s is not stage:
+                    self.log('[train] %s: %s features cached in the same pass (the trunk it '
+                             'shares with %s ran once)' % (s.name, split, stage.name))
+                if r[2]:
+                    self.log('[train] %s: cached features hold the expectation of %s '
+                             '(dropout off); the uncached stage would train on dropped-out '
+                             'features' % (s.name, ', '.join(r[2])))
+        return {b: os.path.join(features, b) for b in blobs}
+
+    def selects(self, stage):
+        """Whether this run chooses the stage's rate and length on val (a
+        head on cached features, and a val split to choose on)."""
+        return self.val_split == 'val' and self.cached(stage) and not self.above_cache(stage)
 
     def _run_cached(self, stage, solver, init, log_path, later=()):
         """Train the head on cached features, then copy it into the full model.
@@ -357,40 +444,23 @@ class Run(PartialProtocol):
         with this one (the same layers with the same weights: stage 3's
         classification stream and the frozen fc7 baseline's): one pass
         through the trunk, each stage's remaining layers on top of it.
+        With a val split the val images get their pass too, and the head's
+        rate and length are chosen on them (`selection`) before the final
+        head trains on train + val.
         """
-        train_net, init, features, head_name = self._feature_job(stage, init)
-        cache_dir = os.path.dirname(features)
-        net_param = load_net_param(train_net)
-        blobs = feature_cache.cached_blobs(feature_cache.head_layers(net_param, head_name))
-        lmdbs = {b: os.path.join(features, b) for b in blobs}
-        if not os.path.isdir(features):  # atomic: present means complete
-            t0 = time.time()
-            companions = self._companions(later)
-            for s in companions:  # their caches are made now, with this setup
-                run_record.check_started(self._started_path(s.name), self.trained_on(s), s.name)
-            jobs = [(train_net, init, features, head_name)] + [
-                self._feature_job(s, self.init_weights(s)) for s in companions]
-            results = feature_cache.write_feature_caches(jobs, self.train_count())
-            lmdbs, shapes = results[0][:2]
-            self.log('[train] %s: cached %s for %d images in %.0f s'
-                     % (stage.name, ', '.join('%s %s' % (b, 'x'.join(map(str, shapes[b])))
-                                              for b in blobs), self.train_count(),
-                        time.time() - t0))
-            for s, r in zip([stage] + companions, results):
-                if r is None:
-                    continue
-                if s is not stage:
-                    self.log('[train] %s: features cached in the same pass (the trunk it '
-                             'shares with %s ran once)' % (s.name, stage.name))
-                if r[2]:
-                    self.log('[train] %s: cached features hold the expectation of %s '
-                             '(dropout off); the uncached stage would train on dropped-out '
-                             'features' % (s.name, ', '.join(r[2])))
+        train_net, init, _, head_name = self._feature_job(stage, init)
+        lmdbs = self._cache_pass(stage, init, later, 'train')
+        cache_dir = self.path('cache', stage.name)
         head_path = os.path.join(cache_dir, 'head_train.prototxt')
         feature_cache.write_head_net(train_net, lmdbs, head_path, head_name)
-        trained, curves = self._train_cached_net(stage, solver, head_path,
-                                                 os.path.join(cache_dir, 'head'), init, log_path,
-                                                 head_name)
+        if not self.selects(stage):
+            trained, curves = self._train_cached_net(
+                stage, solver, head_path, os.path.join(cache_dir, 'head'), init, log_path,
+                head_name)
+            return self._merge(stage, solver, init, trained), curves
+        val_lmdbs = self._cache_pass(stage, init, later, 'val')
+        trained, curves = self._select_and_train(stage, solver, init, train_net, head_name,
+                                                 lmdbs, val_lmdbs, log_path)
         return self._merge(stage, solver, init, trained), curves
 
     # ------------------------------------------------------------- exports --
