@@ -145,7 +145,7 @@ class Selection(object):
         n_train, n_val = self.split_count('train'), self.split_count('val')
         out = []
         for factor in sorted(LR_FACTORS, key=lambda f: f != 1):  # the table's rate first
-            lr = solver.base_lr * factor
+            lr = float('%.6g' % (solver.base_lr * factor))  # the float32 field, as typed
             prefix = self.path('cache', stage.name, 'select_lr%g' % lr)
             s = candidate_solver(solver, head_path, val_path, prefix, lr, n_train, n_val,
                                  self.batch_size)
