@@ -15,7 +15,8 @@ from posenorm.pose.nets import BACKBONES, pose_normalized_net, trunk, trunk_cach
 from posenorm.pose.train import Run, train
 
 PARTIAL = ['partial_keypoint_stage1', 'partial_keypoint_stage2', 'partial_joint_cbp_stage3',
-           'partial_joint_cbp_stage4', 'partial_baseline_cbp_stage3', 'partial_baseline_cbp_ft']
+           'partial_joint_cbp_stage4', 'partial_baseline_cbp_stage3', 'partial_baseline_cbp_ft',
+           'partial_baseline_kpfeat_stage3', 'partial_baseline_kpfeat_ft']
 
 
 def _net(name, backbone='vgg16', cache_layer=None, phase='train'):
@@ -26,10 +27,12 @@ def _net(name, backbone='vgg16', cache_layer=None, phase='train'):
 
 def test_partial_plan_has_the_papers_stages_in_order():
     assert [s.name for s in stages.plan(stages.PROTOCOLS['partial'])] == PARTIAL
-    assert stages.PROTOCOLS['partial'] == ('baseline_cbp_partial', 'joint_cbp_partial')
+    assert stages.PROTOCOLS['partial'] == ('baseline_cbp_partial', 'joint_cbp_partial',
+                                           'baseline_keypoint_features_partial')
     # the fine-tuning stages get the stated budget: two epochs of the run's
     # actual training set (make_solver counts them from its size)
-    for name in ('partial_keypoint_stage2', 'partial_joint_cbp_stage4', 'partial_baseline_cbp_ft'):
+    for name in ('partial_keypoint_stage2', 'partial_joint_cbp_stage4', 'partial_baseline_cbp_ft',
+                 'partial_baseline_kpfeat_ft'):
         assert stages.stage(name).solver('vgg16').epochs
         assert stages.stage(name).solver('vgg16').max_iter == stages.PARTIAL_EPOCHS
         s = solvers.make_solver('vgg16', name, epoch_iters=625)
@@ -147,7 +150,8 @@ def test_partial_demo_end_to_end(tmp_path, repo_root):
                       '--iter-scale', '0.01', '--work', str(tmp_path / 'work'),
                       '--out', str(out), '--limit', '0']) == 0
     results = json.loads((out / 'results.json').read_text())
-    assert sorted(results['models']) == ['baseline_cbp_partial', 'joint_cbp_partial']
+    assert sorted(results['models']) == ['baseline_cbp_partial', 'baseline_keypoint_features_partial',
+                                        'joint_cbp_partial']
     assert results['models']['joint_cbp_partial']['oracle_classification']['accuracy_interval']
     cost = results['cost']
     assert cost['cache_layer'] == 'pool4' and cost['full_ms'] > 0 and cost['above_ms'] > 0

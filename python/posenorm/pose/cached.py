@@ -67,7 +67,7 @@ class CachedStages(object):
         classifies = stage.net_args(self.backbone).get('classify', True)
         head = 'cls_score' if classifies else 'kp_score'
         if self.above_cache(stage):  # its head's input computed from the trunk cache
-            train_net = self.above_net(stage)
+            train_net = self.above_net(stage, split)
         elif split != 'train':  # the same net reading the other split's LMDBs
             path = self.path('prototxt', self.backbone, '%s_train_on_%s.prototxt'
                              % (stage.name, split))
@@ -147,7 +147,7 @@ class CachedStages(object):
     def selects(self, stage):
         """Whether this run chooses the stage's rate and length on val (a
         head on cached features, and a val split to choose on)."""
-        return self.val_split == 'val' and self.cached(stage) and not self.above_cache(stage)
+        return self.val_split == 'val' and self.cached(stage)
 
     def _run_cached(self, stage, solver, init, log_path, later=()):
         """Train the head on cached features, then copy it into the full model.

@@ -230,7 +230,8 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
       stand-in for fc7 when only conv weights exist) or None.  parts: pool part features with CoordinateTransfer.
     classify: False gives the keypoint net alone (training stages 1-2).
     shared_stream: parts pooled from the localization stream itself (the
-      paper's "keypoint features baseline"; it reports that worse, 65.10%).
+      paper's "keypoint features baseline"; `pose.paper` has its number);
+      with shared_upto, that stream is fixed below the cut.
       Under the frozen protocol both streams hold the same ImageNet
       weights, so one trunk (named as the localization one) serves both;
       with parts=False it is that trunk alone.
@@ -269,8 +270,11 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     train = phase == 'train'
     needs_loc = not classify or parts
     split = split_block(shared_upto)
-    if split and shared_stream:
-        raise ValueError('shared_upto and shared_stream exclude each other')
+    if split and shared_stream and not needs_loc:
+        # the keypoint features baseline may cut its one trunk (the
+        # localization stream, fixed below the cut); a whole-image net has
+        # no second stream to share with
+        raise ValueError('shared_upto with shared_stream needs the localization stream (parts)')
     n = caffe.NetSpec()
     if phase == 'deploy':
         n.data = L.Input(shape=dict(dim=[1, 3, size, size]))
@@ -363,12 +367,13 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     return n.to_proto()
 
 
-def trunk_cache_net(backbone='small', lmdb_dir='data/lmdb', batch_size=8, upto='pool4'):
-    """The fixed trunk up to `upto` over the training LMDBs, with the labels
+def trunk_cache_net(backbone='small', lmdb_dir='data/lmdb', batch_size=8, upto='pool4',
+                    split='train'):
+    """The fixed trunk up to `upto` over a split's LMDBs, with the labels
     and keypoints: the partial protocol's one feature pass (its outputs are
     what every stage above `upto` reads)."""
     n = caffe.NetSpec()
-    data_layers(n, lmdb_dir, 'train', batch_size)
+    data_layers(n, lmdb_dir, split, batch_size)
     trunk(n, n.data, BACKBONES[backbone], lr=0, upto=upto, train=False)
     return n.to_proto()
 

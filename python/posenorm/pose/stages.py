@@ -193,6 +193,15 @@ STAGES = STAGES + (
            dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
     _stage('partial_baseline_cbp_ft', dict(parts=False, holistic='cbp', **PARTIAL),
            'partial_baseline_cbp_stage3', dict(vgg16=PARTIAL_FINETUNE, small=PARTIAL_FINETUNE)),
+    # the keypoint features baseline as the paper trains it: parts pooled
+    # from the localization stream itself, its classifier first on the fixed
+    # fine-tuned keypoint net, then that net fine-tuned above the cache with
+    # the classification loss beside the keypoint loss
+    _stage('partial_baseline_kpfeat_stage3', dict(shared_stream=True, holistic=None, **PARTIAL,
+                                                  loc_lr=0, score_lr=0),
+           'partial_keypoint_stage2', dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
+    _stage('partial_baseline_kpfeat_ft', dict(shared_stream=True, holistic=None, **PARTIAL),
+           'partial_baseline_kpfeat_stage3', dict(vgg16=PARTIAL_FINETUNE, small=PARTIAL_FINETUNE)),
 )
 STAGES_BY_NAME = {s.name: s for s in STAGES}
 
@@ -275,6 +284,9 @@ PARTIAL_MODELS = collections.OrderedDict((m.name, m) for m in (
     Model('joint_cbp_partial', 'partial_joint_cbp_stage4', 'joint_cbp_partial',
           dict(**PARTIAL, holistic='cbp'), True,
           'Our model with compact bilinear feature (partial fine-tuning)', None),
+    Model('baseline_keypoint_features_partial', 'partial_baseline_kpfeat_ft',
+          'baseline_keypoint_features_partial', dict(**PARTIAL, shared_stream=True, holistic=None),
+          False, 'Keypoint features baseline (partial fine-tuning)', 'Keypoint features baseline'),
 ))
 ALL_MODELS = collections.OrderedDict(list(MODELS.items()) + list(FROZEN_MODELS.items())
                                      + list(PARTIAL_MODELS.items()))

@@ -297,7 +297,7 @@ class Run(CachedStages, PartialProtocol, Selection):
             stage.name, weights, self.dir, current, seconds=round(time.time() - t0, 1),
             iterations=chosen['final']['iterations'] if chosen else solver.max_iter,
             cached=cached, final_loss=curves['loss'][-1][1] if curves['loss'] else None,
-            selection=chosen)
+            selection=chosen, start_outputs=start_outputs(curves))
         run_record.write_record(self.path('done', stage.name + '.json'), record)
         os.remove(self._started_path(stage.name))
         self.log('[train] %s: done in %.0f s, loss %s' % (stage.name, record['seconds'],
@@ -351,6 +351,14 @@ class Run(CachedStages, PartialProtocol, Selection):
                 net.copy_from(source)
             atomic_save(out, net.save)
         return out
+
+
+def start_outputs(curves):
+    """{output: value} of the train net at its first logged iteration (a
+    stage 4 whose classification loss starts near 0 gets no gradient from
+    it: issue 25, section 6)."""
+    return {k[len('train/'):]: v[0][1] for k, v in curves.items()
+            if k.startswith('train/') and v and v[0][0] == 0}
 
 
 def train(run, models=None):
