@@ -79,3 +79,41 @@ def test_concat_caches_keeps_blobs_aligned_and_every_record(tmp_path):
     assert a != [1, 2, 3, 4, 10, 20]  # shuffled: val is not all at the end
     again = feature_cache.concat_caches([train, val], str(tmp_path / 'again'), seed=0)
     assert _read(again['a']) == a
+
+
+@pytest.mark.slow
+def test_frozen_protocol_chooses_on_val_with_one_pass_per_image(tmp_path, caffe_tool):
+    import caffe
+    from posenorm.data import lmdb_data, synthetic
+    from posenorm.pose.train import Run, train
+    root = tmp_path / 'birds'
+    synthetic.write_dataset(str(root / 'cub'), num_classes=3, per_class=12, size=64, seed=4,
+                            progress=False)
+    lmdb = str(root / 'lmdb')
+    m = lmdb_data.build_lmdbs(str(root / 'cub'), lmdb, size=64, progress=False,
+                              val_fraction=0.34)  # 2 of each class's 6 training images
+    n_train, n_val = m['splits']['train']['count'], m['splits']['val']['count']
+    # one trunk for every stage, as ImageNet weights give it
+    proto = tmp_path / 'trunk.prototxt'
+    proto.write_text(str(pose_normalized_net('deploy', backbone='small', classify=False,
+                                             input_size=64)))
+    caffe.set_random_seed(0)
+    trunk = str(tmp_path / 'trunk.caffemodel')
+    caffe.Net(str(proto), caffe.TEST).save(trunk)
+    logs = []
+    run = Run(str(tmp_path / 'run'), 'small', lmdb, 3, caffe=caffe_tool, batch_size=2,
+              progress=False, log=logs.append, iter_scale=0.02, imagenet_weights=trunk)
+    train(run, list(stages.PROTOCOLS['frozen']))
+    passes = run.feature_passes()
+    # the trunk ran once over train and once over val, serving all five stages
+    assert [(p['split'], p['images']) for p in passes] == [('train', n_train), ('val', n_val)]
+    assert all(len(p['companions']) == 4 for p in passes)
+    for s in stages.plan(stages.PROTOCOLS['frozen']):
+        record = run.done_record(s.name)
+        sel = record['selection']
+        assert [c['base_lr'] for c in sel['candidates']][0] == pytest.approx(
+            s.solver('small').base_lr)
+        assert sel['final']['images'] == n_train + n_val == sel['train_images'] + sel['val_images']
+        chosen = selection.choose(sel['candidates'])
+        assert sel['chosen']['val_loss'] == chosen['best_val_loss']
+        assert record['iterations'] == sel['final']['iterations']
