@@ -77,7 +77,8 @@ class CachedStages(object):
         return train_net, init, self._features_dir(stage, split), head
 
     def _features_dir(self, stage, split='train'):
-        return self.path('cache', stage.name, 'features' if split == 'train' else split + '_features')
+        name = 'features' if split == 'train' else split + '_features'
+        return self.path('cache', stage.name, name)
 
     def _pass_path(self, stage, split):
         return self.path('cache', stage.name, split + '_pass.json')

@@ -51,9 +51,9 @@ from posenorm.core.atomic import atomic_save, atomic_write_text
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.data.part_crops import CROP_SIZE
 from posenorm.pose import run_record, selection, stages
+from posenorm.pose.cached import CachedStages
 from posenorm.pose.model_dir import ORACLE_DEPLOY, write_model_dir
 from posenorm.pose.nets import BACKBONES, pose_normalized_net, split_block, write_nets
-from posenorm.pose.cached import CachedStages
 from posenorm.pose.partial import PartialProtocol
 from posenorm.pose.selection import Selection
 from posenorm.pose.solvers import make_solver
