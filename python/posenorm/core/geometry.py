@@ -156,3 +156,44 @@ def nearest_unit(geometry, coord, n):
     j = np.floor((np.asarray(coord, np.float64) - geometry.offset) / geometry.stride + 0.5)
     j = np.clip(j, 0, n - 1).astype(np.int64)
     return int(j) if j.ndim == 0 else j
+
+
+def map_length(net_param, blob, n, input_blob=None):
+    """Units along one axis of `blob`'s map for an input `n` pixels long, by
+    Caffe's shape arithmetic (convolution floors, pooling ceils and drops a
+    last window that starts in the padding); 0 when the input is too small
+    for some layer on the way (Caffe would abort), None when `blob` has no
+    spatial map (`net_geometry`)."""
+    if input_blob is None:
+        input_blob = input_blob_name(net_param)
+    known = {input_blob: n}
+    for layer in net_param.layer:
+        if any(p.phase == caffe_pb2.TRAIN for p in layer.include if p.HasField('phase')):
+            continue
+        if layer.type in INPUT_TYPES:
+            continue
+        ins = [known.get(b) for b in layer.bottom]
+        out = None if not ins or None in ins else _layer_length(layer, ins[0])
+        for top in layer.top:
+            known[top] = out
+    return known.get(blob)
+
+
+def _layer_length(layer, n):
+    t = layer.type
+    if n <= 0:
+        return 0
+    if t in coord_map.PASS_THROUGH_LAYERS or t == CHANNEL_CONCAT:
+        return n
+    if t not in ('Convolution', 'Pooling', 'Im2col'):
+        return None
+    kernel = _kernel(layer)
+    if kernel is None:
+        return None
+    k, s, pad = kernel
+    if t != 'Pooling':
+        return max(0, int(math.floor((n + 2 * pad - k) / s)) + 1)
+    out = int(math.ceil((n + 2 * pad - k) / s)) + 1
+    if pad and (out - 1) * s >= n + pad:
+        out -= 1
+    return max(0, out) if n + 2 * pad >= k else 0

@@ -2,7 +2,8 @@
 
 A subcommand module exposes NAME, HELP, add_arguments(parser), run(args) ->
 dict (its section of results.json) and markdown(section) -> str (its part
-of README.md); USES_DATA = False keeps --data off its options.  Adding a
+of README.md); USES_DATA = False keeps --data off its options, REPORT =
+False keeps its result out of results.json (it writes its own files).  Adding a
 subcommand is one import and one entry in SUBCOMMANDS.
 """
 import argparse
@@ -10,9 +11,9 @@ import time
 
 from posenorm.core import device
 from posenorm.correspondence import (align, classify, geometry_cmd, predict_cmd, reconstruct,
-                                     report, run_all)
+                                     report, run_all, transfer_cmd)
 
-SUBCOMMANDS = [geometry_cmd, reconstruct, classify, align, predict_cmd, run_all]
+SUBCOMMANDS = [geometry_cmd, reconstruct, classify, align, predict_cmd, run_all, transfer_cmd]
 DEFAULT_OUT = 'reports/correspondence'
 
 
@@ -51,6 +52,8 @@ def main(argv=None):
     start = time.perf_counter()
     section = args.module.run(args)
     section['seconds'] = round(time.perf_counter() - start, 1)
+    if not getattr(args.module, 'REPORT', True):
+        return 0
     path = report.update_section(args.out, args.module.NAME, section)
     print('%s: %.1f s; wrote %s' % (args.module.NAME, section['seconds'], path))
     return 0
