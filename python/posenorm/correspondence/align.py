@@ -16,7 +16,9 @@ import time
 import numpy as np
 
 from posenorm.core.cli import positive_float, positive_int
+from posenorm.core.geometry import Geometry
 from posenorm.correspondence import context, dataset, flow, objects, report, sift, transfer, warp
+from posenorm.data import cub
 
 NAME = 'align'
 HELP = 'Table 2 and Figure 3: alignment by SIFT Flow on conv / SIFT features, keypoint transfer'
@@ -27,8 +29,16 @@ COPY = 'copy NN'
 def add_arguments(parser):
     parser.add_argument('--align-layers', help='conv layers aligned (default: the 4th conv layer, '
                                                'conv4 for AlexNet, as the paper)')
-    parser.add_argument('--sift-size', type=positive_int, default=32,
-                        help='SIFT size at the conv grid\'s centres (default %(default)s)')
+    parser.add_argument('--sift-size', type=_sizes, default=(32,),
+                        help='SIFT size at the conv grid\'s centres, one row each (default 32; '
+                             'e.g. 12,32)')
+    parser.add_argument('--grid-stride', type=positive_int,
+                        help='align on a finer lattice of this many pixels (dividing the conv '
+                             'layer\'s stride): conv columns interpolated bilinearly, SIFT '
+                             'computed there, the window kept in pixels (default: the layer\'s grid)')
+    parser.add_argument('--raw-columns', action='store_true',
+                        help='match feature columns as they are, not scaled to unit L2 norm')
+    parser.add_argument('--classes', help='with a CUB --data: class ids, e.g. 1-10 or 1,4,7-9')
     parser.add_argument('--k', type=positive_int, default=5, help='nearest neighbours aligned (default 5)')
     parser.add_argument('--best', type=positive_int, default=3,
                         help='lowest-energy neighbours whose median is taken (default 3)')
@@ -40,22 +50,62 @@ def add_arguments(parser):
     context.add_subset_arguments(parser, 'fig3', 3)
 
 
+def _sizes(text):
+    sizes = tuple(positive_int(v) for v in text.split(','))
+    if not sizes:
+        raise ValueError('empty --sift-size')
+    return sizes
+
+
+def align_geometry(geometry, stride):
+    """(Geometry of the lattice aligned on, refinement factor) for `--grid-stride`."""
+    if not stride or stride == geometry.stride:
+        return geometry, 1
+    factor = geometry.stride / stride
+    if stride > geometry.stride or factor != int(factor):
+        raise ValueError('--grid-stride %d must divide the conv layer\'s stride %g'
+                         % (stride, geometry.stride))
+    return Geometry(float(stride), geometry.offset, geometry.size), int(factor)
+
+
+def refine(fmap, factor):
+    """C x h x w map linearly interpolated onto a lattice `factor` times finer
+    spanning the same unit centres: C x ((h-1) f + 1) x ((w-1) f + 1)."""
+    if factor == 1:
+        return fmap
+    for axis in (1, 2):
+        n = fmap.shape[axis]
+        pos = np.arange((n - 1) * factor + 1) / factor
+        lo = np.minimum(np.floor(pos).astype(int), n - 1)
+        hi = np.minimum(lo + 1, n - 1)
+        w = (pos - lo).reshape((1, -1, 1) if axis == 1 else (1, 1, -1))
+        fmap = np.take(fmap, lo, axis) * (1 - w) + np.take(fmap, hi, axis) * w
+    return fmap
+
+
 def align_layers(args, fnet):
     if args.align_layers:
         return fnet.check_layers([l.strip() for l in args.align_layers.split(',') if l.strip()])
     return (fnet.layers[min(3, len(fnet.layers) - 1)],)
 
 
-def _grid(obj, row, layer, sift_size, memo):
-    """h x w x C grid of unit columns of an object for a row: a conv layer,
-    or SIFT at that layer's unit centres (memoized: neighbours recur)."""
+def _grid(obj, row, layer, args, memo):
+    """h x w x C grid of columns of an object for a row: a conv layer, or
+    SIFT at that layer's unit centres, on the `--grid-stride` lattice
+    (memoized: neighbours recur)."""
     key = (id(obj), row)
     if key not in memo:
-        fmap = obj.maps[layer]
+        geometry, factor = align_geometry(memo['geometry'][layer], args.grid_stride)
+        fmap = refine(obj.maps[layer], factor)
         if row != layer:
-            fmap = objects.sift_map(obj.image, memo['geometry'][layer], fmap.shape[1:], sift_size)
-        memo[key] = flow.unit_columns(fmap.transpose(1, 2, 0))
+            fmap = objects.sift_map(obj.image, geometry, fmap.shape[1:], sift_size(row))
+        grid = fmap.transpose(1, 2, 0)
+        memo[key] = grid if args.raw_columns else flow.unit_columns(grid)
     return memo[key]
+
+
+def sift_size(row):
+    return int(row.split('-')[1])
 
 
 def transfer_category(test, train, rows, args, fnet, memo):
@@ -71,11 +121,11 @@ def transfer_category(test, train, rows, args, fnet, memo):
         keep = {}
         for row, layer in rows.items():
             t = time.perf_counter()
-            grids = [(_grid(train[j], row, layer, args.sift_size, memo), train[j].keypoints)
-                     for j in neigh]
+            grids = [(_grid(train[j], row, layer, args, memo), train[j].keypoints) for j in neigh]
+            geometry, factor = align_geometry(fnet.geometry[layer], args.grid_stride)
             pred, alignments, order = transfer.transfer(
-                _grid(obj, row, layer, args.sift_size, memo), grids, fnet.geometry[layer],
-                obj.image.shape[:2], args.radius, args.alpha, args.iterations, args.best)
+                _grid(obj, row, layer, args, memo), grids, geometry, obj.image.shape[:2],
+                args.radius * factor, args.alpha, args.iterations, args.best)
             seconds[row] += time.perf_counter() - t
             preds[row].append(pred)
             keep[row] = (pred, [(train[neigh[i]].image, alignments[i]['dense']) for i in order])
@@ -86,10 +136,11 @@ def transfer_category(test, train, rows, args, fnet, memo):
 
 def run(args):
     fnet = context.open_net(args)
-    cache, data = context.open_cache(args, fnet), context.open_data(args)
+    cache = context.open_cache(args, fnet)
+    data = context.open_data(args, cub.parse_id_list(args.classes) if args.classes else None)
     layers = align_layers(args, fnet)
     rows = {l: l for l in layers}
-    rows.update({sift.row_name(args.sift_size): layers[0]})
+    rows.update({sift.row_name(size): layers[0] for size in args.sift_size})
     rng = np.random.default_rng(args.seed)
     glob = objects.global_layer(fnet)
     load = objects.shared_layers(fnet, layers)
@@ -128,8 +179,9 @@ def run(args):
                 skipped=dict(train=skipped_train, test=skipped_test,
                              categories_without_training=skipped_cats),
                 settings=dict(k=args.k, best=args.best, radius=args.radius, alpha=args.alpha,
-                              iterations=args.iterations, sift_size=args.sift_size,
-                              side=cache.side, layers=list(layers)),
+                              iterations=args.iterations, sift_size=list(args.sift_size),
+                              grid_stride=args.grid_stride, raw_columns=args.raw_columns,
+                              classes=args.classes, side=cache.side, layers=list(layers)),
                 figures=[FIG3])
 
 
@@ -180,13 +232,14 @@ def markdown(section):
     out = ['## Table 2: keypoint transfer by alignment (`align`)\n',
            'Net `%s`, data %s (%s): %d test objects, each aligned to its %d nearest training '
            'objects (of %d; cosine of pool5) on the grid of `%s`; SIFT computed at the same unit '
-           'centres (size %d).  BP: window +-%d grid steps, alpha %g (relative to the median '
+           'centres (size %s).  BP: window +-%d grid steps, alpha %g (relative to the median '
            'match cost), %d iterations; median over the %d lowest-energy neighbours.  PCK (%%) at '
            'alpha x max(box w, h); a predicted keypoint not visible in the target counts wrong.  '
            '%.1f s in all; alignment time per row: %s.\n'
            % (section['net'], section['data'], section['kind'], section['test'],
               section['settings']['k'], section['train'], ', '.join(section['settings']['layers']),
-              section['settings']['sift_size'], section['settings']['radius'],
+              ', '.join(str(v) for v in np.atleast_1d(section['settings']['sift_size'])),
+              section['settings']['radius'],
               section['settings']['alpha'], section['settings']['iterations'],
               section['settings']['best'], section.get('seconds', 0),
               ', '.join('%s %.0f s' % kv for kv in section['align_seconds'].items()))]

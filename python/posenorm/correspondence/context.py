@@ -29,8 +29,8 @@ def open_cache(args, fnet):
     return features.FeatureCache(fnet, os.path.join(cache_dir(args), 'features'), side=args.size)
 
 
-def open_data(args):
-    return dataset.load(args.data, cache_dir=os.path.join(cache_dir(args), 'synthetic_birds'),
+def open_data(args, classes=None):
+    return dataset.load(args.data, classes, cache_dir=os.path.join(cache_dir(args), 'synthetic_birds'),
                         progress=not args.quiet)
 
 

@@ -171,7 +171,7 @@ def run(args):
 
 def figure(path, src, dst, result, names, label):
     """SRC with its keypoints | DST with the transferred ones | SRC warped onto DST."""
-    fig, axes = plots.plt.subplots(1, 3, figsize=(9, 3.4))
+    fig, axes = plots.plt.subplots(1, 3, figsize=(9, 3.4), dpi=80)
     used = result['source']
     panels = [('SRC%s' % (' (mirrored)' if result['mirrored'] else ''), used.image, used.keypoints),
               ('DST, transferred (%s)' % label, dst.image, result['points']),
