@@ -72,7 +72,7 @@ def test_quick_run_without_onnx(tmp_path):
 @pytest.mark.skipif(not os.access(BENCH_PYTHON, os.X_OK),
                     reason='.venv-bench absent (tools/setup/make_bench_venv.sh)')
 def test_quick_run_with_onnx_runtime():
-    res = run_tool('--quick', '--threads', '1', '--sizes', '1x40x40')
+    res = run_tool('--quick', '--threads', '1', '--input-shapes', '1x40x40')
     assert res.returncode == 0, res.stderr
     assert re.search(r'\| 1x40x40 \| 1 \| ONNX Runtime \| ', res.stdout)
     cells = agreement_rows(res.stdout)[('1x40x40', 1)]
@@ -80,20 +80,20 @@ def test_quick_run_with_onnx_runtime():
 
 
 def test_disagreement_is_reported():
-    tool = load_tool()
+    from posenorm.bench import conv_report
     check = dict(pool5=0.0, worst='conv1_1:param0/diff', worst_diff=3e-3,
                  e2e_worst='conv5_3/dW', e2e_diff=1.0)  # end to end: not checked
     runs = [(1, dict(sizes=[dict(n=1, h=8, w=8, check=check)]),
              {(1, 8, 8): dict(diff_reference=1e-6, diff_fast=float('nan'))})]
     lines = []
-    bad = tool._agreement(lambda line='': lines.append(line), runs, 1e-4)
+    bad = conv_report._agreement(lambda line='': lines.append(line), runs, 1e-4)
     assert len(bad) == 2
     assert 'conv1_1:param0/diff' in bad[0] and 'ONNX vs ours' in bad[1]
 
 
 def test_bad_arguments():
-    res = run_tool('--sizes', '1x0x5', '--no-onnx')
-    assert res.returncode == 2 and '--sizes' in res.stderr
+    res = run_tool('--input-shapes', '1x0x5', '--no-onnx')
+    assert res.returncode == 2 and '--input-shapes' in res.stderr
     res = run_tool('--threads', '2,x', '--no-onnx')
     assert res.returncode == 2 and '--threads' in res.stderr
     res = run_tool('--bench-python', '/nonexistent/python')
@@ -101,7 +101,7 @@ def test_bad_arguments():
 
 
 def test_net_and_plan():
-    from posenorm.pose import conv_bench
+    from posenorm.bench import conv as conv_bench
     proto = conv_bench.net_proto(2, 33, 33)
     plan = conv_bench.plan(proto)
     assert [p.split()[1] for p in plan if p.startswith('conv')] == LAYERS[:13]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posenorm.correspondence import cli, dataset, features, objects, run_all
+from posenorm.correspondence import cli, dataset, features, objects
+from posenorm.correspondence.commands import all as all_steps
 
 CHANCE = 0.02   # PCK at 0.1 of a uniformly random point in a crop ~1.3x the box
 
@@ -47,7 +48,7 @@ def test_bad_items_are_skipped_and_counted(small_model, tiny_birds, tmp_path):  
 def test_align_predict_all_end_to_end(small_model, tiny_birds, tmp_path):  # noqa: F811
     out = str(tmp_path / 'report')
     # 227: conv5's receptive field (163) must leave units outside it (negatives).
-    common = ['--net', small_model, '--out', out, '--quiet', '--data', tiny_birds, '--size', '227']
+    common = ['--net', small_model, '--out', out, '--quiet', '--data', tiny_birds, '--input-size', '227']
     assert cli.main(['align'] + common + ['--k', '3', '--best', '2', '--radius', '2',
                                           '--iterations', '5', '--fig3', '1']) == 0
     assert cli.main(['predict'] + common + ['--rounds', '0', '--eta-folds', '2', '--fig6', '1']) == 0
@@ -71,10 +72,10 @@ def test_align_predict_all_end_to_end(small_model, tiny_birds, tmp_path):  # noq
 
 def test_all_resumes_and_names_bad_steps(small_model, tiny_birds, tmp_path, monkeypatch):  # noqa: F811
     out = str(tmp_path / 'report')
-    monkeypatch.setitem(run_all.BUDGET, 'align', ['--k', '2', '--best', '1', '--radius', '1',
+    monkeypatch.setitem(all_steps.BUDGET, 'align', ['--k', '2', '--best', '1', '--radius', '1',
                                                   '--iterations', '2', '--test', '2', '--fig3', '0'])
     argv = ['all', '--net', small_model, '--out', out, '--quiet', '--data', tiny_birds,
-            '--size', '128', '--steps', 'geometry,align']
+            '--input-size', '128', '--steps', 'geometry,align']
     assert cli.main(argv) == 0
     first = json.load(open(os.path.join(out, 'results.json')))
     assert [s['status'] for s in first['all']['steps']] == ['ran', 'ran']

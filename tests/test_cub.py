@@ -1,4 +1,5 @@
 """posenorm.data.cub: the real CUB subset, generated data, and one clear error per bad input."""
+import argparse
 import os
 import shutil
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from posenorm.core import cli
 from posenorm.data import cub, synthetic
 
 
@@ -52,11 +54,11 @@ def test_real_class_subset_keeps_ids(cub_root, cub_counts):
         cub.read_cub(cub_root, classes=[beyond])
 
 
-def test_parse_id_list():
-    assert cub.parse_id_list('1-3,7, 5') == [1, 2, 3, 5, 7]
-    for bad in ('', '3-1', 'a', '1-'):
-        with pytest.raises(ValueError):
-            cub.parse_id_list(bad)
+def test_id_list():
+    assert list(cli.id_list('1-3,7, 5')) == [1, 2, 3, 5, 7]
+    for bad in ('', '3-1', 'a', '1-', '0-3'):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.id_list(bad)
 
 
 def test_flip_table_from_names():
@@ -89,7 +91,7 @@ def test_generated_dataset_reads(tiny_cub):
 
 def test_full_scale_parses(tiny_cub, tmp_path):
     """11,788 images x 15 parts (hard links to one tiny JPEG): the whole-file
-    parsing holds at full scale (its speed: tools/benchmark_data.py)."""
+    parsing holds at full scale (its speed: tools/bench_data.py)."""
     n, root = 11788, tmp_path / 'big'
     shutil.copytree(os.path.join(tiny_cub, 'parts'), root / 'parts')
     (root / 'images' / '001.A').mkdir(parents=True)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from posenorm.core import cli
 from posenorm.data import cub, lmdb_verify
 
 # (image id, class id, train, (W, H), box): image 1 is the real
@@ -86,7 +87,7 @@ def test_labels_are_class_id_minus_one(quirky):
     data = cub.read_cub(quirky)
     assert data.labels.tolist() == [21, 21, 23, 23] and data.num_classes == 24
     assert data.class_names[21] == '022.Chuck_will_Widow' and data.class_names[23] == '024.Species_24'
-    sub = cub.read_cub(quirky, classes=cub.parse_id_list('24'))
+    sub = cub.read_cub(quirky, classes=cli.id_list('24'))
     assert sub.labels.tolist() == [23, 23] and sub.num_classes == 24 and sub.classes.tolist() == [24]
     assert sub.skipped_images == 2 and 'of other classes skipped' in sub.adjustments()
     first = cub.read_cub(quirky, classes=[22])
@@ -149,7 +150,7 @@ def test_lmdbs_count_adjustments_and_keep_official_labels(quirky, repo_root, tmp
     from posenorm.data import lmdb_data
     tool = _tool(repo_root)
     out = str(tmp_path / 'lmdb')
-    assert tool.main(['--cub', quirky, '--out', out, '--size', '32', '--crop-size', '0', '--quiet',
+    assert tool.main(['--data', quirky, '--out', out, '--input-size', '32', '--crop-size', '0', '--quiet',
                       '--classes', '22,24']) == 0
     printed = capsys.readouterr().out
     assert 'annotations: 2 boxes clipped to the image (up to 32.0 px past the edge), 1 visible part ' \

@@ -219,9 +219,9 @@ def test_run_caffe_train_passes_gpus(tmp_path, caffe_tool):
 
 
 @pytest.mark.parametrize('tool, args', [
-    ('evaluate', ['--models', 'nowhere', '--cub', 'nowhere', '--out', '{tmp}/report']),
+    ('evaluate', ['--models', 'nowhere', '--data', 'nowhere', '--out', '{tmp}/report']),
     ('predict', ['{tool}', '--model', 'nowhere']),
-    ('bench_layers', ['--shapes', 'small']),
+    ('bench_layers', ['--layer-shapes', 'small']),
     ('train', ['--lmdb', 'nowhere', '--out', '{tmp}/run', '--caffe', '{caffe}']),
     ('demo', ['--work', '{tmp}/work', '--out', '{tmp}/report'])])
 def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, monkeypatch, caffe_tool, tool, args):
@@ -246,7 +246,7 @@ def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, monkeypatch, caffe_tool
 
 
 def test_bench_nets_refuses_gpu_on_cpu_build(tmp_path):
-    """The same through a real command line (bench_nets imports its sibling tool)."""
+    """The same through a real command line."""
     if this_pycaffe_is_cuda():
         pytest.skip('this pycaffe is a CUDA build')
     res = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'bench_nets.py'), '--quick',

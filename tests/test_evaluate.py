@@ -183,11 +183,11 @@ def test_evaluate_models_keypoint_and_baseline(tiny, basic_models, tmp_path):
         os.path.dirname(__file__), '..', 'tools', 'evaluate.py'))
     cli = util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    assert cli.main(['--models', basic_models[0], '--cub', tiny['cub'], '--out', out, '--quiet']) == 1
-    assert cli.main(['--models', basic_models[0], '--cub', tiny['cub'], '--out', out, '--quiet',
+    assert cli.main(['--models', basic_models[0], '--data', tiny['cub'], '--out', out, '--quiet']) == 1
+    assert cli.main(['--models', basic_models[0], '--data', tiny['cub'], '--out', out, '--quiet',
                      '--limit', '2', '--force']) == 0
     assert json.load(open(os.path.join(out, 'results.json')))['images'] == 2
-    assert cli.main(['--models', str(tmp_path), '--cub', tiny['cub'], '--out', out + '2']) == 1
+    assert cli.main(['--models', str(tmp_path), '--data', tiny['cub'], '--out', out + '2']) == 1
     with pytest.raises(SystemExit) as e:
         cli.main(['--help'])
     assert e.value.code == 0

@@ -208,7 +208,7 @@ def _tool(repo_root):
 def test_cli_on_real_subset(caffe, repo_root, cub_root, tmp_path, capsys):
     tool = _tool(repo_root)
     out = str(tmp_path / 'real')
-    assert tool.main(['--cub', cub_root, '--out', out, '--size', '48', '--classes', '1-2', '--quiet']) == 0
+    assert tool.main(['--data', cub_root, '--out', out, '--input-size', '48', '--classes', '1-2', '--quiet']) == 0
     assert 'images/s' in capsys.readouterr().out
     data = cub.read_cub(cub_root, classes=[1, 2])
     manifest = json.load(open(os.path.join(out, 'manifest.json')))
@@ -216,7 +216,7 @@ def test_cli_on_real_subset(caffe, repo_root, cub_root, tmp_path, capsys):
     assert manifest['splits']['train']['count'] + manifest['splits']['test']['count'] == len(data)
     assert tool.main(['--verify', out]) == 0
     assert 'OK' in capsys.readouterr().out
-    assert tool.main(['--cub', cub_root, '--out', out, '--size', '48', '--quiet']) == 1
+    assert tool.main(['--data', cub_root, '--out', out, '--input-size', '48', '--quiet']) == 1
     assert 'already exists' in capsys.readouterr().err
     os.remove(os.path.join(out, 'test_index.txt'))
     assert tool.main(['--verify', out]) == 1

@@ -21,7 +21,7 @@ def test_whole_real_subset_builds_and_verifies(repo_root, cub_root, cub_counts, 
     pytest.importorskip('caffe', reason='pycaffe not built yet (make build)')
     tool = _tool(repo_root)
     out = str(tmp_path / 'real')
-    assert tool.main(['--cub', cub_root, '--out', out, '--size', '224', '--flip', '--quiet']) == 0
+    assert tool.main(['--data', cub_root, '--out', out, '--input-size', '224', '--flip', '--quiet']) == 0
     printed = capsys.readouterr().out.splitlines()
     data = cub.read_cub(cub_root)
     summary = [line for line in printed if line.startswith('annotations:')]
@@ -44,7 +44,7 @@ def test_real_class_subset_keeps_official_labels(repo_root, cub_root, cub_counts
     pytest.importorskip('caffe', reason='pycaffe not built yet (make build)')
     tool = _tool(repo_root)
     out = str(tmp_path / 'sub')
-    assert tool.main(['--cub', cub_root, '--out', out, '--size', '32', '--crop-size', '0',
+    assert tool.main(['--data', cub_root, '--out', out, '--input-size', '32', '--crop-size', '0',
                       '--classes', '4,9', '--quiet']) == 0
     manifest = json.load(open(os.path.join(out, 'manifest.json')))
     assert manifest['num_classes'] == 9 and manifest['classes'] == [4, 9]

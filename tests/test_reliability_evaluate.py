@@ -46,7 +46,7 @@ def test_report_never_replaces_a_model(repo_root, setup, capsys, where):
     before = _files(model)
     out = model if where == 'model' else os.path.dirname(model)
     tool = _tool(repo_root, 'evaluate')
-    assert tool.main(['--models', model, '--cub', setup['cub'], '--out', out, '--force', '--quiet']) == 1
+    assert tool.main(['--models', model, '--data', setup['cub'], '--out', out, '--force', '--quiet']) == 1
     err = capsys.readouterr().err
     assert err.startswith('error: ') and 'input' in err
     assert _files(model) == before
@@ -58,7 +58,7 @@ def test_force_replaces_only_a_report_and_dropped_images_are_counted(repo_root, 
     mine = tmp_path / 'notes'
     mine.mkdir()
     (mine / 'todo.txt').write_text('precious')
-    args = ['--models', setup['model'], '--cub', setup['cub'], '--quiet', '--no-oracle']
+    args = ['--models', setup['model'], '--data', setup['cub'], '--quiet', '--no-oracle']
     assert tool.main(args + ['--out', str(mine), '--force']) == 1
     assert 'results.json' in capsys.readouterr().err and (mine / 'todo.txt').exists()
     out = str(tmp_path / 'report')
@@ -72,7 +72,7 @@ def test_force_replaces_only_a_report_and_dropped_images_are_counted(repo_root, 
 def test_a_killed_evaluation_leaves_no_temporary_after_the_next_run(repo_root, setup, tmp_path):
     out = tmp_path / 'report'
     cmd = [sys.executable, os.path.join(repo_root, 'tools', 'evaluate.py'), '--models', setup['model'],
-           '--cub', setup['cub'], '--out', str(out), '--quiet']
+           '--data', setup['cub'], '--out', str(out), '--quiet']
     child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not list(tmp_path.glob('.report.tmp-*')) and child.poll() is None and time.time() < deadline:

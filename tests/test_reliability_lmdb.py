@@ -57,7 +57,7 @@ def test_out_overlapping_the_dataset_is_refused(caffe, tool, tiny, tmp_path, cap
     shutil.copytree(tiny, data)
     before = _files(data)
     out = {'same': data, 'parent': os.path.dirname(data), 'inside': os.path.join(data, 'l')}[where]
-    assert tool.main(['--cub', data, '--out', out, '--size', '16', '--force', '--quiet']) == 1
+    assert tool.main(['--data', data, '--out', out, '--input-size', '16', '--force', '--quiet']) == 1
     err = capsys.readouterr().err
     assert err.startswith('error: ') and 'input' in err and err.count('\n') == 1
     assert _files(data) == before
@@ -69,7 +69,7 @@ def test_users_out_tmp_survives_and_out_as_a_file_is_refused(caffe, tool, tiny, 
     open(os.path.join(out + '.tmp', 'mine.txt'), 'w').close()
     with open(out + '.old', 'w') as f:
         f.write('a plain file')
-    args = ['--cub', tiny, '--out', out, '--size', '16', '--crop-size', '0', '--quiet']
+    args = ['--data', tiny, '--out', out, '--input-size', '16', '--crop-size', '0', '--quiet']
     assert tool.main(args) == 0
     assert tool.main(args + ['--force']) == 0
     assert os.listdir(out + '.tmp') == ['mine.txt'] and os.path.isfile(out + '.old')
@@ -77,7 +77,7 @@ def test_users_out_tmp_survives_and_out_as_a_file_is_refused(caffe, tool, tiny, 
     afile = str(tmp_path / 'afile')
     with open(afile, 'w') as f:
         f.write('precious')
-    assert tool.main(['--cub', tiny, '--out', afile, '--size', '16', '--force', '--quiet']) == 1
+    assert tool.main(['--data', tiny, '--out', afile, '--input-size', '16', '--force', '--quiet']) == 1
     assert 'not a directory' in capsys.readouterr().err
     assert open(afile).read() == 'precious'
 
@@ -86,7 +86,7 @@ def test_force_does_not_replace_a_directory_that_is_not_an_lmdb_set(caffe, tool,
     out = tmp_path / 'home'
     out.mkdir()
     (out / 'thesis.tex').write_text('precious')
-    assert tool.main(['--cub', tiny, '--out', str(out), '--size', '16', '--force', '--quiet']) == 1
+    assert tool.main(['--data', tiny, '--out', str(out), '--input-size', '16', '--force', '--quiet']) == 1
     assert 'manifest.json' in capsys.readouterr().err
     assert (out / 'thesis.tex').read_text() == 'precious'
 
@@ -149,7 +149,7 @@ def small_disk(tmp_path):
 
 def test_disk_full_is_one_clear_error_and_leaves_nothing(caffe, tool, tiny, small_disk, capsys):
     out = os.path.join(small_disk, 'lmdb')
-    assert tool.main(['--cub', tiny, '--out', out, '--size', '512', '--quiet']) == 1
+    assert tool.main(['--data', tiny, '--out', out, '--input-size', '512', '--quiet']) == 1
     err = capsys.readouterr().err
     assert err.startswith('error: no space left on ') and err.count('\n') == 1, err
     assert os.listdir(small_disk) == []
@@ -158,12 +158,12 @@ def test_disk_full_is_one_clear_error_and_leaves_nothing(caffe, tool, tiny, smal
 # ------------------------------------------------------------ arguments ---
 
 @pytest.mark.parametrize('args, option', [
-    (['--size', '0'], '--size'), (['--size', 'x'], '--size'), (['--crop-size', '-1'], '--crop-size'),
+    (['--input-size', '0'], '--input-size'), (['--input-size', 'x'], '--input-size'), (['--crop-size', '-1'], '--crop-size'),
     (['--part-tolerance', 'nan'], '--part-tolerance'), (['--part-tolerance', '-5'], '--part-tolerance'),
     (['--part-tolerance', 'inf'], '--part-tolerance'), (['--workers', '0'], '--workers')])
 def test_bad_arguments_are_the_parsers_error(tool, tiny, tmp_path, capsys, args, option):
     with pytest.raises(SystemExit) as e:
-        tool.main(['--cub', tiny, '--out', str(tmp_path / 'o')] + args)
+        tool.main(['--data', tiny, '--out', str(tmp_path / 'o')] + args)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert 'argument %s: must be' % option in err
@@ -205,7 +205,7 @@ def test_duplicate_image_file_warns_and_strict_refuses(caffe, tool, tiny, tmp_pa
     lines[1] = '%s %s' % (lines[1].split()[0], lines[0].split()[1])  # id 2 names id 1's file
     with open(os.path.join(data, 'images.txt'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
-    args = ['--cub', data, '--size', '16', '--crop-size', '0', '--quiet', '--part-tolerance', '1000']
+    args = ['--data', data, '--input-size', '16', '--crop-size', '0', '--quiet', '--part-tolerance', '1000']
     assert tool.main(args + ['--out', str(tmp_path / 'a')]) == 0
     assert 'warning: 1 image file is listed under several ids' in capsys.readouterr().err
     assert tool.main(args + ['--out', str(tmp_path / 'b'), '--strict']) == 1

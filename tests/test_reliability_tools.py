@@ -14,7 +14,7 @@ def _tool(repo_root, name):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--size', '0'], 'argument --size: must be'), (['--per-class', '1'], 'argument --per-class: must be'),
+    (['--image-size', '0'], 'argument --image-size: must be'), (['--per-class', '1'], 'argument --per-class: must be'),
     (['--synthetic-classes', '-3'], 'argument --synthetic-classes: must be'),
     (['--preview-count', '0'], 'argument --preview-count: must be')])
 def test_make_synthetic_cub_validates_arguments(repo_root, tmp_path, capsys, args, message):
@@ -30,7 +30,7 @@ def test_make_synthetic_cub_force_keeps_a_users_directory(repo_root, tmp_path, c
     mine = tmp_path / 'photos'
     mine.mkdir()
     (mine / 'holiday.jpg').write_bytes(b'precious')
-    args = ['--out', str(mine), '--synthetic-classes', '1', '--per-class', '2', '--size', '48', '--quiet']
+    args = ['--out', str(mine), '--synthetic-classes', '1', '--per-class', '2', '--image-size', '48', '--quiet']
     assert tool.main(args + ['--force']) == 1
     assert 'synthetic_version.txt' in capsys.readouterr().err
     assert os.listdir(mine) == ['holiday.jpg']

@@ -121,7 +121,7 @@ def _load_tool(repo_root):
 def test_cli(repo_root, tmp_path, capsys):
     tool = _load_tool(repo_root)
     out, png = tmp_path / 'cub', tmp_path / 'grid.png'
-    assert tool.main(['--out', str(out), '--synthetic-classes', '2', '--per-class', '2', '--size', '48', '--quiet',
+    assert tool.main(['--out', str(out), '--synthetic-classes', '2', '--per-class', '2', '--image-size', '48', '--quiet',
                       '--preview', str(png), '--preview-count', '4']) == 0
     printed = capsys.readouterr().out
     assert 'images/s' in printed and 'validated:' in printed

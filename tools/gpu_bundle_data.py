@@ -17,7 +17,7 @@ it runs is prepared here, on the CPU build, for the `caffe` binary there:
   plan.tsv                       what gpu_check.sh times: name, run dir,
                                  prototxt, iterations, what it is, our layers in it
 
-Usage: .venv/bin/python tools/gpu_bundle_data.py --out DIR [--cub CUB_DIR]
+Usage: .venv/bin/python tools/gpu_bundle_data.py --out DIR [--data CUB_DIR]
 """
 import argparse
 import os
@@ -202,17 +202,19 @@ def build(out, cub, per_class, classes):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--out', required=True, help='directory to write (replaced)')
-    ap.add_argument('--cub', default=os.path.join(os.path.dirname(REPO), 'shared', 'data',
+    ap.add_argument('--data', default=os.path.join(os.path.dirname(REPO), 'shared', 'data',
                                                   'CUB_200_2011'),
                     help='real CUB-200-2011 layout directory (default ../shared/data/CUB_200_2011)')
-    ap.add_argument('--per-class', type=int, default=1, help='training images per class (default 1)')
-    ap.add_argument('--classes', type=int, default=8, help='classes 1..N (default 8)')
+    ap.add_argument('--per-class', type=cli.integer(1, 1000), default=1, help='training images per class (default 1)')
+    ap.add_argument('--num-classes', type=cli.integer(1, 200), default=8,
+                    help='classes 1..N (default 8)')
+    ap.add_argument('--quiet', action='store_true', help='print nothing but errors')
     args = ap.parse_args(argv)
-    if not os.path.isfile(os.path.join(args.cub, 'images.txt')):
-        raise ValueError('%s is not a CUB-200-2011 directory (no images.txt)' % args.cub)
+    if not os.path.isfile(os.path.join(args.data, 'images.txt')):
+        raise ValueError('%s is not a CUB-200-2011 directory (no images.txt)' % args.data)
     caffe.set_mode_cpu()
-    for row in build(args.out, args.cub, args.per_class, args.classes):
-        print('[bundle-data] %s: %s' % (row[0], row[4]))
+    for row in build(args.out, args.data, args.per_class, args.num_classes):
+        cli.say(args.quiet)('[bundle-data] %s: %s' % (row[0], row[4]))
     return 0
 
 

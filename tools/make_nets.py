@@ -23,13 +23,14 @@ def main(argv=None):
     ap.add_argument('--backbone', choices=sorted(BACKBONES), action='append',
                     help='backbone to write; repeat for several (default: every backbone)')
     ap.add_argument('--lmdb-dir', default='data/lmdb', help='LMDBs of tools/build_lmdb.py')
-    ap.add_argument('--batch-size', type=cli.positive_int, default=None,
+    ap.add_argument('--batch-size', type=cli.integer(1, 4096), default=None,
                     help='train/val batch (default: 8 for small, 1 for vgg16)')
-    ap.add_argument('--num-classes', type=cli.positive_int, default=200,
+    ap.add_argument('--num-classes', type=cli.integer(1, 100000), default=200,
                     help='classifier outputs: the num_classes of the LMDB manifest (the largest '
                          'class id kept; default 200, all of CUB-200-2011)')
-    ap.add_argument('--input-size', type=cli.positive_int, default=None,
+    ap.add_argument('--input-size', type=cli.side, default=None,
                     help='network input (default: 500 for vgg16, 256 for small)')
+    ap.add_argument('--quiet', action='store_true', help='print nothing but errors')
     args = ap.parse_args(argv)
     for backbone in args.backbone or sorted(BACKBONES):
         batch = args.batch_size or BACKBONES[backbone].batch_size
@@ -38,7 +39,7 @@ def main(argv=None):
                           lmdb_dir=args.lmdb_dir, batch_size=batch,
                           num_classes=args.num_classes, input_size=args.input_size)
         solvers = write_solvers(os.path.join(args.out, 'solvers'), backbone)
-        print('[make_nets] %s: %d nets, %d solvers' % (backbone, len(nets), len(solvers)))
+        cli.say(args.quiet)('[make_nets] %s: %d nets, %d solvers' % (backbone, len(nets), len(solvers)))
     return 0
 
 

@@ -27,10 +27,11 @@ def main(argv=None):
     ap.add_argument('image', help='an image file (any size; resized to the model input)')
     ap.add_argument('--model', required=True, metavar='DIR', help='model directory (model.json, deploy.prototxt, weights)')
     ap.add_argument('--out', metavar='PNG', help='draw the predicted keypoints on the image into PNG')
-    ap.add_argument('--top', type=cli.positive_int, default=5, help='how many classes to print (default 5)')
+    ap.add_argument('--top', type=cli.integer(1, 1000), default=5, help='how many classes to print (default 5)')
     ap.add_argument('--allow-python-layers', action='store_true',
                     help='load a deploy net with Python layers (it imports and runs the module '
                          'it names: only for model directories you trust)')
+    ap.add_argument('--quiet', action='store_true', help='print the prediction only')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
     if not os.path.isfile(args.image):
@@ -41,7 +42,8 @@ def main(argv=None):
         size = im.size
     r = predictor.predict(args.image, size)
     info = predictor.info
-    print('%s: %d x %d, model %s (%s)' % (args.image, size[0], size[1], info['name'], info['label']))
+    say = cli.say(args.quiet)
+    say('%s: %d x %d, model %s (%s)' % (args.image, size[0], size[1], info['name'], info['label']))
     title = None
     if r['prob'] is not None:
         order = np.argsort(-r['prob'], kind='stable')[:args.top]
@@ -63,7 +65,7 @@ def main(argv=None):
         with Image.open(args.image) as im:
             rgb = np.asarray(im.convert('RGB'))
         plots.plot_keypoints_on_image(args.out, rgb, r['keypoints'], info['part_names'], title)
-        print('wrote %s' % args.out)
+        say('wrote %s' % args.out)
     return 0
 
 

@@ -39,17 +39,19 @@ def main(argv=None):
     ap.add_argument('--holistic', choices=('fc7', 'cbp'), default='fc7',
                     help='variant of the generated target: fc7 (default) has both trunks up to '
                          'fc7; cbp ends the classification trunk at conv5_3')
-    ap.add_argument('--num-classes', type=int, default=200, help='classes of the generated target (default 200)')
+    ap.add_argument('--num-classes', type=cli.integer(1, 100000), default=200, help='classes of the generated target (default 200)')
     ap.add_argument('--streams', default="'',cls_",
                     help="comma-separated prefixes each layer is copied behind (default: '',cls_)")
     ap.add_argument('--out', required=True, metavar='CAFFEMODEL', help='output caffemodel (written atomically)')
     ap.add_argument('--force', action='store_true', help='replace an existing --out')
+    ap.add_argument('--quiet', action='store_true', help='print nothing but errors')
     args = ap.parse_args(argv)
     caffe.set_mode_cpu()
     streams = surgery.parse_streams(args.streams)
     surgery.surgery(args.weights, args.out, source_net=args.source_net, net=args.net,
                     backbone=args.backbone, holistic=args.holistic,
-                    num_classes=args.num_classes, streams=streams, force=args.force)
+                    num_classes=args.num_classes, streams=streams, force=args.force,
+                    log=cli.say(args.quiet))
     return 0
 
 

@@ -20,7 +20,8 @@ from posenorm.core import cli
 from posenorm.core import caffe_run, device
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.nets.backbones import BACKBONES
-from posenorm.pose.stages import ALL_MODELS, MODELS, PARTIAL_CACHE, PROTOCOLS, STAGES_BY_NAME
+from posenorm.pose.stages import (ALL_MODELS, MODELS, PARTIAL_CACHE, PROTOCOLS, STAGES_BY_NAME,
+                                   require_imagenet)
 from posenorm.pose.train import Run, train
 
 
@@ -43,8 +44,8 @@ def main(argv=None):
     ap.add_argument('--cache-layer', choices=('pool1', 'pool2', 'pool3', 'pool4'),
                     default=PARTIAL_CACHE, help='partial protocol\'s models: the fixed trunk '
                     'shared by both streams and cached ends here (default: %(default)s)')
-    ap.add_argument('--batch-size', type=cli.positive_int, help='default: 8 small, 1 vgg16')
-    ap.add_argument('--iter-scale', type=cli.positive_float, default=1.0,
+    ap.add_argument('--batch-size', type=cli.integer(1, 4096), help='default: 8 small, 1 vgg16')
+    ap.add_argument('--iter-scale', type=cli.iter_scale, default=1.0,
                     help='multiply every stage\'s iterations (and lr steps)')
     ap.add_argument('--no-cache', action='store_true',
                     help='train fixed-feature stages through the whole net')
@@ -59,6 +60,7 @@ def main(argv=None):
     unknown = [m for m in models if m not in ALL_MODELS]
     if unknown:
         ap.error('unknown model(s) %s; choose from %s' % (unknown, ', '.join(ALL_MODELS)))
+    require_imagenet(models, args.backbone, args.weights)
     retrain = [s for s in args.retrain.split(',') if s]
     unknown = [s for s in retrain if s not in STAGES_BY_NAME]
     if unknown:

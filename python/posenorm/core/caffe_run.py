@@ -12,12 +12,15 @@ log streamed to a file and parsed as it comes:
     resumes from its last periodic snapshot, losing only the iterations
     after it.
 """
+import contextlib
+import fcntl
 import glob
 import math
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +32,7 @@ from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
 from posenorm.core import device
+from posenorm.core.atomic import DISK_FULL_BYTES
 
 ITER_RE = re.compile(r'Iteration (\d+)')
 LOSS_RE = re.compile(r'Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)')
@@ -221,7 +225,73 @@ def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
                                'it: run again to resume' % (desc, interrupted[0]))
     if code != 0:
         with open(log_path, errors='replace') as f:
-            tail = ''.join(f.readlines()[-15:])
-        raise StageFailed('%s: `caffe train` exited with %d (log %s):\n%s'
-                          % (desc, code, log_path, tail))
+            tail = f.readlines()[-60:]
+        raise StageFailed('%s: `caffe train` failed: %s (log %s). The stage can be resumed: '
+                          'run the same command again once that is fixed (it restarts from its '
+                          'last snapshot)' % (desc, why_failed(tail, code, cwd or '.'), log_path))
     return parse_log(log_path)
+
+
+GLOG_FATAL_RE = re.compile(r'^F(?:\d{4})?\d{4} [\d:.]+\s+\d+ ([\w./-]+:\d+)\] (.*)$')
+OOM_RE = re.compile(r'std::bad_alloc|Cannot allocate memory|out of memory|host allocation of size \d+ failed',
+                    re.IGNORECASE)
+
+
+def why_failed(log_tail, code, where):
+    """One phrase saying why `caffe train` died, from the end of its log, its
+    exit status and the space left where it writes: a full disk, memory, a
+    CHECK (quoted with its source line), a signal, else the last line."""
+    text = ''.join(log_tail)
+    try:
+        st = os.statvfs(where)
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        free = None
+    if 'No space left on device' in text or (free is not None and free < DISK_FULL_BYTES):
+        return 'the disk is full (%s free where the run writes, %s)' % (
+            '?' if free is None else '%d MiB' % (free >> 20), os.path.abspath(where))
+    if OOM_RE.search(text) or code in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        return 'out of memory (%s)' % ('killed by SIGKILL, as the kernel\'s OOM killer does'
+                                       if code in (-signal.SIGKILL, 128 + signal.SIGKILL)
+                                       else _short(OOM_RE.search(text).group(0)))
+    fatal = [m for m in map(GLOG_FATAL_RE.match, (l.rstrip() for l in log_tail)) if m]
+    if fatal:
+        return 'Caffe stopped at %s: %s' % (fatal[-1].group(1), _short(fatal[-1].group(2)))
+    if code < 0:
+        return 'killed by signal %d (%s)' % (-code, signal.Signals(-code).name)
+    last = [l.strip() for l in log_tail if l.strip() and not l.startswith('#')]
+    return 'exit status %d%s' % (code, ', last line: ' + _short(last[-1]) if last else '')
+
+
+def _short(text, n=200):
+    return text if len(text) <= n else text[:n] + '...'
+
+
+LOCK_NAME = '.training.lock'
+
+
+class RunLocked(RuntimeError):
+    """Another process is training in the same run directory."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir):
+    """Hold RUN_DIR/.training.lock (an flock, released when this process ends,
+    however it ends) while training; a second training there fails at once
+    with RunLocked saying who holds it."""
+    os.makedirs(run_dir, exist_ok=True)
+    fd = os.open(os.path.join(run_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode('utf-8', 'replace').strip() or 'a process'
+            raise RunLocked('%s: another training is running in this run directory (%s); wait '
+                            'for it to end, or give another run directory' % (run_dir, holder)) \
+                from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, ('pid %d on %s, since %s' % (os.getpid(), socket.gethostname(),
+                                                   time.strftime('%Y-%m-%d %H:%M:%S'))).encode(), 0)
+        yield
+    finally:
+        os.close(fd)

@@ -20,6 +20,7 @@ import subprocess
 
 CUDA_LIBS = ('libcudart', 'libcublas', 'libcurand')  # what a CUDA libcaffe links
 CUDA_SUCCESS = 0
+MAX_DEVICE_ID = 63  # a larger --gpu id is a typo, never a device
 
 
 def parse_gpus(text, multi=True):
@@ -29,6 +30,8 @@ def parse_gpus(text, multi=True):
         raise ValueError('--gpu takes device ids such as 0%s, not %r'
                          % (' or 0,1' if multi else '', text))
     ids = [int(p) for p in parts]
+    if max(ids) > MAX_DEVICE_ID:
+        raise ValueError('--gpu %s: CUDA device ids go up to %d' % (text[:20], MAX_DEVICE_ID))
     if len(set(ids)) != len(ids):
         raise ValueError('--gpu %s names a device twice' % text)
     if len(ids) > 1 and not multi:
@@ -44,6 +47,7 @@ def add_gpu_argument(parser, multi=False):
             return parse_gpus(text, multi)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e))
+    parse.validated = True  # tests/test_vocabulary.py: bounded like core/cli's validators
     if multi:
         helptext = ('run on CUDA device(s) ID[,ID...]: one device, or Caffe\'s '
                     'data-parallel training over several (NCCL build: make '

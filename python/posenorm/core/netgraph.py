@@ -9,13 +9,14 @@ from google.protobuf import text_format
 
 from caffe.proto import caffe_pb2
 
+from posenorm.core.files import read_text
+
 
 def load_net_param(path):
     """A NetParameter from a text prototxt; a parse error names file and line."""
     param = caffe_pb2.NetParameter()
     try:
-        with open(path) as f:
-            text = f.read()
+        text = read_text(path)
     except FileNotFoundError:
         raise FileNotFoundError('net definition not found: %s' % path) from None
     try:

@@ -67,6 +67,12 @@ class FeatureNet:
                                 ', '.join(b for b in self.geometry if b != self.input)))
         return tuple(layers)
 
+    def select_layers(self, text, default=None):
+        """Comma-separated blob names, checked; `default` (the net's default
+        rows) when text is empty."""
+        names = [l.strip() for l in (text or '').split(',') if l.strip()]
+        return self.check_layers(names) if names else tuple(default or self.layers)
+
     def _net(self, layers):
         key = tuple(sorted(layers))
         if key not in self._nets:
@@ -106,8 +112,10 @@ def truncated(net_param, blobs):
 
 
 def _file_identity(path):
+    """What a file's cached results depend on: its size and modification
+    time to the nanosecond (a path alone would survive a change in place)."""
     st = os.stat(path)
-    return '%s:%d:%d' % (os.path.abspath(path), st.st_size, int(st.st_mtime))
+    return '%s:%d:%d' % (os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
 def sha1_file(path):
@@ -231,7 +239,9 @@ class FeatureCache:
         self.root = os.path.join(root, fnet.name, hashlib.sha1(key.encode()).hexdigest()[:12])
 
     def path(self, item, layers):
-        key = json.dumps([item.path, list(item.box), sorted(layers)])
+        """The cache file of an item's maps: keyed by the image's contents (its
+        sha1), never its path alone, so an image changed in place is recomputed."""
+        key = json.dumps([sha1_file(item.path), list(item.box), sorted(layers)])
         return os.path.join(self.root, hashlib.sha1(key.encode()).hexdigest() + '.npz')
 
     def get(self, item, layers):

@@ -26,6 +26,7 @@ import re
 import numpy as np
 from PIL import Image
 
+from posenorm.core.cli import IdList
 from posenorm.data.cub_tables import (CUBFormatError, check_unique, named_table, numeric_table,
                                       per_image, positions)
 
@@ -293,14 +294,13 @@ def _read_keypoints(path, images, part_names):
 
 
 def _kept_classes(classes, class_ids, classes_txt):
-    """The class ids kept: all, or the requested ones (each must exist)."""
+    """The class ids kept: all, or the requested ones (a `cli.IdList` or any
+    iterable of ids; each must be in classes.txt, else one line naming it)."""
     if classes is None:
         return class_ids
-    wanted = np.unique(np.asarray(list(classes), np.int64))
-    unknown = np.setdiff1d(wanted, class_ids)
-    if unknown.size:
-        raise ValueError('requested class id(s) %s not in %s' % (unknown.tolist(), classes_txt))
-    return class_ids[np.isin(class_ids, wanted)]
+    if not isinstance(classes, IdList):
+        classes = IdList.of(classes)
+    return np.array(classes.within(class_ids, classes_txt), np.int64)
 
 
 def _image_sizes(root, names, lines, images_txt, verify):
@@ -468,14 +468,3 @@ def flip_bbox(bbox, width):
     out = np.array(bbox, np.float32)
     out[..., 0] = np.asarray(width, np.float32) - 1 - (out[..., 0] + out[..., 2])
     return out
-
-
-def parse_id_list(text):
-    """'1-10,15,20-22' -> [1, ..., 10, 15, 20, 21, 22] (for --classes options)."""
-    ids = []
-    for part in text.split(','):
-        m = re.fullmatch(r'\s*(\d+)\s*(?:-\s*(\d+)\s*)?', part)
-        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
-            raise ValueError('bad id list %r: expected e.g. 1-10,15' % text)
-        ids.extend(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
-    return sorted(set(ids))

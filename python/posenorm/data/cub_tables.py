@@ -21,12 +21,17 @@ class CUBFormatError(ValueError):
 
 # ---------------------------------------------------------------- parsing ---
 
+INT64_LIMIT = 2 ** 63  # ids must fit numpy's int64 (a float64 near it rounds up to it)
+
 def read_rows(path):
     """Non-blank lines of a text file with their 1-based line numbers."""
     if not os.path.isfile(path):
         raise CUBFormatError(path, None, 'file not found')
     with open(path, 'rb') as f:
         data = f.read()
+    if data.startswith(b'\xef\xbb\xbf'):
+        raise CUBFormatError(path, 1, 'the file starts with a UTF-8 BOM (byte-order mark); '
+                             'save it as UTF-8 without BOM')
     try:
         text = data.decode('utf-8')
     except UnicodeDecodeError as e:
@@ -64,11 +69,11 @@ def numeric_table(path, columns, integer_columns):
         col = values[:, c]
         bad = np.flatnonzero(~np.isfinite(col))
         if not bad.size and c in integer_columns:
-            bad = np.flatnonzero(col != np.round(col))
+            bad = np.flatnonzero((col != np.round(col)) | (np.abs(col) >= INT64_LIMIT))
         if bad.size:
             i = bad[0]
             raise CUBFormatError(path, numbers[i], 'field %d (%s) must be a finite %s: %r'
-                                 % (c + 1, columns[c], 'integer' if c in integer_columns
+                                 % (c + 1, columns[c], 'integer (64-bit)' if c in integer_columns
                                     else 'number', fields[i][c]))
     return values, numbers
 
@@ -87,6 +92,9 @@ def named_table(path, what):
         except ValueError:
             raise CUBFormatError(path, number, 'field 1 (%s_id) is not an integer: %r'
                                  % (what, parts[0])) from None
+        if abs(ids[-1]) >= INT64_LIMIT:
+            raise CUBFormatError(path, number, 'field 1 (%s_id) does not fit a 64-bit integer: '
+                                 '%.40s' % (what, parts[0]))
         names.append(parts[1].strip())
     ids = np.array(ids, np.int64)
     check_unique(path, ids, numbers, lambda i: '%s id %d' % (what, ids[i]))

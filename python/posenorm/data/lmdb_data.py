@@ -32,7 +32,7 @@ from PIL import Image
 
 from posenorm import __version__
 from posenorm.core.atomic import atomic_directory, atomic_write_text, check_disjoint
-from posenorm.core.files import progress_bar, sha256_file
+from posenorm.core.files import progress_bar, sha256_file, stat_fingerprint
 from posenorm.data.coords import (COORDINATES, bbox_to_input, keypoints_to_input, resize_input,
                                    to_rgb)
 from posenorm.data.cub import SPLITS, flip_bbox, flip_keypoints, flip_permutation, read_cub
@@ -41,6 +41,10 @@ from posenorm.data.part_crops import CROP_SIZE, PARTS, crop, crop_boxes
 LMDB_FORMAT_VERSION = 'posenorm-lmdb 1'
 KINDS = ('images', 'keypoints', 'bboxes')
 MANIFEST = 'manifest.json'
+# The CUB-layout files an LMDB set is computed from, besides the images.
+ANNOTATION_FILES = ('images.txt', 'classes.txt', 'image_class_labels.txt', 'train_test_split.txt',
+                    'bounding_boxes.txt', os.path.join('parts', 'parts.txt'),
+                    os.path.join('parts', 'part_locs.txt'))
 KEY_RE = re.compile(r'^(\d{8})_(\d+)(_flip)?$')
 
 
@@ -77,15 +81,24 @@ def pycaffe():
     return caffe
 
 
+# What every reader of a manifest relies on (tools/train.py, demo, verify).
+MANIFEST_KEYS = ('input_size', 'num_classes', 'classes', 'part_names', 'splits', 'lmdbs')
+
+
 def parse_manifest(out):
     path = os.path.join(out, MANIFEST)
     try:
         with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
+            manifest = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
         raise LMDBVerifyError('%s: no manifest (not an LMDB set written by build_lmdbs?)' % path) from None
     except json.JSONDecodeError as e:
         raise LMDBVerifyError('%s: invalid JSON: %s' % (path, e)) from None
+    missing = [k for k in MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
+    if missing:
+        raise LMDBVerifyError('%s: manifest lacks %s (not an LMDB set written by build_lmdbs?)'
+                              % (path, ', '.join(map(repr, missing))))
+    return manifest
 
 
 def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=False,
@@ -122,6 +135,21 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
     return manifest
 
 
+def source_fingerprint(data):
+    """The stat fingerprint of a read dataset: its annotation files and
+    every image kept (a manifest records it; `built_from` rechecks it)."""
+    names = [n for n in ANNOTATION_FILES if os.path.exists(os.path.join(data.root, n))]
+    return stat_fingerprint(data.root, names + [os.path.join('images', n) for n in data.names])
+
+
+def built_from(manifest, cub_dir, classes=None):
+    """Whether an LMDB set's manifest was built from `cub_dir` (with
+    `classes`) as its files are now, judged by their fingerprint, not its path."""
+    data = read_cub(cub_dir, classes=classes)
+    return manifest.get('source_fingerprint') == source_fingerprint(data) and \
+        manifest.get('classes') == data.classes.tolist()
+
+
 def _new_manifest(data, size, flip, seed, crop_size):
     """The manifest of an LMDB set before its splits are written."""
     generator = None
@@ -131,7 +159,8 @@ def _new_manifest(data, size, flip, seed, crop_size):
             generator = f.read().strip()
     return dict(
         format=LMDB_FORMAT_VERSION, tool='posenorm %s tools/build_lmdb.py' % __version__,
-        source=data.root, source_generator=generator, input_size=size, flip=flip,
+        source=data.root, source_fingerprint=source_fingerprint(data), source_generator=generator,
+        input_size=size, flip=flip,
         flip_splits=['train'] if flip else [], shuffle='train', seed=seed, coordinates=COORDINATES,
         image_encoding='uint8 BGR CHW; whole image resized to S x S with PIL bilinear',
         classes=data.classes.tolist(), class_names=data.class_names, num_classes=data.num_classes,

@@ -88,6 +88,17 @@ def _number(path, node, attr):
     return value
 
 
+def _image_name(path, root):
+    """<image>: a VOC image id such as 2008_000008, never a path: `../..`,
+    `/etc/x` or `a/b` would read a file outside the devkit's JPEGImages."""
+    name = _text(path, root, 'image')
+    if '/' in name or '\\' in name or name in ('.', '..') or '\0' in name:
+        raise PascalKeypointError(path, _child(path, root, 'image').line,
+                                  '<image> %r is not a VOC image id (no directories): refused'
+                                  % name[:80])
+    return name
+
+
 def read_annotation(path):
     """Parse one object XML into a PascalObject."""
     path = os.fspath(path)
@@ -98,6 +109,9 @@ def read_annotation(path):
     sub = [c for c in root.children if c.tag == 'subcategory']
     vb = _child(path, root, 'visible_bounds')
     bounds = tuple(_number(path, vb, a) for a in ('xmin', 'ymin', 'width', 'height'))
+    if bounds[2] <= 0 or bounds[3] <= 0:
+        raise PascalKeypointError(path, vb.line, '<visible_bounds> width and height must be '
+                                  'positive, found %g x %g' % bounds[2:])
     keypoints = {}
     for kp in _child(path, root, 'keypoints').children:
         if kp.tag != 'keypoint':
@@ -112,7 +126,7 @@ def read_annotation(path):
             raise PascalKeypointError(path, kp.line, 'keypoint %r: visible must be 0 or 1, found %g'
                                       % (name, visible))
         keypoints[name] = (x, y, z, int(visible))
-    return PascalObject(path, _text(path, root, 'image'),
+    return PascalObject(path, _image_name(path, root),
                         _text(path, root, 'voc_id') if any(c.tag == 'voc_id' for c in root.children) else None,
                         _text(path, root, 'category'),
                         ''.join(sub[0].text).strip() if sub else None, bounds, keypoints)
@@ -145,6 +159,15 @@ def read_pascal_keypoints(annotations_dir, categories=None):
     return out
 
 
+def _check_inside(obj, path, devkit):
+    """An image must resolve (links followed) inside the devkit, as CUB's
+    images stay inside their dataset."""
+    real, base = os.path.realpath(path), os.path.realpath(devkit)
+    if os.path.commonpath([real, base]) != base:
+        raise PascalKeypointError(obj.xml, None, 'image %s resolves to %s, outside the dataset '
+                                  '%s: refused' % (obj.image, real, devkit))
+
+
 def image_path(obj, devkit):
     """The JPEG of `obj` in a VOC devkit (`devkit/JPEGImages/<image>.jpg`,
     also accepting the VOCdevkit root containing VOC2011/ or VOC2012/)."""
@@ -153,6 +176,7 @@ def image_path(obj, devkit):
                   for sub in ('', 'VOC2011', 'VOC2012')]
     for c in candidates:
         if os.path.isfile(c):
+            _check_inside(obj, c, devkit)
             return c
     raise PascalKeypointError(obj.xml, None, 'image %s not found in VOC devkit %s (looked for %s)'
                               % (obj.image, devkit, ', '.join(candidates)))

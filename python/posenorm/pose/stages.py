@@ -267,6 +267,24 @@ PROTOCOLS = collections.OrderedDict(full=tuple(MODELS), frozen=tuple(FROZEN_MODE
                                     partial=tuple(PARTIAL_MODELS))
 
 
+def require_imagenet(models, backbone, weights):
+    """Refuse the frozen and partial protocols' models without ImageNet
+    weights: their trunk is never trained, so they would fit heads on random
+    filters and still be labelled "frozen ImageNet conv5_3" (a tool's check;
+    tests may drive `Run` with a random trunk on purpose)."""
+    fixed = [m for m in models if m in FROZEN_MODELS or m in PARTIAL_MODELS]
+    if not fixed:
+        return
+    if not BACKBONES[backbone].imagenet:
+        raise ValueError('%s keep%s a fixed ImageNet trunk: use --backbone vgg16 with ImageNet '
+                         '--weights (the %s backbone has no ImageNet weights)'
+                         % (', '.join(fixed), 's' if len(fixed) == 1 else '', backbone))
+    if not weights:
+        raise ValueError('%s keep%s a fixed ImageNet trunk: give --weights (ImageNet VGG-16: '
+                         'tools/get_vgg16_conv_weights.py, then tools/surgery.py)'
+                         % (', '.join(fixed), 's' if len(fixed) == 1 else ''))
+
+
 def model_stages(model):
     """The stages whose final weights a model carries, merged in this order."""
     s = ALL_MODELS[model].stage

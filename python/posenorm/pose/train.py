@@ -437,10 +437,11 @@ class Run(PartialProtocol):
 
 def train(run, models=None):
     """Run every stage the models need, then export them; return model dirs."""
-    run.prepare()
-    todo = stages.plan(models)
-    run.log('[train] %d stages: %s' % (len(todo), ', '.join(s.name for s in todo)))
-    for i, stage in enumerate(todo):
-        run.run_stage(stage, later=todo[i + 1:])
-    return [run.export(m) for m in (models or stages.MODELS)]
+    with caffe_run.run_lock(run.dir):
+        run.prepare()
+        todo = stages.plan(models)
+        run.log('[train] %d stages: %s' % (len(todo), ', '.join(s.name for s in todo)))
+        for i, stage in enumerate(todo):
+            run.run_stage(stage, later=todo[i + 1:])
+        return [run.export(m) for m in (models or stages.MODELS)]
 

@@ -15,10 +15,12 @@ import time
 
 import numpy as np
 
-from posenorm.core.cli import positive_float, positive_int
+from posenorm.core.cli import id_list, integer, integers, positive_float
 from posenorm.core.geometry import Geometry
-from posenorm.correspondence import context, dataset, flow, objects, report, sift, transfer, warp
-from posenorm.data import cub
+from posenorm.correspondence import dataset, flow, objects, report, sift, transfer, warp
+from posenorm.correspondence.commands.options import (add_subset_arguments, cache_dir,
+                                                      open_cache, open_data)
+from posenorm.correspondence.features import load_net
 
 NAME = 'align'
 HELP = 'Table 2 and Figure 3: alignment by SIFT Flow on conv / SIFT features, keypoint transfer'
@@ -29,32 +31,31 @@ COPY = 'copy NN'
 def add_arguments(parser):
     parser.add_argument('--align-layers', help='conv layers aligned (default: the 4th conv layer, '
                                                'conv4 for AlexNet, as the paper)')
-    parser.add_argument('--sift-size', type=_sizes, default=(32,),
-                        help='SIFT size at the conv grid\'s centres, one row each (default 32; '
+    parser.add_argument('--align-sift-size', type=integers(4, 512), default=[32],
+                        help='SIFT sizes at the conv grid\'s centres, one row each (default 32; '
                              'e.g. 12,32)')
-    parser.add_argument('--grid-stride', type=positive_int,
+    parser.add_argument('--grid-stride', type=integer(1, 64),
                         help='align on a finer lattice of this many pixels (dividing the conv '
                              'layer\'s stride): conv columns interpolated bilinearly, SIFT '
                              'computed there, the window kept in pixels (default: the layer\'s grid)')
     parser.add_argument('--raw-columns', action='store_true',
                         help='match feature columns as they are, not scaled to unit L2 norm')
-    parser.add_argument('--classes', help='with a CUB --data: class ids, e.g. 1-10 or 1,4,7-9')
-    parser.add_argument('--k', type=positive_int, default=5, help='nearest neighbours aligned (default 5)')
-    parser.add_argument('--best', type=positive_int, default=3,
+    parser.add_argument('--classes', type=id_list,
+                        help='with a CUB-layout --data: class ids, e.g. 1-10 or 1,4,7-9')
+    parser.add_argument('--k', type=integer(1, 100), default=5, help='nearest neighbours aligned (default 5)')
+    parser.add_argument('--best', type=integer(1, 100), default=3,
                         help='lowest-energy neighbours whose median is taken (default 3)')
-    parser.add_argument('--radius', type=positive_int, default=4,
+    parser.add_argument('--radius', type=integer(1, 64), default=4,
                         help='displacement window half-width in grid steps (default 4)')
     parser.add_argument('--alpha', type=positive_float, default=0.1,
                         help='smoothness weight, relative to the median match cost (default 0.1)')
-    parser.add_argument('--iterations', type=positive_int, default=20, help='BP iterations (default 20)')
-    context.add_subset_arguments(parser, 'fig3', 3)
+    parser.add_argument('--iterations', type=integer(1, 10000), default=20, help='BP iterations (default 20)')
+    add_subset_arguments(parser, 'fig3', 3)
 
 
-def _sizes(text):
-    sizes = tuple(positive_int(v) for v in text.split(','))
-    if not sizes:
-        raise ValueError('empty --sift-size')
-    return sizes
+def align_layers(text, fnet):
+    """--align-layers, by default the net's 4th default row (conv4 of AlexNet)."""
+    return fnet.select_layers(text, (fnet.layers[min(3, len(fnet.layers) - 1)],))
 
 
 def align_geometry(geometry, stride):
@@ -83,35 +84,28 @@ def refine(fmap, factor):
     return fmap
 
 
-def align_layers(args, fnet):
-    if args.align_layers:
-        return fnet.check_layers([l.strip() for l in args.align_layers.split(',') if l.strip()])
-    return (fnet.layers[min(3, len(fnet.layers) - 1)],)
-
-
-def _grid(obj, row, layer, args, memo):
+def _grid(obj, row, layer, settings, memo):
     """h x w x C grid of columns of an object for a row: a conv layer, or
-    SIFT at that layer's unit centres, on the `--grid-stride` lattice
-    (memoized: neighbours recur)."""
+    SIFT at that layer's unit centres, on the lattice of settings'
+    grid_stride, unit-norm unless raw_columns (memoized: neighbours recur)."""
     key = (id(obj), row)
     if key not in memo:
-        geometry, factor = align_geometry(memo['geometry'][layer], args.grid_stride)
+        geometry, factor = align_geometry(memo['geometry'][layer], settings['grid_stride'])
         fmap = refine(obj.maps[layer], factor)
         if row != layer:
-            fmap = objects.sift_map(obj.image, geometry, fmap.shape[1:], sift_size(row))
+            fmap = objects.sift_map(obj.image, geometry, fmap.shape[1:], int(row.split('-')[1]))
         grid = fmap.transpose(1, 2, 0)
-        memo[key] = grid if args.raw_columns else flow.unit_columns(grid)
+        memo[key] = grid if settings['raw_columns'] else flow.unit_columns(grid)
     return memo[key]
 
 
-def sift_size(row):
-    return int(row.split('-')[1])
-
-
-def transfer_category(test, train, rows, args, fnet, memo):
+def transfer_category(test, train, rows, settings, fnet, memo, shown_count):
     """Predictions {row: N x K x 3} for one category's test objects, and
-    the Figure 3 material of the first args.fig3 of them."""
-    nn = transfer.cosine_neighbours([o.glob for o in test], [o.glob for o in train], args.k)
+    the Figure 3 material of the first `shown_count` of them; settings: k,
+    radius, alpha, iterations, best, grid_stride, raw_columns (as `run`
+    records them)."""
+    k = settings['k']
+    nn = transfer.cosine_neighbours([o.glob for o in test], [o.glob for o in train], k)
     preds = {row: [] for row in list(rows) + [COPY]}
     seconds = {row: 0.0 for row in rows}
     shown = []
@@ -121,26 +115,34 @@ def transfer_category(test, train, rows, args, fnet, memo):
         keep = {}
         for row, layer in rows.items():
             t = time.perf_counter()
-            grids = [(_grid(train[j], row, layer, args, memo), train[j].keypoints) for j in neigh]
-            geometry, factor = align_geometry(fnet.geometry[layer], args.grid_stride)
+            grids = [(_grid(train[j], row, layer, settings, memo), train[j].keypoints)
+                     for j in neigh]
+            geometry, factor = align_geometry(fnet.geometry[layer], settings['grid_stride'])
             pred, alignments, order = transfer.transfer(
-                _grid(obj, row, layer, args, memo), grids, geometry, obj.image.shape[:2],
-                args.radius * factor, args.alpha, args.iterations, args.best)
+                _grid(obj, row, layer, settings, memo), grids, geometry, obj.image.shape[:2],
+                settings['radius'] * factor, settings['alpha'], settings['iterations'],
+                settings['best'])
             seconds[row] += time.perf_counter() - t
             preds[row].append(pred)
             keep[row] = (pred, [(train[neigh[i]].image, alignments[i]['dense']) for i in order])
-        if n < args.fig3:
+        if n < shown_count:
             shown.append((obj, keep))
     return {r: np.stack(p) for r, p in preds.items()}, seconds, shown
 
 
 def run(args):
-    fnet = context.open_net(args)
-    cache = context.open_cache(args, fnet)
-    data = context.open_data(args, cub.parse_id_list(args.classes) if args.classes else None)
-    layers = align_layers(args, fnet)
+    cache_path = cache_dir(args.cache, args.out)
+    fnet = load_net(args.net, args.weights, cache_path)
+    cache = open_cache(fnet, cache_path, args.input_size)
+    data = open_data(args.data, cache_path, args.quiet, args.classes)
+    layers = align_layers(args.align_layers, fnet)
+    settings = dict(k=args.k, best=args.best, radius=args.radius, alpha=args.alpha,
+                    iterations=args.iterations, sift_size=list(args.align_sift_size),
+                    grid_stride=args.grid_stride, raw_columns=args.raw_columns,
+                    classes=str(args.classes) if args.classes else None,
+                    side=cache.side, layers=list(layers))
     rows = {l: l for l in layers}
-    rows.update({sift.row_name(size): layers[0] for size in args.sift_size})
+    rows.update({sift.row_name(size): layers[0] for size in args.align_sift_size})
     rng = np.random.default_rng(args.seed)
     glob = objects.global_layer(fnet)
     load = objects.shared_layers(fnet, layers)
@@ -160,7 +162,7 @@ def run(args):
         if not tr:
             skipped_cats[cat] = len(te)   # no training object to transfer from
             continue
-        preds, secs, figs = transfer_category(te, tr, rows, args, fnet, memo)
+        preds, secs, figs = transfer_category(te, tr, rows, settings, fnet, memo, args.fig3)
         gt = np.stack([o.keypoints for o in te])
         boxes = np.array([o.box for o in te])
         tables[cat] = dict(names=list(names), objects=len(te),
@@ -170,7 +172,7 @@ def run(args):
         shown += figs[:max(0, args.fig3 - len(shown))]
     if not tables:
         raise ValueError('no category has both training and test objects to align')
-    _figure3(context.figure(args, FIG3), shown, list(rows))
+    _figure3(report.figure_path(args.out, FIG3), shown, list(rows))
     pairs = sum(t['objects'] for t in tables.values()) * min(args.k, len(train))
     return dict(net=fnet.name, data=data.root, kind=data.kind, rows=list(rows) + [COPY],
                 alphas=list(transfer.TABLE2_ALPHAS), tables=tables,
@@ -178,10 +180,7 @@ def run(args):
                 align_seconds={r: round(s, 1) for r, s in seconds.items()},
                 skipped=dict(train=skipped_train, test=skipped_test,
                              categories_without_training=skipped_cats),
-                settings=dict(k=args.k, best=args.best, radius=args.radius, alpha=args.alpha,
-                              iterations=args.iterations, sift_size=list(args.sift_size),
-                              grid_stride=args.grid_stride, raw_columns=args.raw_columns,
-                              classes=args.classes, side=cache.side, layers=list(layers)),
+                settings=settings,
                 figures=[FIG3])
 
 
