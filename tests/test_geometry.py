@@ -9,7 +9,7 @@ import caffe
 from caffe import layers as L, params as P
 from caffe.coord_map import coord_map_from_to
 
-from posenorm.core.netgraph import load_net_param
+from posenorm.core.net_loading import read_net
 from posenorm.core.geometry import (Geometry, nearest_unit, net_geometry,
                                     unit_centres)
 from posenorm.nets import alexnet
@@ -28,7 +28,7 @@ def _caffenet_deploy():
 @pytest.mark.parametrize('path', [alexnet.PROTOTXT, _caffenet_deploy()],
                          ids=['alexnet', 'caffenet'])
 def test_table1(path):
-    g = net_geometry(load_net_param(path))
+    g = net_geometry(read_net(path))
     assert {k: (g[k].size, g[k].stride) for k in TABLE1} == TABLE1
     assert 'fc6' not in g and 'prob' not in g  # InnerProduct ends the map
 
@@ -90,6 +90,6 @@ def test_parse_error_names_file_and_line(tmp_path):
     path = tmp_path / 'bad.prototxt'
     path.write_text('name: "x"\nlayer {\n  name: "a"\n  bogus: 3\n}\n')
     with pytest.raises(ValueError, match=r'bad\.prototxt:4'):
-        load_net_param(str(path))
+        read_net(str(path))
     with pytest.raises(OSError, match='not found'):
-        load_net_param(str(tmp_path / 'missing.prototxt'))
+        read_net(str(tmp_path / 'missing.prototxt'))

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from posenorm.core import atomic
+from posenorm.core import atomic, outputs
 
 
 def _fill(path, text='precious'):
@@ -39,8 +39,8 @@ def test_overlap_through_a_symlink_is_refused(tmp_path):
     _fill(data)
     os.symlink(data, tmp_path / 'alias')
     with pytest.raises(ValueError, match='input'):
-        atomic.check_disjoint(tmp_path / 'alias', [data])
-    atomic.check_disjoint(tmp_path / 'cub2', [data])  # a sibling is fine
+        outputs.check_disjoint(tmp_path / 'alias', [data])
+    outputs.check_disjoint(tmp_path / 'cub2', [data])  # a sibling is fine
 
 
 @pytest.mark.parametrize('suffix', ['.tmp', '.old'])

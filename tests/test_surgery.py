@@ -10,6 +10,7 @@ import caffe
 from caffe import layers as L
 from caffe.proto import caffe_pb2
 
+from posenorm.core import net_loading
 from posenorm.nets.backbones import BACKBONES, conv_trunk_proto
 from posenorm.pose import surgery
 from posenorm.pose.nets import pose_normalized_net
@@ -127,7 +128,7 @@ def _assert_loads_by_name(prototxt, weights, phase):
     """caffe.Net(prototxt, weights): shapes checked in Python first, so a
     mismatch fails the test instead of aborting the process in Caffe."""
     net = caffe.Net(prototxt, phase)
-    saved = surgery.caffemodel_layers(weights)
+    saved = net_loading.caffemodel_blobs(weights)
     for name in set(saved) & set(net.params):
         for (shape, has_shape), blob in zip(saved[name], net.params[name]):
             assert has_shape and shape == blob.data.shape, (prototxt, name, shape, blob.data.shape)
@@ -175,7 +176,7 @@ def test_report_and_output_layers(joint):
     assert r['dropped'] == ['fc8']
     assert r['filler'] == ['kp_score', 'cls_score']
     # only the layers that got weights are saved: fc8, kp_score and cls_score are not
-    saved = surgery.caffemodel_layers(joint['out'])
+    saved = net_loading.caffemodel_blobs(joint['out'])
     assert list(saved) == r['written']
     assert set(saved) == set(convs) | {'cls_' + n for n in convs} | {'cls_fc6', 'cls_fc7'}
     text = '\n'.join(joint['log'])
@@ -327,7 +328,7 @@ def test_source_net_must_match_the_caffemodel(zoo, tmp_path):
     bad = str(tmp_path / 'bad_fc8.prototxt')
     with open(bad, 'w') as f:
         f.write(_zoo_prototxt(fc8=ZOO_CLASSES + 1))
-    with pytest.raises(surgery.SurgeryError, match=r'fc8, param 0.*1x1x10x256.*11x256'):
+    with pytest.raises(surgery.SurgeryError, match=r'layer fc8: .*1x1x10x256.*11x256'):
         surgery.load_weights(bad, zoo['caffemodel'])
     garbage = str(tmp_path / 'garbage.prototxt')
     with open(garbage, 'w') as f:
@@ -346,8 +347,8 @@ def test_refuses_to_overwrite(zoo, tmp_path):
     assert out.read_bytes() == b'precious'
     surgery.surgery(zoo['caffemodel'], str(out), source_net=zoo['prototxt'], backbone='small',
                     force=True, log=_quiet)
-    assert 'cls_conv1_1' in surgery.caffemodel_layers(str(out))
-    assert sorted(os.listdir(tmp_path)) == ['out.caffemodel']  # no temporary files left
+    assert 'cls_conv1_1' in net_loading.caffemodel_blobs(str(out))
+    assert sorted(os.listdir(tmp_path)) == ['out.caffemodel', 'out.caffemodel.record.json']  # no temporaries
 
 
 def test_copy_stream(tmp_path):

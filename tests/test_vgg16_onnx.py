@@ -11,9 +11,10 @@ import caffe
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from posenorm.core import net_loading
 from posenorm.core.files import sha256_file
 from posenorm.nets import pinned, vgg16_onnx
-from posenorm.nets.backbones import conv_trunk_proto, temporary_prototxt
+from posenorm.nets.backbones import conv_trunk_proto
 from posenorm.nets.vgg16_onnx import BIAS_NAME, WEIGHT_NAME, WeightsError
 from posenorm.pose import surgery
 
@@ -59,8 +60,7 @@ def _fake_onnx(path, params, conv_attrs=None, drop=None):
 
 
 def _trunk_net(path, backbone='small'):
-    with temporary_prototxt(conv_trunk_proto(backbone)) as proto:
-        return caffe.Net(proto, str(path), caffe.TEST)
+    return net_loading.load_net(conv_trunk_proto(backbone), str(path))
 
 
 def test_fake_model_round_trip_and_surgery(tmp_path):
@@ -78,7 +78,7 @@ def test_fake_model_round_trip_and_surgery(tmp_path):
     for layer, (w, b) in params.items():
         np.testing.assert_array_equal(net.params[layer][0].data, w)
         np.testing.assert_array_equal(net.params[layer][1].data, b)
-    assert sorted(os.listdir(out.parent)) == ['small_conv.caffemodel']
+    assert sorted(os.listdir(out.parent)) == ['small_conv.caffemodel', 'small_conv.caffemodel.record.json']
     # our conv-only caffemodel as the source of surgery: fc6/fc7 keep their filler
     log = []
     report = surgery.surgery(str(out), str(tmp_path / 'init.caffemodel'), backbone='small',
@@ -111,7 +111,7 @@ def test_layout_checks(tmp_path):
     fake = _fake_onnx(tmp_path / 'small.onnx', _fake_params())
     model = onnx.load(fake)
     # a small model is not VGG-16
-    with pytest.raises(WeightsError, match=r'conv1_1: initializer .* is 8x3x3x3, VGG-16 \(vgg16\) needs 64x3x3x3'):
+    with pytest.raises(WeightsError, match=r'initializer .*\(conv1_1\) is 8x3x3x3, the net needs 64x3x3x3'):
         vgg16_onnx.extract_conv_params(model, 'vgg16')
     assert list(vgg16_onnx.extract_conv_params(model, 'small')) == list(_fake_params())
     # a Conv that is not Caffe's 3x3 / stride 1 / pad 1
@@ -213,5 +213,5 @@ def test_real_wheel(real_wheel, tmp_path, repo_root):
     init = tmp_path / 'vgg16_init.caffemodel'
     report = surgery.surgery(str(out), str(init), backbone='vgg16', log=_quiet)
     assert len(report['copied']) == 26 and report['filler'][:2] == ['fc6', 'fc7']
-    saved = surgery.caffemodel_layers(str(init))
+    saved = net_loading.caffemodel_blobs(str(init))
     assert len(saved) == 26 and saved['cls_conv5_3'][0] == ((512, 512, 3, 3), True)

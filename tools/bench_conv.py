@@ -34,7 +34,7 @@ import argparse
 import os
 import sys
 
-from posenorm.core import cli  # first: quiets glog before Caffe loads
+from posenorm.core import cli, outputs  # first: quiets glog before Caffe loads
 from posenorm.bench.conv_report import Setup, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,6 +72,8 @@ def parse_args(argv):
                     help='largest relative difference allowed between the paths (default 1e-4)')
     ap.add_argument('--quiet', action='store_true', help='no [bench] progress notes on stderr')
     args = ap.parse_args(argv)
+    if args.markdown:  # a report file it rewrites: never a directory, a link or an input
+        outputs.check_output(args.markdown, outputs.FILE, force=True, what='--markdown')
     args.sizes = args.input_shapes or cli.shapes(QUICK['sizes'] if args.quick else '1x500x500,8x224x224')
     args.repeats = args.repeats or (QUICK['repeats'] if args.quick else 5)
     args.sgemm_size = QUICK['sgemm'] if args.quick else SGEMM_SIZE

@@ -10,9 +10,10 @@ throughput, LinearSVC training time; see docs/correspondence.md.
 import argparse
 import sys
 
-from posenorm.core import cli
+from posenorm.core import cli, outputs
 from posenorm.bench import correspondence as bench
 from posenorm.correspondence import dataset, features
+from posenorm.correspondence.commands import options
 
 
 def main(argv=None):
@@ -24,6 +25,9 @@ def main(argv=None):
     ap.add_argument('--cache', default='reports/correspondence/cache', help='cache directory')
     ap.add_argument('--quiet', action='store_true', help='print the timings only')
     args = ap.parse_args(argv)
+    outputs.check_output(args.cache, outputs.UPDATE, [args.data], marker=options.CACHE_MARKERS,
+                         what='--cache')
+    outputs.claim(args.cache, 'feature cache')
     import caffe
     caffe.set_mode_cpu()
     data = dataset.load(args.data, cache_dir=args.cache + '/synthetic_birds')

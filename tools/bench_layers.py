@@ -25,7 +25,7 @@ import argparse
 import os
 import sys
 
-from posenorm.core import cli
+from posenorm.core import cli, outputs
 from posenorm.core import device
 
 
@@ -47,6 +47,8 @@ def parse_args(argv):
     ap.add_argument('--quiet', action='store_true', help='no [bench] progress notes on stderr')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
+    if args.markdown:  # a report file it rewrites: never a directory, a link or an input
+        outputs.check_output(args.markdown, outputs.FILE, force=True, what='--markdown')
     if args.gpu:
         args.threads = [1]  # the host thread only launches kernels
     elif args.threads is None:

@@ -43,7 +43,7 @@ import os
 import shutil
 import sys
 
-from posenorm.core import cli
+from posenorm.core import cli, outputs
 from posenorm.core import device
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -82,6 +82,8 @@ def parse_args(argv):
     device.add_gpu_argument(ap)
     ap.add_argument('--quiet', action='store_true', help='no [bench] progress notes on stderr')
     args = ap.parse_args(argv)
+    if args.markdown:  # a report file it rewrites: never a directory, a link or an input
+        outputs.check_output(args.markdown, outputs.FILE, force=True, what='--markdown')
     if args.caffe is None:
         local = os.path.join(REPO, '.venv', 'bin', 'caffe')
         args.caffe = local if os.path.exists(local) else shutil.which('caffe')

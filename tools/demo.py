@@ -25,12 +25,14 @@ import sys
 import time
 
 from posenorm.core import cli
-from posenorm.core import caffe_run, device, plots
+from posenorm.core import caffe_run, device, outputs, plots
+from posenorm.core.atomic import atomic_directory
 from posenorm.data import lmdb_data, synthetic
 from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import report, run_record
 from posenorm.pose.cost import partial_cost
-from posenorm.pose.evaluate import evaluate_models
+from posenorm.pose.evaluate import REPORT_MARKER, evaluate_models
+from posenorm.pose.nets import check_input_size
 from posenorm.pose.stages import ALL_MODELS, PARTIAL_CACHE, PROTOCOLS, require_imagenet
 from posenorm.pose.train import Run, train
 
@@ -106,6 +108,10 @@ def training_curves(run):
     return [(name[:-4], caffe_run.parse_log(run.path('logs', name))['loss']) for name in logs]
 
 
+# What an earlier demo left in --work (directories made before `outputs.claim`).
+WORK_MARKERS = ('synthetic_cub', 'lmdb_*', 'run_*')
+
+
 @cli.tool
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0],
@@ -160,6 +166,11 @@ def main(argv=None):
         ap.error('--models: unknown %s (known: %s)' % (', '.join(unknown), ', '.join(ALL_MODELS)))
     require_imagenet(models, args.backbone, args.weights)
     out = args.out or default_out(args.protocol)
+    inputs = [args.data, args.weights]
+    outputs.check_output(args.work, outputs.UPDATE, inputs, marker=WORK_MARKERS, what='--work')
+    outputs.check_output(out, outputs.DIRECTORY, inputs + [args.work], True, REPORT_MARKER,
+                         'report directory')  # a demo replaces its own report
+    outputs.claim(args.work, 'tools/demo.py --work')
     caffe = caffe_run.caffe_tool()
     # Before any data work: `caffe train` and this pycaffe must both reach the device.
     device.check_caffe_tool(caffe, args.gpu)
@@ -167,6 +178,7 @@ def main(argv=None):
     t_start = time.time()
     timings = []
     size = args.input_size or BACKBONES[args.backbone].input_size
+    check_input_size(args.backbone, size, '--input-size %d' % size)  # before any data work
     if args.data:
         cub = args.data
     else:
@@ -194,11 +206,13 @@ def main(argv=None):
     results = step(timings, 'evaluation', evaluate_models, model_dirs, cub, out,
                    limit=args.limit or None, force=True, share=args.protocol != 'full', extra=extra,
                    progress=not args.quiet)
-    plots.plot_loss_curves(os.path.join(out, 'training_curves.png'), training_curves(run))
     timings.append(('total', time.time() - t_start))
+    with atomic_directory(out, marker=REPORT_MARKER, update=True) as tmp:  # README and figure together
+        plots.plot_loss_curves(os.path.join(tmp, 'training_curves.png'), training_curves(run))
+        report.write_readme(os.path.join(tmp, 'README.md'), results,
+                            training=report.training_section(run.dir, run.done_records()),
+                            timings=timings)
     readme = os.path.join(out, 'README.md')
-    report.write_readme(readme, results, training=report.training_section(run.dir, run.done_records()),
-                        timings=timings)
     print('\n[demo] report: %s' % readme)
     if args.readme:
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')

@@ -20,8 +20,8 @@ import sys
 
 from posenorm.core import cli
 from posenorm.core import device
-from posenorm.core.atomic import refuse_existing
-from posenorm.pose.evaluate import evaluate_models
+from posenorm.core import outputs
+from posenorm.pose.evaluate import REPORT_MARKER, evaluate_models
 
 
 @cli.tool
@@ -45,7 +45,8 @@ def main(argv=None):
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
-    refuse_existing(os.path.abspath(args.out), args.force, 'report directory')
+    outputs.check_output(args.out, outputs.DIRECTORY, args.models + [args.cub], args.force,
+                         REPORT_MARKER, 'report directory')
     device.use_device(args.gpu)
     results = evaluate_models(args.models, args.data, args.out, split=args.split, limit=args.limit or None,
                               progress=not args.quiet, figure_images=args.figure_images,

@@ -30,6 +30,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from posenorm.core.atomic import atomic_directory, atomic_write_text
+from posenorm.core.net_loading import read_net
 from posenorm.data import lmdb_data
 from posenorm.nets.backbones import BACKBONES
 from posenorm.pose.solvers import make_solver
@@ -80,13 +81,6 @@ def cub_subset(cub, out, per_class, classes):
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             shutil.copy(os.path.join(cub, 'images', rel), dest)
     return len(keep)
-
-
-def read_net(path):
-    net = caffe_pb2.NetParameter()
-    with open(path) as f:
-        text_format.Merge(f.read(), net)
-    return net
 
 
 def layer_nets(run_dir, backbone):
@@ -161,9 +155,12 @@ def short_solver(path):
                       % (JOINT, TRAIN_ITERATIONS, text_format.MessageToString(s)))
 
 
+PLAN = 'plan.tsv'  # what makes a bundle directory ours
+
+
 def build(out, cub, per_class, classes):
     plan = []
-    with atomic_directory(out, True) as tmp:
+    with atomic_directory(out, True, inputs=[cub], marker=PLAN) as tmp:  # never a user's folder
         n = cub_subset(cub, os.path.join(tmp, 'cub'), per_class, classes)
         print('[bundle-data] %d real CUB images, classes 1-%d' % (n, classes), flush=True)
         for backbone in ('vgg16', 'small'):
@@ -193,7 +190,7 @@ def build(out, cub, per_class, classes):
                              net.layer[1].name))
         short_solver(os.path.join(tmp, 'runs', 'small', 'solver.prototxt'))
         shutil.rmtree(os.path.join(tmp, 'cub'))
-        atomic_write_text(os.path.join(tmp, 'plan.tsv'), ''.join(
+        atomic_write_text(os.path.join(tmp, PLAN), ''.join(
             '%s\t%s\t%s\t%d\t%s\t%s\n' % row for row in plan))
     return plan
 

@@ -9,10 +9,10 @@ import argparse
 import os
 import sys
 
-from posenorm.core import cli
+from posenorm.core import cli, outputs
 from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import stages
-from posenorm.pose.nets import write_nets
+from posenorm.pose.nets import check_input_size, write_nets
 from posenorm.pose.solvers import write_solvers
 
 
@@ -32,7 +32,12 @@ def main(argv=None):
                     help='network input (default: 500 for vgg16, 256 for small)')
     ap.add_argument('--quiet', action='store_true', help='print nothing but errors')
     args = ap.parse_args(argv)
+    # it adds generated files to prototxt/ and solvers/ (the repository's, by default)
+    outputs.check_output(args.out, outputs.UPDATE, [args.lmdb_dir], marker=('prototxt', 'solvers'),
+                         what='--out')
     for backbone in args.backbone or sorted(BACKBONES):
+        if args.input_size:
+            check_input_size(backbone, args.input_size, '--input-size %d' % args.input_size)
         batch = args.batch_size or BACKBONES[backbone].batch_size
         nets = write_nets(os.path.join(args.out, 'prototxt'), backbone,
                           stages.trained_nets(backbone), stages.deploy_nets(),

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from posenorm.core import cli
-from posenorm.core import atomic
+from posenorm.core import outputs
 from posenorm.data import cub, synthetic
 
 
@@ -32,7 +32,8 @@ def main(argv=None):
         ap.error('argument --per-class: must be >= 2 (each class needs train and test images)')
     if args.out:
         # --force replaces an earlier synthetic dataset, never another directory
-        atomic.check_replaceable(args.out, args.force, 'synthetic_version.txt')
+        outputs.check_output(args.out, outputs.DIRECTORY, [args.preview], args.force,
+                             synthetic.VERSION_FILE)
         stats = synthetic.write_dataset(args.out, args.synthetic_classes, args.per_class, args.image_size, args.seed,
                                         force=args.force, progress=not args.quiet)
         print('wrote %d images (%d classes, %d px, seed %d, %s) to %s in %.1f s: %.0f images/s'
@@ -40,6 +41,7 @@ def main(argv=None):
                  args.out, stats['seconds'], stats['images_per_second']))
         print('validated:', cub.read_cub(args.out).summary())
     if args.preview:
+        outputs.check_output(args.preview, outputs.FILE, [args.out], args.force, what='preview')
         synthetic.save_preview(args.preview, args.synthetic_classes, args.seed, args.image_size, args.preview_count)
         print('wrote preview', args.preview)
     return 0

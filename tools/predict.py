@@ -15,9 +15,9 @@ import sys
 from posenorm.core import cli  # first: quiets glog before Caffe loads
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
-from posenorm.core import device, plots  # noqa: E402
+from posenorm.core import device, outputs, plots  # noqa: E402
+from posenorm.core.images import read_image  # noqa: E402
 from posenorm.pose.predict import Predictor  # noqa: E402
 
 
@@ -27,6 +27,7 @@ def main(argv=None):
     ap.add_argument('image', help='an image file (any size; resized to the model input)')
     ap.add_argument('--model', required=True, metavar='DIR', help='model directory (model.json, deploy.prototxt, weights)')
     ap.add_argument('--out', metavar='PNG', help='draw the predicted keypoints on the image into PNG')
+    ap.add_argument('--force', action='store_true', help='replace an existing --out file')
     ap.add_argument('--top', type=cli.integer(1, 1000), default=5, help='how many classes to print (default 5)')
     ap.add_argument('--allow-python-layers', action='store_true',
                     help='load a deploy net with Python layers (it imports and runs the module '
@@ -36,10 +37,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if not os.path.isfile(args.image):
         ap.error('no such image: %s' % args.image)
+    if args.out:
+        outputs.check_output(args.out, outputs.FILE, [args.image, args.model], args.force)
+    image = read_image(args.image)  # a bad file is one line naming it
+    size = image.size
     device.use_device(args.gpu)
     predictor = Predictor(args.model, allow_python=args.allow_python_layers)
-    with Image.open(args.image) as im:
-        size = im.size
     r = predictor.predict(args.image, size)
     info = predictor.info
     say = cli.say(args.quiet)
@@ -62,9 +65,7 @@ def main(argv=None):
     else:
         print('this model does not predict keypoints')
     if args.out:
-        with Image.open(args.image) as im:
-            rgb = np.asarray(im.convert('RGB'))
-        plots.plot_keypoints_on_image(args.out, rgb, r['keypoints'], info['part_names'], title)
+        plots.plot_keypoints_on_image(args.out, np.asarray(image), r['keypoints'], info['part_names'], title)
         say('wrote %s' % args.out)
     return 0
 

@@ -17,12 +17,12 @@ import argparse
 import sys
 
 from posenorm.core import cli
-from posenorm.core import caffe_run, device
+from posenorm.core import caffe_run, device, outputs
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.nets.backbones import BACKBONES
 from posenorm.pose.stages import (ALL_MODELS, MODELS, PARTIAL_CACHE, PROTOCOLS, STAGES_BY_NAME,
                                    require_imagenet)
-from posenorm.pose.train import Run, train
+from posenorm.pose.train import RUN_MARKERS, Run, train
 
 
 @cli.tool
@@ -66,6 +66,8 @@ def main(argv=None):
     if unknown:
         ap.error('argument --retrain: unknown stage(s) %s; choose from %s'
                  % (', '.join(unknown), ', '.join(STAGES_BY_NAME)))
+    outputs.check_output(args.out, outputs.UPDATE, [args.lmdb, args.weights],
+                         marker=RUN_MARKERS, what='run directory')  # before any work
     caffe = args.caffe or caffe_run.caffe_tool()
     # The `caffe train` children and this process's pycaffe (surgery, feature
     # passes) both on the device: both must be CUDA builds.

@@ -22,7 +22,7 @@ import numpy as np
 from caffe import layers as L
 
 from posenorm.core.atomic import atomic_write_text
-from posenorm.nets.backbones import temporary_prototxt
+from posenorm.core.net_loading import load_net
 
 SEED = 0
 
@@ -86,8 +86,7 @@ def open_net(proto, force_backward=False):
     """A TEST-phase caffe.Net of a NetSpec or NetParameter."""
     proto = proto.to_proto() if hasattr(proto, 'to_proto') else proto
     proto.force_backward = force_backward
-    with temporary_prototxt(proto) as path:
-        return caffe.Net(path, caffe.TEST)
+    return load_net(proto, what='benchmark net %r' % proto.name)
 
 
 def time_layer(net, layer, repeats, backward=True, sync=no_sync):

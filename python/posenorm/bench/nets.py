@@ -19,7 +19,8 @@ from google.protobuf import text_format
 
 from posenorm.bench.harness import progress
 from posenorm.core import device
-from posenorm.nets.backbones import BACKBONES, conv_trunk_proto, temporary_prototxt
+from posenorm.core.net_loading import load_net
+from posenorm.nets.backbones import BACKBONES, conv_trunk_proto
 from posenorm.pose import feature_cache as fc
 from posenorm.pose.nets import NUM_KEYPOINTS, pose_normalized_net
 from posenorm.pose.solvers import make_solver
@@ -245,8 +246,7 @@ def trunk_rate(size, images, weights=None):
     """(images per second, conv5_3 shape) of `images` forwards of the vgg16
     trunk (conv1_1 ... conv5_3, batch 1) at size x size after one warm-up
     (tools/bench_feature_pass.py)."""
-    with temporary_prototxt(conv_trunk_proto('vgg16', size)) as path:
-        net = caffe.Net(path, caffe.TEST, **(dict(weights=weights) if weights else {}))
+    net = load_net(conv_trunk_proto('vgg16', size), weights)
     x = np.random.default_rng(0).normal(0, 50, (1, 3, size, size)).astype(np.float32)
     net.blobs['data'].data[...] = x
     net.forward()  # warm-up: allocations

@@ -11,6 +11,8 @@ import os
 import shutil
 import tempfile
 
+from posenorm.core import outputs
+
 
 def atomic_save(path, save):
     """Call save(tmp) on a temporary file beside `path`, then rename it over
@@ -42,31 +44,26 @@ def atomic_write_text(path, text):
     atomic_write_bytes(path, text.encode('utf-8'))
 
 
-def refuse_existing(path, force, what='output'):
-    """Raise FileExistsError unless `path` is absent or `force` is set."""
-    if os.path.lexists(path) and not force:
-        raise FileExistsError('%s %s already exists; pass --force (force=True) '
-                              'to replace it' % (what, path))
-
-
 @contextlib.contextmanager
-def atomic_directory(path, force=False, inputs=(), marker=None):
+def atomic_directory(path, force=False, inputs=(), marker=None, update=False):
     """Yield a fresh temporary directory beside `path`; rename it to `path`
     on success.
 
-    Refuses to replace an existing `path` unless `force`, and even then
-    unless it is a real directory holding `marker` (when given, e.g. the
-    manifest.json every LMDB set has): --force replaces an output of ours,
-    never a user's directory that happens to have its name.  `inputs`: paths
-    the output may not be, contain or sit inside (`check_disjoint`).  The
-    temporary directory has a unique name (`.<name>.tmp-<pid>-XXXX`, marked
-    as ours inside); on any exception it is removed and `path` is left as it
-    was.  Stale temporaries of dead builds are removed only when they carry
-    our mark; a user's `<path>.tmp` or `<path>.old` is never touched.
+    Whether `path` may be written is `outputs.check_output`'s decision:
+    never an input (`inputs`), and an existing directory is replaced only
+    with `force` and only when it holds `marker` (when given, e.g. the
+    manifest.json every LMDB set has).  update=True: a directory we add to
+    (a report rewritten a section at a time): an existing `path` needs the
+    marker but not `force`, and what the new build did not write is carried
+    over from it (hard links, so a cache costs nothing), so its files change
+    together in one rename (a report's JSON and its figures).  The temporary
+    directory has a unique name (`.<name>.tmp-<pid>-XXXX`, marked as ours
+    inside); on any exception it is removed and `path` is left as it was.
+    Stale temporaries of dead builds are removed only when they carry our
+    mark; a user's `<path>.tmp` or `<path>.old` is never touched.
     """
-    path = os.path.abspath(os.fspath(path))
-    check_disjoint(path, inputs)
-    check_replaceable(path, force, marker)
+    kind = outputs.UPDATE if update else outputs.DIRECTORY
+    path = outputs.check_output(path, kind, inputs, force, marker)
     parent, base = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
     _remove_stale(parent, base)
@@ -77,7 +74,10 @@ def atomic_directory(path, force=False, inputs=(), marker=None):
         yield tmp
         os.remove(os.path.join(tmp, PARTIAL_MARKER))
         if os.path.lexists(path):
-            check_replaceable(path, force, marker)  # someone created it while we worked
+            # someone may have created or changed it while we worked
+            outputs.check_output(path, kind, inputs, force, marker)
+            if update:
+                _carry_over(path, tmp)
             old = _make_temp_dir(parent, '.%s.old-' % base)
             os.rename(path, os.path.join(old, base))
             os.rename(tmp, path)
@@ -92,6 +92,26 @@ def atomic_directory(path, force=False, inputs=(), marker=None):
             raise DiskFullError('no space left on %s while writing %s (nothing of it was kept): '
                                 'free some space and run again' % (full, path)) from None
         raise
+
+
+def _carry_over(old, new):
+    """Hard-link (copy where links fail) every entry of `old` that `new`
+    lacks into `new`, recursively: an update keeps what it did not rewrite."""
+    for name in os.listdir(old):
+        src, dst = os.path.join(old, name), os.path.join(new, name)
+        if os.path.islink(src):
+            if not os.path.lexists(dst):
+                os.symlink(os.readlink(src), dst)
+        elif os.path.isdir(src):
+            if not os.path.lexists(dst):
+                os.mkdir(dst)
+            if os.path.isdir(dst) and not os.path.islink(dst):
+                _carry_over(src, dst)
+        elif not os.path.lexists(dst):
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
 
 
 class DiskFullError(OSError):
@@ -129,47 +149,6 @@ def _disk_full(path, error):
 
 
 PARTIAL_MARKER = '.posenorm-partial'
-
-
-def _inside(path, root):
-    return os.path.commonpath([path, root]) == root
-
-
-def check_disjoint(out, inputs, what='output'):
-    """Raise ValueError if `out` is, contains or lies inside one of `inputs`
-    (symbolic links resolved): writing it could delete or change an input."""
-    real = os.path.realpath(os.fspath(out))
-    for source in inputs:
-        if source is None:
-            continue
-        src = os.path.realpath(os.fspath(source))
-        if real == src:
-            how = 'is'
-        elif _inside(src, real):
-            how = 'contains'
-        elif _inside(real, src):
-            how = 'lies inside'
-        else:
-            continue
-        raise ValueError('%s %s %s the input %s: refusing to write it (an output may never be, '
-                         'contain or sit inside an input); choose another output path'
-                         % (what, out, how, source))
-
-
-def check_replaceable(path, force, marker=None):
-    """Raise unless `path` is absent, or a real directory that `force` may
-    replace: one holding `marker` when given (an output of ours)."""
-    if os.path.islink(path):
-        raise FileExistsError('output %s is a symbolic link; refusing to replace it: remove '
-                              'it yourself or choose another output path' % path)
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise NotADirectoryError('output %s exists and is not a directory; refusing to replace '
-                                 'it: remove it yourself or choose another output path' % path)
-    refuse_existing(path, force)
-    if marker and os.path.isdir(path) and not os.path.lexists(os.path.join(path, marker)):
-        raise FileExistsError('output %s exists but has no %s, so it is not one of ours; '
-                              'refusing to replace it even with --force: remove it yourself '
-                              'or choose another output path' % (path, marker))
 
 
 def _make_temp_dir(parent, prefix):

@@ -158,42 +158,118 @@ def nearest_unit(geometry, coord, n):
     return int(j) if j.ndim == 0 else j
 
 
-def map_length(net_param, blob, n, input_blob=None):
-    """Units along one axis of `blob`'s map for an input `n` pixels long, by
-    Caffe's shape arithmetic (convolution floors, pooling ceils and drops a
-    last window that starts in the padding); 0 when the input is too small
-    for some layer on the way (Caffe would abort), None when `blob` has no
-    spatial map (`net_geometry`)."""
-    if input_blob is None:
-        input_blob = input_blob_name(net_param)
-    known = {input_blob: n}
+# ------------------------------------------------------------- map sizes ---
+# Caffe's own output-size arithmetic per axis (conv: floor; pooling: ceil,
+# the last window starting inside the padded input), so that an input too
+# small for the net is an error naming the layer and the smallest size that
+# works, before Caffe divides by an empty map (SIGFPE) or aborts.
+
+def _window(layer, axis):
+    """(kernel extent, stride, pad) along axis (0: height, 1: width) of a
+    Convolution/Deconvolution/Pooling layer; None for global pooling."""
+    if layer.type == 'Pooling':
+        p = layer.pooling_param
+        if p.global_pooling:
+            return None
+        pick = lambda single, h, w, d: (getattr(p, (h, w)[axis]) if p.HasField(h) or p.HasField(w)  # noqa: E731
+                                        else (getattr(p, single) if p.HasField(single) else d))
+        return pick('kernel_size', 'kernel_h', 'kernel_w', 0), pick('stride', 'stride_h', 'stride_w', 1), \
+            pick('pad', 'pad_h', 'pad_w', 0)
+    p = layer.convolution_param
+
+    def pick(repeated, h, w, d):
+        if p.HasField(h) or p.HasField(w):
+            return getattr(p, (h, w)[axis])
+        values = list(getattr(p, repeated))
+        return d if not values else values[0 if len(values) == 1 else axis]
+    dilation = list(p.dilation)
+    d = 1 if not dilation else dilation[0 if len(dilation) == 1 else axis]
+    k = pick('kernel_size', 'kernel_h', 'kernel_w', 0)
+    return (k - 1) * d + 1, pick('stride', 'stride_h', 'stride_w', 1), pick('pad', 'pad_h', 'pad_w', 0)
+
+
+def _out_size(layer, n, axis):
+    """(output size along `axis` for input size n as Caffe computes it, or
+    None when the layer has no spatial map to follow; False for a layer
+    Caffe cannot set up)."""
+    t = layer.type
+    if t in coord_map.PASS_THROUGH_LAYERS or t in ('Concat', 'Eltwise', 'Scale', 'Bias', 'Power'):
+        return n, True
+    if t in ('Convolution', 'Pooling'):
+        window = _window(layer, axis)
+        if window is None:  # global pooling
+            return 1, n >= 1
+        k, s, pad = window
+        if s < 1:
+            return 0, False
+        if t == 'Convolution':
+            # C++ integer division truncates toward zero
+            return int((n + 2 * pad - k) / s) + 1, True
+        out = math.ceil((n + 2 * pad - k) / s) + 1
+        if pad and (out - 1) * s >= n + pad:
+            out -= 1  # Caffe: the last pooling window must start inside the image
+        return out, True
+    if t == 'Deconvolution':
+        k, s, pad = _window(layer, axis)
+        out = s * (n - 1) + k - 2 * pad
+        return out, out >= 1
+    return None, True
+
+
+def _first_empty(net_param, hw, input_blob):
+    """(layer name, its bottom sizes, its top sizes) of the first layer whose
+    map is empty for an input of hw = (height, width), else None."""
+    sizes = {input_blob: tuple(hw)}
     for layer in net_param.layer:
         if any(p.phase == caffe_pb2.TRAIN for p in layer.include if p.HasField('phase')):
             continue
-        if layer.type in INPUT_TYPES:
+        bottoms = [sizes.get(b) for b in layer.bottom]
+        if layer.type in INPUT_TYPES or not bottoms or bottoms[0] is None:
             continue
-        ins = [known.get(b) for b in layer.bottom]
-        out = None if not ins or None in ins else _layer_length(layer, ins[0])
+        out = [_out_size(layer, bottoms[0][axis], axis) for axis in (0, 1)]
+        if not all(fits for _, fits in out) or any(o is not None and o < 1 for o, _ in out):
+            return layer.name, bottoms[0], tuple(max(o or 0, 0) for o, _ in out)
         for top in layer.top:
-            known[top] = out
-    return known.get(blob)
+            if out[0][0] is None:
+                sizes.pop(top, None)
+            else:
+                sizes[top] = (out[0][0], out[1][0])
+    return None
 
 
-def _layer_length(layer, n):
-    t = layer.type
-    if n <= 0:
-        return 0
-    if t in coord_map.PASS_THROUGH_LAYERS or t == CHANNEL_CONCAT:
-        return n
-    if t not in ('Convolution', 'Pooling', 'Im2col'):
-        return None
-    kernel = _kernel(layer)
-    if kernel is None:
-        return None
-    k, s, pad = kernel
-    if t != 'Pooling':
-        return max(0, int(math.floor((n + 2 * pad - k) / s)) + 1)
-    out = int(math.ceil((n + 2 * pad - k) / s)) + 1
-    if pad and (out - 1) * s >= n + pad:
-        out -= 1
-    return max(0, out) if n + 2 * pad >= k else 0
+def smallest_input(net_param, input_blob=None, limit=8192):
+    """(height, width): the smallest input sides that give every layer a
+    non-empty map (the axes are independent), or None beyond `limit`."""
+    input_blob = input_blob or input_blob_name(net_param)
+    best = []
+    for axis in (0, 1):
+        other = limit  # large enough along the other axis
+        for n in range(1, limit + 1):
+            hw = (n, other) if axis == 0 else (other, n)
+            if _first_empty(net_param, hw, input_blob) is None:
+                best.append(n)
+                break
+        else:
+            return None
+    return tuple(best)
+
+
+class InputSizeError(ValueError):
+    """An input too small for a net: some layer would get an empty map."""
+
+
+def check_input(net_param, hw, what='the net', input_blob=None):
+    """ValueError (one line: the layer, the map sizes and the smallest input
+    that works) unless an input of hw = (height, width) gives every layer of
+    `net_param` a non-empty map."""
+    input_blob = input_blob or input_blob_name(net_param)
+    hw = tuple(int(v) for v in hw)
+    empty = _first_empty(net_param, hw, input_blob)
+    if empty is None:
+        return
+    layer, bottom, top = empty
+    smallest = smallest_input(net_param, input_blob)
+    raise InputSizeError('%s: an input of %d x %d (height x width) is too small: layer %s gets a '
+                     '%d x %d map and would make %d x %d; the smallest input that works is %s'
+                     % (what, hw[0], hw[1], layer, bottom[0], bottom[1], top[0], top[1],
+                        '%d x %d' % smallest if smallest else 'none (the net never fits)'))

@@ -5,26 +5,7 @@ Used by the feature cache (a pass runs only what the cached blobs need),
 by prediction (a net with part nets runs in two passes; the oracle skips
 the localization stream) and by the geometry of any prototxt.
 """
-from google.protobuf import text_format
-
 from caffe.proto import caffe_pb2
-
-from posenorm.core.files import read_text
-
-
-def load_net_param(path):
-    """A NetParameter from a text prototxt; a parse error names file and line."""
-    param = caffe_pb2.NetParameter()
-    try:
-        text = read_text(path)
-    except FileNotFoundError:
-        raise FileNotFoundError('net definition not found: %s' % path) from None
-    try:
-        text_format.Merge(text, param)
-    except text_format.ParseError as e:
-        # ParseError's message starts with "line:column : ..."
-        raise ValueError('%s:%s' % (path, e)) from None
-    return param
 
 
 def layer_names(net):

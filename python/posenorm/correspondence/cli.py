@@ -7,10 +7,11 @@ import argparse
 import time
 
 from posenorm.core import device
+from posenorm.core.atomic import atomic_directory
 from posenorm.correspondence import report
 from posenorm.correspondence.commands import align, classify, geometry, predict, reconstruct
 from posenorm.correspondence.commands import all as all_steps
-from posenorm.correspondence.commands.options import add_common
+from posenorm.correspondence.commands.options import add_common, check_outputs, inputs
 
 SUBCOMMANDS = [geometry, reconstruct, classify, align, predict, all_steps]
 
@@ -26,16 +27,30 @@ def build_parser():
     return ap
 
 
+def run_command(args, extra=None, parser=None):
+    """Run one subcommand and replace its section of the report with its
+    figures in one rename (`atomic_directory(update=True)`): an interrupted
+    run leaves the old report whole.  Returns (section, README path)."""
+    check_outputs(args, report.MARKERS)
+    with atomic_directory(args.out, inputs=inputs(args), marker=report.MARKERS,
+                          update=True) as stage:
+        args.stage = stage  # where the subcommand's figures go
+        start = time.perf_counter()
+        if args.module is all_steps:  # the one subcommand that runs the others
+            section = all_steps.run(args, SUBCOMMANDS, parser or build_parser(), run_command)
+        else:
+            section = args.module.run(args)
+        section['seconds'] = round(time.perf_counter() - start, 1)
+        section.update(extra or {})
+        path = report.update_section(args.out, args.module.NAME, section, SUBCOMMANDS, stage)
+    return section, path
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_outputs(args, report.MARKERS)  # before the device and any data work
     device.use_device(args.gpu)  # a missing device stops here, before any data work
-    start = time.perf_counter()
-    if args.module is all_steps:  # the one subcommand that runs the others
-        section = all_steps.run(args, SUBCOMMANDS, parser)
-    else:
-        section = args.module.run(args)
-    section['seconds'] = round(time.perf_counter() - start, 1)
-    path = report.update_section(args.out, args.module.NAME, section, SUBCOMMANDS)
+    section, path = run_command(args, parser=parser)
     print('%s: %.1f s; wrote %s' % (args.module.NAME, section['seconds'], path))
     return 0

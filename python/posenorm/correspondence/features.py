@@ -22,11 +22,13 @@ import numpy as np
 from PIL import Image
 
 from posenorm.core.atomic import atomic_write_bytes
-from posenorm.core.geometry import net_geometry, nearest_unit
-from posenorm.core.netgraph import load_net_param
+from posenorm.core.images import read_image
+from posenorm.core.geometry import check_input, net_geometry, nearest_unit
+from posenorm.core import net_loading
+from posenorm.core.net_loading import check_net, read_net
 from posenorm.correspondence.dataset import check_keypoints
 from posenorm.nets import alexnet
-from posenorm.nets.backbones import VGG_MEAN_BGR, conv_trunk_proto, temporary_prototxt
+from posenorm.nets.backbones import VGG_MEAN_BGR, conv_trunk_proto
 from posenorm.nets.model_dir import read_info
 
 CAFFENET_SHA1 = '4c8d77deb20ea792f84eb5e6d0a11ca0a8660a46'
@@ -46,17 +48,19 @@ CONTEXT = 0.15  # box margin on each side, as a fraction of the longer box side
 class FeatureNet:
     """A Caffe net cut to some blobs, with their geometry and input transform."""
 
-    def __init__(self, name, deploy, weights, mean_bgr, default_layers, identity):
-        import caffe
+    def __init__(self, name, deploy, weights, mean_bgr, default_layers, identity,
+                 allow_python=False):
         self.name, self.deploy, self.weights = name, deploy, weights
         self.mean_bgr = np.asarray(mean_bgr, np.float32)
         self.identity = identity  # what the cache key depends on
-        self.param = load_net_param(deploy)
+        self.param = read_net(deploy)
+        # a model directory is data: the same checks as predict.py's, before any use
+        check_net(self.param, deploy, allow_python)
+        self.allow_python = allow_python
         self.geometry = net_geometry(self.param)
         self.input = next(iter(self.geometry))
         self.layers = tuple(default_layers) or tuple(
             b for b in self.geometry if b != self.input)[-1:]
-        self._caffe = caffe
         self._nets = {}
 
     def check_layers(self, layers):
@@ -76,14 +80,23 @@ class FeatureNet:
     def _net(self, layers):
         key = tuple(sorted(layers))
         if key not in self._nets:
-            with temporary_prototxt(truncated(self.param, layers)) as path:
-                self._nets[key] = self._caffe.Net(path, self._caffe.TEST, weights=self.weights)
+            self._nets[key] = net_loading.load_net(truncated(self.param, layers), self.weights,
+                                       '%s (%s)' % (self.deploy, ', '.join(key)),
+                                       self.allow_python)
         return self._nets[key]
+
+    def check_size(self, height, width, what='input', layers=None):
+        """ValueError naming the layer and the smallest size that works
+        unless a height x width input gives every layer a non-empty map."""
+        check_input(truncated(self.param, layers or self.layers), (height, width),
+                    '%s, %s' % (self.name, what), self.input)
 
     def extract(self, image, layers=None):
         """{layer: C x H x W float32} for an RGB uint8 H x W x 3 image."""
         layers = self.check_layers(layers or self.layers)
         net = self._net(layers)
+        self.check_size(image.shape[0], image.shape[1], 'an image of %d x %d' % image.shape[:2],
+                        layers)  # before Caffe divides by an empty map
         x = np.asarray(image, np.float32)[:, :, ::-1] - self.mean_bgr
         blob = net.blobs[self.input]
         blob.reshape(1, 3, x.shape[0], x.shape[1])
@@ -157,12 +170,14 @@ def definition(spec, cache_dir='.'):
 
 
 def default_layers(spec, deploy):
-    return DEFAULT_LAYERS.get(spec) or _model_layers(load_net_param(deploy))
+    return DEFAULT_LAYERS.get(spec) or _model_layers(read_net(deploy))
 
 
-def load_net(spec='alexnet', weights=None, cache_dir='.', log=print):
+def load_net(spec='alexnet', weights=None, cache_dir='.', log=print, allow_python=False):
     """A FeatureNet for 'alexnet', 'caffenet', 'vgg16' or a model directory;
-    AlexNet's weights are fetched on first use."""
+    AlexNet's weights are fetched on first use.  The net and its weights go
+    through `core.net_loading` now, so a bad one stops the run before any
+    data work."""
     name, deploy, mean, default = definition(spec, cache_dir)
     if spec == 'alexnet' and not weights:
         alexnet.ensure_weights(default, log)
@@ -181,7 +196,10 @@ def load_net(spec='alexnet', weights=None, cache_dir='.', log=print):
         log('%s: sha1 matches bvlc_reference_caffenet.caffemodel' % weights)
     identity = dict(net=name, deploy=open(deploy).read(), weights=_file_identity(weights),
                     mean=list(mean))
-    return FeatureNet(name, deploy, weights, mean, default_layers(spec, deploy), identity)
+    fnet = FeatureNet(name, deploy, weights, mean, default_layers(spec, deploy), identity,
+                      allow_python)
+    fnet._net(fnet.layers)  # checks the weights by name and shape
+    return fnet
 
 
 def _model_layers(net_param):
@@ -198,17 +216,16 @@ def _model_layers(net_param):
 
 def prepare(item, side=DEFAULT_SIDE, context=CONTEXT, tolerance=10.0):
     """(RGB uint8 image, keypoints K x 3) of item's box with context, longer side `side`."""
-    with Image.open(item.path) as im:
-        im = im.convert('RGB')
-        width, height = im.size
-        check_keypoints(item, im.size, tolerance)
-        x, y, w, h = item.box
-        m = context * max(w, h)
-        x0, y0 = max(0.0, x - m), max(0.0, y - m)
-        x1, y1 = min(float(width), x + w + m), min(float(height), y + h + m)
-        scale = side / max(x1 - x0, y1 - y0)
-        size = (max(1, int(round((x1 - x0) * scale))), max(1, int(round((y1 - y0) * scale))))
-        crop = im.resize(size, Image.BILINEAR, box=(x0, y0, x1, y1))
+    im = read_image(item.path)  # the decoder of training and prediction
+    width, height = im.size
+    check_keypoints(item, im.size, tolerance)
+    x, y, w, h = item.box
+    m = context * max(w, h)
+    x0, y0 = max(0.0, x - m), max(0.0, y - m)
+    x1, y1 = min(float(width), x + w + m), min(float(height), y + h + m)
+    scale = side / max(x1 - x0, y1 - y0)
+    size = (max(1, int(round((x1 - x0) * scale))), max(1, int(round((y1 - y0) * scale))))
+    crop = im.resize(size, Image.BILINEAR, box=(x0, y0, x1, y1))
     kps = np.array(item.keypoints, np.float32)
     vis = kps[:, 2] > 0
     # pixel centres: x_new + 0.5 = (x_old + 0.5 - x0) * scale
@@ -234,6 +251,7 @@ class FeatureCache:
     """Per-image feature maps of one FeatureNet in `root`, float16 .npz."""
 
     def __init__(self, fnet, root, side=DEFAULT_SIDE, context=CONTEXT):
+        fnet.check_size(side, side, '--size %d' % side)  # before any data work
         self.fnet, self.side, self.context = fnet, side, context
         key = json.dumps(dict(fnet.identity, side=side, context=context), sort_keys=True)
         self.root = os.path.join(root, fnet.name, hashlib.sha1(key.encode()).hexdigest()[:12])
@@ -248,6 +266,8 @@ class FeatureCache:
         """(features {layer: array}, image, keypoints), computing when not cached."""
         layers = self.fnet.check_layers(layers)
         image, kps = prepare(item, self.side, self.context)
+        self.fnet.check_size(image.shape[0], image.shape[1], 'the %d x %d crop of %s (--size %d)'
+                             % (image.shape[0], image.shape[1], item.path, self.side), layers)
         path = self.path(item, layers)
         if os.path.isfile(path):
             with np.load(path) as z:

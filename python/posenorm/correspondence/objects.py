@@ -11,9 +11,8 @@ in the crop frame with the box scaled alike equals PCK in the image.
 import collections
 
 import numpy as np
-from PIL import Image
-
-from posenorm.core.geometry import Geometry
+from posenorm.core.geometry import Geometry, InputSizeError
+from posenorm.core.images import ImageError, image_size
 from posenorm.correspondence import features, sift
 
 Obj = collections.namedtuple('Obj', 'item image keypoints box maps glob')
@@ -95,11 +94,11 @@ def load(cache, items, layers, glob_layer, progress=True, desc='objects'):
             skipped['no visible keypoint'] += 1
             continue
         try:
-            with Image.open(item.path) as im:
-                size = im.size
+            size = image_size(item.path)
             maps, image, _ = cache.get(item, wanted)
         except (OSError, ValueError) as e:
-            reason = 'unreadable image' if isinstance(e, OSError) else 'bad annotation'
+            reason = ('unreadable image' if isinstance(e, (OSError, ImageError)) else
+                      'too small for the net' if isinstance(e, InputSizeError) else 'bad annotation')
             skipped[reason] += 1
             examples.setdefault(reason, str(e))
             continue

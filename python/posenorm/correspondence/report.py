@@ -1,18 +1,22 @@
 """The one writer of a correspondence report: results.json and README.md.
 
 Each subcommand owns one section of `OUT/results.json` (keyed by its NAME);
-`update_section` replaces that section atomically, keeps the others, and
+`update_section` replaces that section, keeps the others, and
 rebuilds `OUT/README.md` from every section present, in the order of the
 subcommands given (`cli.SUBCOMMANDS`), each rendered by its module's
-`markdown(section)`.
+`markdown(section)`.  The section, README.md and the subcommand's figures
+change together: they are written into the staging directory of one update
+of OUT (`atomic_directory(update=True)`, `cli.run_command`), renamed into
+place when the subcommand is done.
 """
 import json
 import os
 
-from posenorm.core.atomic import atomic_write_text
+from posenorm.core.atomic import atomic_directory, atomic_write_text
 from posenorm.core.report import markdown_table
 
 RESULTS = 'results.json'
+MARKERS = (RESULTS,)  # what makes a report directory ours (besides outputs.claim's mark)
 README = 'README.md'
 TITLE = ('# Do Convnets Learn Correspondence? (reproduction)\n\n'
          'Written by `tools/correspondence.py`; each subcommand rewrites its own section.\n')
@@ -42,22 +46,25 @@ def render(results, subcommands):
     return '\n'.join(parts)
 
 
-def update_section(out_dir, name, section, subcommands):
-    """Write `section` as results[name], then rebuild README.md from the
-    sections of `subcommands`; return its path."""
-    os.makedirs(out_dir, exist_ok=True)
+def update_section(out_dir, name, section, subcommands, stage=None):
+    """Write `section` as results[name] and rebuild README.md from the
+    sections of `subcommands` into `stage` (the staging directory of an
+    update of out_dir, holding the section's figures; None: an update of
+    its own); return README's path."""
+    if stage is None:
+        with atomic_directory(out_dir, marker=MARKERS, update=True) as tmp:
+            return update_section(out_dir, name, section, subcommands, tmp)
     results = read_results(out_dir)
     results[name] = section
-    atomic_write_text(os.path.join(out_dir, RESULTS), json.dumps(results, indent=1, sort_keys=True) + '\n')
-    path = os.path.join(out_dir, README)
-    atomic_write_text(path, render(results, subcommands))
-    return path
+    atomic_write_text(os.path.join(stage, RESULTS), json.dumps(results, indent=1, sort_keys=True) + '\n')
+    atomic_write_text(os.path.join(stage, README), render(results, subcommands))
+    return os.path.join(out_dir, README)
 
 
-def figure_path(out_dir, name):
-    """Path of a figure `name` in the report directory (made if needed)."""
-    os.makedirs(out_dir, exist_ok=True)
-    return os.path.join(out_dir, name)
+def figure_path(stage, name):
+    """Path of a figure `name` in the staging directory of the report's
+    update (args.stage): it replaces the old one together with results.json."""
+    return os.path.join(stage, name)
 
 
 def table(header, rows):

@@ -10,6 +10,8 @@ w and h scale by S / W.
 import numpy as np
 from PIL import Image
 
+from posenorm.core.images import read_image, to_rgb
+
 COORDINATES = ("0-based pixel centres; x' = (x + 0.5) * S / W - 0.5, y' = (y + 0.5) * S / H - 0.5; "
                "visible keypoints clamped to [0, S-1], invisible (0, 0, 0); box corner as a point, "
                "w' = w * S / W, h' = h * S / H")
@@ -51,22 +53,6 @@ def bbox_to_input(bbox, image_size, input_size):
                           -1).astype(np.float32)
 
 
-def to_rgb(image):
-    """A PIL image as 8-bit RGB.  16-bit greyscale ('I;16*', or 'I' holding
-    0..65535 as PNG decodes it) keeps its top 8 bits: PIL's own convert
-    clips every value above 255 to white."""
-    mode = image.mode
-    if mode.startswith('I;16') or mode == 'I':
-        a = np.asarray(image)
-        if mode == 'I' and a.size and (a.min() < 0 or a.max() > 65535):
-            raise ValueError('unsupported %d-bit integer image (values %d..%d)'
-                             % (a.dtype.itemsize * 8, a.min(), a.max()))
-        return Image.fromarray((a.astype(np.uint32) >> 8).astype(np.uint8), 'L').convert('RGB')
-    if mode == 'F':
-        raise ValueError('unsupported floating-point image (mode F)')
-    return image.convert('RGB')
-
-
 def resize_input(image, input_size):
     """A PIL image resized (not aspect-preserving) to S x S: uint8 RGB HWC."""
     return np.asarray(to_rgb(image).resize((input_size, input_size), Image.BILINEAR))
@@ -74,5 +60,4 @@ def resize_input(image, input_size):
 
 def load_input_image(path, input_size):
     """The whole image file as the nets take it (`resize_input`)."""
-    with Image.open(path) as im:
-        return resize_input(im, input_size)
+    return resize_input(read_image(path), input_size)

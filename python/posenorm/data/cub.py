@@ -24,9 +24,9 @@ import os
 import re
 
 import numpy as np
-from PIL import Image
 
 from posenorm.core.cli import IdList
+from posenorm.core.images import ImageError, image_size, read_image
 from posenorm.data.cub_tables import (CUBFormatError, check_unique, named_table, numeric_table,
                                       per_image, positions)
 
@@ -311,12 +311,9 @@ def _image_sizes(root, names, lines, images_txt, verify):
         if not os.path.isfile(path):
             raise CUBFormatError(images_txt, line, 'image file not found: %s' % path)
         try:
-            with Image.open(path) as im:
-                sizes[i] = im.size
-                if verify:
-                    im.load()
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-            raise CUBFormatError(images_txt, line, 'cannot decode image %s: %s' % (path, e)) from None
+            sizes[i] = read_image(path).size if verify else image_size(path)
+        except ImageError as e:
+            raise CUBFormatError(images_txt, line, str(e)) from None
     return sizes
 
 

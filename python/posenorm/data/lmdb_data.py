@@ -28,13 +28,13 @@ import time
 
 import lmdb
 import numpy as np
-from PIL import Image
 
 from posenorm import __version__
-from posenorm.core.atomic import atomic_directory, atomic_write_text, check_disjoint
+from posenorm.core import outputs
+from posenorm.core.atomic import atomic_directory, atomic_write_text
 from posenorm.core.files import progress_bar, sha256_file, stat_fingerprint
-from posenorm.data.coords import (COORDINATES, bbox_to_input, keypoints_to_input, resize_input,
-                                   to_rgb)
+from posenorm.core.images import read_image
+from posenorm.data.coords import COORDINATES, bbox_to_input, keypoints_to_input, resize_input
 from posenorm.data.cub import SPLITS, flip_bbox, flip_keypoints, flip_permutation, read_cub
 from posenorm.data.part_crops import CROP_SIZE, PARTS, crop, crop_boxes
 
@@ -56,13 +56,9 @@ def _prepare(task):
     """Worker: decode and resize one image (and its mirror when asked), and
     cut its part crops ({part: box}, warped to crop_size)."""
     path, size, flip, boxes, crop_size = task
-    try:
-        with Image.open(path) as im:
-            im = to_rgb(im)
-            rgb = resize_input(im, size)
-            crops = {part: crop(im, box, crop_size) for part, box in boxes.items()}
-    except (OSError, ValueError, SyntaxError) as e:
-        raise ValueError('cannot decode image %s: %s' % (path, e)) from None
+    im = read_image(path)  # errors name the file
+    rgb = resize_input(im, size)
+    crops = {part: crop(im, box, crop_size) for part, box in boxes.items()}
     # The mirror of a part's crop is the crop of the mirrored image at the
     # mirrored box: both groups hold left and right parts alike.
     mirror = lambda a: a[:, ::-1] if flip else None  # noqa: E731
@@ -111,7 +107,7 @@ def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=
     with build timing under 'throughput' (not saved: it varies per run).
     """
     _check_build_args(size, crop_size, workers, part_tolerance)
-    check_disjoint(out, [cub_dir])
+    outputs.check_output(out, outputs.DIRECTORY, [cub_dir], force, MANIFEST)  # before any work
     writer = _DatumWriter(pycaffe())
     data = read_cub(cub_dir, classes=classes, part_tolerance=part_tolerance, strict=strict)
     manifest = _new_manifest(data, size, flip, seed, crop_size)

@@ -90,6 +90,9 @@ def _split_flags(seed, class_index, n):
     return flags
 
 
+VERSION_FILE = 'synthetic_version.txt'  # what makes a dataset directory ours
+
+
 def write_dataset(out, num_classes=20, per_class=60, size=256, seed=0, force=False, progress=True):
     """Write a CUB-layout dataset to `out` (atomically); return timing stats."""
     if per_class < 2:
@@ -97,7 +100,7 @@ def write_dataset(out, num_classes=20, per_class=60, size=256, seed=0, force=Fal
     classes = make_classes(num_classes, seed)
     rows = {k: [] for k in ('images', 'labels', 'split', 'bbox', 'parts')}
     start = time.perf_counter()
-    with atomic_directory(out, force) as tmp:
+    with atomic_directory(out, force, marker=VERSION_FILE) as tmp:  # never a user's folder
         bar = progress_bar(num_classes * per_class, progress, 'synthetic birds')
         image_id = 0
         for c, (cls, traits) in enumerate(classes):
@@ -123,7 +126,7 @@ def write_dataset(out, num_classes=20, per_class=60, size=256, seed=0, force=Fal
             'classes.txt': ['%d %s' % (i + 1, cls) for i, (cls, _) in enumerate(classes)],
             'parts/parts.txt': ['%d %s' % (k + 1, n) for k, n in enumerate(PART_NAMES)],
             'parts/part_locs.txt': rows['parts'],
-            'synthetic_version.txt': [SYNTHETIC_VERSION],
+            VERSION_FILE: [SYNTHETIC_VERSION],
         }
         for name, lines in text.items():
             with open(os.path.join(tmp, name), 'w') as f:

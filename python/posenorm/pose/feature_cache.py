@@ -35,8 +35,9 @@ import numpy as np
 from caffe.proto import caffe_pb2
 
 from posenorm.core.atomic import atomic_directory, atomic_write_text
-from posenorm.core.netgraph import (ancestors, forward_layers, load_net_param, net_graph,
-                                    param_graph, split_aliases, value_layers)
+from posenorm.core.net_loading import read_net
+from posenorm.core.netgraph import (ancestors, forward_layers, net_graph, param_graph, split_aliases,
+                                    value_layers)
 
 
 def head_layers(net_param, head):
@@ -81,7 +82,7 @@ def stochastic_layers(net_param, blobs):
 def open_feature_net(train_prototxt, head, weights=None):
     """Load a stage's train net (TEST phase) for its feature pass: (net,
     cached blobs, per-sample Datum shapes, layers to run, net_param)."""
-    net_param = load_net_param(train_prototxt)
+    net_param = read_net(train_prototxt)
     # head: a layer name, or the list of blobs to cache (a trunk's output)
     blobs = list(head) if isinstance(head, (list, tuple)) else cached_blobs(
         head_layers(net_param, head))
@@ -312,7 +313,7 @@ def train_batch(net_param):
 
 def write_head_net(train_prototxt, lmdbs, path, head):
     """Write the cached head's train net; return its batch size."""
-    net_param = load_net_param(train_prototxt)
+    net_param = read_net(train_prototxt)
     batch = train_batch(net_param)
     atomic_write_text(path, str(head_net(net_param, lmdbs, batch, head)))
     return batch
@@ -320,7 +321,7 @@ def write_head_net(train_prototxt, lmdbs, path, head):
 
 def write_above_net(train_prototxt, lmdbs, path, blob):
     """Write the net of everything above a cached `blob`; return its batch size."""
-    net_param = load_net_param(train_prototxt)
+    net_param = read_net(train_prototxt)
     batch = train_batch(net_param)
     atomic_write_text(path, str(above_net(net_param, lmdbs, batch, blob)))
     return batch

@@ -20,6 +20,7 @@ from caffe import layers as L, params as P
 from caffe.coord_map import coord_map_from_to
 
 from posenorm.core.atomic import atomic_write_text
+from posenorm.core.geometry import check_input
 from posenorm.data.part_crops import CROP_SIZE
 from posenorm.nets.backbones import BACKBONES, VGG_MEAN_BGR, learn, trunk
 
@@ -298,6 +299,15 @@ def make_net(phase, backbone, **kwargs):
         args = {k: v for k, v in kwargs.items() if k not in _WHOLE_IMAGE_ONLY}
         return part_net(phase, backbone=backbone, **args)
     return pose_normalized_net(phase, backbone=backbone, **kwargs)
+
+
+def check_input_size(backbone, input_size, what):
+    """ValueError naming the layer and the smallest size that works unless
+    an input_size x input_size image gives every layer of `backbone`'s
+    deploy net (both streams) a non-empty map."""
+    deploy = pose_normalized_net('deploy', backbone=backbone, input_size=input_size,
+                                 holistic='fc7')
+    check_input(deploy, (input_size, input_size), what)
 
 
 def net_path(out_dir, backbone, name, phase):

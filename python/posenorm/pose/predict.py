@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image
 
 from posenorm.core import netgraph
+from posenorm.core.net_loading import read_net
+from posenorm.core.images import read_image
 from posenorm.data.coords import from_input_coords, keypoints_to_input, resize_input, to_input_coords
 from posenorm.data.part_crops import PARTS, crop, crop_boxes
 from posenorm.nets.backbones import VGG_MEAN_BGR
@@ -56,7 +58,7 @@ class Predictor:
             # only the classification is read: at ground-truth keypoints
             # the localization stream's heatmap matters for its shape alone
             self.oracle_passes = self._passes(self.oracle_net, netgraph.value_layers(
-                self.oracle_net, netgraph.load_net_param(self.info['oracle_deploy_path']),
+                self.oracle_net, read_net(self.info['oracle_deploy_path']),
                 ['prob']))
         self.size = self.info['input_size']
         outputs = set(self.net.outputs)
@@ -82,8 +84,7 @@ class Predictor:
         None, oracle_prob or None, input (the S x S RGB image)).
         """
         if isinstance(image, (str, os.PathLike)):
-            with Image.open(image) as im:
-                original = im.convert('RGB')
+            original = read_image(image)  # the decoder training used
             if image_size is None:
                 image_size = original.size
             rgb = resize_input(original, self.size)
@@ -134,15 +135,15 @@ class Predictor:
         weighted layers this model (and its oracle) no longer runs."""
         if lead.passes[0] or self.passes[0] or lead.size != self.size:
             return 0  # part nets run in two passes around their crops
-        source = (lead.net, netgraph.load_net_param(lead.info['deploy_path']), lead.passes[1])
+        source = (lead.net, read_net(lead.info['deploy_path']), lead.passes[1])
         reads = [b for b in ('prob', 'kp_score', 'heatmap', 'part_locations') if b in self.net.blobs]
         layers, self.copy, skipped = feature_cache.plan_sharing(
-            source, (self.net, netgraph.load_net_param(self.info['deploy_path']), self.passes[1]),
+            source, (self.net, read_net(self.info['deploy_path']), self.passes[1]),
             reads)
         self.passes = ([], layers, [])
         if self.oracle_net is not None:
             layers, self.oracle_copy, more = feature_cache.plan_sharing(
-                source, (self.oracle_net, netgraph.load_net_param(self.info['oracle_deploy_path']),
+                source, (self.oracle_net, read_net(self.info['oracle_deploy_path']),
                          self.oracle_passes[1]), ['prob'])
             self.oracle_passes = ([], layers, [])
             skipped += more

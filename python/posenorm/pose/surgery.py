@@ -24,18 +24,16 @@ fillers initialize the rest.
   * `surgery(...)`: the whole job of tools/surgery.py.
 """
 import collections
-import contextlib
 import os
 
 import numpy as np
 
 import caffe
 from caffe.proto import caffe_pb2
-from google.protobuf import text_format
 
-from posenorm.core.atomic import atomic_write_bytes, refuse_existing
-from posenorm.core.net_loading import read_prototxt, refuse_python_layers
-from posenorm.nets.backbones import conv_trunk_proto, temporary_prototxt
+from posenorm.core import net_loading, outputs
+from posenorm.core.net_loading import NetLoadError, load_net
+from posenorm.nets.backbones import conv_trunk_proto
 from posenorm.pose.nets import pose_normalized_net
 
 STREAMS = ('', 'cls_')
@@ -177,6 +175,7 @@ def copy_weights(net, weights, src_prefix='', dst_prefix='', skip=(), log=print)
     (where Caffe would abort).  Any other shape mismatch is a SurgeryError
     naming the layer and both shapes.  Returns the destination layers copied.
     """
+    net_loading.caffemodel_blobs(weights)  # whole, and as recorded when made
     param = caffe_pb2.NetParameter()
     with open(weights, 'rb') as f:
         param.ParseFromString(f.read())
@@ -188,12 +187,12 @@ def copy_weights(net, weights, src_prefix='', dst_prefix='', skip=(), log=print)
         if dst not in net.params or dst in skip:
             continue
         blobs = net.params[dst]
+        saved = [net_loading.blob_shape(b) for b in layer.blobs]
         if len(blobs) != len(layer.blobs) or not all(
-                _shape_equals(blob_proto_shape(b), b.HasField('shape'), d.data.shape)
-                for b, d in zip(layer.blobs, blobs)):
+                net_loading.same_shape(shape, b.HasField('shape'), d.data.shape)
+                for shape, b, d in zip(saved, layer.blobs, blobs)):
             raise SurgeryError('copy_weights: %s layer %s is %s but %s is %s' % (
-                weights, layer.name, _fmt([blob_proto_shape(b) for b in layer.blobs]),
-                dst, _fmt(_shapes(blobs))))
+                weights, layer.name, _fmt(saved), dst, _fmt(_shapes(blobs))))
         for b, d in zip(layer.blobs, blobs):
             d.data[...] = np.asarray(b.double_data or b.data, np.float32).reshape(d.data.shape)
         copied.append(dst)
@@ -206,101 +205,17 @@ def copy_weights(net, weights, src_prefix='', dst_prefix='', skip=(), log=print)
 # ---------------------------------------------------------------------------
 # Reading and writing caffemodels
 
-def blob_proto_shape(bp):
-    """A BlobProto's shape: `shape` if set, else the legacy 4-D dims."""
-    if bp.HasField('shape'):
-        return tuple(bp.shape.dim)
-    return (bp.num, bp.channels, bp.height, bp.width)
-
-
-def _shape_equals(proto_shape, has_shape, shape):
-    """Caffe's Blob::ShapeEquals: legacy dims compare to the left-padded shape."""
-    if has_shape:
-        return tuple(proto_shape) == tuple(shape)
-    if len(shape) > 4:
-        return False
-    return tuple(proto_shape) == (1,) * (4 - len(shape)) + tuple(shape)
-
-
-def caffemodel_layers(path):
-    """{layer name: [(shape, has_shape) per blob]} of a caffemodel (V1 or V2)."""
-    param = caffe_pb2.NetParameter()
-    with open(path, 'rb') as f:
-        param.ParseFromString(f.read())
-    out = collections.OrderedDict()
-    for layer in list(param.layer) + list(param.layers):
-        if layer.blobs:
-            out[layer.name] = [(blob_proto_shape(b), b.HasField('shape'))
-                               for b in layer.blobs]
-    del param
-    return out
-
-
-def check_prototxt(path, what='prototxt'):
-    """Raise FileNotFoundError / SurgeryError before Caffe would abort on it."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError('%s not found: %s' % (what, path))
-    param = caffe_pb2.NetParameter()
-    try:
-        with open(path) as f:
-            text_format.Merge(f.read(), param)
-    except (text_format.ParseError, UnicodeDecodeError) as e:
-        raise SurgeryError('%s %s is not a Caffe net prototxt: %s' % (what, path, e))
-    check_layer_types(param, '%s %s' % (what, path))
-
-
-def check_layer_types(param, what='the net'):
-    """Raise SurgeryError if a layer type is not registered in this Caffe build
-    (Caffe itself would abort the process)."""
-    known = set(caffe.layer_type_list())
-    unknown = sorted({layer.type for layer in param.layer} - known)
-    if unknown:
-        raise SurgeryError('%s uses layer type(s) %s, which this Caffe build lacks'
-                           % (what, ', '.join(unknown)))
-
-
 def load_weights(prototxt, weights, label=None):
-    """caffe.Net(prototxt, weights, TEST), checked in Python first.
-
-    Caffe aborts the process on a missing file or a shape mismatch and
-    silently leaves a layer at its filler when the caffemodel has no weights
-    for it (or ignores weights the prototxt has no layer for): all of these
-    become clear errors here.  A `Python` layer (which Caffe would import
-    and run) is refused.
-    """
-    check_prototxt(prototxt, 'source prototxt')
-    refuse_python_layers(read_prototxt(prototxt), 'source prototxt %s' % prototxt)
-    if not os.path.isfile(weights):
-        raise FileNotFoundError('source caffemodel not found: %s' % weights)
-    saved = caffemodel_layers(weights)
-    what = label or prototxt
-    net = caffe.Net(prototxt, caffe.TEST)
-    unsaved = [p for p in net.params if p not in saved]
-    if unsaved:
-        raise SurgeryError(
-            '%s has no weights for layer(s) %s of %s: they would be copied at their '
-            'filler values. Give the prototxt the caffemodel belongs to (--source-net).'
-            % (weights, ', '.join(unsaved), what))
-    unused = [p for p in saved if p not in net.params]
-    if unused:
-        raise SurgeryError(
-            '%s has weights for layer(s) %s that %s lacks (Caffe would ignore them). '
-            'Give the prototxt the caffemodel belongs to (--source-net; for the Model '
-            'Zoo file, VGG_ILSVRC_16_layers_deploy.prototxt).'
-            % (weights, ', '.join(unused), what))
-    for p, blobs in net.params.items():
-        got = saved[p]
-        if len(got) != len(blobs):
-            raise SurgeryError('layer %s: %s has %d param blobs, %s has %d'
-                               % (p, weights, len(got), what, len(blobs)))
-        for i, ((shape, has_shape), blob) in enumerate(zip(got, blobs)):
-            if not _shape_equals(shape, has_shape, blob.data.shape):
-                raise SurgeryError(
-                    'shape mismatch at layer %s, param %d: %s holds %s, %s wants %s'
-                    % (p, i, weights, 'x'.join(map(str, shape)), what,
-                       'x'.join(map(str, blob.data.shape))))
-    net.copy_from(weights)
-    return net
+    """caffe.Net(prototxt) with `weights`, through the one loader
+    (`net_loading.load_net`, exact): every layer of the prototxt gets its
+    weights by name and shape, and the caffemodel holds no layer the
+    prototxt lacks (Caffe would ignore it: a Model Zoo file read as a
+    conv-only trunk would silently lose fc6/fc7)."""
+    try:
+        return load_net(prototxt, weights, label or prototxt, exact=True)
+    except NetLoadError as e:
+        raise SurgeryError('%s (--source-net must be the prototxt --weights belongs to; for '
+                           'the Model Zoo file, VGG_ILSVRC_16_layers_deploy.prototxt)' % e) from None
 
 
 def weights_proto(net, layers, name=''):
@@ -322,14 +237,16 @@ def weights_proto(net, layers, name=''):
     return param
 
 
-def save_weights(net, path, layers=None, force=False, name=''):
-    """Write the params of `layers` (default: all) of `net` to a caffemodel,
-    atomically; refuses an existing file unless force."""
+def save_weights(net, path, layers=None, force=False, name='', inputs=()):
+    """Write the params of `layers` (default: all) of `net` to a caffemodel
+    through `net_loading.save_weights` (checked, atomic, recorded)."""
     layers = list(net.params) if layers is None else layers
-    refuse_existing(path, force)
     data = weights_proto(net, layers, name).SerializeToString()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_write_bytes(path, data)
+
+    def write(tmp):
+        with open(tmp, 'wb') as f:
+            f.write(data)
+    net_loading.save_weights(path, write, force, inputs)
 
 
 # ---------------------------------------------------------------------------
@@ -389,32 +306,30 @@ def surgery(weights, out, source_net=None, net=None, backbone='vgg16',
     streams: prefixes every source layer is copied behind.
     Writes `out` atomically with the written layers only.
     """
-    refuse_existing(out, force)
+    inputs = [weights, source_net, net]
+    outputs.check_output(out, outputs.FILE, inputs, force, what='weights')
     if not os.path.isfile(weights):
         raise FileNotFoundError('source caffemodel not found: %s' % weights)
     if net is not None:
-        check_prototxt(net, 'target prototxt (--net)')
-    with contextlib.ExitStack() as stack:
-        label = None
-        if source_net is None:
-            label = 'the conv-only %s trunk (--backbone %s; else give --source-net)' % (
-                backbone, backbone)
-            source_net = stack.enter_context(temporary_prototxt(conv_trunk_proto(backbone)))
-            log('source: %s as a conv-only %s trunk (conv1_1 ... conv5_3)'
-                % (weights, backbone))
-        else:
-            log('source: %s with %s' % (weights, source_net))
-        src = load_weights(source_net, weights, label=label)
-        if net is None:
-            proto = target_proto(backbone, holistic, num_classes)
-            check_layer_types(proto, 'the generated %s deploy net' % backbone)
-            net = stack.enter_context(temporary_prototxt(proto))
-            log('target: the %s joint deploy net (holistic=%s, %d classes)'
-                % (backbone, holistic, num_classes))
-        else:
-            log('target: %s' % net)
-        dst = caffe.Net(net, caffe.TEST)
-        report = transplant(dst, src, prefixes=streams, log=log)
+        net_loading.check_net(net_loading.read_net(net, 'target prototxt (--net)'),
+                              'target prototxt (--net) %s' % net)
+    label = None
+    if source_net is None:
+        label = 'the conv-only %s trunk (--backbone %s; else give --source-net)' % (
+            backbone, backbone)
+        source_net = conv_trunk_proto(backbone)
+        log('source: %s as a conv-only %s trunk (conv1_1 ... conv5_3)' % (weights, backbone))
+    else:
+        log('source: %s with %s' % (weights, source_net))
+    src = load_weights(source_net, weights, label=label)
+    if net is None:
+        net = target_proto(backbone, holistic, num_classes)
+        log('target: the %s joint deploy net (holistic=%s, %d classes)'
+            % (backbone, holistic, num_classes))
+    else:
+        log('target: %s' % net)
+    dst = load_net(net, what='the target net')
+    report = transplant(dst, src, prefixes=streams, log=log)
     if not report['written']:
         raise SurgeryError('no layer of %s matches a layer of the new net behind the '
                            'prefixes %s: nothing to write' % (weights, list(streams)))
@@ -429,6 +344,6 @@ def surgery(weights, out, source_net=None, net=None, backbone='vgg16',
             log('note: keypoint_stage1 of vgg16 freezes the trunk (loc_lr=0) and scores '
                 'keypoints on fc7, i.e. on filler fc6/fc7 here; the Model Zoo caffemodel '
                 '(see docs/weights.md) gives the paper\'s initialization.')
-    save_weights(dst, out, report['written'], force=force)
+    save_weights(dst, out, report['written'], force=force, inputs=inputs)
     log('wrote %s (%d layers)' % (out, len(report['written'])))
     return report

@@ -46,18 +46,22 @@ import time
 import caffe
 from google.protobuf import text_format
 
-from posenorm.core import caffe_run, device
+from posenorm.core import caffe_run, device, outputs
 from posenorm.core.atomic import atomic_save, atomic_write_text
-from posenorm.core.netgraph import load_net_param
+from posenorm.core.net_loading import caffemodel_blobs, read_net
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.data.part_crops import CROP_SIZE
 from posenorm.nets.backbones import BACKBONES
 from posenorm.nets.model_dir import ORACLE_DEPLOY, write_model_dir
 from posenorm.pose import feature_cache, run_record, stages
-from posenorm.pose.nets import pose_normalized_net, split_block, write_nets
+from posenorm.pose.nets import check_input_size, pose_normalized_net, split_block, write_nets
 from posenorm.pose.partial import PartialProtocol
 from posenorm.pose.solvers import make_solver
-from posenorm.pose.surgery import caffemodel_layers, copy_weights
+from posenorm.pose.surgery import copy_weights
+
+
+# What a run directory made before `outputs.claim` holds.
+RUN_MARKERS = ('done', 'prototxt', 'solvers')
 
 
 class Run(PartialProtocol):
@@ -67,7 +71,8 @@ class Run(PartialProtocol):
                  imagenet_weights=None, batch_size=None,
                  iter_scale=1.0, use_cache=True, progress=True, log=print, seed=0,
                  test_iter=10, retrain=(), gpus=None, cache_layer=None):
-        self.dir = os.path.abspath(run_dir)
+        self.dir = outputs.check_output(run_dir, outputs.UPDATE, [lmdb_dir, imagenet_weights],
+                                        marker=RUN_MARKERS, what='run directory')
         self.backbone = backbone
         self.lmdb_dir = os.path.abspath(lmdb_dir)
         self.num_classes = num_classes
@@ -96,11 +101,13 @@ class Run(PartialProtocol):
         self.manifest = parse_manifest(self.lmdb_dir)
         # The nets take the images at the size the LMDBs hold them.
         self.input_size = self.manifest['input_size']
+        check_input_size(backbone, self.input_size, 'the %s nets on %s (input %d)'
+                         % (backbone, lmdb_dir, self.input_size))
         self.net_args = dict(lmdb_dir=self.lmdb_dir, batch_size=self.batch_size,
                              num_classes=num_classes, input_size=self.input_size,
                              crop_size=self.manifest.get('crop_size') or CROP_SIZE)
         if self.imagenet and backbone == 'vgg16':
-            if 'fc6' not in caffemodel_layers(self.imagenet):
+            if 'fc6' not in caffemodel_blobs(self.imagenet):
                 # Conv-only ImageNet weights: fc6/fc7 would be random, so the
                 # keypoint scores sit on conv5_3 (stride 16) instead of fc7.
                 self.net_args['score_from'] = 'conv5_3'
@@ -116,7 +123,7 @@ class Run(PartialProtocol):
     def prepare(self):
         """Generate this run's nets and solvers (idempotent); forget the
         stages to retrain."""
-        os.makedirs(self.dir, exist_ok=True)
+        outputs.claim(self.dir, 'run directory')
         for name in self.retrain:
             self.forget(name)
         write_nets(self.path('prototxt'), self.backbone,
@@ -361,7 +368,7 @@ class Run(PartialProtocol):
         """
         train_net, init, features, head_name = self._feature_job(stage, init)
         cache_dir = os.path.dirname(features)
-        net_param = load_net_param(train_net)
+        net_param = read_net(train_net)
         blobs = feature_cache.cached_blobs(feature_cache.head_layers(net_param, head_name))
         lmdbs = {b: os.path.join(features, b) for b in blobs}
         if not os.path.isdir(features):  # atomic: present means complete

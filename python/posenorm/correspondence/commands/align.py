@@ -132,7 +132,7 @@ def transfer_category(test, train, rows, settings, fnet, memo, shown_count):
 
 def run(args):
     cache_path = cache_dir(args.cache, args.out)
-    fnet = load_net(args.net, args.weights, cache_path)
+    fnet = load_net(args.net, args.weights, cache_path, allow_python=args.allow_python_layers)
     cache = open_cache(fnet, cache_path, args.input_size)
     data = open_data(args.data, cache_path, args.quiet, args.classes)
     layers = align_layers(args.align_layers, fnet)
@@ -172,7 +172,7 @@ def run(args):
         shown += figs[:max(0, args.fig3 - len(shown))]
     if not tables:
         raise ValueError('no category has both training and test objects to align')
-    _figure3(report.figure_path(args.out, FIG3), shown, list(rows))
+    _figure3(report.figure_path(args.stage, FIG3), shown, list(rows))
     pairs = sum(t['objects'] for t in tables.values()) * min(args.k, len(train))
     return dict(net=fnet.name, data=data.root, kind=data.kind, rows=list(rows) + [COPY],
                 alphas=list(transfer.TABLE2_ALPHAS), tables=tables,

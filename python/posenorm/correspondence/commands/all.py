@@ -47,8 +47,9 @@ def step_argv(name, args, uses_data):
     for flag, value in (('--weights', args.weights), ('--cache', args.cache)):
         if value:
             argv += [flag, value]
-    if args.quiet:
-        argv.append('--quiet')
+    for flag in ('quiet', 'allow_python_layers'):
+        if getattr(args, flag):
+            argv.append('--' + flag.replace('_', '-'))
     if uses_data:
         if args.data:
             argv += ['--data', args.data]
@@ -60,9 +61,10 @@ def step_argv(name, args, uses_data):
     return argv
 
 
-def run(args, subcommands, parser):
+def run(args, subcommands, parser, run_command):
     """Each step of --steps: its module among `subcommands`, its command line
-    parsed by `parser` (tools/correspondence.py's)."""
+    parsed by `parser` (tools/correspondence.py's), run by `run_command`
+    (`cli.run_command`: its section and figures in one update of the report)."""
     steps = [s.strip() for s in args.steps.split(',') if s.strip()]
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
@@ -82,16 +84,13 @@ def run(args, subcommands, parser):
         print('== %s: %s' % (name, ' '.join(argv)))
         t = time.perf_counter()
         try:
-            section = module.run(parser.parse_args(argv))
+            section, _ = run_command(parser.parse_args(argv), dict(run_key=key), parser)
         except (ValueError, OSError, RuntimeError) as e:
             failed.append(name)
             done.append(dict(step=name, status='failed: %s' % e,
                              seconds=round(time.perf_counter() - t, 1)))
             print('%s: failed: %s' % (name, e))
             continue
-        section['seconds'] = round(time.perf_counter() - t, 1)
-        section['run_key'] = key
-        report.update_section(args.out, name, section, subcommands)
         done.append(dict(step=name, status='ran', seconds=section['seconds']))
         print('%s: %.1f s' % (name, section['seconds']))
     total = time.perf_counter() - start

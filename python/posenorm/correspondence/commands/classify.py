@@ -40,7 +40,7 @@ def add_arguments(parser):
 def run(args):
     sift_sizes, c_grid = args.sift_sizes, args.C_grid
     cache_path = cache_dir(args.cache, args.out)
-    fnet = load_net(args.net, args.weights, cache_path)
+    fnet = load_net(args.net, args.weights, cache_path, allow_python=args.allow_python_layers)
     layers, cache = fnet.select_layers(args.layers), open_cache(fnet, cache_path, args.input_size)
     data = open_data(args.data, cache_path, args.quiet)
     train_items, test_items = dataset.split(data, 'train'), dataset.split(data, 'test')
@@ -57,7 +57,7 @@ def run(args):
         svm_s[row] = round(time.perf_counter() - t, 2)
         print('%-8s mean accuracy %s' % (row, ', '.join('%s %.1f%%' % (c, 100 * r['mean'])
                                                          for c, r in results[row].items())))
-    _figure4(report.figure_path(args.out, FIG4), results, rows, c_grid)
+    _figure4(report.figure_path(args.stage, FIG4), results, rows, c_grid)
     section = dict(net=fnet.name, data=data.root, kind=data.kind, layers=list(layers),
                    sift_sizes=sift_sizes, c_grid=c_grid, folds=args.folds,
                    categories={c: list(n) for c, n in data.categories.items()},
@@ -66,7 +66,7 @@ def run(args):
                    figures=[FIG4])
     section['localization'] = classify_fig5.run(
         fnet, cache, test_items, models, layers, sift_sizes, args.fig5_images, args.fig5_window,
-        args.fig5_sift, args.out)
+        args.fig5_sift, args.stage)
     section['figures'].append(classify_fig5.FIG5)
     return section
 

@@ -24,10 +24,10 @@ def add_arguments(parser):
     parser.add_argument('--fig5-sift', type=cli.integer(4, 512), default=24, help='SIFT size shown (default 24)')
 
 
-def run(fnet, cache, test_items, models, layers, sift_sizes, images, window, size, out_dir):
+def run(fnet, cache, test_items, models, layers, sift_sizes, images, window, size, figure_dir):
     """Scores of each keypoint's own classifier (`models`: {row: {category:
     classifier}}) in a window (half-width `window` px) around the keypoints
-    of `images` test images, SIFT of `size` if classified; Figure 5 in out_dir."""
+    of `images` test images, SIFT of `size` if classified; Figure 5 in figure_dir."""
     if images <= 0:
         return dict(skipped=True)
     rows = list(layers) + ([sift.row_name(size)] if size in sift_sizes else [])
@@ -62,7 +62,7 @@ def run(fnet, cache, test_items, models, layers, sift_sizes, images, window, siz
                                    within_2px=float(np.mean(dist <= 2)) if len(dist) else None,
                                    on_border=float(np.mean(np.abs(offs).max(1) == window))
                                    if len(offs) else None))
-    _figure5(report.figure_path(out_dir, FIG5), scores, hists, rows, window)
+    _figure5(report.figure_path(figure_dir, FIG5), scores, hists, rows, window)
     return result
 
 

@@ -3,7 +3,7 @@ spatial blob, derived from each net's prototxt (posenorm.core.geometry)."""
 import os
 
 from posenorm.core.geometry import net_geometry
-from posenorm.core.netgraph import load_net_param
+from posenorm.core.net_loading import read_net
 from posenorm.correspondence import features, report
 from posenorm.correspondence.commands.options import cache_dir
 
@@ -26,7 +26,7 @@ def net_table(spec, cache_dir):
     """(net name, {deploy, rows: [{layer, size, stride, offset}]}) of a --net
     value (weights not needed)."""
     name, deploy, _, _ = features.definition(spec, cache_dir)
-    geometry = net_geometry(load_net_param(deploy))
+    geometry = net_geometry(read_net(deploy))
     rows = [dict(layer=blob, size=g.size, stride=g.stride, offset=g.offset)
             for blob, g in list(geometry.items())[1:]]
     shown = os.path.relpath(deploy)  # repository-relative where it can be

@@ -2,7 +2,7 @@
 feature cache, the data) with explicit values."""
 import os
 
-from posenorm.core import device
+from posenorm.core import device, outputs
 from posenorm.core.cli import non_negative_int, seed, side
 from posenorm.correspondence import dataset, features
 
@@ -16,6 +16,9 @@ def add_common(parser, uses_data=True):
                         help='report directory (default %(default)s)')
     parser.add_argument('--cache', help='feature cache directory (default OUT/cache)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    parser.add_argument('--allow-python-layers', action='store_true',
+                        help='--net MODELDIR: load a deploy net with Python layers (it imports '
+                             'and runs the module it names: only for directories you trust)')
     device.add_gpu_argument(parser)
     if uses_data:
         parser.add_argument('--data', metavar='DIR',
@@ -35,6 +38,29 @@ def add_subset_arguments(parser, figure, figure_default):
                         help='test objects in the figure (default %(default)s)')
     parser.add_argument('--seed', type=seed, default=0,
                         help='random seed of the subsets (default 0)')
+
+
+# What a --cache directory made before `outputs.claim` holds.
+CACHE_MARKERS = ('features', 'synthetic_birds', 'vgg16_conv_deploy.prototxt')
+
+
+def inputs(args):
+    """Every path a subcommand reads: no output may be, hold or sit inside one."""
+    net_dir = args.net if os.path.isdir(args.net) else None
+    return [getattr(args, 'data', None), net_dir, args.weights]
+
+
+def check_outputs(args, report_markers):
+    """`outputs.check_output` for --out (a report we add sections to, ours
+    when it holds `report_markers`) and --cache, before any work; both are
+    then claimed as ours."""
+    outputs.check_output(args.out, outputs.UPDATE, inputs(args), marker=report_markers,
+                         what='report directory')
+    if args.cache:
+        outputs.check_output(args.cache, outputs.UPDATE, inputs(args), marker=CACHE_MARKERS,
+                             what='--cache')
+        outputs.claim(args.cache, 'feature cache')
+    outputs.claim(args.out, 'correspondence report')
 
 
 def cache_dir(cache, out):

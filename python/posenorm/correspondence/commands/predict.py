@@ -122,7 +122,7 @@ def predict_category(tr, te, kinds, num_kp, eta_folds, sigma, seed):
 
 def run(args):
     cache_path = cache_dir(args.cache, args.out)
-    fnet = load_net(args.net, args.weights, cache_path)
+    fnet = load_net(args.net, args.weights, cache_path, allow_python=args.allow_python_layers)
     cache, data = open_cache(fnet, cache_path, args.input_size), open_data(args.data, cache_path, args.quiet)
     layer = detect_layer(args.detect_layer, fnet)
     rng = np.random.default_rng(args.seed)
@@ -153,7 +153,7 @@ def run(args):
     if not tables:
         raise ValueError('no category has test objects and at least two training objects')
     rows = [r for kind in kinds for r in (kind, kind + '+prior')]
-    _figure6(report.figure_path(args.out, FIG6), shown, rows)
+    _figure6(report.figure_path(args.stage, FIG6), shown, rows)
     return dict(net=fnet.name, data=data.root, kind=data.kind, layer=layer, rows=rows,
                 tables=tables, train=len(train), test=len(test), timing=timing,
                 settings=dict(C=args.svm_c, rounds=args.rounds, sigma=args.sigma,

@@ -96,7 +96,7 @@ def _load(cache, items, layers, quiet, desc):
 
 def run(args):
     cache_path = cache_dir(args.cache, args.out)
-    fnet = load_net(args.net, args.weights, cache_path)
+    fnet = load_net(args.net, args.weights, cache_path, allow_python=args.allow_python_layers)
     layers, cache = fnet.select_layers(args.layers), open_cache(fnet, cache_path, args.input_size)
     data = open_data(args.data, cache_path, args.quiet)
     rng = np.random.default_rng(args.seed)
@@ -126,8 +126,8 @@ def run(args):
                          mean_abs_error=round(float(np.mean(errors)), 2)))
         print('%s: %d database units, reconstruction |error| %.1f grey levels'
               % (layer, len(db), rows[-1]['mean_abs_error']))
-    _figure1(report.figure_path(args.out, FIG1), q_images, recons, list(layers))
-    _figure2(report.figure_path(args.out, FIG2), cells, list(layers))
+    _figure1(report.figure_path(args.stage, FIG1), q_images, recons, list(layers))
+    _figure2(report.figure_path(args.stage, FIG2), cells, list(layers))
     return dict(net=fnet.name, data=data.root, kind=data.kind, k=args.k, db_images=len(train),
                 queries=[q.path for q in queries], rows=rows, figures=[FIG1, FIG2])
 
