@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posenorm.core.geometry import map_length
-from posenorm.correspondence import cli, features, pair_transfer
+from posenorm.correspondence import cli, pair_transfer
 from posenorm.data import keypoint_files
 from posenorm.data.cub import read_cub
 
@@ -107,16 +106,6 @@ def test_mirror_permutation_swaps_left_and_right(tiny_birds):
         == [1, 0, 2, 4, 3]
 
 
-def test_map_length_is_caffes(small_model):
-    fnet = features.load_net(small_model, log=lambda *a: None)
-    for h, w in ((227, 160), (67, 300), (100, 99)):
-        maps = fnet.extract(np.zeros((h, w, 3), np.uint8), ['conv4', 'pool5'])
-        for layer in ('conv4', 'pool5'):
-            assert maps[layer].shape[1:] == (map_length(fnet.param, layer, h),
-                                            map_length(fnet.param, layer, w)), (layer, h, w)
-    assert map_length(fnet.param, 'conv4', 20) == 0
-
-
 # ----------------------------------------------------------- transfer ---
 
 @pytest.mark.parametrize('layer', ['net', 'sift'])
@@ -133,7 +122,7 @@ def test_a_shifted_copy_transfers_exactly(small_model, tiny_birds, tmp_path, lay
     kps[~inside, 2] = 0
     assert inside.sum() >= 5
     record = _transfer(src, dst, '--keypoints', _keypoint_csv(tmp_path / 'k.csv', names, kps),
-                       '--size', side, '--out', tmp_path / 'out', '--quiet',
+                       '--input-size', side, '--out', tmp_path / 'out', '--quiet',
                        *_layer_options(small_model, layer))
     got = {k['name']: k for k in record['keypoints']}
     for name, (x, y, v) in zip(names, kps):
@@ -151,7 +140,7 @@ def test_a_mirrored_bird_is_found_mirrored(small_model, tiny_birds, tmp_path):
     src = _save(tmp_path / 'bird.png', rgb)
     dst = _save(tmp_path / 'mirror.png', rgb[:, ::-1])
     record = _transfer(src, dst, '--keypoints', _keypoint_csv(tmp_path / 'k.csv', names, kps),
-                       '--size', width, '--out', tmp_path / 'out', '--quiet',
+                       '--input-size', width, '--out', tmp_path / 'out', '--quiet',
                        '--net', small_model, '--layer', 'conv3')
     assert record['mirrored'] and record['energies']['mirrored'] < record['energies']['as is']
     got = {k['name']: k for k in record['keypoints']}
@@ -161,8 +150,8 @@ def test_a_mirrored_bird_is_found_mirrored(small_model, tiny_birds, tmp_path):
         assert got[name]['visible'] == bool(v)
         if v:
             assert abs(got[name]['x'] - (width - 1 - x)) <= 1 and abs(got[name]['y'] - y) <= 1, name
-    assert cli.main(['transfer', src, dst, '--keypoints', str(tmp_path / 'k.csv'), '--size', str(width),
-                     '--out', str(tmp_path / 'plain'), '--quiet', '--net', small_model,
+    assert cli.main(['transfer', src, dst, '--keypoints', str(tmp_path / 'k.csv'), '--input-size',
+                     str(width), '--out', str(tmp_path / 'plain'), '--quiet', '--net', small_model,
                      '--layer', 'conv3', '--no-mirror']) == 0
     plain = json.load(open(str(tmp_path / 'plain' / 'bird_to_mirror.json')))
     assert not plain['mirrored'] and list(plain['energies']) == ['as is']
@@ -231,7 +220,7 @@ def test_bad_inputs_are_one_line_errors(small_model, tiny_birds, tmp_path):
         ([src, dst, '--keypoints', keypoints, '--layer', 'SIFT-2'] + out, 'at least 4 pixels'),
         ([src, dst, '--keypoints', keypoints, '--dst-box', '500,0,10,10'] + out,
          'box 500,0,10,10 does not overlap'),
-        ([src, thin, '--keypoints', keypoints] + out, "DST's object is 227 x 2 pixels"),
+        ([src, thin, '--keypoints', keypoints] + out, "DST's object at --input-size 227: an input of 2 x 227 .* is too small"),
     ]
     for argv, message in cases:
         with pytest.raises((ValueError, OSError), match=message):

@@ -25,6 +25,7 @@ import re
 import numpy as np
 
 from posenorm.core.geometry import nearest_unit
+from posenorm.core.images import image_size
 from posenorm.correspondence import dataset, features, flow, objects, transfer, warp
 
 # BP settings of `align` (docs/correspondence_alignment.md says how they were picked).
@@ -73,9 +74,7 @@ def crop_object(path, keypoints, names, box=None, side=features.DEFAULT_SIDE):
     """Side of the image at `path`: its `box` (x, y, w, h; None: the whole
     image) with context, longer side `side`.  Visible keypoints more than 10
     pixels outside the image are an error naming the image and keypoint."""
-    from PIL import Image
-    with Image.open(path) as im:
-        size = im.size
+    size = image_size(path)
     if box is None:
         box = (0.0, 0.0, float(size[0]), float(size[1]))
     else:
