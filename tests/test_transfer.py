@@ -95,3 +95,20 @@ def test_finer_alignment_lattice():
     y2, x2 = np.mgrid[0:5, 0:7] / 2.0
     assert np.allclose(fine[0], 2 * y2 + 3 * x2) and np.allclose(fine[1], 1)
     assert np.array_equal(fine[:, ::2, ::2], fmap)
+
+
+def test_sift_descriptors_sit_at_the_given_points():
+    # (x, y) order, not (row, column): an image moved 10 px right has, at
+    # x + 10, the descriptors the original has at x; VLFeat's are unit norm
+    # (x 512), so `flow.unit_columns` only rescales them.
+    from scipy import ndimage
+    from posenorm.correspondence import sift
+    rng = np.random.default_rng(0)
+    image = ndimage.gaussian_filter(rng.random((120, 160)), 2).astype(np.float32) * 255
+    moved = np.zeros_like(image)
+    moved[:, 10:] = image[:, :-10]
+    points = np.array([[50.0, 40.0], [70.0, 60.0], [90.0, 45.0]])
+    here = sift.descriptors(image, points, 32)
+    assert np.allclose(sift.descriptors(moved, points + (10, 0), 32), here, atol=1e-3)
+    assert not np.allclose(sift.descriptors(moved, points + (0, 10), 32), here, atol=1)
+    assert np.allclose(np.linalg.norm(here, axis=1), 512, rtol=1e-4)
