@@ -66,6 +66,11 @@ def test_align_predict_all_end_to_end(small_model, tiny_birds, tmp_path):  # noq
     assert 0 <= t4['conv5+prior']['eta'] <= 1
     readme = open(os.path.join(out, 'README.md')).read()
     assert readme.index('Table 2') < readme.index('Table 4')
+    # each table states its PCK convention (Table 2 penalizes invisible predictions)
+    t2, t4 = readme[readme.index('Table 2'):readme.index('Table 4')], readme[readme.index('Table 4'):]
+    assert 'max(w, h) of the object box' in t2 and 'invisible in the ground truth counts wrong' in t2
+    assert 'only visible ground truth counts' in t4
+    assert table['conv4']['convention']['invisible'] == 'wrong'
     for name in ('fig3_alignment.png', 'fig6_prediction.png'):
         assert os.path.getsize(os.path.join(out, name)) > 1000, name
 

@@ -172,6 +172,25 @@ def test_evaluate_models_keypoint_and_baseline(tiny, basic_models, tmp_path):
     assert kp['classification'] is None and len(kp['pck_curve']['alphas']) == 41
     cm = np.array(saved['models']['baseline_fc7']['classification']['confusion'])
     assert cm.shape == (3, 3) and cm.sum() == 6
+    # per-image records for paired tests, in evaluation order
+    c = saved['models']['baseline_fc7']['classification']
+    assert c['per_image']['image_ids'] == saved['image_ids']
+    assert sum(c['per_image']['correct']) == round(6 * c['accuracy'])
+    # both decodings of the same peaks, the quadratic one tested against argmax
+    assert kp['decoding'] == dict(decode='argmax', visibility_threshold=None)
+    assert sorted(kp['decodings']) == ['argmax', 'quadratic']
+    assert kp['decodings']['argmax']['mean'] == kp['pck']['mean']
+    vs = kp['decodings']['quadratic']['vs_argmax']
+    assert vs['items'] == sum(kp['pck']['visible']) and 'verdict' in vs
+    assert np.array(kp['pck']['correct'], float).shape == (6, 15)
+    # what this split would choose (a choice on val only)
+    assert kp['keypoint_choices']['decode'] in predict.DECODES
+    assert kp['keypoint_choices']['visibility']['items'] == 6 * 15
+    # no threshold: every part predicted visible
+    assert kp['visibility']['recall'] == 1.0 and kp['visibility']['false_negative'] == 0
+    text = open(os.path.join(out, 'README.md')).read()
+    assert 'paper α = 0.10' in text and 'mean over keypoint types' in text
+    assert 'from the parts predicted visible' in text and '**Keypoint decodings**' in text
     with np.load(os.path.join(out, 'predictions_keypoint.npz')) as z:
         assert z['keypoints'].shape == (6, 15, 3)
         # predictions lie inside the image (mapped back to original pixels)
@@ -187,6 +206,16 @@ def test_evaluate_models_keypoint_and_baseline(tiny, basic_models, tmp_path):
     assert cli.main(['--models', basic_models[0], '--data', tiny['cub'], '--out', out, '--quiet',
                      '--limit', '2', '--force']) == 0
     assert json.load(open(os.path.join(out, 'results.json')))['images'] == 2
+    # a visibility threshold above every peak: every part predicted invisible,
+    # PCK (the paper's: each location scored) unchanged, no predicted box
+    assert cli.main(['--models', basic_models[0], '--data', tiny['cub'], '--out', out, '--quiet',
+                     '--limit', '2', '--force', '--decode', 'quadratic',
+                     '--visibility-threshold', '1e30']) == 0
+    high = json.load(open(os.path.join(out, 'results.json')))['models']['keypoint']
+    assert high['decoding'] == dict(decode='quadratic', visibility_threshold=1e30)
+    assert high['visibility']['true_positive'] == 0 and high['visibility']['precision'] is None
+    assert high['pck']['mean'] == high['decodings']['quadratic']['mean']
+    assert high['pcp']['head']['missing_predictions'] == high['pcp']['head']['evaluated']
     assert cli.main(['--models', str(tmp_path), '--data', tiny['cub'], '--out', out + '2']) == 1
     with pytest.raises(SystemExit) as e:
         cli.main(['--help'])
@@ -216,6 +245,21 @@ def test_evaluate_joint_model_with_oracle(tiny, joint_model, tmp_path):
         r = p.predict(data.path(i), tuple(data.sizes[i]))
         mine, _ = predict.decode_heatmap(p.net.blobs['kp_score'].data[0], *p.geometry)
         np.testing.assert_allclose(r['keypoints_input'], mine)
+        np.testing.assert_allclose(p.net.blobs['part_locations'].data[0].reshape(-1, 3), mine)
+    # the same in Caffe and numpy with the sub-cell decoding and a visibility
+    # threshold written into the deploy net (train/test consistency: what
+    # `caffe test` reports is what prediction and evaluation score)
+    raw = p.net.blobs['kp_score'].data[0]
+    threshold = float(np.median(raw.reshape(len(raw), -1).max(1)))
+    q = predict.Predictor(joint_model, decode='quadratic', visibility_threshold=threshold)
+    for i in range(3):
+        r = q.predict(data.path(i), tuple(data.sizes[i]))
+        mine, peak = predict.decode_heatmap(q.net.blobs['kp_score'].data[0], *q.geometry,
+                                            'quadratic', threshold)
+        caffe_kp = q.net.blobs['part_locations'].data[0].reshape(-1, 3)
+        np.testing.assert_allclose(caffe_kp[:, :2], mine[:, :2], rtol=1e-5, atol=1e-3)
+        assert caffe_kp[:, 2].tolist() == mine[:, 2].tolist() == r['keypoints_input'][:, 2].tolist()
+        assert 0 < (peak >= threshold).sum() <= len(peak)
         assert np.all((r['scores'] > 0) & (r['scores'] < 1))
 
 
@@ -238,7 +282,8 @@ def _predict_checks(image, model, tmp_path, classes, keypoints):
     if keypoints:
         i = next(j for j, l in enumerate(lines) if l.startswith('keypoints'))
         rows = lines[i + 1:i + 16]
-        assert [r_.strip().rsplit(None, 3)[0] for r_ in rows] == list(PART_NAMES)
+        # name, x, y, heatmap score, raw peak score
+        assert [r_.strip().rsplit(None, 4)[0] for r_ in rows] == list(PART_NAMES)
     with open(png, 'rb') as f:
         assert f.read(8) == b'\x89PNG\r\n\x1a\n'
 

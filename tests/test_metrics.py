@@ -126,6 +126,78 @@ def test_pck_curve_is_monotone_and_zero_at_alpha_zero():
     assert np.all(np.diff(curve['mean']) >= 0)
 
 
+# The conventions on one hand-worked case.  Two images, three keypoint types,
+# alpha 0.1; image 0: box 100 x 50 in a 400 x 200 image (threshold 10 px by
+# the box, 40 px by the image); image 1: box 20 x 60 in a 80 x 60 image
+# (threshold 6 by the box, 8 by the image).
+CONV_GT = np.array([[[0, 0, 1], [0, 0, 1], [0, 0, 0]],
+                    [[0, 0, 1], [0, 0, 0], [0, 0, 1]]], float)
+CONV_PRED = np.array([[[8, 0, 1], [30, 0, 1], [5, 5, 1]],     # 8 px, 30 px, k2 invisible
+                      [[0, 7, 1], [1, 1, 1], [0, 0, 0]]], float)  # 7 px, k1 invisible, unpredicted
+CONV_BOX = np.array([[0, 0, 100, 50], [0, 0, 20, 60]], float)
+CONV_SIZE = np.array([[400, 200], [80, 60]], float)
+
+
+@pytest.mark.parametrize('reference, invisible, per_keypoint, pooled, per_image', [
+    # box: img0 k0 right (8 <= 10), k1 wrong (30); img1 k0 wrong (7 > 6), k2 unpredicted
+    ('box', 'ignored', [0.5, 0.0, 0.0], 1 / 4, (1 / 2 + 0 / 2) / 2),
+    # penalized: img0 k2 and img1 k1 are predicted but invisible: counted, wrong
+    ('box', 'wrong', [0.5, 0.0, 0.0], 1 / 6, (1 / 3 + 0 / 3) / 2),
+    # image: img0 threshold 40: k0, k1 right; img1 threshold 8: k0 right
+    ('image', 'ignored', [1.0, 1.0, 0.0], 3 / 4, (2 / 2 + 1 / 2) / 2),
+    ('image', 'wrong', [1.0, 0.5, 0.0], 3 / 6, (2 / 3 + 1 / 3) / 2),
+])
+def test_pck_conventions_by_hand(reference, invisible, per_keypoint, pooled, per_image):
+    means = dict(keypoint=np.mean(per_keypoint), pooled=pooled, image=per_image)
+    for average, expected in means.items():
+        conv = metrics.PckConvention(reference, average, invisible)
+        out = metrics.pck(CONV_PRED, CONV_GT, CONV_BOX, alphas=[0.1], convention=conv,
+                          image_sizes=CONV_SIZE)
+        assert [r[0] for r in out['per_keypoint']] == pytest.approx(per_keypoint)
+        assert out['mean'] == pytest.approx([np.mean(per_keypoint)])
+        assert out['pooled'] == pytest.approx([pooled])
+        assert out['per_image_mean'] == pytest.approx([per_image])
+        assert out['value'] == pytest.approx([expected])
+        assert out['convention']['average'] == average
+        assert out['counted'] == ([2, 1, 1] if invisible == 'ignored' else [2, 2, 2])
+
+
+def test_pck_convention_is_validated_and_described():
+    with pytest.raises(ValueError, match='reference'):
+        metrics.PckConvention(reference='diagonal')
+    with pytest.raises(ValueError, match='image sizes'):
+        metrics.pck(CONV_PRED, CONV_GT, CONV_BOX, convention=metrics.PckConvention('image'))
+    text = metrics.PckConvention('box', 'keypoint', 'wrong').describe()
+    assert 'max(w, h) of the object box' in text and 'counts wrong' in text
+    assert 'only visible ground truth' in metrics.PckConvention().describe()
+
+
+# ---------------------------------------------------------------- McNemar ---
+
+def _paired(a_only, b_only, both=0, neither=0):
+    a = [1] * a_only + [0] * b_only + [1] * both + [0] * neither
+    b = [0] * a_only + [1] * b_only + [1] * both + [0] * neither
+    return np.array(a, bool), np.array(b, bool)
+
+
+def test_mcnemar_exact_against_hand_worked_tables():
+    # b = 10, c = 2: 2 * (C(12,0) + C(12,1) + C(12,2)) / 2^12 = 2 * 79 / 4096
+    out = metrics.mcnemar(*_paired(10, 2, both=50, neither=7))
+    assert out['p'] == pytest.approx(158 / 4096, abs=1e-15) and round(out['p'], 4) == 0.0386
+    assert (out['a_only'], out['b_only'], out['both'], out['neither'], out['items']) == (10, 2, 50, 7, 69)
+    # symmetric in A and B; concordant items do not matter
+    assert metrics.mcnemar(*_paired(2, 10))['p'] == out['p']
+    assert metrics.mcnemar(*_paired(10, 2, both=500))['p'] == out['p']
+    # 6 vs 0: 2 / 64; equal counts: p = 1 (capped); no discordant item: p = 1
+    assert metrics.mcnemar(*_paired(6, 0))['p'] == pytest.approx(2 / 64)
+    assert metrics.mcnemar(*_paired(5, 5))['p'] == 1.0
+    assert metrics.mcnemar(*_paired(0, 0, both=3))['p'] == 1.0
+    # 5 vs 0 is not significant at 0.05 (p = 1/16), 6 vs 0 is
+    assert metrics.mcnemar(*_paired(5, 0))['p'] == pytest.approx(0.0625)
+    with pytest.raises(ValueError):
+        metrics.mcnemar([1, 0], [1])
+
+
 # -------------------------------------------------------- part boxes, PCP ---
 
 def _kp(points):

@@ -144,30 +144,44 @@ def test_partial_demo_refuses_a_random_trunk(tmp_path, repo_root, capsys):
     assert not (tmp_path / 'work').exists()
 
 
-def _model(label, acc, interval, oracle=None, pck=None):
-    c = lambda a, i: dict(accuracy=a, accuracy_interval=i, mean_per_class_accuracy=a, images=243)
+def _model(label, acc, interval, oracle=None, pck=None, right=None):
+    """A model's results: accuracy `acc` over 10 images, `right` the ids of
+    those it gets right (for the paired tests)."""
+    def c(a, i, right=right):
+        right = right if right is not None else range(int(round(a * 10)))
+        return dict(accuracy=a, accuracy_interval=i, mean_per_class_accuracy=a, images=10,
+                    per_image=dict(image_ids=list(range(10)),
+                                   correct=[int(k in right) for k in range(10)]))
     return dict(label=label, classification=c(acc, interval),
-                oracle_classification=oracle and c(*oracle),
+                oracle_classification=oracle and c(*oracle, right=None),
                 pck=pck and dict(alphas=[0.02, 0.05, 0.08, 0.1], mean=pck))
 
 
 def test_both_protocols_side_by_side_from_their_results():
-    frozen = dict(images=243, image_ids=[1, 2], models=dict(
-        baseline_cbp_frozen=_model('CB frozen', 0.81, (0.76, 0.85)),
-        joint_cbp_frozen=_model('Parts frozen', 0.815, (0.76, 0.86), (0.83, (0.78, 0.87)),
-                                [0.05, 0.2, 0.4, 0.5])))
-    partial = dict(images=243, image_ids=[1, 2], models=dict(
-        baseline_cbp_partial=_model('CB partial', 0.70, (0.64, 0.75)),
-        joint_cbp_partial=_model('Parts partial', 0.85, (0.80, 0.89), (0.9, (0.86, 0.93)),
+    frozen = dict(images=10, image_ids=[1, 2], models=dict(
+        baseline_cbp_frozen=_model('CB frozen', 0.8, (0.49, 0.94)),
+        joint_cbp_frozen=_model('Parts frozen', 0.8, (0.49, 0.94), (0.9, (0.6, 0.98)),
+                                [0.05, 0.2, 0.4, 0.5], right=[0, 1, 2, 3, 4, 5, 8, 9])))
+    partial = dict(images=10, image_ids=[1, 2], models=dict(
+        baseline_cbp_partial=_model('CB partial', 0.0, (0.0, 0.28)),
+        joint_cbp_partial=_model('Parts partial', 0.7, (0.4, 0.89), (0.9, (0.6, 0.98)),
                                  [0.1, 0.3, 0.6, 0.7])))
     rows = report.protocol_rows(frozen)
+    # the same accuracy, discordant on 4 images (2 each way): p = 1
     assert list(rows) == ['frozen'] and 'does not measurably help' in rows['frozen']['verdict']
+    assert 'only under the first on 2, only under the second on 2, p = 1.000' in \
+        rows['frozen']['verdict']
     partial['comparison'] = dict(reports=['reports/demo_frozen/results.json'], protocols=dict(
         frozen=dict(rows['frozen'], image_ids=[1, 2])))
     text = '\n'.join(report.comparison_section(partial))
-    assert '| frozen | Parts frozen | 81.50% | [76.0, 86.0] | 81.50% | 50.00% |' in text
-    assert '| partial | Parts partial | 85.00% | [80.0, 89.0] | 85.00% | 70.00% |' in text
-    assert '- partial: pose normalization helps: 15.00 points' in text
+    assert '| frozen | Parts frozen | 80.00% | [49.0, 94.0] | 80.00% | 50.00% |' in text
+    assert '| partial | Parts partial | 70.00% | [40.0, 89.0] | 70.00% | 70.00% |' in text
+    # 7 right only with parts, none the other way: p = 2 / 2^7
+    assert '- partial: pose normalization helps: parts at predicted keypoints +70.00 points, ' \
+        'better (exact McNemar on the same 10 images: right only under the first on 7, only ' \
+        'under the second on 0, p = 0.016)' in text
+    # protocol against protocol, row by row, on the same images
+    assert '- partial vs frozen, whole image: 0.00% [0.0, 28.0] vs 80.00% [49.0, 94.0]: worse' in text
     # another protocol's report on other test images is not set beside this one
     partial['comparison']['protocols']['frozen']['image_ids'] = [3]
     assert report.comparison_section(partial) == []

@@ -91,7 +91,7 @@ def _image(tiny_birds):
 
 TOOLS = {
     'predict': lambda m, data, tmp: ['predict', [_image(data), '--model', m]],
-    'evaluate': lambda m, data, tmp: ['evaluate', ['--models', m, '--cub', data,
+    'evaluate': lambda m, data, tmp: ['evaluate', ['--models', m, '--data', data,
                                                    '--out', os.path.join(tmp, 'report')]],
     'correspondence --net MODELDIR': lambda m, data, tmp: ['correspondence', [
         'reconstruct', '--net', m, '--data', data, '--out', os.path.join(tmp, 'r'), '--quiet']],

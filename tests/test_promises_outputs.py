@@ -53,9 +53,9 @@ def _refused(name, argv, places, capsys, words):
 OVER_AN_INPUT = [
     ('predict', ['{image}', '--model', '{model}', '--out', '{image}', '--force']),  # example 1
     ('predict', ['{image}', '--model', '{model}', '--out', '{model}/drawn.png']),
-    ('evaluate', ['--models', '{model}', '--cub', '{data}', '--out', '{data}', '--force']),
-    ('evaluate', ['--models', '{model}', '--cub', '{data}', '--out', '{model}/report']),
-    ('build_lmdb', ['--cub', '{data}', '--out', '{data}/lmdb']),
+    ('evaluate', ['--models', '{model}', '--data', '{data}', '--out', '{data}', '--force']),
+    ('evaluate', ['--models', '{model}', '--data', '{data}', '--out', '{model}/report']),
+    ('build_lmdb', ['--data', '{data}', '--out', '{data}/lmdb']),
     ('surgery', ['--weights', '{weights}', '--out', '{weights}', '--force']),  # example 1
     ('get_alexnet_weights', ['--ckpt', '{ckpt}', '--out', '{ckpt}', '--force']),  # example 1
     ('get_vgg16_conv_weights', ['--onnx', '{ckpt}', '--out', '{ckpt}', '--force']),
@@ -67,7 +67,7 @@ OVER_AN_INPUT = [
                         '{data}/cache']),
     ('correspondence', ['reconstruct', '--net', '{model}', '--out', '{model}/report']),
     ('bench_correspondence', ['--data', '{data}', '--cache', '{data}']),
-    ('gpu_bundle_data', ['--cub', '{data}', '--out', '{data}/bundle']),
+    ('gpu_bundle_data', ['--data', '{data}', '--out', '{data}/bundle']),
 ]
 
 
@@ -80,10 +80,10 @@ def test_no_tool_writes_over_or_into_its_input(name, argv, places, capsys):
 # A directory that is not ours is never written, --force or not.
 INTO_A_FOREIGN_DIRECTORY = [
     ('predict', ['{image}', '--model', '{model}', '--out', '{foreign}', '--force']),
-    ('evaluate', ['--models', '{model}', '--cub', '{data}', '--out', '{foreign}', '--force']),
-    ('build_lmdb', ['--cub', '{data}', '--out', '{foreign}', '--force']),
+    ('evaluate', ['--models', '{model}', '--data', '{data}', '--out', '{foreign}', '--force']),
+    ('build_lmdb', ['--data', '{data}', '--out', '{foreign}', '--force']),
     ('make_synthetic_cub', ['--out', '{foreign}', '--force', '--synthetic-classes', '1',
-                            '--per-class', '2', '--size', '48', '--quiet']),
+                            '--per-class', '2', '--image-size', '48', '--quiet']),
     ('surgery', ['--weights', '{weights}', '--out', '{foreign}', '--force']),
     ('get_alexnet_weights', ['--ckpt', '{ckpt}', '--out', '{foreign}', '--force']),
     ('get_vgg16_conv_weights', ['--onnx', '{ckpt}', '--out', '{foreign}', '--force']),
@@ -95,7 +95,7 @@ INTO_A_FOREIGN_DIRECTORY = [
     ('correspondence', ['reconstruct', '--data', '{data}', '--out', '{tmp}/r', '--cache',
                         '{foreign}']),
     ('bench_correspondence', ['--data', '{data}', '--cache', '{foreign}']),
-    ('gpu_bundle_data', ['--cub', '{data}', '--out', '{foreign}']),
+    ('gpu_bundle_data', ['--data', '{data}', '--out', '{foreign}']),
     ('bench_layers', ['--markdown', '{foreign}']),
     ('make_nets', ['--out', '{foreign}', '--backbone', 'small']),
 ]
@@ -114,7 +114,7 @@ OVER_A_FILE_WITHOUT_FORCE = [
     ('get_alexnet_weights', ['--ckpt', '{ckpt}', '--out', '{file}']),
     ('get_vgg16_conv_weights', ['--onnx', '{ckpt}', '--out', '{file}']),
     ('make_synthetic_cub', ['--preview', '{file}', '--synthetic-classes', '1']),
-    ('evaluate', ['--models', '{model}', '--cub', '{data}', '--out', '{file}']),
+    ('evaluate', ['--models', '{model}', '--data', '{data}', '--out', '{file}']),
     ('correspondence', ['geometry', '--out', '{file}']),
 ]
 

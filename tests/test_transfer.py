@@ -4,6 +4,7 @@ import collections
 import numpy as np
 import pytest
 
+from posenorm.core import metrics
 from posenorm.correspondence import objects, transfer
 
 Geom = collections.namedtuple('Geom', 'stride offset size')
@@ -59,7 +60,7 @@ def test_pck_penalizes_predictions_of_invisible_keypoints():
     box = [[0, 0, 100, 50]]                       # threshold alpha * 100
     gt = np.array([[[10, 10, 1], [50, 20, 1], [0, 0, 0], [5, 5, 0]]], float)
     pred = np.array([[[19, 10, 1], [50, 31, 1], [3, 3, 1], [0, 0, 0]]], float)
-    r = transfer.pck_penalized(pred, gt, box, alphas=(0.1, 0.05))
+    r = metrics.pck(pred, gt, box, (0.1, 0.05), transfer.PCK_CONVENTION)
     # kp0: 9 px (right at 0.1, wrong at 0.05); kp1: 11 px (wrong);
     # kp2: predicted but invisible (counted, wrong); kp3: neither (not counted).
     assert r['per_keypoint'] == [[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [None, None]]
@@ -67,7 +68,7 @@ def test_pck_penalizes_predictions_of_invisible_keypoints():
     assert r['mean'] == pytest.approx([1 / 3, 0.0])
     # A distance exactly at alpha * max(w, h) counts (inclusive).
     pred[0, 1] = [50, 30, 1]
-    assert transfer.pck_penalized(pred, gt, box, alphas=(0.1,))['per_keypoint'][1] == [1.0]
+    assert metrics.pck(pred, gt, box, (0.1,), transfer.PCK_CONVENTION)['per_keypoint'][1] == [1.0]
 
 
 def test_global_descriptor_pools_cells_of_any_map_size():

@@ -153,7 +153,8 @@ def main(argv=None):
     ap.add_argument('--retrain', metavar='STAGE[,STAGE]', default='',
                     help='start these training stages over (as tools/train.py --retrain)')
     ap.add_argument('--readme', action='store_true',
-                    help='also write the results into README.md (figure into docs/demo/)')
+                    help='also write the results block into its docs file (docs/demo.md, '
+                         'docs/real_birds.md; the figure into docs/demo/)')
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
     device.add_gpu_argument(ap, multi=True)
     args = ap.parse_args(argv)
@@ -219,7 +220,7 @@ def main(argv=None):
         command = ' '.join(['python tools/demo.py'] + sys.argv[1:])
         # a figure of the synthetic birds only: real images are never committed
         figure = None if args.data else 'docs/demo/figure3.png'
-        report.update_readme(os.path.join(root, 'README.md'),
+        report.update_readme(os.path.join(root, report.DOCS_FILE[args.protocol]),
                              report.readme_block(results, out, timings, root, command, figure),
                              args.protocol)
     for name, seconds in timings:

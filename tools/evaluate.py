@@ -22,6 +22,7 @@ from posenorm.core import cli
 from posenorm.core import device
 from posenorm.core import outputs
 from posenorm.pose.evaluate import REPORT_MARKER, evaluate_models
+from posenorm.pose.predict import add_decoding_arguments, decoding_options
 
 
 @cli.tool
@@ -37,6 +38,7 @@ def main(argv=None):
     ap.add_argument('--figure-images', type=cli.integer(1, 1000), default=8, metavar='N',
                     help='images in each Figure 3 grid (default 8)')
     ap.add_argument('--no-oracle', action='store_true', help='skip the models\' oracle deploy nets')
+    add_decoding_arguments(ap)
     ap.add_argument('--force', action='store_true',
                     help='replace an existing report (a REPORT_DIR with results.json)')
     ap.add_argument('--allow-python-layers', action='store_true',
@@ -45,13 +47,14 @@ def main(argv=None):
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
-    outputs.check_output(args.out, outputs.DIRECTORY, args.models + [args.cub], args.force,
+    outputs.check_output(args.out, outputs.DIRECTORY, args.models + [args.data], args.force,
                          REPORT_MARKER, 'report directory')
     device.use_device(args.gpu)
     results = evaluate_models(args.models, args.data, args.out, split=args.split, limit=args.limit or None,
                               progress=not args.quiet, figure_images=args.figure_images,
                               force=args.force, oracle=not args.no_oracle,
-                              allow_python=args.allow_python_layers)
+                              allow_python=args.allow_python_layers,
+                              decoding=decoding_options(args))
     if results['images_of_classes_no_model_knows']:
         print('note: %d %s image(s) of classes no model knows were not evaluated'
               % (results['images_of_classes_no_model_knows'], args.split))
@@ -65,6 +68,24 @@ def main(argv=None):
             '%s@%.2f' % (pct(v), a) for v, a in zip(tab['mean'], tab['alphas']))))
     for row in t['table3']:
         print('Table 3  %-60s PCP head %s  body %s' % (row['label'][:60], pct(row['head']), pct(row['body'])))
+    for name, m in results['models'].items():
+        for d, dec in (m.get('decodings') or {}).items():
+            print('decoding %-10s %-30s mean PCK@0.1 %s%s' % (
+                d, name[:30], pct(dec['mean'][dec['alphas'].index(0.1)]),
+                '  vs argmax: ' + dec['vs_argmax']['verdict'] + ' (p = %.3g)' % dec['vs_argmax']['p']
+                if dec.get('vs_argmax') else ''))
+        if m.get('visibility') and m['decoding']['visibility_threshold'] is not None:
+            v = m['visibility']
+            print('visibility %-38s threshold %g: precision %s recall %s' % (
+                name[:38], m['decoding']['visibility_threshold'], pct(v['precision']),
+                pct(v['recall'])))
+        if m.get('keypoint_choices') and args.split == 'val':
+            c = m['keypoint_choices']
+            print('chosen on val %-35s decode %s, visibility threshold %s (%d of %d flags '
+                  'matched; every part visible: %d)' % (
+                      name[:35], c['decode'], c['visibility']['threshold'],
+                      c['visibility']['matched'], c['visibility']['items'],
+                      c['visibility']['matched_all_visible']))
     print('report: %s' % os.path.join(os.path.abspath(args.out), 'README.md'))
     return 0
 

@@ -5,8 +5,10 @@
   python tools/predict.py bird.jpg --model models/joint_cbp --out bird_keypoints.png --top 3
 
 Prints the top classes with their probabilities and the predicted keypoints
-(heatmap argmax) in original-image pixels with their part names; --out draws
-the keypoints (and the top class) on the image.
+(heatmap peaks, decoded by --decode) in original-image pixels with their part
+names, their peak scores, and whether each is predicted visible
+(--visibility-threshold); --out draws the keypoints (and the top class) on
+the image.
 """
 import argparse
 import os
@@ -18,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from posenorm.core import device, outputs, plots  # noqa: E402
 from posenorm.core.images import read_image  # noqa: E402
-from posenorm.pose.predict import Predictor  # noqa: E402
+from posenorm.pose.predict import Predictor, add_decoding_arguments, decoding_options  # noqa: E402
 
 
 @cli.tool
@@ -32,6 +34,7 @@ def main(argv=None):
     ap.add_argument('--allow-python-layers', action='store_true',
                     help='load a deploy net with Python layers (it imports and runs the module '
                          'it names: only for model directories you trust)')
+    add_decoding_arguments(ap)
     ap.add_argument('--quiet', action='store_true', help='print the prediction only')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
@@ -42,7 +45,8 @@ def main(argv=None):
     image = read_image(args.image)  # a bad file is one line naming it
     size = image.size
     device.use_device(args.gpu)
-    predictor = Predictor(args.model, allow_python=args.allow_python_layers)
+    predictor = Predictor(args.model, allow_python=args.allow_python_layers,
+                          **decoding_options(args))
     r = predictor.predict(args.image, size)
     info = predictor.info
     say = cli.say(args.quiet)
@@ -57,11 +61,15 @@ def main(argv=None):
     else:
         print('this model does not classify')
     if r['keypoints'] is not None:
-        print('keypoints (x, y in original pixels%s):' % (', heatmap score' if r['scores'] is not None else ''))
+        print('keypoints (x, y in original pixels%s; decoding %s, visibility threshold %s):' % (
+            ', heatmap score, raw peak score' if r['scores'] is not None else '', predictor.decode,
+            predictor.visibility_threshold))
         for k, name in enumerate(info['part_names']):
             x, y, v = r['keypoints'][k]
-            score = '  %.3f' % r['scores'][k] if r['scores'] is not None else ''
-            print('  %-12s %8.1f %8.1f%s%s' % (name, x, y, score, '' if v > 0 else '  (not predicted)'))
+            score = ('  %.3f %8.3f' % (r['scores'][k], r['logits'][k])
+                     if r['scores'] is not None else '')
+            print('  %-12s %8.1f %8.1f%s%s' % (name, x, y, score,
+                                               '' if v > 0 else '  (predicted invisible)'))
     else:
         print('this model does not predict keypoints')
     if args.out:

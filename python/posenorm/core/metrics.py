@@ -6,11 +6,14 @@ are fixed here once and named in the report:
 * Classification (Table 1): top-1 accuracy, mean per-class accuracy, the
   confusion matrix.  A tie between class scores goes to the lowest class
   index (numpy's argmax), so a prediction is deterministic.
+* Paired comparisons: the exact McNemar test (`mcnemar`) on the same
+  items, beside each accuracy's Wilson interval (`accuracy_interval`).
 * PCK (Table 2): a visible ground-truth keypoint is correct when the
   predicted point lies within alpha * max(h, w) of it, (h, w) the object's
   bounding box, *inclusive* (distance <= threshold: the paper's "lies
-  within").  Only visible ground-truth keypoints count; coordinates are
-  original-image pixels.
+  within").  Coordinates are original-image pixels.  The choices PCK
+  depends on (threshold reference, averaging, predictions of invisible
+  keypoints) are a `PckConvention`, the one definition for both papers.
 * Part boxes and PCP (Table 3): head and body boxes are built from keypoints
   chosen *by part name* (`HEAD_PARTS`, `BODY_PARTS`), the same function for
   ground-truth and predicted keypoints; a predicted box is correct when its
@@ -21,6 +24,9 @@ W x H spans [-0.5, W - 0.5] x [-0.5, H - 0.5] as a continuous region.  Boxes
 here are continuous (x0, y0, x1, y1) with area (x1 - x0) * (y1 - y0); CUB's
 (x, y, w, h) boxes enter only through their w and h (PCK's max(h, w)).
 """
+import collections
+import math
+
 import numpy as np
 
 # The alphas of the paper's Table 2, and the grid of the PCK-vs-alpha curves.
@@ -96,6 +102,33 @@ def accuracy_interval(accuracy, n, z=1.959964):
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
+def mcnemar(a_correct, b_correct):
+    """Exact McNemar test of two classifiers (or keypoint predictors) on the
+    same items: are A and B equally often right where they disagree?
+
+    a_correct, b_correct: equal-length boolean vectors, item i right (True)
+    or wrong under A and B.  Only the discordant items inform the test:
+    a_only = #{A right, B wrong}, b_only = #{A wrong, B right}; under the null
+    each discordant item is a fair coin, so with n = a_only + b_only the
+    two-sided p = min(1, 2 * P[Binomial(n, 1/2) <= min(a_only, b_only)])
+    (exact, from integer counts; p = 1 when n = 0).  E.g. a_only = 10,
+    b_only = 2: p = 2 * (1 + 12 + 66) / 2^12 = 0.0386.
+    Returns dict(items, both, neither, a_only, b_only, p).
+    """
+    a = np.asarray(a_correct)
+    b = np.asarray(b_correct)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError('paired results must be two equal-length vectors, got %s and %s'
+                         % (a.shape, b.shape))
+    a, b = a.astype(bool), b.astype(bool)
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    n, low = a_only + b_only, min(a_only, b_only)
+    tail = sum(math.comb(n, i) for i in range(low + 1))
+    p = min(1.0, 2 * tail / 2 ** n) if n else 1.0
+    return dict(items=int(a.size), both=int(np.sum(a & b)), neither=int(np.sum(~a & ~b)),
+                a_only=a_only, b_only=b_only, p=float(p))
+
+
 def per_class_accuracy(pred, labels, num_classes):
     """Top-1 accuracy of each class over its own images.
 
@@ -145,6 +178,48 @@ def confusion_matrix(pred, labels, num_classes):
 
 # -------------------------------------------------------------------- PCK ---
 
+class PckConvention(collections.namedtuple('PckConvention', 'reference average invisible')):
+    """The choices a PCK number depends on, stated once (public code has
+    shipped PCK bugs from leaving them implicit):
+
+    reference: the length alpha multiplies: 'box' = max(w, h) of the object's
+      bounding box (both papers), 'image' = max(W, H) of the whole image.
+    average: how the correct instances become one number: 'keypoint' = the
+      mean over keypoint types of each type's fraction (both papers' tables),
+      'pooled' = all counted instances together, 'image' = the mean over
+      images of each image's fraction.
+    invisible: a prediction (flag > 0) of a keypoint the ground truth does
+      not show: 'ignored' (not counted: the first paper, only visible ground
+      truth counts) or 'wrong' (counted and wrong: the second paper's "we
+      penalize predicted keypoints that are not visible in the target").
+
+    Always: a visible ground-truth keypoint without a prediction (flag 0) is
+    wrong; "within" is inclusive (distance <= threshold, slack
+    PCK_RELATIVE_TOLERANCE); a keypoint type (or image) with nothing counted
+    is left out of the mean.
+    """
+    __slots__ = ()
+    CHOICES = dict(reference=('box', 'image'), average=('keypoint', 'pooled', 'image'),
+                   invisible=('ignored', 'wrong'))
+
+    def __new__(cls, reference='box', average='keypoint', invisible='ignored'):
+        self = super().__new__(cls, reference, average, invisible)
+        for field, choices in cls.CHOICES.items():
+            if getattr(self, field) not in choices:
+                raise ValueError('PCK %s must be one of %s, not %r'
+                                 % (field, choices, getattr(self, field)))
+        return self
+
+    def describe(self):
+        """One line for a table header."""
+        return ('PCK: within alpha x max(%s, inclusive; %s; %s' % (
+            'w, h) of the object box' if self.reference == 'box' else 'W, H) of the image',
+            {'keypoint': 'mean over keypoint types', 'pooled': 'pooled over all counted points',
+             'image': 'mean over images'}[self.average],
+            'only visible ground truth counts' if self.invisible == 'ignored' else
+            'a predicted keypoint invisible in the ground truth counts wrong'))
+
+
 def pck_scale(bboxes):
     """max(h, w) of N (x, y, w, h) object boxes: the unit of PCK's threshold."""
     b = np.asarray(bboxes, np.float64)
@@ -152,6 +227,15 @@ def pck_scale(bboxes):
     if np.any(~(scale > 0)):
         raise ValueError('object boxes need a positive width or height')
     return scale
+
+
+def _reference_scale(convention, bboxes, image_sizes):
+    if convention.reference == 'box':
+        return pck_scale(bboxes)
+    if image_sizes is None:
+        raise ValueError('PCK relative to the image needs the image sizes (W, H)')
+    size = np.asarray(image_sizes, np.float64)
+    return pck_scale(np.concatenate([np.zeros_like(size), size], -1))
 
 
 def keypoint_distances(pred, gt):
@@ -164,60 +248,72 @@ def keypoint_distances(pred, gt):
     return np.hypot(pred[..., 0] - gt[..., 0], pred[..., 1] - gt[..., 1])
 
 
-def keypoint_correct(pred, gt, bboxes, alpha):
+def keypoint_correct(pred, gt, bboxes, alpha, convention=PckConvention(), image_sizes=None):
     """Which keypoints PCK at `alpha` counts correct, and which it counts at all.
 
     pred: N x K x 3 predicted (x, y, predicted) in original-image pixels; a
       prediction with third column 0 (the model gave no point) is wrong.
       N x K x 2 means every point is predicted.
-    gt: N x K x 3 ground truth (x, y, visible).  bboxes: N x 4 (x, y, w, h).
-    Returns (correct, evaluated), N x K booleans: evaluated = gt visible;
-    correct = evaluated and predicted and
-    distance <= alpha * max(h, w) * (1 + PCK_RELATIVE_TOLERANCE).
+    gt: N x K x 3 ground truth (x, y, visible).  bboxes: N x 4 (x, y, w, h);
+    image_sizes: N x 2 (W, H), for convention.reference 'image'.
+    Returns (correct, counted), N x K booleans: counted = gt visible (or
+    predicted, under convention.invisible 'wrong'); correct = gt visible and
+    predicted and distance <= alpha * reference * (1 + PCK_RELATIVE_TOLERANCE).
     """
     pred = np.asarray(pred, np.float64)
     gt = np.asarray(gt, np.float64)
     if pred.shape[:2] != gt.shape[:2]:
         raise ValueError('pred %s and gt %s differ in N x K' % (pred.shape, gt.shape))
     has_pred = pred[..., 2] > 0 if pred.shape[-1] > 2 else np.ones(pred.shape[:2], bool)
-    evaluated = gt[..., 2] > 0
-    threshold = alpha * pck_scale(bboxes)[:, None] * (1 + PCK_RELATIVE_TOLERANCE)
-    correct = evaluated & has_pred & (keypoint_distances(pred, gt) <= threshold)
-    return correct, evaluated
+    visible = gt[..., 2] > 0
+    counted = visible | has_pred if convention.invisible == 'wrong' else visible
+    scale = _reference_scale(convention, bboxes, image_sizes)
+    threshold = alpha * scale[:, None] * (1 + PCK_RELATIVE_TOLERANCE)
+    correct = visible & has_pred & (keypoint_distances(pred, gt) <= threshold)
+    return correct, counted
 
 
-def pck(pred, gt, bboxes, alphas=PCK_ALPHAS):
-    """Percentage of correct keypoints, per keypoint and alpha.
+def _fraction(correct, counted, axis=None):
+    n = counted.sum(axis)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(n > 0, correct.sum(axis) / np.maximum(n, 1), np.nan)
 
-    For keypoint k at alpha a: PCK[k, a] = #{images with k visible in the
-    ground truth and predicted within a * max(h, w) of it (inclusive)} /
-    #{images with k visible} (`keypoint_correct`).  NaN for a keypoint never
-    visible.  Returns dict(alphas, per_keypoint (K x A list, None for NaN),
-    visible (K counts), mean (A: unweighted mean over the keypoints with at
-    least one visible instance), pooled (A: all visible instances together),
-    keypoints_evaluated).
+
+def pck(pred, gt, bboxes, alphas=PCK_ALPHAS, convention=PckConvention(), image_sizes=None):
+    """Percentage of correct keypoints, per keypoint and alpha, under `convention`.
+
+    For keypoint k at alpha a: PCK[k, a] = #{correct instances of k} /
+    #{counted instances of k} (`keypoint_correct`); NaN (None) for a keypoint
+    never counted.  Returns dict(alphas, per_keypoint (K x A), counted (K),
+    visible (K: visible ground truth), mean (A: over keypoint types with a
+    counted instance), pooled (A), per_image_mean (A: over images with a
+    counted instance), value (A: the one of the three `convention.average`
+    names), keypoints_evaluated, convention (its fields and `describe()`)).
     """
     alphas = [float(a) for a in alphas]
-    table = np.full((np.asarray(gt).shape[1], len(alphas)), np.nan)
-    pooled = []
+    k = np.asarray(gt).shape[1]
+    table = np.full((k, len(alphas)), np.nan)
+    pooled, per_image = [], []
     for j, a in enumerate(alphas):
-        correct, evaluated = keypoint_correct(pred, gt, bboxes, a)
-        n = evaluated.sum(0)
-        with np.errstate(invalid='ignore', divide='ignore'):
-            table[:, j] = np.where(n > 0, correct.sum(0) / np.maximum(n, 1), np.nan)
-        pooled.append(float(correct.sum() / evaluated.sum()) if evaluated.any() else float('nan'))
-    visible = (np.asarray(gt)[..., 2] > 0).sum(0)
-    present = visible > 0
+        correct, counted = keypoint_correct(pred, gt, bboxes, a, convention, image_sizes)
+        table[:, j] = _fraction(correct, counted, 0)
+        pooled.append(float(_fraction(correct, counted)))
+        per_image.append(float(np.nanmean(_fraction(correct, counted, 1))) if counted.any()
+                         else float('nan'))
+    present = counted.sum(0) > 0
     mean = table[present].mean(0) if present.any() else np.full(len(alphas), np.nan)
+    averages = dict(keypoint=[float(v) for v in mean], pooled=pooled, image=per_image)
     return dict(alphas=alphas,
                 per_keypoint=[[None if np.isnan(v) else float(v) for v in row] for row in table],
-                visible=visible.tolist(), mean=[float(v) for v in mean], pooled=pooled,
-                keypoints_evaluated=int(present.sum()))
+                counted=counted.sum(0).tolist(), visible=(np.asarray(gt)[..., 2] > 0).sum(0).tolist(),
+                mean=averages['keypoint'], pooled=pooled, per_image_mean=per_image,
+                value=averages[convention.average], keypoints_evaluated=int(present.sum()),
+                convention=dict(convention._asdict(), text=convention.describe()))
 
 
-def pck_curve(pred, gt, bboxes, alphas=PCK_CURVE_ALPHAS):
+def pck_curve(pred, gt, bboxes, alphas=PCK_CURVE_ALPHAS, **convention):
     """PCK as a function of alpha: `pck` over a grid of alphas (default 0 to 0.2)."""
-    return pck(pred, gt, bboxes, alphas)
+    return pck(pred, gt, bboxes, alphas, **convention)
 
 
 # -------------------------------------------------------- part boxes, PCP ---

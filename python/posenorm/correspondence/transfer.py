@@ -1,5 +1,5 @@
-"""Keypoint transfer by alignment, the copy-NN baseline, and PCK with the
-penalty of paper section 4 (Table 2).
+"""Keypoint transfer by alignment, the copy-NN baseline, and the convention of
+PCK with the penalty of paper section 4 (Table 2).
 
 Every object is seen through its crop (`features.prepare`: the box with
 context, longer side fixed, aspect kept), so PCK in the crop frame, with the
@@ -28,6 +28,10 @@ from posenorm.correspondence import flow as flowmod
 from posenorm.correspondence import warp
 
 TABLE2_ALPHAS = (0.1, 0.05, 0.025)
+# Table 2's PCK (section 4): within alpha * max(w, h) of the box, per
+# keypoint type then averaged over types, "we penalize predicted keypoints
+# that are not visible in the target image" (`metrics.pck` computes it).
+PCK_CONVENTION = metrics.PckConvention(reference='box', average='keypoint', invisible='wrong')
 
 
 # ------------------------------------------------------------ box frames ---
@@ -129,30 +133,3 @@ def copy_nearest(neighbour_keypoints, neighbour_box, target_box):
     out = from_crop(unit, target_box, 1.0)
     out[:, 2] = kp[:, 2] > 0
     return out
-
-
-# ------------------------------------------------------------------- PCK ---
-
-def pck_penalized(pred, gt, boxes, alphas=TABLE2_ALPHAS):
-    """PCK counting a prediction of a keypoint invisible in the target wrong.
-
-    pred: N x K x 3 (x, y, predicted) and gt N x K x 3 (x, y, visible), both
-    in image pixels; boxes N x 4 (x, y, w, h).  An instance counts when the
-    keypoint is visible in the target OR predicted; it is correct when both
-    and within alpha * max(w, h) (`metrics.keypoint_correct`, inclusive).
-    Returns dict(alphas, per_keypoint K x A (None where nothing counts),
-    mean (A: over keypoints that count), counted (K)).
-    """
-    pred = np.asarray(pred, np.float64)
-    gt = np.asarray(gt, np.float64)
-    counted = (gt[..., 2] > 0) | (pred[..., 2] > 0)
-    n = counted.sum(0)
-    table = np.full((gt.shape[1], len(alphas)), np.nan)
-    for j, a in enumerate(alphas):
-        correct, _ = metrics.keypoint_correct(pred, gt, boxes, a)
-        table[n > 0, j] = correct.sum(0)[n > 0] / n[n > 0]
-    present = n > 0
-    mean = table[present].mean(0) if present.any() else np.full(len(alphas), np.nan)
-    return dict(alphas=[float(a) for a in alphas],
-                per_keypoint=[[None if np.isnan(v) else float(v) for v in row] for row in table],
-                mean=[float(v) for v in mean], counted=n.tolist())

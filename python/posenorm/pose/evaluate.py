@@ -31,9 +31,11 @@ from posenorm.core.atomic import atomic_directory, atomic_write_bytes, atomic_wr
 from posenorm.core.report import json_safe
 from posenorm.data.coords import keypoints_to_input
 from posenorm.data.cub import read_cub
-from posenorm.pose import report
 from posenorm.nets.model_dir import read_info
-from posenorm.pose.predict import Predictor
+from posenorm.pose import paired, report
+from posenorm.pose.paper import PCK_CONVENTION
+from posenorm.pose.predict import (Predictor, choose_decoding, choose_visibility_threshold,
+                                   visibility_counts)
 
 RESULTS_FORMAT = 'posenorm-evaluation 1'
 REPORT_MARKER = 'results.json'  # what makes a report directory ours
@@ -71,13 +73,17 @@ def _unique_names(infos):
 
 # ------------------------------------------------------------- metrics ---
 
-def classification_results(prob, labels, class_names):
-    """Table 1 numbers of one model: accuracy, mean per-class, confusion."""
+def classification_results(prob, labels, class_names, image_ids=None):
+    """Table 1 numbers of one model: accuracy, mean per-class, confusion,
+    and `per_image` (`paired.per_image_record`: the image ids and whether each was
+    right, for paired tests)."""
     n = len(class_names)
     pred = metrics.predicted_labels(prob) if len(prob) else np.zeros(0, np.int64)
     mpc = metrics.mean_per_class_accuracy(pred, labels, n)
     accuracy = metrics.top1_accuracy(pred, labels)
+    ids = np.arange(len(labels)) if image_ids is None else np.asarray(image_ids)
     return dict(images=int(len(labels)), accuracy=accuracy,
+                per_image=paired.per_image_record(ids, pred == labels),
                 accuracy_interval=metrics.accuracy_interval(accuracy, len(labels)),
                 mean_per_class_accuracy=mpc['mean'], per_class_accuracy=mpc['per_class'],
                 per_class_images=mpc['counts'],
@@ -85,10 +91,30 @@ def classification_results(prob, labels, class_names):
                 confusion=metrics.confusion_matrix(pred, labels, n).tolist())
 
 
+def _located(kp):
+    """Predicted keypoints with every point given: the paper's PCK scores
+    each located point, whatever its predicted visibility."""
+    kp = np.array(kp, np.float64)
+    kp[..., 2] = 1
+    return kp
+
+
 def keypoint_results(pred_kp, gt_kp, bboxes, sizes, part_names):
-    """Table 2 and 3 numbers of one model (original-image pixels)."""
-    table = metrics.pck(pred_kp, gt_kp, bboxes, metrics.PCK_ALPHAS)
-    curve = metrics.pck_curve(pred_kp, gt_kp, bboxes)
+    """Table 2 and 3 numbers of one model (original-image pixels).
+
+    PCK under the paper's convention (`paper.PCK_CONVENTION`: visible ground
+    truth, each predicted location scored whatever its predicted visibility;
+    `pck['correct']`: N x K at alpha `paired.PAIRED_ALPHA`, None where not
+    counted, for paired tests).  Predicted part boxes are built by the
+    ground-truth boxes' rule from the parts predicted visible
+    (`metrics.part_box` on the third column).  `visibility`: how the
+    predicted visibility matches the ground truth's."""
+    located = _located(pred_kp)
+    table = metrics.pck(located, gt_kp, bboxes, metrics.PCK_ALPHAS, PCK_CONVENTION)
+    curve = metrics.pck_curve(located, gt_kp, bboxes, convention=PCK_CONVENTION)
+    correct, counted = metrics.keypoint_correct(located, gt_kp, bboxes, paired.PAIRED_ALPHA,
+                                                PCK_CONVENTION)
+    table['correct'] = np.where(counted, correct.astype(float), np.nan)
     pcp, boxes = {}, {}
     for group in ('head', 'body'):
         gt_box = metrics.part_box(gt_kp, part_names, group, image_size=sizes)
@@ -99,7 +125,26 @@ def keypoint_results(pred_kp, gt_kp, bboxes, sizes, part_names):
     return dict(pck=dict(table, part_names=list(part_names)),
                 pck_curve=dict(alphas=curve['alphas'], mean=curve['mean'], pooled=curve['pooled'],
                                per_keypoint=curve['per_keypoint']),
-                pcp={g: {k: v for k, v in r.items() if k != 'iou'} for g, r in pcp.items()}), boxes
+                pcp={g: {k: v for k, v in r.items() if k != 'iou'} for g, r in pcp.items()},
+                visibility=visibility_counts(pred_kp[..., 2], gt_kp[..., 2])), boxes
+
+
+def decoding_results(by_decode, gt_kp, bboxes):
+    """Every decoding of the same peaks (`predict.DECODES`): mean PCK at the
+    paper's alphas, and the exact McNemar test of each against the paper's
+    argmax on the keypoints at alpha `paired.PAIRED_ALPHA`."""
+    out, correct = {}, {}
+    for d, kp in by_decode.items():
+        located = _located(kp)
+        p = metrics.pck(located, gt_kp, bboxes, metrics.PCK_ALPHAS, PCK_CONVENTION)
+        c, counted = metrics.keypoint_correct(located, gt_kp, bboxes, paired.PAIRED_ALPHA,
+                                              PCK_CONVENTION)
+        correct[d] = c[counted]
+        out[d] = dict(alphas=p['alphas'], mean=p['mean'], per_keypoint=p['per_keypoint'])
+    for d in out:
+        if d != 'argmax':
+            out[d]['vs_argmax'] = paired.paired(correct[d], correct['argmax'])
+    return out
 
 
 # ---------------------------------------------------------------- main ---
@@ -107,7 +152,8 @@ def keypoint_results(pred_kp, gt_kp, bboxes, sizes, part_names):
 def _predict_all(predictor, data, gt, fig_idx, name, progress):
     """Every image through one model: lists of its outputs, the Figure 3
     inputs, and the seconds it took."""
-    out = dict(prob=[], oracle_prob=[], keypoints=[], keypoints_input=[], scores=[])
+    out = dict(prob=[], oracle_prob=[], keypoints=[], keypoints_input=[], scores=[], logits=[],
+               keypoints_by_decode=[])
     inputs = {}
     start = time.perf_counter()
     for i in tqdm(range(len(data)), disable=not progress, desc=name, unit='img', mininterval=0.5):
@@ -120,10 +166,11 @@ def _predict_all(predictor, data, gt, fig_idx, name, progress):
     return out, inputs, time.perf_counter() - start
 
 
-def _classification(res, arrays, key, probs, label, info):
+def _classification(res, arrays, key, probs, label, info, image_ids):
     keep = label >= 0
     prob = np.array(probs)
-    res[key] = classification_results(prob[keep], label[keep], info['classes'])
+    res[key] = classification_results(prob[keep], label[keep], info['classes'],
+                                      np.asarray(image_ids)[keep])
     arrays[key.replace('classification', 'prob')] = prob.astype(np.float32)
 
 
@@ -133,9 +180,18 @@ def _keypoints(res, arrays, out, inputs, data, gt, fig_idx, name, info, tmp):
     kres, boxes = keypoint_results(kp, gt, data.bboxes, np.asarray(data.sizes, np.float64),
                                    data.part_names)
     res.update(kres)
+    if out['keypoints_by_decode']:
+        res['decodings'] = decoding_results(
+            {d: np.array([r[d] for r in out['keypoints_by_decode']])
+             for d in out['keypoints_by_decode'][0]}, gt, data.bboxes)
     arrays.update(keypoints=kp, keypoints_input=np.array(out['keypoints_input']))
     if out['scores']:
         arrays['keypoint_scores'] = np.array(out['scores'])
+        arrays['keypoint_logits'] = np.array(out['logits'])
+        # what these images would choose (a choice only on the val split)
+        res['keypoint_choices'] = dict(
+            decode=choose_decoding(res['decodings'], paired.PAIRED_ALPHA),
+            visibility=choose_visibility_threshold(arrays['keypoint_logits'], gt[..., 2]))
     for g, (gb, pb, iou) in boxes.items():
         arrays.update({'%s_gt_box' % g: gb, '%s_pred_box' % g: pb, '%s_iou' % g: iou})
     fname = 'pck_vs_alpha_%s.png' % name
@@ -152,10 +208,12 @@ def _keypoints(res, arrays, out, inputs, data, gt, fig_idx, name, info, tmp):
 
 
 def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True, allow_python=False,
-                   predictor=None):
+                   predictor=None, decoding=None):
     """One model over the selected images: its results dict (files written
-    into `tmp`) and its per-keypoint PCK curve (None if it has none)."""
-    predictor = predictor or Predictor(info['dir'], oracle=oracle, allow_python=allow_python)
+    into `tmp`) and its per-keypoint PCK curve (None if it has none).
+    decoding: dict(decode, visibility_threshold) for `Predictor`."""
+    predictor = predictor or Predictor(info['dir'], oracle=oracle, allow_python=allow_python,
+                                       **(decoding or {}))
     if predictor.predicts_keypoints and list(info['part_names']) != list(data.part_names):
         raise ValueError('%s: part names %s differ from the dataset\'s %s'
                          % (info['dir'], info['part_names'], list(data.part_names)))
@@ -168,16 +226,19 @@ def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True, a
                backbone=info.get('backbone'), input_size=info['input_size'],
                classes=len(info['classes']), seconds=seconds, images_per_second=n / seconds,
                classification=None, oracle_classification=None, pck=None, pck_curve=None,
-               pcp=None, files={}, images_of_unknown_classes=int((label < 0).sum()))
+               pcp=None, files={}, images_of_unknown_classes=int((label < 0).sum()),
+               decoding=dict(decode=predictor.decode,
+                             visibility_threshold=predictor.visibility_threshold))
     arrays = dict(image_ids=data.image_ids, labels=label, gt_keypoints=gt)
     if out['prob']:
-        _classification(res, arrays, 'classification', out['prob'], label, info)
+        _classification(res, arrays, 'classification', out['prob'], label, info, data.image_ids)
         fname = 'confusion_%s.png' % name
         plots.plot_confusion(os.path.join(tmp, fname), res['classification']['confusion'],
                              info['classes'], '%s: %s' % (name, info['label']))
         res['files']['confusion'] = fname
     if out['oracle_prob']:
-        _classification(res, arrays, 'oracle_classification', out['oracle_prob'], label, info)
+        _classification(res, arrays, 'oracle_classification', out['oracle_prob'], label, info,
+                        data.image_ids)
     if out['keypoints']:
         _keypoints(res, arrays, out, inputs, data, gt, fig_idx, name, info, tmp)
     fname = 'predictions_%s.npz' % name
@@ -213,7 +274,7 @@ def _select(infos, cub_dir, split, limit):
 
 def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress=True,
                     figure_images=8, force=False, oracle=True, allow_python=False, share=False,
-                    extra=None):
+                    extra=None, decoding=None):
     """Evaluate model directories on a CUB-layout split; write the report.
 
     model_dirs: model directories (`posenorm.nets.model_dir`).  cub_dir: a
@@ -228,6 +289,9 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
     one's pass over each image where their nets compute the same (the
     frozen protocol: one VGG-16 pass per image serves every model).
     extra: more entries of results.json (a demo's cost and comparison).
+    decoding: dict(decode ('argmax' or 'quadratic'), visibility_threshold
+    (a raw score, or None)) overriding each model's model.json
+    (`predict.Predictor`); every decoding's PCK is reported anyway.
     `out` may not be, contain or sit inside a model directory or the
     dataset, and force replaces only a report (a directory with results.json).
 
@@ -252,14 +316,14 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
                           marker=REPORT_MARKER) as tmp:
         predictors = [None] * len(infos)
         if share:
-            predictors = [Predictor(info['dir'], oracle=oracle, allow_python=allow_python)
-                          for info in infos]
+            predictors = [Predictor(info['dir'], oracle=oracle, allow_python=allow_python,
+                                    **(decoding or {})) for info in infos]
             for p in predictors[1:]:
                 p.share_from(predictors[0])
         for name, info, predictor in zip(_unique_names(infos), infos, predictors):
             results['models'][name] = evaluate_model(info, name, data, fig_idx, tmp, oracle=oracle,
                                                      progress=progress, allow_python=allow_python,
-                                                     predictor=predictor)
+                                                     predictor=predictor, decoding=decoding)
             if predictor is not None and predictor.lead is not None:
                 results['models'][name]['shared_pass_with'] = _unique_names(infos)[0]
         curves = [(r['label'] + ' (%s)' % name, r['pck_curve'])

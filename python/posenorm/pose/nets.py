@@ -149,7 +149,7 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
       None.  parts: pool part features with CoordinateTransfer.
     classify: False gives the keypoint net alone (training stages 1-2).
     shared_stream: parts pooled from the localization stream itself (the
-      paper's "keypoint features baseline"; it reports that worse, 65.10%).
+      paper's "keypoint features baseline"; it reports that worse: paper.PAPER_TABLE1).
       Under the frozen protocol both streams hold the same ImageNet
       weights, so one trunk (named as the localization one) serves both;
       with parts=False it is that trunk alone.

@@ -8,16 +8,25 @@ import time
 from posenorm.core import metrics
 from posenorm.core.atomic import atomic_write_bytes, atomic_write_text
 from posenorm.core.report import markdown_table, pct, replace_marked_block
-from posenorm.pose.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3
+from posenorm.pose.paired import (FULL_PAIRS, NO_DIFFERENCE, PAIRED_ALPHA, PROTOCOL_PAIRS,
+                                  SIGNIFICANCE, comparison_line, comparisons, interval,
+                                  keypoint_comparisons, paired_text, verdict)
+from posenorm.pose.paper import (PAPER_PCK_MEAN, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3,
+                                 PCK_CONVENTION)
 from posenorm.pose.stages import MODELS
 
 README_BEGIN = '<!-- demo results: written by tools/demo.py --readme; do not edit -->'
 README_END = '<!-- end of demo results -->'
 
 
+# Where `tools/demo.py --readme` writes each protocol's block (docs by topic;
+# the README keeps only the generated summary tables).
+DOCS_FILE = {'full': 'docs/demo.md', 'frozen': 'docs/real_birds.md', 'partial': 'docs/real_birds.md'}
+
+
 def readme_markers(protocol):
-    """The marker lines of one protocol's results block in the project README:
-    each protocol's run rewrites its own block only."""
+    """The marker lines of one protocol's results block in its docs file
+    (`DOCS_FILE`): each protocol's run rewrites its own block only."""
     if protocol == 'full':
         return README_BEGIN, README_END
     return ('<!-- demo results (%s): written by tools/demo.py --protocol %s --readme; do not edit -->'
@@ -51,7 +60,7 @@ def build_tables(results):
             t2[name] = dict(label=r['label'], alphas=p['alphas'],
                             rows=[dict(part=part, pck=row, visible=vis) for part, row, vis
                                   in zip(p['part_names'], p['per_keypoint'], p['visible'])],
-                            mean=p['mean'])
+                            mean=p['mean'], convention=(p.get('convention') or {}).get('text'))
             t3.append(dict(model=name, label=r['label'],
                            **{g: r['pcp'][g]['pcp'] for g in ('head', 'body')},
                            **{g + '_evaluated': r['pcp'][g]['evaluated'] for g in ('head', 'body')},
@@ -65,13 +74,16 @@ def definitions():
                  'to the lowest class index',
         mean_per_class_accuracy='unweighted mean over classes of per-class top-1 accuracy; '
                                 'classes without test images are excluded (listed as empty_classes)',
-        pck='a visible ground-truth keypoint is correct when the predicted point lies within '
-            'alpha * max(h, w) of it, inclusive (distance <= threshold, relative slack %g), (w, h) '
-            'the ground-truth object bounding box; original-image pixels; only visible ground-truth '
-            'keypoints count; a keypoint never visible is left out of the mean over keypoints'
-            % metrics.PCK_RELATIVE_TOLERANCE,
+        pck='%s; distance <= threshold with relative slack %g; original-image pixels; a '
+            'keypoint never visible is left out of the mean over keypoints; each predicted '
+            'location is scored whatever its predicted visibility (the paper\'s PCK)'
+            % (PCK_CONVENTION.describe(), metrics.PCK_RELATIVE_TOLERANCE),
+        paired='"A vs B": the exact McNemar test on the same test images (two-sided binomial '
+               'p on the images only one of the two gets right): better / worse when p < %g, '
+               'else %s; beside each accuracy its 95%% Wilson interval' % (SIGNIFICANCE,
+                                                                          NO_DIFFERENCE),
         part_boxes='head = %s; body = %s (by part name). Box = tight box of the group\'s points with '
-                   'flag > 0 (visible ground truth / predicted), needing >= %d points and a non-zero '
+                   'flag > 0 (visible ground truth / predicted visible), needing >= %d points and a non-zero '
                    'extent; each side widened to >= %g x the longer side, then %g of each side added at '
                    'both ends; clipped to the image'
                    % (', '.join(metrics.HEAD_PARTS), ', '.join(metrics.BODY_PARTS),
@@ -84,9 +96,12 @@ def definitions():
                    'oracle row); fewer than %d of the part\'s points: the box of all points, then the '
                    'whole image; warped to the part net\'s input (posenorm.data.part_crops)'
                    % metrics.BOX_MIN_POINTS,
-        keypoints='predicted keypoint = argmax of the heatmap as an input-image point (the '
-                  'CoordinateTransfer part_locations when present), mapped to original pixels '
-                  'with from_input_coords; every keypoint is predicted for every image')
+        keypoints='predicted keypoint = the peak of each part\'s raw score map as an '
+                  'input-image point, decoded as the model.json or the command says (argmax: '
+                  'the peak cell\'s centre, the paper; quadratic: plus a per-axis parabola '
+                  'fit of the peak\'s neighbours, within the cell), mapped to original pixels '
+                  'with from_input_coords; a part whose peak score is below the visibility '
+                  'threshold (when one is set) is predicted invisible and keeps its location')
 
 
 def write_readme(path, results, training=None, timings=None):
@@ -122,26 +137,24 @@ def write_readme(path, results, training=None, timings=None):
     if not t['table2']:
         out.append('No model predicts keypoints.')
     for name, tab in t['table2'].items():
-        out += ['### %s (`%s`)' % (tab['label'], name), '']
-        header = ['Part'] + ['α = %.2f' % a for a in tab['alphas']] + ['Visible']
-        rows = [[r['part']] + [pct(v) for v in r['pck']] + [r['visible']] for r in tab['rows']]
-        rows.append(['**Mean**'] + ['**%s**' % pct(v) for v in tab['mean']] + [''])
-        out += [markdown_table(header, rows), '']
+        out += ['### %s (`%s`)' % (tab['label'], name), ''] + table2(tab) + ['']
         fig = figures[name]
         out += ['![PCK vs alpha of %s](%s)' % (name, fig['pck_keypoints']), '',
                 '![Figure 3 for %s](%s)' % (name, fig['figure3']), '',
                 '*Ground truth (left) beside prediction (right) on the warped %d x %d input, one '
                 'colour per keypoint; visible ground-truth keypoints only.*' % (
                     results['models'][name]['input_size'], results['models'][name]['input_size']), '']
+    out += decoding_section(results)
     if results.get('files', {}).get('pck_vs_alpha'):
         out += ['![Mean PCK vs alpha](%s)' % results['files']['pck_vs_alpha'], '']
-    out += ['## Table 3: part localization (PCP)', '']
+    out += ['## Table 3: part localization (PCP)', '', TABLE3_RULE, '']
     if t['table3']:
         out.append(markdown_table(
             ['Model', 'Head', 'Body', 'Head images (excluded)', 'Body images (excluded)'],
             [['%s (`%s`)' % (r['label'], r['model']), pct(r['head']), pct(r['body']),
               '%d (%d)' % (r['head_evaluated'], r['head_excluded']),
-              '%d (%d)' % (r['body_evaluated'], r['body_excluded'])] for r in t['table3']]))
+              '%d (%d)' % (r['body_evaluated'], r['body_excluded'])] for r in t['table3']]
+            + [['The paper', pct(PAPER_TABLE3['head']), pct(PAPER_TABLE3['body']), '', '']]))
     else:
         out.append('No model predicts keypoints.')
     if len(t['table1']) > 1:
@@ -157,41 +170,91 @@ def write_readme(path, results, training=None, timings=None):
     out += ['', '## The paper\'s numbers (reference only, not produced by this run)', '',
             markdown_table(['Table 1 row', 'Accuracy'],
                             [[k, pct(v)] for k, v in PAPER_TABLE1.items()]), '',
-            markdown_table(['Table 2 part'] + ['α = %.2f' % a for a in metrics.PCK_ALPHAS],
-                            [[k] + [pct(x) for x in v] for k, v in PAPER_TABLE2.items()]), '',
-            markdown_table(['Table 3', 'Head', 'Body'],
-                            [['Ours (paper)', pct(PAPER_TABLE3['head']), pct(PAPER_TABLE3['body'])]]),
-            '']
+            'Its Table 2 and 3 stand beside ours above.', '']
     atomic_write_text(path, '\n'.join(out) + '\n')
 
 
-def interval(bounds):
-    """'[lo, hi]' in percent of a 95% interval, '-' without one."""
-    if not bounds or bounds[0] is None:
-        return '-'
-    return '[%.1f, %.1f]' % (100 * bounds[0], 100 * bounds[1])
+TABLE3_RULE = ('Predicted head and body boxes are built by the same rule as the ground-truth '
+               'boxes (`metrics.part_box`), from the parts predicted visible (every part, without '
+               'a visibility threshold); ground-truth boxes from the visible annotated parts.')
+
+
+def _part_key(name):
+    return ' '.join(name.lower().replace('_', ' ').split())
+
+
+def table2(tab):
+    """One model's Table 2 beside the paper's, part by part: a header line
+    stating the PCK convention, then the table (ours | the paper's at each
+    alpha | visible instances) and the mean over keypoint types."""
+    alphas = tab['alphas']
+    paper = {_part_key(k): v for k, v in PAPER_TABLE2.items()}
+    index = {a: j for j, a in enumerate(metrics.PCK_ALPHAS)}
+    ref = lambda row, a: pct(row[index[a]]) if row and a in index else '-'  # noqa: E731
+    header = (['Part'] + ['ours α = %.2f' % a for a in alphas]
+              + ['paper α = %.2f' % a for a in alphas] + ['Visible'])
+    rows = [[r['part']] + [pct(v) for v in r['pck']]
+            + [ref(paper.get(_part_key(r['part'])), a) for a in alphas] + [r['visible']]
+            for r in tab['rows']]
+    rows.append(['**Mean**'] + ['**%s**' % pct(v) for v in tab['mean']]
+                + ['**%s**' % pct(PAPER_PCK_MEAN.get(a)) for a in alphas] + [''])
+    return ['%s (%s).' % (tab.get('convention') or PCK_CONVENTION.describe(),
+                          'the paper\'s columns: its Table 2, `pose/paper.py`'), '',
+            markdown_table(header, rows)]
+
+
+def decoding_section(results):
+    """Every decoding's mean PCK and the predicted visibility against the
+    ground truth's, per keypoint model."""
+    rows, vis = [], []
+    for name, r in results['models'].items():
+        chosen = (r.get('decoding') or {}).get('decode', 'argmax')
+        for d, dec in (r.get('decodings') or {}).items():
+            rows.append(['`%s`' % name, d + (' (used)' if d == chosen else '')]
+                        + [pct(v) for v in dec['mean']] + [paired_text(dec.get('vs_argmax'), 'keypoints')
+                                                           if dec.get('vs_argmax') else '-'])
+        v = r.get('visibility')
+        if v:
+            vis.append(['`%s`' % name, (r.get('decoding') or {}).get('visibility_threshold'),
+                        pct(v['precision']), pct(v['recall']), v['false_positive'],
+                        v['false_negative']])
+    out = []
+    if rows:
+        out += ['**Keypoint decodings** (the same peaks; %s; paired test at α = %g against the '
+                'paper\'s argmax)' % (PCK_CONVENTION.describe(), PAIRED_ALPHA), '',
+                markdown_table(['Model', 'Decoding'] + ['α = %.2f' % a for a in metrics.PCK_ALPHAS]
+                               + ['vs argmax'], rows), '']
+    chosen = [['`%s`' % n, c['decode'], c['visibility']['threshold'], '%d / %d' % (
+        c['visibility']['matched'], c['visibility']['items']),
+        '%d / %d' % (c['visibility']['matched_all_visible'], c['visibility']['items'])]
+        for n, c in ((n, r.get('keypoint_choices')) for n, r in results['models'].items()) if c]
+    if chosen and results.get('split') == 'val':
+        out += ['**Chosen on these validation images**: the decoding with the higher mean PCK at '
+                'α = %g (argmax on a tie); the visibility threshold matching the most '
+                'ground-truth visibility flags' % PAIRED_ALPHA, '',
+                markdown_table(['Model', 'Decoding', 'Visibility threshold', 'Flags matched',
+                                'Every part visible'], chosen), '']
+    if vis:
+        out += ['**Predicted visibility** (peak raw score >= threshold; none: every part '
+                'visible) against the ground truth\'s visibility; PCK above is unaffected', '',
+                markdown_table(['Model', 'Threshold', 'Precision', 'Recall', 'False visible',
+                                'Missed visible'], vis), '']
+    return out
 
 
 def answer(results):
-    """The paper's question, answered with this run's numbers."""
-    acc = {name: (r.get('classification') or {}).get('accuracy')
-           for name, r in results['models'].items()}
-    lines = ['## Does pooling at keypoints beat the holistic feature?', '']
-    lines += _frozen_answer(results)
-    pairs = [('joint_fc7', 'baseline_fc7_ft', 'fc7 parts model vs fine-tuned fc7 on the whole image'),
-             ('joint_fc7', 'baseline_fc7_frozen', 'fc7 parts model vs frozen fc7 on the whole image'),
-             ('joint_cbp', 'baseline_fc7_ft', 'compact bilinear parts model vs fine-tuned fc7'),
-             ('joint_cbp', 'joint_fc7', 'compact bilinear vs fc7 as the holistic feature'),
-             ('joint_cbp_partnets', 'joint_cbp',
-              'compact bilinear model with fine-tuned part nets vs without')]
-    for a, b, what in pairs:
-        if acc.get(a) is not None and acc.get(b) is not None:
-            d = 100 * (acc[a] - acc[b])
-            lines.append('- %s: %.2f%% vs %.2f%% (%s by %.2f points).'
-                         % (what, 100 * acc[a], 100 * acc[b],
-                            'better' if d > 0 else 'worse' if d < 0 else 'equal', abs(d)))
-    if len(lines) == 2:
-        lines.append('- (not enough models trained to compare)')
+    """The paper's question, answered with this run's numbers, each
+    comparison by the paired test."""
+    lines = ['## Does pooling at keypoints beat the holistic feature?', '',
+             'Each comparison: both accuracies with their 95%% Wilson intervals, then the exact '
+             'McNemar test on the same test images: better / worse (p < %g) or %s.'
+             % (SIGNIFICANCE, NO_DIFFERENCE), '']
+    body = comparisons(results['models'], FULL_PAIRS)
+    for protocol, (_, _, what) in PROTOCOL_QUESTION.items():
+        more = comparisons(results['models'], PROTOCOL_PAIRS, protocol)
+        body += ['- %s:' % what] + ['  ' + l for l in more] if more else []
+    lines += body or ['- (not enough models trained to compare)']
+    lines += keypoint_comparisons(results)
     lines += ['', 'All numbers above come from this run (see results.json).', '']
     return '\n'.join(lines)
 
@@ -205,57 +268,10 @@ PROTOCOL_QUESTION = collections.OrderedDict((
 ))
 
 
-def _overlap(a, b):
-    """Whether two 95% intervals overlap; None without both."""
-    if not (a and b) or a[0] is None or b[0] is None:
-        return None
-    return a[0] <= b[1] and b[0] <= a[1]
-
-
-def _frozen_answer(results):
-    """The question under the CPU protocols: the parts model at predicted
-    and at ground-truth keypoints against compact bilinear alone, with 95%
-    intervals (Wilson; each accuracy on its own)."""
-    lines = []
-    for joint_name, base_name, what in PROTOCOL_QUESTION.values():
-        joint, base = results['models'].get(joint_name), results['models'].get(base_name)
-        if not (joint and base and joint.get('classification') and base.get('classification')):
-            continue
-        a, b, o = joint['classification'], base['classification'], joint.get('oracle_classification')
-        d = 100 * (a['accuracy'] - b['accuracy'])
-        lines.append('- %s: compact bilinear + parts pooled at predicted keypoints %.2f%% %s vs '
-                     'compact bilinear on the whole image alone %.2f%% %s: %s by %.2f points'
-                     % (what, 100 * a['accuracy'], interval(a.get('accuracy_interval')),
-                        100 * b['accuracy'], interval(b.get('accuracy_interval')),
-                        'better' if d > 0 else 'worse' if d < 0 else 'equal', abs(d)))
-        if o:
-            lines.append('- The same model with ground-truth keypoints at test (oracle): %.2f%% %s'
-                         % (100 * o['accuracy'], interval(o.get('accuracy_interval'))))
-        overlap = _overlap(a.get('accuracy_interval'), b.get('accuracy_interval'))
-        if overlap is not None:
-            lines.append('- The two 95%% intervals %s.' % (
-                'overlap: on this many test images the difference is within the noise' if overlap
-                else 'do not overlap'))
-    return lines
-
-
-def verdict(joint, base):
-    """Whether pose normalization helps, from two classification results."""
-    overlap = _overlap(joint.get('accuracy_interval'), base.get('accuracy_interval'))
-    d = 100 * (joint['accuracy'] - base['accuracy'])
-    if overlap is None:
-        return 'parts %s by %.2f points (no intervals)' % ('ahead' if d > 0 else 'behind', abs(d))
-    if overlap:
-        return ('pose normalization does not measurably help: parts at predicted keypoints %s the '
-                'whole-image feature by %.2f points, inside the overlapping 95%% intervals'
-                % ('beat' if d > 0 else 'trail' if d < 0 else 'equal', abs(d)))
-    return 'pose normalization %s: %.2f points, the 95%% intervals do not overlap' % (
-        'helps' if d > 0 else 'hurts', abs(d))
-
-
 def protocol_rows(results):
     """{protocol: dict(rows, verdict)} of the CPU protocols whose models
-    `results` holds: baseline, parts model, oracle, with PCK@0.1."""
+    `results` holds: baseline, parts model, oracle, with PCK@0.1 and each
+    row's per-image record (for paired tests across protocols)."""
     out = collections.OrderedDict()
     for protocol, (joint_name, base_name, _) in PROTOCOL_QUESTION.items():
         joint, base = results['models'].get(joint_name), results['models'].get(base_name)
@@ -263,7 +279,8 @@ def protocol_rows(results):
             continue
         pck = joint['pck']['mean'][joint['pck']['alphas'].index(0.1)] if joint.get('pck') else None
         row = lambda label, c, pck=None: dict(label=label, pck=pck, **{
-            k: c[k] for k in ('accuracy', 'accuracy_interval', 'mean_per_class_accuracy', 'images')})
+            k: c.get(k) for k in ('accuracy', 'accuracy_interval', 'mean_per_class_accuracy',
+                                  'images', 'per_image')})
         rows = [row(base['label'], base['classification']),
                 row(joint['label'], joint['classification'], pck)]
         if joint.get('oracle_classification'):
@@ -277,7 +294,8 @@ def protocol_rows(results):
 def comparison_section(results):
     """The CPU protocols side by side on the same test images: this run's
     rows and those `results['comparison']` carries from the other
-    protocols' reports (tools/demo.py reads them from their results.json)."""
+    protocols' reports (tools/demo.py reads them from their results.json),
+    each row against the same row of the other protocol by the paired test."""
     # side by side only on the same test images
     runs = collections.OrderedDict((p, run) for p, run in results.get(
         'comparison', {}).get('protocols', {}).items() if run['image_ids'] == results['image_ids'])
@@ -288,12 +306,18 @@ def comparison_section(results):
              pct(r['mean_per_class_accuracy']), pct(r['pck'])]
             for p, run in runs.items() for r in run['rows']]
     source = results['comparison']
-    return ['**Both CPU protocols on the same %d test images** (95%% Wilson intervals; other '
-            'protocols\' rows read from %s)' % (results['images'], ', '.join(
-                '`%s`' % f for f in source['reports'])), '',
+    (p1, run1), (p2, run2) = list(runs.items())[:2]
+    across = ['- %s vs %s, %s' % (p2, p1, comparison_line(what, b, a)[2:])
+              for a, b, what in zip(run1['rows'], run2['rows'],
+                                    ('whole image', 'parts at predicted keypoints',
+                                     'parts at ground-truth keypoints'))]
+    return ['**Both CPU protocols on the same %d test images** (95%% Wilson intervals; %s; other '
+            'protocols\' rows read from %s)' % (results['images'], PCK_CONVENTION.describe(),
+                                                ', '.join('`%s`' % f for f in source['reports'])),
+            '',
             markdown_table(['Protocol', 'Model', 'Accuracy', '95% interval', 'Mean per-class',
                             'PCK@0.1'], rows), ''] + [
-        '- %s: %s.' % (p, run['verdict']) for p, run in runs.items()] + ['']
+        '- %s: %s.' % (p, run['verdict']) for p, run in runs.items()] + across + ['']
 
 
 def cost_section(cost):
@@ -342,7 +366,7 @@ def readme_block(results, report, timings, root, command, figure='docs/demo/figu
            markdown_table(['Model', 'Accuracy', 'Mean per-class'],
                            [[r['label'], pct(r['accuracy']), pct(r['mean_per_class_accuracy'])]
                             for r in t['table1']]), '',
-           '**Table 2** (mean PCK over the 15 keypoints)', '']
+           '**Table 2** (%s)' % PCK_CONVENTION.describe(), '']
     alphas = next(iter(t['table2'].values()))['alphas'] if t['table2'] else []
     out += [markdown_table(['Model'] + ['α = %.2f' % a for a in alphas],
                             [[tab['label']] + [pct(v) for v in tab['mean']]
@@ -365,7 +389,7 @@ def readme_block(results, report, timings, root, command, figure='docs/demo/figu
 
 
 def update_readme(path, block, protocol='full'):
-    """Replace one protocol's demo results block of the project README."""
+    """Replace one protocol's demo results block of `path` (its docs file)."""
     with open(path) as f:
         text = f.read()
     begin, end = readme_markers(protocol)

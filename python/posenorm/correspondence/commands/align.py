@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from posenorm.core import metrics
 from posenorm.core.cli import id_list, integer, integers, positive_float
 from posenorm.core.geometry import Geometry
 from posenorm.correspondence import dataset, flow, objects, report, sift, transfer, warp
@@ -166,7 +167,9 @@ def run(args):
         gt = np.stack([o.keypoints for o in te])
         boxes = np.array([o.box for o in te])
         tables[cat] = dict(names=list(names), objects=len(te),
-                           rows={r: transfer.pck_penalized(p, gt, boxes) for r, p in preds.items()})
+                           rows={r: metrics.pck(p, gt, boxes, transfer.TABLE2_ALPHAS,
+                                                  transfer.PCK_CONVENTION)
+                                 for r, p in preds.items()})
         for r in secs:
             seconds[r] += secs[r]
         shown += figs[:max(0, args.fig3 - len(shown))]
@@ -232,15 +235,15 @@ def markdown(section):
            'Net `%s`, data %s (%s): %d test objects, each aligned to its %d nearest training '
            'objects (of %d; cosine of pool5) on the grid of `%s`; SIFT computed at the same unit '
            'centres (size %s).  BP: window +-%d grid steps, alpha %g (relative to the median '
-           'match cost), %d iterations; median over the %d lowest-energy neighbours.  PCK (%%) at '
-           'alpha x max(box w, h); a predicted keypoint not visible in the target counts wrong.  '
+           'match cost), %d iterations; median over the %d lowest-energy neighbours.  %s (%%).  '
            '%.1f s in all; alignment time per row: %s.\n'
            % (section['net'], section['data'], section['kind'], section['test'],
               section['settings']['k'], section['train'], ', '.join(section['settings']['layers']),
               ', '.join(str(v) for v in np.atleast_1d(section['settings']['sift_size'])),
               section['settings']['radius'],
               section['settings']['alpha'], section['settings']['iterations'],
-              section['settings']['best'], section.get('seconds', 0),
+              section['settings']['best'], transfer.PCK_CONVENTION.describe(),
+              section.get('seconds', 0),
               ', '.join('%s %.0f s' % kv for kv in section['align_seconds'].items()))]
     for cat, t in section['tables'].items():
         if len(section['tables']) > 1:
