@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from posenorm.data.cub import PART_NAMES
-from posenorm.pose import paired, real_birds, report
+from posenorm.pose import paired, real_birds, tables
 from posenorm.pose.paper import PAPER_PCK_MEAN, PAPER_TABLE2
 
 TOOL = os.path.join(os.path.dirname(__file__), '..', 'tools', 'real_birds_report.py')
@@ -73,7 +73,7 @@ def _results(protocol, base_right, joint_right):
                            dict(base_lr=0.1, best_val_loss=None, best_iteration=None)],
                        chosen=dict(base_lr=0.01, epochs=2.0))},
                    val_split=dict(images=110))
-    results['tables'] = report.build_tables(results)
+    results['tables'] = tables.build_tables(results)
     return results
 
 

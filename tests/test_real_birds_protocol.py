@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import caffe
-from posenorm.core import metrics
+from posenorm.core import class_metrics
 from posenorm.pose import stages
 from posenorm.pose.evaluate import evaluate_models
 from posenorm.pose.nets import pose_normalized_net
@@ -35,11 +35,11 @@ def test_frozen_protocol_plan_and_nets():
 
 
 def test_accuracy_interval():
-    lo, hi = metrics.accuracy_interval(0.8, 250)
+    lo, hi = class_metrics.accuracy_interval(0.8, 250)
     assert lo < 0.8 < hi and 0.04 < 0.8 - lo < 0.06 and 0.04 < hi - 0.8 < 0.06
-    assert metrics.accuracy_interval(1.0, 10)[1] == pytest.approx(1.0) and metrics.accuracy_interval(0.0, 10)[0] == pytest.approx(0.0)
-    assert metrics.accuracy_interval(1.0, 10)[0] < 0.8
-    assert metrics.accuracy_interval(0.5, 0) == (None, None)
+    assert class_metrics.accuracy_interval(1.0, 10)[1] == pytest.approx(1.0) and class_metrics.accuracy_interval(0.0, 10)[0] == pytest.approx(0.0)
+    assert class_metrics.accuracy_interval(1.0, 10)[0] < 0.8
+    assert class_metrics.accuracy_interval(0.5, 0) == (None, None)
 
 
 def _predictions(report, name):

@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from posenorm.core import cli
-from posenorm.data import cub, lmdb_data, lmdb_verify
+from posenorm.data import cub_checks, lmdb_data, lmdb_verify
 
 
 @cli.tool
@@ -58,7 +58,7 @@ def main(argv=None):
                               val_fraction=args.val_fraction)
     t = m['throughput']
     if m['duplicate_images']:
-        print(cub.duplicates_warning(m['duplicate_images']), file=sys.stderr)
+        print(cub_checks.duplicates_warning(m['duplicate_images']), file=sys.stderr)
     print('wrote %s: %s; %d classes (labels 0-%d = class id - 1), input %dx%d%s' % (
         args.out, ', '.join('%s %d' % (s, v['count']) for s, v in m['splits'].items()),
         len(m['classes']), m['num_classes'] - 1, args.input_size, args.input_size,
