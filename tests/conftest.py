@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from posenorm.data import lmdb_data, synthetic
-from posenorm.weights import alexnet
+from posenorm.nets import alexnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get('POSENORM_SHARED',

@@ -11,7 +11,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from posenorm.weights import alexnet, safe_pickle
+from posenorm.nets import alexnet, safe_pickle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = (4, 6, 8, 6, 5)

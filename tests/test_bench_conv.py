@@ -80,13 +80,13 @@ def test_quick_run_with_onnx_runtime():
 
 
 def test_disagreement_is_reported():
-    tool = load_tool()
+    from posenorm.bench import conv_report
     check = dict(pool5=0.0, worst='conv1_1:param0/diff', worst_diff=3e-3,
                  e2e_worst='conv5_3/dW', e2e_diff=1.0)  # end to end: not checked
     runs = [(1, dict(sizes=[dict(n=1, h=8, w=8, check=check)]),
              {(1, 8, 8): dict(diff_reference=1e-6, diff_fast=float('nan'))})]
     lines = []
-    bad = tool._agreement(lambda line='': lines.append(line), runs, 1e-4)
+    bad = conv_report._agreement(lambda line='': lines.append(line), runs, 1e-4)
     assert len(bad) == 2
     assert 'conv1_1:param0/diff' in bad[0] and 'ONNX vs ours' in bad[1]
 
@@ -101,7 +101,7 @@ def test_bad_arguments():
 
 
 def test_net_and_plan():
-    from posenorm.pose import conv_bench
+    from posenorm.bench import conv as conv_bench
     proto = conv_bench.net_proto(2, 33, 33)
     plan = conv_bench.plan(proto)
     assert [p.split()[1] for p in plan if p.startswith('conv')] == LAYERS[:13]

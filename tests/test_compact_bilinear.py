@@ -445,9 +445,9 @@ def test_cpu_and_gpu_agree(tmp_path, repo_root):
 # ---------------------------------------------------------------- docs
 
 def test_documented_pipeline_prototxt_runs(tmp_path, repo_root):
-    """The prototxt snippet in the README's CompactBilinear section runs."""
-    with open(os.path.join(repo_root, 'README.md')) as f:
-        section = f.read().split('### CompactBilinear, SignedSqrt, L2Normalize', 1)[1]
+    """The prototxt snippet in docs/layers.md's CompactBilinear section runs."""
+    with open(os.path.join(repo_root, 'docs', 'layers.md')) as f:
+        section = f.read().split('## CompactBilinear, SignedSqrt, L2Normalize', 1)[1]
     snippet = section.split('```')[1]
     proto = _write(tmp_path, 'doc.prototxt',
                    'layer { name: "in" type: "Input" top: "conv5_3" '

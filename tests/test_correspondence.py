@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from posenorm.core.geometry import Geometry, unit_centres
-from posenorm.correspondence import cli, dataset, features, reconstruct, report
+from posenorm.correspondence import cli, dataset, features, reconstruction, report
 from posenorm.data import synthetic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -77,7 +77,7 @@ def test_report_sections(tmp_path):
     with open(os.path.join(out, 'results.json'), 'w') as f:
         f.write('{"geometry": ')
     with pytest.raises(ValueError, match='results.json:1: invalid JSON'):
-        report.update_section(out, 'geometry', {})
+        report.update_section(out, 'geometry', {}, cli.SUBCOMMANDS)
 
 
 def test_reconstruction_from_itself_is_the_image(small_model, tiny_birds, small_alexnet_widths):
@@ -88,14 +88,14 @@ def test_reconstruction_from_itself_is_the_image(small_model, tiny_birds, small_
     fmap, geometry = fnet.extract_with_geometry(image, ['conv1'])['conv1']
     h, w = image.shape[:2]
     assert geometry == (4, 3, 11) and fmap.shape == (small_alexnet_widths[0], (h - 7) // 4 + 1, (w - 7) // 4 + 1)
-    db = reconstruct.Database(fnet.geometry['conv1'], [image], [fmap])
-    recon = reconstruct.reconstruct_image(fmap, image.shape, db, 1)
+    db = reconstruction.Database(fnet.geometry['conv1'], [image], [fmap])
+    recon = reconstruction.reconstruct_image(fmap, image.shape, db, 1)
     tiled = np.isfinite(recon).all(axis=2)
     assert tiled.mean() > 0.9
     assert (recon[tiled] == image[tiled]).all(axis=1).mean() > 0.98
-    db3 = reconstruct.Database(fnet.geometry['conv3'], [image], [fnet.extract(image, ['conv3'])['conv3']])
-    rows = reconstruct.interior_rows(db3, 3, np.random.default_rng(0))
-    assert np.isfinite([reconstruct.crop(image, y, x, 99) for y, x in zip(*db3.centre(rows))]).all()
+    db3 = reconstruction.Database(fnet.geometry['conv3'], [image], [fnet.extract(image, ['conv3'])['conv3']])
+    rows = reconstruction.interior_rows(db3, 3, np.random.default_rng(0))
+    assert np.isfinite([reconstruction.crop(image, y, x, 99) for y, x in zip(*db3.centre(rows))]).all()
 
 
 def _run(*args):

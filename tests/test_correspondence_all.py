@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posenorm.correspondence import cli, dataset, features, objects, run_all
+from posenorm.correspondence import cli, dataset, features, objects
+from posenorm.correspondence.commands import all as all_steps
 
 CHANCE = 0.02   # PCK at 0.1 of a uniformly random point in a crop ~1.3x the box
 
@@ -71,7 +72,7 @@ def test_align_predict_all_end_to_end(small_model, tiny_birds, tmp_path):  # noq
 
 def test_all_resumes_and_names_bad_steps(small_model, tiny_birds, tmp_path, monkeypatch):  # noqa: F811
     out = str(tmp_path / 'report')
-    monkeypatch.setitem(run_all.BUDGET, 'align', ['--k', '2', '--best', '1', '--radius', '1',
+    monkeypatch.setitem(all_steps.BUDGET, 'align', ['--k', '2', '--best', '1', '--radius', '1',
                                                   '--iterations', '2', '--test', '2', '--fig3', '0'])
     argv = ['all', '--net', small_model, '--out', out, '--quiet', '--data', tiny_birds,
             '--size', '128', '--steps', 'geometry,align']

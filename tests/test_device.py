@@ -246,7 +246,7 @@ def test_tool_refuses_gpu_on_cpu_build(tmp_path, capsys, monkeypatch, caffe_tool
 
 
 def test_bench_nets_refuses_gpu_on_cpu_build(tmp_path):
-    """The same through a real command line (bench_nets imports its sibling tool)."""
+    """The same through a real command line."""
     if this_pycaffe_is_cuda():
         pytest.skip('this pycaffe is a CUDA build')
     res = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'bench_nets.py'), '--quick',

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import caffe
-from posenorm.pose import evaluate, model_dir, nets, predict, stages
 from posenorm.data.cub import PART_NAMES, read_cub
+from posenorm.nets import model_dir
+from posenorm.pose import evaluate, nets, predict, stages
 
 NEW_LAYERS = ('CoordinateTransfer', 'KeypointSigmoidCrossEntropyLoss')
 

@@ -12,8 +12,8 @@ from caffe.coord_map import coord_map_from_to
 from posenorm.core.netgraph import load_net_param
 from posenorm.core.geometry import (Geometry, nearest_unit, net_geometry,
                                     unit_centres)
-from posenorm.pose.nets import BACKBONES, trunk
-from posenorm.weights import alexnet
+from posenorm.nets import alexnet
+from posenorm.nets.backbones import BACKBONES, trunk
 
 # "Do Convnets Learn Correspondence?" Table 1: size/stride.
 TABLE1 = {'conv1': (11, 4), 'pool1': (19, 8), 'conv2': (51, 8), 'pool2': (67, 16),

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import caffe
+from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import nets, solvers, stages
 
 SMALL_TRAINED = list(stages.trained_nets('small'))
@@ -19,7 +20,7 @@ def test_checked_in_files_equal_generator_output(tmp_path, repo_root):
         made = sorted(os.path.relpath(os.path.join(d, f), tmp_path / sub)
                       for d, _, fs in os.walk(tmp_path / sub) for f in fs)
         ours = sorted(os.path.relpath(os.path.join(d, f), os.path.join(repo_root, sub))
-                      for backbone in nets.BACKBONES  # prototxt/alexnet/ comes from its own tool
+                      for backbone in BACKBONES  # prototxt/alexnet/ comes from its own tool
                       for d, _, fs in os.walk(os.path.join(repo_root, sub, backbone)) for f in fs)
         assert made == ours, 'regenerate with tools/make_nets.py'
         for rel in made:
@@ -93,7 +94,7 @@ def test_faithful_vgg16_joint_net_shapes(tmp_path):
 
 
 def test_solvers_reference_generated_nets(repo_root):
-    for backbone in nets.BACKBONES:
+    for backbone in BACKBONES:
         for name in stages.trained_nets(backbone):
             s = solvers.make_solver(backbone, name)
             assert os.path.exists(os.path.join(repo_root, s.train_net)), s.train_net

@@ -10,8 +10,9 @@ import pytest
 
 import caffe
 from caffe import layers as L
+from posenorm.nets.backbones import BACKBONES, trunk
 from posenorm.pose import feature_cache, report, stages
-from posenorm.pose.nets import BACKBONES, pose_normalized_net, trunk, trunk_cache_net
+from posenorm.pose.nets import pose_normalized_net, trunk_cache_net
 from posenorm.pose.train import Run, train
 
 PARTIAL = ['partial_keypoint_stage1', 'partial_keypoint_stage2', 'partial_joint_cbp_stage3',

@@ -9,7 +9,8 @@ import pytest
 
 caffe = pytest.importorskip('caffe', reason='pycaffe not built yet (make build)')
 from posenorm.core import net_loading  # noqa: E402
-from posenorm.pose import model_dir, surgery  # noqa: E402
+from posenorm.nets import model_dir  # noqa: E402
+from posenorm.pose import surgery  # noqa: E402
 
 DEPLOY = """
 name: "tiny"

@@ -2,7 +2,7 @@
 import pytest
 
 from posenorm.pose import stages
-from posenorm.pose.nets import BACKBONES
+from posenorm.nets.backbones import BACKBONES
 
 
 def test_every_stage_has_a_solver_per_backbone_and_known_sources():

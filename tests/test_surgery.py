@@ -10,8 +10,9 @@ import caffe
 from caffe import layers as L
 from caffe.proto import caffe_pb2
 
+from posenorm.nets.backbones import BACKBONES, conv_trunk_proto
 from posenorm.pose import surgery
-from posenorm.pose.nets import BACKBONES, pose_normalized_net
+from posenorm.pose.nets import pose_normalized_net
 from posenorm.pose.stages import trained_nets
 
 SMALL = BACKBONES['small']
@@ -315,7 +316,7 @@ def test_source_net_must_match_the_caffemodel(zoo, tmp_path):
     with pytest.raises(surgery.SurgeryError, match=r'fc6, fc7, fc8.*--source-net'):
         surgery.surgery(zoo['caffemodel'], out, backbone='small', log=_quiet)
     # a prototxt with layers the caffemodel lacks would copy filler values
-    conv_only = _write_proto(tmp_path / 'conv.prototxt', surgery.conv_trunk_proto('small'))
+    conv_only = _write_proto(tmp_path / 'conv.prototxt', conv_trunk_proto('small'))
     proto_with_fc = zoo['prototxt']
     net = caffe.Net(conv_only, caffe.TEST)
     only_convs = str(tmp_path / 'convs.caffemodel')

@@ -1,4 +1,4 @@
-"""posenorm.weights.vgg16_onnx and tools/get_vgg16_conv_weights.py: VGG-16 conv weights from ONNX."""
+"""posenorm.nets.vgg16_onnx and tools/get_vgg16_conv_weights.py: VGG-16 conv weights from ONNX."""
 import os
 import subprocess
 import sys
@@ -11,10 +11,11 @@ import caffe
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from posenorm.pose import surgery
-from posenorm.weights import pinned, vgg16_onnx
 from posenorm.core.files import sha256_file
-from posenorm.weights.vgg16_onnx import BIAS_NAME, WEIGHT_NAME, WeightsError
+from posenorm.nets import pinned, vgg16_onnx
+from posenorm.nets.backbones import conv_trunk_proto, temporary_prototxt
+from posenorm.nets.vgg16_onnx import BIAS_NAME, WEIGHT_NAME, WeightsError
+from posenorm.pose import surgery
 
 LOCAL_WHEEL = os.environ.get('POSENORM_VGG16_WHEEL', '/tmp/dt/' + vgg16_onnx.WHEEL_FILE)
 
@@ -58,7 +59,7 @@ def _fake_onnx(path, params, conv_attrs=None, drop=None):
 
 
 def _trunk_net(path, backbone='small'):
-    with surgery._prototxt(surgery.conv_trunk_proto(backbone)) as proto:
+    with temporary_prototxt(conv_trunk_proto(backbone)) as proto:
         return caffe.Net(proto, str(path), caffe.TEST)
 
 

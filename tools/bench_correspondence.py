@@ -11,7 +11,8 @@ import argparse
 import sys
 
 from posenorm.core import cli
-from posenorm.correspondence import bench, dataset, features
+from posenorm.bench import correspondence as bench
+from posenorm.correspondence import dataset, features
 
 
 def main(argv=None):

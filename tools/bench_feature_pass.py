@@ -5,8 +5,9 @@ pays once per image.
 
   .venv/bin/python tools/bench_feature_pass.py --sizes 500,448,336,224 --images 5
 
-The net is posenorm.pose.nets.trunk of the vgg16 backbone up to conv5_3
-behind an Input layer (deploy form, pycaffe forward); weights from --weights
+The net is posenorm.nets.backbones.conv_trunk_proto of the vgg16 backbone
+(conv1_1 ... conv5_3 behind an Input layer, deploy form, pycaffe forward; the
+measurement is posenorm.bench.nets.trunk_rate); weights from --weights
 when given (the speed does not depend on them), else the fillers.  One
 warm-up forward per size is left out; the figure is images / wall seconds
 over --images forwards of a preprocessed real-size random image.
@@ -14,42 +15,9 @@ over --images forwards of a preprocessed real-size random image.
 import argparse
 import os
 import sys
-import tempfile
-import time
 
-from posenorm.core import cli
-
-import caffe  # noqa: E402
-import numpy as np  # noqa: E402
-from caffe import layers as L  # noqa: E402
-
-from posenorm.pose.nets import BACKBONES, trunk  # noqa: E402
-
-
-def trunk_net(size, upto='conv5_3'):
-    n = caffe.NetSpec()
-    n.data = L.Input(shape=dict(dim=[1, 3, size, size]))
-    trunk(n, n.data, BACKBONES['vgg16'], upto=upto, train=False)
-    return str(n.to_proto())
-
-
-def measure(size, images, weights=None, upto='conv5_3'):
-    """(images per second, output shape) of `images` forwards at size x size."""
-    with tempfile.NamedTemporaryFile('w', suffix='.prototxt', delete=False) as f:
-        f.write(trunk_net(size, upto))
-    try:
-        net = caffe.Net(f.name, caffe.TEST, **(dict(weights=weights) if weights else {}))
-    finally:
-        os.remove(f.name)
-    x = np.random.default_rng(0).normal(0, 50, (1, 3, size, size)).astype(np.float32)
-    net.blobs['data'].data[...] = x
-    net.forward()  # warm-up: allocations
-    start = time.perf_counter()
-    for _ in range(images):
-        net.blobs['data'].data[...] = x
-        net.forward()
-    seconds = time.perf_counter() - start
-    return images / seconds, net.blobs[upto].data.shape
+from posenorm.core import cli  # first: quiets glog before Caffe loads
+from posenorm.bench.nets import trunk_rate
 
 
 @cli.tool
@@ -70,7 +38,7 @@ def main(argv=None):
     print('VGG-16 feature pass (conv1_1 ... conv5_3, batch 1, pycaffe CPU, %d cores, BLAS threads %s):'
           % (os.cpu_count(), threads))
     for size in sizes:
-        rate, shape = measure(size, args.images, args.weights)
+        rate, shape = trunk_rate(size, args.images, args.weights)
         print('  %dx%d: %.3f images/s (%.2f s/image), conv5_3 %s' % (size, size, rate, 1 / rate,
                                                                      'x'.join(map(str, shape[1:]))))
     return 0

@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-""""Do Convnets Learn Correspondence?" sections 3 and 5.1 on our Caffe.
+""""Do Convnets Learn Correspondence?" (sections 3, 4 and 5) on our Caffe.
 
   python tools/correspondence.py geometry                 # Table 1 (AlexNet, CaffeNet, VGG-16)
   python tools/correspondence.py reconstruct --data DIR   # Figures 1, 2
   python tools/correspondence.py classify --data DIR      # Table 3, Figures 4, 5
+  python tools/correspondence.py align --data DIR         # Table 2, Figure 3
+  python tools/correspondence.py predict --data DIR       # Table 4, Figure 6
+  python tools/correspondence.py all --data DIR           # every step in turn, resumable
 
 Each subcommand writes its section of OUT/results.json and rebuilds
 OUT/README.md (default OUT: reports/correspondence).  --data takes a
 CUB-200-2011 or PASCAL VOC 2011 keypoint directory; without it the synthetic
-birds are generated once.  See docs/correspondence.md.
+birds are generated once.  One module per subcommand:
+python/posenorm/correspondence/commands/.  See docs/correspondence.md.
 """
 import sys
 

@@ -27,10 +27,10 @@ import time
 from posenorm.core import cli
 from posenorm.core import caffe_run, device, plots
 from posenorm.data import cub as cub_reader, lmdb_data, synthetic
+from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import report, run_record
 from posenorm.pose.cost import partial_cost
 from posenorm.pose.evaluate import evaluate_models
-from posenorm.pose.nets import BACKBONES
 from posenorm.pose.stages import ALL_MODELS, PARTIAL_CACHE, PROTOCOLS
 from posenorm.pose.train import Run, train
 

@@ -7,7 +7,7 @@
       --out reports/cub --limit 200
 
 Each model directory holds deploy.prototxt, weights.caffemodel and model.json
-(python/posenorm/pose/model_dir.py).  Every image of the split is read with
+(python/posenorm/nets/model_dir.py).  Every image of the split is read with
 read_cub, resized to the model's input size and run through its deploy net
 (and its oracle deploy net, when it has one).  The report directory gets
 README.md (markdown tables and figures), results.json (every number),

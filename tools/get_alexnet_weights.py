@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from posenorm.core import cli
-from posenorm.weights import alexnet
+from posenorm.nets import alexnet
 
 
 def main(argv=None):

@@ -22,7 +22,7 @@ from posenorm.core import cli  # first: quiets glog before Caffe loads
 
 import caffe  # noqa: E402
 
-from posenorm.weights import vgg16_onnx  # noqa: E402
+from posenorm.nets import vgg16_onnx  # noqa: E402
 
 DEFAULT_OUTPUT = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
 

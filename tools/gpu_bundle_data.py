@@ -31,7 +31,7 @@ from google.protobuf import text_format
 
 from posenorm.core.atomic import atomic_directory, atomic_write_text
 from posenorm.data import lmdb_data
-from posenorm.pose.nets import BACKBONES
+from posenorm.nets.backbones import BACKBONES
 from posenorm.pose.solvers import make_solver
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -10,8 +10,9 @@ import os
 import sys
 
 from posenorm.core import cli
+from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import stages
-from posenorm.pose.nets import BACKBONES, write_nets
+from posenorm.pose.nets import write_nets
 from posenorm.pose.solvers import write_solvers
 
 

@@ -22,7 +22,7 @@ import caffe  # noqa: E402
 
 from posenorm.pose import surgery  # noqa: E402
 
-BACKBONES = ('small', 'vgg16')  # posenorm.pose.nets.BACKBONES, without importing Caffe for --help
+BACKBONES = ('small', 'vgg16')  # posenorm.nets.backbones.BACKBONES, without importing Caffe for --help
 
 
 @cli.tool

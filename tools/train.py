@@ -19,7 +19,7 @@ import sys
 from posenorm.core import cli
 from posenorm.core import caffe_run, device
 from posenorm.data.lmdb_data import parse_manifest
-from posenorm.pose.nets import BACKBONES
+from posenorm.nets.backbones import BACKBONES
 from posenorm.pose.stages import ALL_MODELS, MODELS, PARTIAL_CACHE, PROTOCOLS, STAGES_BY_NAME
 from posenorm.pose.train import Run, train
 

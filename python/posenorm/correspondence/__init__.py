@@ -1,6 +1,7 @@
 """Paper 2: "Do Convnets Learn Correspondence?" (Long, Zhang, Darrell, NIPS 2014).
 
-Sections 3 (features and their geometry, nonparametric reconstruction) and
-5.1 (keypoint classification) as subcommands of tools/correspondence.py;
-see docs/correspondence.md.
+The algorithms here (features and their geometry, nearest neighbours, SIFT,
+flow, warp, transfer, detectors, reconstruction, keypoint SVMs, localization)
+take explicit arguments; `commands/` holds one module per subcommand of
+tools/correspondence.py, `cli` the parser; see docs/correspondence.md.
 """

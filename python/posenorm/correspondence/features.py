@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image
@@ -26,13 +25,14 @@ from posenorm.core.atomic import atomic_write_bytes
 from posenorm.core.geometry import net_geometry, nearest_unit
 from posenorm.core.netgraph import load_net_param
 from posenorm.correspondence.dataset import check_keypoints
-from posenorm.weights import alexnet
+from posenorm.nets import alexnet
+from posenorm.nets.backbones import VGG_MEAN_BGR, conv_trunk_proto, temporary_prototxt
+from posenorm.nets.model_dir import read_info
 
 CAFFENET_SHA1 = '4c8d77deb20ea792f84eb5e6d0a11ca0a8660a46'
 CAFFENET_SIZE = 243862418
 CAFFENET_MEAN_BGR = (104.0, 116.7, 122.7)  # ilsvrc_2012_mean.npy averaged per channel
 VGG16_WEIGHTS = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
-VGG16_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
 DEFAULT_LAYERS = {
     'alexnet': ('conv1', 'conv2', 'conv3', 'conv4', 'conv5'),
@@ -67,17 +67,17 @@ class FeatureNet:
                                 ', '.join(b for b in self.geometry if b != self.input)))
         return tuple(layers)
 
+    def select_layers(self, text, default=None):
+        """Comma-separated blob names, checked; `default` (the net's default
+        rows) when text is empty."""
+        names = [l.strip() for l in (text or '').split(',') if l.strip()]
+        return self.check_layers(names) if names else tuple(default or self.layers)
+
     def _net(self, layers):
         key = tuple(sorted(layers))
         if key not in self._nets:
-            proto = truncated(self.param, layers)
-            fd, path = tempfile.mkstemp(suffix='.prototxt', prefix='posenorm-features-')
-            try:
-                with os.fdopen(fd, 'w') as f:
-                    f.write(str(proto))
+            with temporary_prototxt(truncated(self.param, layers)) as path:
                 self._nets[key] = self._caffe.Net(path, self._caffe.TEST, weights=self.weights)
-            finally:
-                os.remove(path)
         return self._nets[key]
 
     def extract(self, image, layers=None):
@@ -131,7 +131,6 @@ def _caffenet_deploy():
 
 
 def _vgg16_deploy(cache_dir):
-    from posenorm.pose.surgery import conv_trunk_proto
     path = os.path.join(cache_dir, 'vgg16_conv_deploy.prototxt')
     text = str(conv_trunk_proto('vgg16'))
     if not os.path.isfile(path) or open(path).read() != text:
@@ -147,11 +146,10 @@ def definition(spec, cache_dir='.'):
     if spec == 'caffenet':
         return spec, _caffenet_deploy(), CAFFENET_MEAN_BGR, None
     if spec == 'vgg16':
-        return spec, _vgg16_deploy(cache_dir), VGG16_MEAN_BGR, VGG16_WEIGHTS
+        return spec, _vgg16_deploy(cache_dir), VGG_MEAN_BGR, VGG16_WEIGHTS
     if os.path.isdir(spec):
-        from posenorm.pose.model_dir import read_info
         info = read_info(spec)
-        return (os.path.basename(os.path.normpath(spec)), info['deploy_path'], VGG16_MEAN_BGR,
+        return (os.path.basename(os.path.normpath(spec)), info['deploy_path'], VGG_MEAN_BGR,
                 info['weights_path'])
     raise ValueError('--net %r: not alexnet, caffenet, vgg16 or a model directory' % spec)
 

@@ -2,8 +2,9 @@
 
 Each subcommand owns one section of `OUT/results.json` (keyed by its NAME);
 `update_section` replaces that section atomically, keeps the others, and
-rebuilds `OUT/README.md` from every section present, in the order of
-`cli.SUBCOMMANDS`, each rendered by its module's `markdown(section)`.
+rebuilds `OUT/README.md` from every section present, in the order of the
+subcommands given (`cli.SUBCOMMANDS`), each rendered by its module's
+`markdown(section)`.
 """
 import json
 import os
@@ -41,11 +42,9 @@ def render(results, subcommands):
     return '\n'.join(parts)
 
 
-def update_section(out_dir, name, section, subcommands=None):
-    """Write `section` as results[name], then rebuild README.md; return its path."""
-    if subcommands is None:
-        from posenorm.correspondence import cli  # cli imports this module
-        subcommands = cli.SUBCOMMANDS
+def update_section(out_dir, name, section, subcommands):
+    """Write `section` as results[name], then rebuild README.md from the
+    sections of `subcommands`; return its path."""
     os.makedirs(out_dir, exist_ok=True)
     results = read_results(out_dir)
     results[name] = section
@@ -53,6 +52,12 @@ def update_section(out_dir, name, section, subcommands=None):
     path = os.path.join(out_dir, README)
     atomic_write_text(path, render(results, subcommands))
     return path
+
+
+def figure_path(out_dir, name):
+    """Path of a figure `name` in the report directory (made if needed)."""
+    os.makedirs(out_dir, exist_ok=True)
+    return os.path.join(out_dir, name)
 
 
 def table(header, rows):

@@ -31,7 +31,7 @@ from posenorm.core.report import json_safe
 from posenorm.data.coords import keypoints_to_input
 from posenorm.data.cub import read_cub
 from posenorm.pose import report
-from posenorm.pose.model_dir import read_info
+from posenorm.nets.model_dir import read_info
 from posenorm.pose.predict import Predictor
 
 RESULTS_FORMAT = 'posenorm-evaluation 1'
@@ -214,7 +214,7 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
                     extra=None):
     """Evaluate model directories on a CUB-layout split; write the report.
 
-    model_dirs: model directories (`posenorm.pose.model_dir`).  cub_dir: a
+    model_dirs: model directories (`posenorm.nets.model_dir`).  cub_dir: a
     CUB-layout dataset.  out: the report directory (built in OUT.tmp and
     renamed when complete; an existing one is replaced only with force=True).
     split: 'test' or 'train'.  limit: at most this many images, round-robin

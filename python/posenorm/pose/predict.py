@@ -1,8 +1,8 @@
 """Prediction with a trained model directory, one image at a time.
 
-`Predictor(model_dir)` runs the deploy net (`posenorm.pose.model_dir`) on an
+`Predictor(model_dir)` runs the deploy net (`posenorm.nets.model_dir`) on an
 image exactly as a user would: the whole image resized to S x S
-(`coords.resize_input`), BGR minus `nets.VGG_MEAN_BGR`.  Predicted
+(`coords.resize_input`), BGR minus `backbones.VGG_MEAN_BGR`.  Predicted
 keypoints are the net's `part_locations` (CoordinateTransfer: the heatmap
 argmax as an input-image point) when it has them, else the argmax of its
 `heatmap` decoded with the heatmap geometry recorded in model.json; both
@@ -16,9 +16,9 @@ from PIL import Image
 from posenorm.core import netgraph
 from posenorm.data.coords import from_input_coords, keypoints_to_input, resize_input, to_input_coords
 from posenorm.data.part_crops import PARTS, crop, crop_boxes
+from posenorm.nets.backbones import VGG_MEAN_BGR
+from posenorm.nets.model_dir import load_model
 from posenorm.pose import feature_cache
-from posenorm.pose.model_dir import load_model
-from posenorm.pose.nets import VGG_MEAN_BGR
 
 
 def decode_heatmap(heatmap, stride, offset):

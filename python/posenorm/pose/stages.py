@@ -18,7 +18,7 @@ this table.  Why the solvers are set as they are: docs/training.md.
 import collections
 
 from posenorm.data.part_crops import PARTS
-from posenorm.pose.nets import BACKBONES
+from posenorm.nets.backbones import BACKBONES
 
 # ------------------------------------------------------------ solvers ---
 

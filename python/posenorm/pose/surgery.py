@@ -26,18 +26,17 @@ fillers initialize the rest.
 import collections
 import contextlib
 import os
-import tempfile
 
 import numpy as np
 
 import caffe
-from caffe import layers as L
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from posenorm.core.atomic import atomic_write_bytes, refuse_existing
 from posenorm.core.net_loading import read_prototxt, refuse_python_layers
-from posenorm.pose.nets import BACKBONES, pose_normalized_net, trunk
+from posenorm.nets.backbones import conv_trunk_proto, temporary_prototxt
+from posenorm.pose.nets import pose_normalized_net
 
 STREAMS = ('', 'cls_')
 
@@ -336,35 +335,12 @@ def save_weights(net, path, layers=None, force=False, name=''):
 # ---------------------------------------------------------------------------
 # The job of tools/surgery.py
 
-def conv_trunk_proto(backbone='vgg16', input_size=224):
-    """The conv1_1 ... conv5_3 trunk of `backbone` on an Input blob: the net of
-    our conv-only caffemodels (tools/get_vgg16_conv_weights.py)."""
-    n = caffe.NetSpec()
-    n.data = L.Input(shape=dict(dim=[1, 3, input_size, input_size]))
-    trunk(n, n.data, BACKBONES[backbone], upto='conv5_3', train=False)
-    proto = n.to_proto()
-    proto.name = '%s_conv' % backbone
-    return proto
-
-
 def target_proto(backbone='vgg16', holistic='fc7', num_classes=200):
     """The joint deploy net both streams are initialized in."""
     proto = pose_normalized_net('deploy', backbone=backbone, holistic=holistic,
                                 num_classes=num_classes)
     proto.name = '%s_joint_%s_deploy' % (backbone, holistic)
     return proto
-
-
-@contextlib.contextmanager
-def _prototxt(proto):
-    """A NetParameter written to a temporary prototxt (removed afterwards)."""
-    fd, path = tempfile.mkstemp(suffix='.prototxt', prefix='posenorm-')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(str(proto))
-        yield path
-    finally:
-        os.remove(path)
 
 
 def parse_streams(text):
@@ -423,7 +399,7 @@ def surgery(weights, out, source_net=None, net=None, backbone='vgg16',
         if source_net is None:
             label = 'the conv-only %s trunk (--backbone %s; else give --source-net)' % (
                 backbone, backbone)
-            source_net = stack.enter_context(_prototxt(conv_trunk_proto(backbone)))
+            source_net = stack.enter_context(temporary_prototxt(conv_trunk_proto(backbone)))
             log('source: %s as a conv-only %s trunk (conv1_1 ... conv5_3)'
                 % (weights, backbone))
         else:
@@ -432,7 +408,7 @@ def surgery(weights, out, source_net=None, net=None, backbone='vgg16',
         if net is None:
             proto = target_proto(backbone, holistic, num_classes)
             check_layer_types(proto, 'the generated %s deploy net' % backbone)
-            net = stack.enter_context(_prototxt(proto))
+            net = stack.enter_context(temporary_prototxt(proto))
             log('target: the %s joint deploy net (holistic=%s, %d classes)'
                 % (backbone, holistic, num_classes))
         else:

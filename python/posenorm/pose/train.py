@@ -51,9 +51,10 @@ from posenorm.core.atomic import atomic_save, atomic_write_text
 from posenorm.core.netgraph import load_net_param
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.data.part_crops import CROP_SIZE
+from posenorm.nets.backbones import BACKBONES
+from posenorm.nets.model_dir import ORACLE_DEPLOY, write_model_dir
 from posenorm.pose import feature_cache, run_record, stages
-from posenorm.pose.model_dir import ORACLE_DEPLOY, write_model_dir
-from posenorm.pose.nets import BACKBONES, pose_normalized_net, split_block, write_nets
+from posenorm.pose.nets import pose_normalized_net, split_block, write_nets
 from posenorm.pose.partial import PartialProtocol
 from posenorm.pose.solvers import make_solver
 from posenorm.pose.surgery import caffemodel_layers, copy_weights

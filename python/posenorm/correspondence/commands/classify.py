@@ -11,12 +11,12 @@ columns and SIFT alike) so one C grid serves every row.
 import time
 
 import numpy as np
-from sklearn.model_selection import GridSearchCV, StratifiedKFold
-from sklearn.svm import LinearSVC
 
-from posenorm.correspondence import context, dataset, localize, report, sift
-from posenorm.correspondence.features import keypoint_columns
-from posenorm.correspondence.nn import normalize
+from posenorm.correspondence import dataset, report, sift
+from posenorm.correspondence.commands import classify_fig5
+from posenorm.correspondence.commands.options import cache_dir, open_cache, open_data
+from posenorm.correspondence.features import load_net
+from posenorm.correspondence.keypoint_svm import collect, evaluate_row
 
 NAME = 'classify'
 HELP = 'Table 3, Figures 4-5: keypoint classification with linear SVMs, convnet layers vs SIFT'
@@ -30,7 +30,7 @@ def add_arguments(parser):
     parser.add_argument('--C', dest='c_grid', default=','.join('%g' % c for c in C_GRID),
                         help='SVM C values cross-validated (default %(default)s)')
     parser.add_argument('--folds', type=int, default=5, help='cross-validation folds (default 5)')
-    localize.add_arguments(parser)
+    classify_fig5.add_arguments(parser)
 
 
 def _floats(text, what, kind=float):
@@ -43,70 +43,13 @@ def _floats(text, what, kind=float):
     return values
 
 
-def collect(cache, items, layers, sift_sizes, progress=True, desc='keypoints'):
-    """{row: X}, labels (keypoint index), categories for the visible keypoints."""
-    rows = {l: [] for l in layers}
-    rows.update({sift.row_name(s): [] for s in sift_sizes})
-    labels, categories = [], []
-    for item, (feats, image, kps) in zip(items, cache.all(items, layers, progress, desc)):
-        vis = np.flatnonzero(kps[:, 2] > 0)
-        if not len(vis):
-            continue
-        for l in layers:
-            rows[l].append(keypoint_columns(feats[l], cache.fnet.geometry[l], kps[vis]))
-        for s in sift_sizes:
-            rows[sift.row_name(s)].append(sift.descriptors(image, kps[vis, :2], s))
-        labels.extend(vis.tolist())
-        categories.extend([item.category] * len(vis))
-    if not labels:
-        raise ValueError('no visible keypoints in %d images' % len(items))
-    return ({r: np.concatenate(v) for r, v in rows.items()}, np.array(labels),
-            np.array(categories))
-
-
-def fit(x, y, c_grid, folds, seed=0):
-    """GridSearchCV of a one-vs-all LinearSVC over C (refit on all of x)."""
-    counts = np.bincount(y)
-    folds = max(2, min(folds, int(counts[counts > 0].min())))
-    svm = LinearSVC(dual=False, max_iter=5000)
-    search = GridSearchCV(svm, {'C': list(c_grid)}, cv=StratifiedKFold(folds, shuffle=True,
-                                                                       random_state=seed), n_jobs=1)
-    search.fit(normalize(x), y)
-    return search
-
-
-def per_type_accuracy(model, x, y, num_types):
-    """Test accuracy of each keypoint type (NaN where the test split has none)."""
-    pred = model.predict(normalize(x))
-    acc = np.full(num_types, np.nan)
-    for k in range(num_types):
-        if (y == k).any():
-            acc[k] = float((pred[y == k] == k).mean())
-    return acc
-
-
-def evaluate_row(train, test, row, categories, c_grid, folds):
-    """Per category: per-type accuracy, mean, chosen C, CV curve; and the models."""
-    out, models = {}, {}
-    for cat, names in categories.items():
-        tr, te = train[2] == cat, test[2] == cat
-        if len(np.unique(train[1][tr])) < 2 or not te.any():
-            continue
-        search = fit(train[0][row][tr], train[1][tr], c_grid, folds)
-        acc = per_type_accuracy(search.best_estimator_, test[0][row][te], test[1][te], len(names))
-        out[cat] = dict(per_type=[None if np.isnan(a) else round(float(a), 4) for a in acc],
-                        mean=round(float(np.nanmean(acc)), 4), C=search.best_params_['C'],
-                        cv=[round(float(v), 4) for v in search.cv_results_['mean_test_score']])
-        models[cat] = search.best_estimator_
-    return out, models
-
-
 def run(args):
     sift_sizes = _floats(args.sift_sizes, '--sift-sizes', int)
     c_grid = _floats(args.c_grid, '--C')
-    fnet = context.open_net(args)
-    layers, cache = context.layers(args, fnet), context.open_cache(args, fnet)
-    data = context.open_data(args)
+    cache_path = cache_dir(args.cache, args.out)
+    fnet = load_net(args.net, args.weights, cache_path)
+    layers, cache = fnet.select_layers(args.layers), open_cache(fnet, cache_path, args.size)
+    data = open_data(args.data, cache_path, args.quiet)
     train_items, test_items = dataset.split(data, 'train'), dataset.split(data, 'test')
     t = time.perf_counter()
     train = collect(cache, train_items, layers, sift_sizes, not args.quiet, 'train keypoints')
@@ -121,16 +64,17 @@ def run(args):
         svm_s[row] = round(time.perf_counter() - t, 2)
         print('%-8s mean accuracy %s' % (row, ', '.join('%s %.1f%%' % (c, 100 * r['mean'])
                                                          for c, r in results[row].items())))
-    _figure4(context.figure(args, FIG4), results, rows, c_grid)
+    _figure4(report.figure_path(args.out, FIG4), results, rows, c_grid)
     section = dict(net=fnet.name, data=data.root, kind=data.kind, layers=list(layers),
                    sift_sizes=sift_sizes, c_grid=c_grid, folds=args.folds,
                    categories={c: list(n) for c, n in data.categories.items()},
                    train_keypoints=int(len(train[1])), test_keypoints=int(len(test[1])),
                    rows=rows, results=results, features_s=round(features_s, 1), svm_s=svm_s,
                    figures=[FIG4])
-    section['localization'] = localize.run(args, fnet, cache, test_items, models, layers,
-                                           sift_sizes)
-    section['figures'].append(localize.FIG5)
+    section['localization'] = classify_fig5.run(
+        fnet, cache, test_items, models, layers, sift_sizes, args.fig5_images, args.fig5_window,
+        args.fig5_sift, args.out)
+    section['figures'].append(classify_fig5.FIG5)
     return section
 
 
@@ -187,4 +131,4 @@ def markdown(section):
         report.table(header, body),
         'Figure 4: cross-validation accuracy against C.\n',
         '![Figure 4](%s)\n' % FIG4,
-        localize.markdown(section['localization'])])
+        classify_fig5.markdown(section['localization'])])

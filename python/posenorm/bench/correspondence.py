@@ -6,40 +6,21 @@ layer, GFLOP/s of its convolutions), faiss index build and exact cosine
 queries over a database of real features, and LinearSVC training on
 keypoint-like samples.  Printed as a markdown table and returned as a dict.
 """
-import tempfile
 import time
 
 import numpy as np
+from sklearn.svm import LinearSVC
 
+from posenorm.bench.harness import median_time, sgemm_rate
 from posenorm.correspondence import features
 from posenorm.correspondence.nn import CosineIndex, normalize
 
 SGEMM = 2048
 
 
-def _median_time(fn, repeats):
-    times = []
-    for _ in range(repeats + 1):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times[1:]))
-
-
 def sgemm_gflops(repeats=3):
     """GFLOP/s of a SGEMM^3 product run by Caffe's InnerProduct forward."""
-    import caffe
-    from caffe import layers as L
-    n = caffe.NetSpec()
-    n.x = L.Input(shape=dict(dim=[SGEMM, SGEMM]))
-    n.ip = L.InnerProduct(n.x, num_output=SGEMM, bias_term=False,
-                          weight_filler=dict(type='gaussian', std=0.01))
-    with tempfile.NamedTemporaryFile('w', suffix='.prototxt') as f:
-        f.write(str(n.to_proto()))
-        f.flush()
-        net = caffe.Net(f.name, caffe.TEST)
-    net.blobs['x'].data[...] = np.random.RandomState(0).randn(SGEMM, SGEMM)
-    return 2.0 * SGEMM ** 3 / _median_time(net.forward, repeats) / 1e9
+    return sgemm_rate(SGEMM, repeats)[0]
 
 
 def conv_flops(net, upto):
@@ -59,7 +40,7 @@ def extraction(fnet, image, layers, repeats=3):
     rows = []
     for layer in layers:
         net = fnet._net((layer,))
-        t = _median_time(lambda: fnet.extract(image, [layer]), repeats)
+        t = median_time(lambda: fnet.extract(image, [layer]), repeats)
         flops = conv_flops(net, layer)
         rows.append(dict(net=fnet.name, layer=layer, ms=1e3 * t, images_per_s=1.0 / t,
                          gflops=flops / t / 1e9))
@@ -83,7 +64,6 @@ def neighbours(dim=256, database=200000, queries=1000, k=5, seed=0):
 
 def svm(samples=3000, dim=384, classes=15, seed=0):
     """One LinearSVC fit (one C) on ReLU-like, L2-normalized samples, as classify trains."""
-    from sklearn.svm import LinearSVC
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((classes, dim))
     y = rng.integers(classes, size=samples)

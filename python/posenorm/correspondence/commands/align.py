@@ -16,7 +16,10 @@ import time
 import numpy as np
 
 from posenorm.core.cli import positive_float, positive_int
-from posenorm.correspondence import context, dataset, flow, objects, report, sift, transfer, warp
+from posenorm.correspondence import dataset, flow, objects, report, sift, transfer, warp
+from posenorm.correspondence.commands.options import (add_subset_arguments, cache_dir,
+                                                      open_cache, open_data)
+from posenorm.correspondence.features import load_net
 
 NAME = 'align'
 HELP = 'Table 2 and Figure 3: alignment by SIFT Flow on conv / SIFT features, keypoint transfer'
@@ -37,13 +40,12 @@ def add_arguments(parser):
     parser.add_argument('--alpha', type=positive_float, default=0.1,
                         help='smoothness weight, relative to the median match cost (default 0.1)')
     parser.add_argument('--iterations', type=positive_int, default=20, help='BP iterations (default 20)')
-    context.add_subset_arguments(parser, 'fig3', 3)
+    add_subset_arguments(parser, 'fig3', 3)
 
 
-def align_layers(args, fnet):
-    if args.align_layers:
-        return fnet.check_layers([l.strip() for l in args.align_layers.split(',') if l.strip()])
-    return (fnet.layers[min(3, len(fnet.layers) - 1)],)
+def align_layers(text, fnet):
+    """--align-layers, by default the net's 4th default row (conv4 of AlexNet)."""
+    return fnet.select_layers(text, (fnet.layers[min(3, len(fnet.layers) - 1)],))
 
 
 def _grid(obj, row, layer, sift_size, memo):
@@ -58,10 +60,12 @@ def _grid(obj, row, layer, sift_size, memo):
     return memo[key]
 
 
-def transfer_category(test, train, rows, args, fnet, memo):
+def transfer_category(test, train, rows, settings, fnet, memo, shown_count):
     """Predictions {row: N x K x 3} for one category's test objects, and
-    the Figure 3 material of the first args.fig3 of them."""
-    nn = transfer.cosine_neighbours([o.glob for o in test], [o.glob for o in train], args.k)
+    the Figure 3 material of the first `shown_count` of them; settings: k,
+    sift_size, radius, alpha, iterations, best (as `run` records them)."""
+    k, sift_size = settings['k'], settings['sift_size']
+    nn = transfer.cosine_neighbours([o.glob for o in test], [o.glob for o in train], k)
     preds = {row: [] for row in list(rows) + [COPY]}
     seconds = {row: 0.0 for row in rows}
     shown = []
@@ -71,23 +75,28 @@ def transfer_category(test, train, rows, args, fnet, memo):
         keep = {}
         for row, layer in rows.items():
             t = time.perf_counter()
-            grids = [(_grid(train[j], row, layer, args.sift_size, memo), train[j].keypoints)
+            grids = [(_grid(train[j], row, layer, sift_size, memo), train[j].keypoints)
                      for j in neigh]
             pred, alignments, order = transfer.transfer(
-                _grid(obj, row, layer, args.sift_size, memo), grids, fnet.geometry[layer],
-                obj.image.shape[:2], args.radius, args.alpha, args.iterations, args.best)
+                _grid(obj, row, layer, sift_size, memo), grids, fnet.geometry[layer],
+                obj.image.shape[:2], settings['radius'], settings['alpha'],
+                settings['iterations'], settings['best'])
             seconds[row] += time.perf_counter() - t
             preds[row].append(pred)
             keep[row] = (pred, [(train[neigh[i]].image, alignments[i]['dense']) for i in order])
-        if n < args.fig3:
+        if n < shown_count:
             shown.append((obj, keep))
     return {r: np.stack(p) for r, p in preds.items()}, seconds, shown
 
 
 def run(args):
-    fnet = context.open_net(args)
-    cache, data = context.open_cache(args, fnet), context.open_data(args)
-    layers = align_layers(args, fnet)
+    cache_path = cache_dir(args.cache, args.out)
+    fnet = load_net(args.net, args.weights, cache_path)
+    cache, data = open_cache(fnet, cache_path, args.size), open_data(args.data, cache_path, args.quiet)
+    layers = align_layers(args.align_layers, fnet)
+    settings = dict(k=args.k, best=args.best, radius=args.radius, alpha=args.alpha,
+                    iterations=args.iterations, sift_size=args.sift_size,
+                    side=cache.side, layers=list(layers))
     rows = {l: l for l in layers}
     rows.update({sift.row_name(args.sift_size): layers[0]})
     rng = np.random.default_rng(args.seed)
@@ -109,7 +118,7 @@ def run(args):
         if not tr:
             skipped_cats[cat] = len(te)   # no training object to transfer from
             continue
-        preds, secs, figs = transfer_category(te, tr, rows, args, fnet, memo)
+        preds, secs, figs = transfer_category(te, tr, rows, settings, fnet, memo, args.fig3)
         gt = np.stack([o.keypoints for o in te])
         boxes = np.array([o.box for o in te])
         tables[cat] = dict(names=list(names), objects=len(te),
@@ -119,7 +128,7 @@ def run(args):
         shown += figs[:max(0, args.fig3 - len(shown))]
     if not tables:
         raise ValueError('no category has both training and test objects to align')
-    _figure3(context.figure(args, FIG3), shown, list(rows))
+    _figure3(report.figure_path(args.out, FIG3), shown, list(rows))
     pairs = sum(t['objects'] for t in tables.values()) * min(args.k, len(train))
     return dict(net=fnet.name, data=data.root, kind=data.kind, rows=list(rows) + [COPY],
                 alphas=list(transfer.TABLE2_ALPHAS), tables=tables,
@@ -127,9 +136,7 @@ def run(args):
                 align_seconds={r: round(s, 1) for r, s in seconds.items()},
                 skipped=dict(train=skipped_train, test=skipped_test,
                              categories_without_training=skipped_cats),
-                settings=dict(k=args.k, best=args.best, radius=args.radius, alpha=args.alpha,
-                              iterations=args.iterations, sift_size=args.sift_size,
-                              side=cache.side, layers=list(layers)),
+                settings=settings,
                 figures=[FIG3])
 
 

@@ -1,4 +1,4 @@
-"""Figure 5: keypoint classifiers' responses at single-pixel stride.
+"""Figure 5 of `classify`: keypoint classifiers' responses at single-pixel stride.
 
 Around each ground-truth keypoint of a few test images, the trained
 classifier of that keypoint type is scored at every pixel of a window.
@@ -9,8 +9,8 @@ histogram of where the maximum falls tells how finely a feature localizes.
 """
 import numpy as np
 
-from posenorm.correspondence import context, report, sift
-from posenorm.correspondence.nn import normalize
+from posenorm.correspondence import report, sift
+from posenorm.correspondence.localization import argmax_offsets, dense_scores, sift_scores
 
 FIG5 = 'fig5_localization.png'
 
@@ -23,74 +23,17 @@ def add_arguments(parser):
     parser.add_argument('--fig5-sift', type=int, default=24, help='SIFT size shown (default 24)')
 
 
-def dense_scores(fnet, image, layers, models, labels, points, window):
-    """{layer: N x (2w+1) x (2w+1)} scores of each point's own classifier,
-    from shifted images; NaN where no unit centre falls."""
-    side = 2 * window + 1
-    out = {l: np.full((len(points), side, side), np.nan, np.float32) for l in layers}
-    stride = int(round(max(fnet.geometry[l].stride for l in layers)))
-    pts = np.round(np.asarray(points, np.float64)).astype(int)
-    for dy in range(stride):
-        for dx in range(stride):
-            feats = fnet.extract(image[dy:, dx:], layers)
-            for l in layers:
-                g, fmap = fnet.geometry[l], feats[l]
-                c, h, w = fmap.shape
-                ys = np.round(g.offset + g.stride * np.arange(h) + dy).astype(int)
-                xs = np.round(g.offset + g.stride * np.arange(w) + dx).astype(int)
-                for n, ((px, py), k) in enumerate(zip(pts, labels)):
-                    ii = np.flatnonzero(np.abs(ys - py) <= window)
-                    jj = np.flatnonzero(np.abs(xs - px) <= window)
-                    if not len(ii) or not len(jj):
-                        continue
-                    cols = fmap[:, ii][:, :, jj].reshape(c, -1).T
-                    s = _own_score(models[l], normalize(cols), k)
-                    out[l][n][np.ix_(ys[ii] - py + window, xs[jj] - px + window)] = \
-                        s.reshape(len(ii), len(jj))
-    return out
-
-
-def _own_score(model, x, k):
-    """Decision value of class k (binary LinearSVC: sign for its class 1)."""
-    d = model.decision_function(x)
-    if d.ndim == 1:
-        return d if k == model.classes_[1] else -d
-    return d[:, int(np.flatnonzero(model.classes_ == k)[0])]
-
-
-def sift_scores(image, model, labels, points, window, size):
-    side = 2 * window + 1
-    out = np.full((len(points), side, side), np.nan, np.float32)
-    h, w = image.shape[:2]
-    oy, ox = np.mgrid[-window:window + 1, -window:window + 1]
-    for n, ((px, py), k) in enumerate(zip(np.round(points).astype(int), labels)):
-        ys, xs = (oy + py).ravel(), (ox + px).ravel()
-        inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
-        d = sift.descriptors(image, np.stack([xs[inside], ys[inside]], 1), size)
-        flat = out[n].reshape(-1)
-        flat[np.flatnonzero(inside)] = _own_score(model, normalize(d), k)
-    return out
-
-
-def _argmax_offsets(scores, window):
-    offs = []
-    for s in scores:
-        if np.isfinite(s).any():
-            i, j = np.unravel_index(np.nanargmax(s), s.shape)
-            offs.append((i - window, j - window))
-    return np.array(offs, np.int64).reshape(-1, 2)
-
-
-def run(args, fnet, cache, test_items, models, layers, sift_sizes):
-    """Scores around the keypoints of --fig5-images test images; Figure 5."""
-    if args.fig5_images <= 0:
+def run(fnet, cache, test_items, models, layers, sift_sizes, images, window, size, out_dir):
+    """Scores of each keypoint's own classifier (`models`: {row: {category:
+    classifier}}) in a window (half-width `window` px) around the keypoints
+    of `images` test images, SIFT of `size` if classified; Figure 5 in out_dir."""
+    if images <= 0:
         return dict(skipped=True)
-    window, size = args.fig5_window, args.fig5_sift
     rows = list(layers) + ([sift.row_name(size)] if size in sift_sizes else [])
     scores = {r: [] for r in rows}
     used = 0
     for item in test_items:
-        if used == args.fig5_images:
+        if used == images:
             break
         _, image, kps = cache.get(item, layers)
         vis = np.flatnonzero(kps[:, 2] > 0)
@@ -109,7 +52,7 @@ def run(args, fnet, cache, test_items, models, layers, sift_sizes):
     hists = {}
     for r in rows:
         s = np.concatenate(scores[r]) if scores[r] else np.zeros((0, 1, 1))
-        offs = _argmax_offsets(s, window)
+        offs = argmax_offsets(s, window)
         dist = np.hypot(offs[:, 0], offs[:, 1]) if len(offs) else np.zeros(0)
         hists[r] = np.histogram2d(offs[:, 0], offs[:, 1], bins=2 * window + 1,
                                   range=[[-window - .5, window + .5]] * 2)[0]
@@ -118,7 +61,7 @@ def run(args, fnet, cache, test_items, models, layers, sift_sizes):
                                    within_2px=float(np.mean(dist <= 2)) if len(dist) else None,
                                    on_border=float(np.mean(np.abs(offs).max(1) == window))
                                    if len(offs) else None))
-    _figure5(context.figure(args, FIG5), scores, hists, rows, window)
+    _figure5(report.figure_path(out_dir, FIG5), scores, hists, rows, window)
     return result
 
 

@@ -21,7 +21,7 @@ HELP = 'every experiment (Tables 1-4, Figures 1-6), each step timed and resumabl
 STEPS = ('geometry', 'reconstruct', 'classify', 'align', 'predict')
 
 # Per step: the options of the budgeted default run (measured on the
-# synthetic birds: docs/correspondence_part2.md).  --full drops them.  align
+# synthetic birds: docs/correspondence_alignment.md).  --full drops them.  align
 # and predict draw the same objects (same counts and seed), so one feature
 # pass serves both.
 BUDGET = {
@@ -60,15 +60,15 @@ def step_argv(name, args, uses_data):
     return argv
 
 
-def run(args):
-    from posenorm.correspondence import cli  # cli lists this module among its subcommands
+def run(args, subcommands, parser):
+    """Each step of --steps: its module among `subcommands`, its command line
+    parsed by `parser` (tools/correspondence.py's)."""
     steps = [s.strip() for s in args.steps.split(',') if s.strip()]
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise ValueError('unknown step%s %s (steps: %s)' % ('s' * (len(unknown) > 1),
                                                          ', '.join(unknown), ', '.join(STEPS)))
-    modules = {m.NAME: m for m in cli.SUBCOMMANDS}
-    parser = cli.build_parser()
+    modules = {m.NAME: m for m in subcommands}
     done, failed, start = [], [], time.perf_counter()
     for name in steps:
         module = modules[name]
@@ -91,13 +91,13 @@ def run(args):
             continue
         section['seconds'] = round(time.perf_counter() - t, 1)
         section['run_key'] = key
-        report.update_section(args.out, name, section)
+        report.update_section(args.out, name, section, subcommands)
         done.append(dict(step=name, status='ran', seconds=section['seconds']))
         print('%s: %.1f s' % (name, section['seconds']))
     total = time.perf_counter() - start
     result = dict(steps=done, full=args.full, wall_seconds=round(total, 1))
     if failed:
-        report.update_section(args.out, NAME, result)
+        report.update_section(args.out, NAME, result, subcommands)
         raise RuntimeError('steps failed: %s (the others are in %s)' % (', '.join(failed), args.out))
     return result
 

@@ -4,7 +4,8 @@ import os
 
 from posenorm.core.geometry import net_geometry
 from posenorm.core.netgraph import load_net_param
-from posenorm.correspondence import context, features, report
+from posenorm.correspondence import features, report
+from posenorm.correspondence.commands.options import cache_dir
 
 NAME = 'geometry'
 HELP = 'Table 1: receptive-field size/stride/centre of every layer, from the prototxt'
@@ -36,7 +37,7 @@ def run(args):
     specs = [args.net] + ([] if args.only else [n for n in EXTRA_NETS if n != args.net])
     nets, tables = [], {}
     for spec in specs:
-        name, tables[name] = net_table(spec, context.cache_dir(args))
+        name, tables[name] = net_table(spec, cache_dir(args.cache, args.out))
         nets.append(name)
         for row in tables[name]['rows']:
             print('%-10s %-10s size %5g  stride %3g  first centre %g'

@@ -2,12 +2,12 @@
 of tools/bench_conv.py.
 
 One process measures one thread count: the tool starts
-`python -m posenorm.pose.conv_bench SPEC OUT` with OPENBLAS_NUM_THREADS and
+`python -m posenorm.bench.conv SPEC OUT` with OPENBLAS_NUM_THREADS and
 OMP_NUM_THREADS set, because OpenBLAS's and OpenMP's thread pools are sized
 when the libraries load (and a CPU engine following OpenMP would not see a
 later openblas_set_num_threads). SPEC and OUT are JSON files.
 
-The net is the paper's trunk (posenorm.pose.nets.trunk: VGG_ILSVRC_16_layers'
+The net is the paper's trunk (posenorm.nets.backbones.trunk: VGG_ILSVRC_16_layers'
 names and shapes) up to conv5_3, plus pool5; Caffe pools with ceil rounding.
 Each of Caffe's two CPU convolution paths is built in turn:
 POSENORM_CPU_ENGINE=reference (Caffe's original code) and the variable unset
@@ -31,8 +31,9 @@ import caffe
 import numpy as np
 from caffe import layers as L
 
-from posenorm.core.blas import OpenBLAS
-from posenorm.pose.nets import BACKBONES, max_pool, trunk
+from posenorm.bench.blas import OpenBLAS
+from posenorm.bench.harness import progress, sgemm_rate
+from posenorm.nets.backbones import BACKBONES, max_pool, trunk
 
 ENGINE_VAR = 'POSENORM_CPU_ENGINE'
 PATHS = ('reference', 'fast')
@@ -241,7 +242,7 @@ def measure_size(spec, n, h, w, weights, tmp, dump):
         result['paths'][path] = dict(cores=t['cores'], layers=[
             dict(name=name, type=kind, fwd_flops=ff, bwd_flops=bf, fwd=f, bwd=b)
             for (_, name, kind, ff, bf), f, b in zip(layers, t['fwd'], t['bwd'])])
-        log('%d thread(s) %dx%dx%d %s: fwd %.3f s, bwd %.3f s' % (
+        progress('%d thread(s) %dx%dx%d %s: fwd %.3f s, bwd %.3f s' % (
             spec['threads'], n, h, w, path, sum(statistics.median(f) for f in t['fwd']),
             sum(statistics.median(b) for b in t['bwd'])))
     if len(checks) == 2:
@@ -268,32 +269,6 @@ def dump_npz(folder, proto, size, data, weights, checks):
     return path
 
 
-def sgemm_rate(size, repeats, tmp):
-    """GFLOP/s of a size^3 sgemm run by Caffe's InnerProduct layer (the BLAS
-    the layers use), median of repeats after 1 warm-up; cores meanwhile."""
-    spec = caffe.NetSpec()
-    spec.x = L.Input(shape=dict(dim=[size, size]))
-    spec.ip = L.InnerProduct(spec.x, num_output=size, bias_term=False,
-                             weight_filler=dict(type='gaussian', std=0.01))
-    path = os.path.join(tmp, 'sgemm.prototxt')
-    with open(path, 'w') as f:
-        f.write(str(spec.to_proto()))
-    net = caffe.Net(path, caffe.TEST)
-    net.blobs['x'].data[...] = np.random.RandomState(SEED).randn(size, size)
-    times = []
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for _ in range(repeats + 1):
-        t = time.perf_counter()
-        net._forward(1, 1)
-        times.append(time.perf_counter() - t)
-    cores = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-    return 2.0 * size ** 3 / statistics.median(times[1:]) / 1e9, cores
-
-
-def log(msg):
-    print('[bench] ' + msg, file=sys.stderr, flush=True)
-
-
 def run(spec):
     """Everything one thread count measures; a JSON-ready dict."""
     blas = OpenBLAS()
@@ -303,22 +278,22 @@ def run(spec):
     out = dict(threads=spec['threads'], blas=blas.describe(),
                omp_threads=os.environ.get('OMP_NUM_THREADS'), sizes=[])
     with tempfile.TemporaryDirectory() as tmp:
-        out['sgemm'], out['sgemm_cores'] = sgemm_rate(spec['sgemm_size'], spec['repeats'], tmp)
-        log('%d thread(s): sgemm %.1f GFLOP/s' % (spec['threads'], out['sgemm']))
+        out['sgemm'], out['sgemm_cores'] = sgemm_rate(spec['sgemm_size'], spec['repeats'])
+        progress('%d thread(s): sgemm %.1f GFLOP/s' % (spec['threads'], out['sgemm']))
         weights = make_weights(spec.get('weights'))
         for n, h, w in spec['sizes']:
             out['sizes'].append(measure_size(spec, n, h, w, weights, tmp, spec.get('dump')))
         # Again after the nets: on a shared machine one measurement may fall in a busy spell.
         out['sgemm_after'], out['sgemm_after_cores'] = sgemm_rate(
-            spec['sgemm_size'], spec['repeats'], tmp)
-        log('%d thread(s): sgemm %.1f GFLOP/s (after)' % (spec['threads'], out['sgemm_after']))
+            spec['sgemm_size'], spec['repeats'])
+        progress('%d thread(s): sgemm %.1f GFLOP/s (after)' % (spec['threads'], out['sgemm_after']))
     return out
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print('usage: python -m posenorm.pose.conv_bench SPEC.json OUT.json '
+        print('usage: python -m posenorm.bench.conv SPEC.json OUT.json '
               '(run by tools/bench_conv.py)', file=sys.stderr)
         return 2
     with open(argv[0]) as f:

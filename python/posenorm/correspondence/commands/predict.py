@@ -19,7 +19,10 @@ import numpy as np
 
 from posenorm.core import metrics
 from posenorm.core.cli import non_negative_int, positive_float, positive_int
-from posenorm.correspondence import context, dataset, detect, objects, report, transfer
+from posenorm.correspondence import dataset, detect, objects, report, transfer
+from posenorm.correspondence.commands.options import (add_subset_arguments, cache_dir,
+                                                      open_cache, open_data)
+from posenorm.correspondence.features import load_net
 
 NAME = 'predict'
 HELP = 'Table 4 and Figure 6: keypoint prediction by conv / SIFT part detectors with a NN prior'
@@ -39,22 +42,21 @@ def add_arguments(parser):
                         help='prior standard deviation, fraction of the crop side (default 0.1)')
     parser.add_argument('--eta-folds', type=positive_int, default=3,
                         help='cross-validation folds choosing eta (default 3)')
-    context.add_subset_arguments(parser, 'fig6', 4)
+    add_subset_arguments(parser, 'fig6', 4)
 
 
-def detect_layer(args, fnet):
-    if args.detect_layer:
-        return fnet.check_layers([args.detect_layer])[0]
-    return fnet.layers[-1]
+def detect_layer(name, fnet):
+    """--detect-layer, by default the net's last default row (conv5 of AlexNet)."""
+    return fnet.check_layers([name])[0] if name else fnet.layers[-1]
 
 
-def feature_kinds(layer, geometry, args):
+def feature_kinds(layer, geometry, svm_c, rounds):
     """{row: (sample maker, detector config)} of the two feature types."""
     sift_size = 4 * SIFT_BIN
-    conv_cfg = dict(cells=3, C=args.svm_c, pos_radius=None, neg_radius=geometry.size / 2.0,
-                    neg_metric='chebyshev', rounds=args.rounds)
-    sift_cfg = dict(cells=1, C=args.svm_c, pos_radius=2.0 * SIFT_BIN, neg_radius=4.0 * SIFT_BIN,
-                    neg_metric='euclidean', rounds=args.rounds)
+    conv_cfg = dict(cells=3, C=svm_c, pos_radius=None, neg_radius=geometry.size / 2.0,
+                    neg_metric='chebyshev', rounds=rounds)
+    sift_cfg = dict(cells=1, C=svm_c, pos_radius=2.0 * SIFT_BIN, neg_radius=4.0 * SIFT_BIN,
+                    neg_metric='euclidean', rounds=rounds)
 
     def conv_sample(o):
         return detect.Sample(o.maps[layer], geometry, o.keypoints, o.box)
@@ -93,7 +95,7 @@ def choose_eta(objs, samples, cfg, num_kp, folds, sigma, seed):
     return float(ETAS[int(np.argmax(curve))]), curve.tolist()
 
 
-def predict_category(tr, te, kinds, num_kp, args, sigma):
+def predict_category(tr, te, kinds, num_kp, eta_folds, sigma, seed):
     """{row: pck dict}, predictions for Figure 6, per-kind timing."""
     results, preds, timing = {}, {}, {}
     nn = transfer.cosine_neighbours([o.glob for o in te], [o.glob for o in tr], PRIOR_NEIGHBOURS)
@@ -101,9 +103,9 @@ def predict_category(tr, te, kinds, num_kp, args, sigma):
         t = time.perf_counter()
         train_s, test_s = [make(o) for o in tr], [make(o) for o in te]
         t_feat = time.perf_counter() - t
-        eta, curve = choose_eta(tr, train_s, cfg, num_kp, args.eta_folds, sigma, args.seed)
+        eta, curve = choose_eta(tr, train_s, cfg, num_kp, eta_folds, sigma, seed)
         t = time.perf_counter()
-        dets = detect.train_all(train_s, num_kp, cfg, args.seed)
+        dets = detect.train_all(train_s, num_kp, cfg, seed)
         t_train = time.perf_counter() - t
         t = time.perf_counter()
         scores = _scores(dets, test_s, train_s, nn, sigma)
@@ -121,9 +123,10 @@ def predict_category(tr, te, kinds, num_kp, args, sigma):
 def run(args):
     if args.eta_folds < 2:
         raise ValueError('--eta-folds must be at least 2, not %d' % args.eta_folds)
-    fnet = context.open_net(args)
-    cache, data = context.open_cache(args, fnet), context.open_data(args)
-    layer = detect_layer(args, fnet)
+    cache_path = cache_dir(args.cache, args.out)
+    fnet = load_net(args.net, args.weights, cache_path)
+    cache, data = open_cache(fnet, cache_path, args.size), open_data(args.data, cache_path, args.quiet)
+    layer = detect_layer(args.detect_layer, fnet)
     rng = np.random.default_rng(args.seed)
     glob = objects.global_layer(fnet)
     layers = objects.shared_layers(fnet, [layer])
@@ -134,7 +137,7 @@ def run(args):
         cache, objects.subset(dataset.split(data, 'test'), args.test, rng), layers, glob,
         not args.quiet, 'test objects')
     sigma = args.sigma * cache.side
-    kinds = feature_kinds(layer, fnet.geometry[layer], args)
+    kinds = feature_kinds(layer, fnet.geometry[layer], args.svm_c, args.rounds)
     tables, shown, timing, skipped_cats = {}, [], {}, {}
     for cat, names in sorted(data.categories.items()):
         te = [o for o in test if o.item.category == cat]
@@ -144,14 +147,15 @@ def run(args):
         if len(tr) < 2:
             skipped_cats[cat] = len(te)   # cross-validation needs two training objects
             continue
-        results, preds, timing[cat] = predict_category(tr, te, kinds, len(names), args, sigma)
+        results, preds, timing[cat] = predict_category(tr, te, kinds, len(names), args.eta_folds,
+                                                       sigma, args.seed)
         tables[cat] = dict(names=list(names), objects=len(te), rows=results)
         for n, o in enumerate(te[:max(0, args.fig6 - len(shown))]):
             shown.append((o, {r: p[n] for r, p in preds.items()}))
     if not tables:
         raise ValueError('no category has test objects and at least two training objects')
     rows = [r for kind in kinds for r in (kind, kind + '+prior')]
-    _figure6(context.figure(args, FIG6), shown, rows)
+    _figure6(report.figure_path(args.out, FIG6), shown, rows)
     return dict(net=fnet.name, data=data.root, kind=data.kind, layer=layer, rows=rows,
                 tables=tables, train=len(train), test=len(test), timing=timing,
                 settings=dict(C=args.svm_c, rounds=args.rounds, sigma=args.sigma,

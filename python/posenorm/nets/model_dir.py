@@ -9,9 +9,9 @@
 model.json:
 
     {"format": "posenorm-model 1",
-     "variant": "joint_cbp",                  # which model (stages.MODELS key)
+     "variant": "joint_cbp",                  # which model (pose.stages.MODELS key)
      "label": "Our model with compact bilinear feature",   # its row in Table 1
-     "backbone": "small",                     # nets.BACKBONES key (optional)
+     "backbone": "small",                     # backbones.BACKBONES key (optional)
      "input_size": 256,                       # S
      "classes": ["001.Black_footed_Albatross", ...],   # label order ([] if it
                                               #   does not classify)

@@ -1,0 +1,53 @@
+"""Options several subcommands share, and what they open from them (the net's
+feature cache, the data) with explicit values."""
+import os
+
+from posenorm.core import device
+from posenorm.core.cli import non_negative_int
+from posenorm.correspondence import dataset, features
+
+
+def add_common(parser, uses_data=True):
+    parser.add_argument('--net', default='alexnet',
+                        help='alexnet (default; torchvision ImageNet weights, fetched on first '
+                             'use), caffenet (with --weights), vgg16, or a trained model directory')
+    parser.add_argument('--weights', help='caffemodel for --net (default: the net\'s own)')
+    parser.add_argument('--out', default='reports/correspondence',
+                        help='report directory (default %(default)s)')
+    parser.add_argument('--cache', help='feature cache directory (default OUT/cache)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars')
+    device.add_gpu_argument(parser)
+    if uses_data:
+        parser.add_argument('--data', metavar='DIR',
+                            help='CUB-200-2011 or PASCAL VOC 2011 keypoints (annotations/ beside '
+                                 'the VOC JPEGImages); default: synthetic birds, generated once')
+        parser.add_argument('--size', type=int, default=227,
+                            help='longer side of the object crops fed to the net (default %(default)s)')
+        parser.add_argument('--layers', help='comma-separated blobs (default: the net\'s conv layers)')
+
+
+def add_subset_arguments(parser, figure, figure_default):
+    """--train/--test (how many objects of each split; 0: all), the figure's
+    test objects and the seed drawing the subsets."""
+    parser.add_argument('--train', type=non_negative_int, default=0, help='training objects (default 0: all)')
+    parser.add_argument('--test', type=non_negative_int, default=0, help='test objects (default 0: all)')
+    parser.add_argument('--' + figure, type=non_negative_int, default=figure_default,
+                        help='test objects in the figure (default %(default)s)')
+    parser.add_argument('--seed', type=non_negative_int, default=0,
+                        help='random seed of the subsets (default 0)')
+
+
+def cache_dir(cache, out):
+    """The feature cache directory: --cache, by default OUT/cache."""
+    return cache or os.path.join(out, 'cache')
+
+
+def open_cache(fnet, cache_dir, side):
+    """The feature cache of `fnet` under the cache directory, crops of `side`."""
+    return features.FeatureCache(fnet, os.path.join(cache_dir, 'features'), side=side)
+
+
+def open_data(data_dir, cache_dir, quiet=False):
+    """--data, or the synthetic birds generated once under the cache directory."""
+    return dataset.load(data_dir, cache_dir=os.path.join(cache_dir, 'synthetic_birds'),
+                        progress=not quiet)

@@ -1,1 +1,0 @@
-"""ImageNet weights derived offline from pinned public archives."""
