@@ -181,7 +181,9 @@ void expect_conv_near(const ConvCase& c, int propagate, Dtype tol,
   BlockedConvolutionLayer<Dtype> ours(param);
   ref.SetUp(bottom, top_ref);
   ours.SetUp(bottom, top_ours);
-  if (expect_tile >= 0) ASSERT_EQ(expect_tile, ours.winograd_tile());
+  if (expect_tile >= 0) {
+    ASSERT_EQ(expect_tile, ours.winograd_tile());
+  }
   for (int b = 0; b < ref.blobs().size(); ++b) {
     fill(ref.blobs()[b].get(), 10 + b);
     ours.blobs()[b]->CopyFrom(*ref.blobs()[b], false);
