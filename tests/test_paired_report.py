@@ -154,3 +154,8 @@ def test_runs_with_and_without_visibility_paired_per_model():
     assert lines[-1].startswith('- `joint_cbp_frozen` keypoints') and 'worse' in lines[-1]
     block = real_birds.docs_block(without, with_visibility=with_vis)
     assert 'With vs without predicted visibility (threshold -1.0)' in block
+
+
+def test_tool_refuses_a_malformed_results_argument(tmp_path):
+    r = subprocess.run([sys.executable, TOOL, '--results', 'frozen'], capture_output=True, text=True)
+    assert r.returncode == 2 and 'PROTOCOL=RESULTS_JSON' in r.stderr and 'Traceback' not in r.stderr

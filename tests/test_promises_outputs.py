@@ -83,7 +83,7 @@ INTO_A_FOREIGN_DIRECTORY = [
     ('evaluate', ['--models', '{model}', '--data', '{data}', '--out', '{foreign}', '--force']),
     ('build_lmdb', ['--data', '{data}', '--out', '{foreign}', '--force']),
     ('make_synthetic_cub', ['--out', '{foreign}', '--force', '--synthetic-classes', '1',
-                            '--per-class', '2', '--size', '48', '--quiet']),
+                            '--per-class', '2', '--image-size', '48', '--quiet']),
     ('surgery', ['--weights', '{weights}', '--out', '{foreign}', '--force']),
     ('get_alexnet_weights', ['--ckpt', '{ckpt}', '--out', '{foreign}', '--force']),
     ('get_vgg16_conv_weights', ['--onnx', '{ckpt}', '--out', '{foreign}', '--force']),

@@ -2,7 +2,7 @@
 non-empty map before the first forward (`core.geometry.check_input`,
 Caffe's own output-size arithmetic) and says the smallest size that works,
 instead of dying with SIGFPE (example 5: `correspondence.py reconstruct
---size 20`)."""
+--size 20`, now --input-size)."""
 import os
 import subprocess
 import sys
@@ -42,12 +42,12 @@ def test_the_arithmetic_is_caffes(name, param):
 
 
 SMALL_INPUTS = [  # (tool, argv, words): each too small for its net
-    ('correspondence', ['reconstruct', '--net', '{model}', '--data', '{data}', '--size', '10',
-                        '--out', '{tmp}/r', '--quiet'], '--size 10: an input of 10 x 10'),
-    # --size fits, the crop of a wide object does not: the message names it
-    ('correspondence', ['reconstruct', '--net', '{model}', '--data', '{data}', '--size', '20',
+    ('correspondence', ['reconstruct', '--net', '{model}', '--data', '{data}', '--input-size', '10',
+                        '--out', '{tmp}/r', '--quiet'], '--input-size 10: an input of 10 x 10'),
+    # --input-size fits, the crop of a wide object does not: the message names it
+    ('correspondence', ['reconstruct', '--net', '{model}', '--data', '{data}', '--input-size', '20',
                         '--out', '{tmp}/r', '--quiet'], 'crop of {data}/images/'),
-    ('correspondence', ['classify', '--net', '{model}', '--data', '{data}', '--size', '20',
+    ('correspondence', ['classify', '--net', '{model}', '--data', '{data}', '--input-size', '20',
                         '--out', '{tmp}/r', '--quiet'], 'smallest input that works is 19 x 19'),
     ('demo', ['--input-size', '20', '--work', '{tmp}/w', '--out', '{tmp}/o'],
      'smallest input that works is 193 x 193'),
@@ -70,14 +70,14 @@ def test_reconstruct_size_20_is_an_error_not_sigfpe(tmp_path, small_model, tiny_
     """Example 5, as its own process: an exit status, not a signal."""
     result = subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'correspondence.py'),
                              'reconstruct', '--net', small_model, '--data', tiny_birds,
-                             '--size', '20', '--out', str(tmp_path / 'r'), '--quiet'],
+                             '--input-size', '20', '--out', str(tmp_path / 'r'), '--quiet'],
                             capture_output=True, text=True)
     assert result.returncode == 1, result.stderr[-2000:]
     assert 'smallest input that works is 19 x 19' in result.stderr
 
 
 def test_a_thin_object_crop_is_refused_before_the_forward(small_model):
-    """Another way to get there: a --size that fits, an object 1:20 wide."""
+    """Another way to get there: an --input-size that fits, an object 1:20 wide."""
     fnet = features.load_net(small_model, log=lambda *a: None)
     with pytest.raises(geometry.InputSizeError, match=r'227 x 11 .*smallest input that works'):
         fnet.extract(np.zeros((227, 11, 3), np.uint8))

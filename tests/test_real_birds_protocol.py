@@ -18,13 +18,15 @@ from posenorm.pose.train import Run, train
 def test_frozen_protocol_plan_and_nets():
     frozen = stages.PROTOCOLS['frozen']
     assert [s.name for s in stages.plan(frozen)] == ['frozen_joint_cbp', 'frozen_keypoint',
-                                                     'baseline_cbp_frozen']
+                                                     'baseline_cbp_frozen', 'frozen_joint_avg',
+                                                     'baseline_avg_frozen']
     assert all(s.cached and s.needs() == () for s in stages.plan(frozen))
     # the default plan (the synthetic demo's) is unchanged by the new entries
     assert not {s.name for s in stages.plan()} & {s.name for s in stages.plan(frozen)}
     with pytest.raises(ValueError, match='unknown model'):
         stages.plan(['nope'])
-    for name in ('frozen_joint_cbp', 'frozen_keypoint', 'baseline_cbp_frozen'):
+    for name in ('frozen_joint_cbp', 'frozen_keypoint', 'baseline_cbp_frozen',
+                 'frozen_joint_avg', 'baseline_avg_frozen'):
         net = pose_normalized_net('train', backbone='vgg16', lmdb_dir='/x', score_from='conv5_3',
                                   **stages.stage(name).net_args('vgg16'))
         layers = [l.name for l in net.layer]
@@ -59,7 +61,7 @@ def test_frozen_protocol_end_to_end_one_pass(tmp_path, small_lmdb, caffe_tool):
               progress=False, log=logs.append, iter_scale=0.01, imagenet_weights=trunk)
     dirs = train(run, list(stages.PROTOCOLS['frozen']))
     same_pass = [l for l in logs if 'features cached in the same pass' in l]
-    assert len(same_pass) == 2, logs
+    assert len(same_pass) == 4, logs
     # the joint model: keypoint head of frozen_keypoint, classifier of frozen_joint_cbp
     joint = caffe.Net(os.path.join(dirs[1], 'deploy.prototxt'), caffe.TEST,
                       weights=os.path.join(dirs[1], 'weights.caffemodel'))

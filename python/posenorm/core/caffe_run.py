@@ -31,7 +31,7 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
-from posenorm.core import device
+from posenorm.core import device, outputs
 from posenorm.core.atomic import DISK_FULL_BYTES
 
 ITER_RE = re.compile(r'Iteration (\d+)')
@@ -291,7 +291,7 @@ def run_lock(run_dir):
     """Hold RUN_DIR/.training.lock (an flock, released when this process ends,
     however it ends) while training; a second training there fails at once
     with RunLocked saying who holds it."""
-    os.makedirs(run_dir, exist_ok=True)
+    outputs.claim(run_dir, 'run directory')  # ours, even while it holds the lock alone
     fd = os.open(os.path.join(run_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

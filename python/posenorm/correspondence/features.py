@@ -250,7 +250,7 @@ class FeatureCache:
     """Per-image feature maps of one FeatureNet in `root`, float16 .npz."""
 
     def __init__(self, fnet, root, side=DEFAULT_SIDE, context=CONTEXT):
-        fnet.check_size(side, side, '--size %d' % side)  # before any data work
+        fnet.check_size(side, side, '--input-size %d' % side)  # before any data work
         self.fnet, self.side, self.context = fnet, side, context
         key = json.dumps(dict(fnet.identity, side=side, context=context), sort_keys=True)
         self.root = os.path.join(root, fnet.name, hashlib.sha1(key.encode()).hexdigest()[:12])
@@ -265,7 +265,7 @@ class FeatureCache:
         """(features {layer: array}, image, keypoints), computing when not cached."""
         layers = self.fnet.check_layers(layers)
         image, kps = prepare(item, self.side, self.context)
-        self.fnet.check_size(image.shape[0], image.shape[1], 'the %d x %d crop of %s (--size %d)'
+        self.fnet.check_size(image.shape[0], image.shape[1], 'the %d x %d crop of %s (--input-size %d)'
                              % (image.shape[0], image.shape[1], item.path, self.side), layers)
         path = self.path(item, layers)
         if os.path.isfile(path):

@@ -76,3 +76,44 @@ def pct(v):
     """A fraction as a percentage with one decimal ('-' for None), as the
     paper's tables print them."""
     return '-' if v is None else '%.1f' % (100 * v)
+
+
+# ------------------------------------------------------------ README summary ---
+
+def _mean_over(results_row):
+    """A row's mean over categories (birds: the one category)."""
+    means = [v.get('mean') for v in results_row.values() if v.get('mean') is not None]
+    return sum(means) / len(means) if means else None
+
+
+def summary_table(results, source):
+    """README's one compact table of the second paper from a report's
+    results.json contents (`source`: where it lies): Table 3's mean accuracy
+    per row, Table 2's mean PCK at each alpha, Table 4's mean PCK@0.1.  The
+    paper's own numbers were lost with its text, so only its claims are
+    named beside ours (the README says so)."""
+    out, where = [], None
+    if 'classify' in results:
+        s = results['classify']
+        where = '`%s` on %s (%s)' % (s['net'], s['data'], s['kind'])
+        out += ['**Table 3**, keypoint classification: mean accuracy over keypoint types, %d test '
+                'keypoints' % s['test_keypoints'], '',
+                table([''] + list(s['rows']),
+                      [['mean accuracy (%)'] + [pct(_mean_over(s['results'][r])) for r in s['rows']]])]
+    if 'align' in results:
+        s = results['align']
+        where = where or '`%s` on %s (%s)' % (s['net'], s['data'], s['kind'])
+        for cat, t in s['tables'].items():
+            out += ['**Table 2**, keypoint transfer: mean PCK, %d test objects, K = %d (%s)'
+                    % (s['test'], s['settings']['k'], cat), '',
+                    table(['row'] + ['alpha = %g' % a for a in s['alphas']],
+                          [[r] + [pct(v) for v in t['rows'][r]['mean']] for r in s['rows']])]
+    if 'predict' in results:
+        s = results['predict']
+        for cat, t in s['tables'].items():
+            out += ['**Table 4**, keypoint prediction: mean PCK@0.1, %d test objects (%s)'
+                    % (s['test'], cat), '',
+                    table([''] + list(s['rows']),
+                          [['PCK@0.1 (%)'] + [pct(t['rows'][r]['mean'][0]) for r in s['rows']]])]
+    head = 'Generated from `%s`: %s.' % (source, where or 'no section')
+    return '\n'.join([head, ''] + out).rstrip() + '\n'

@@ -171,6 +171,9 @@ def _classification(res, arrays, key, probs, label, info, image_ids):
     prob = np.array(probs)
     res[key] = classification_results(prob[keep], label[keep], info['classes'],
                                       np.asarray(image_ids)[keep])
+    # per image, aligned with results.json's image_ids: 1 right, 0 wrong, -1
+    # a class the model does not know (what a paired test reads)
+    res[key]['correct'] = np.where(keep, prob.argmax(1) == label, -1).astype(int).tolist()
     arrays[key.replace('classification', 'prob')] = prob.astype(np.float32)
 
 

@@ -19,9 +19,14 @@ README_BEGIN = '<!-- demo results: written by tools/demo.py --readme; do not edi
 README_END = '<!-- end of demo results -->'
 
 
+# Where `tools/demo.py --readme` writes each protocol's block (docs by topic;
+# the README keeps only the generated summary tables).
+DOCS_FILE = {'full': 'docs/demo.md', 'frozen': 'docs/real_birds.md', 'partial': 'docs/real_birds.md'}
+
+
 def readme_markers(protocol):
-    """The marker lines of one protocol's results block in the project README:
-    each protocol's run rewrites its own block only."""
+    """The marker lines of one protocol's results block in its docs file
+    (`DOCS_FILE`): each protocol's run rewrites its own block only."""
     if protocol == 'full':
         return README_BEGIN, README_END
     return ('<!-- demo results (%s): written by tools/demo.py --protocol %s --readme; do not edit -->'
@@ -334,7 +339,7 @@ def readme_block(results, report, timings, root, command, figure='docs/demo/figu
 
 
 def update_readme(path, block, protocol='full'):
-    """Replace one protocol's demo results block of the project README."""
+    """Replace one protocol's demo results block of `path` (its docs file)."""
     with open(path) as f:
         text = f.read()
     begin, end = readme_markers(protocol)
