@@ -21,7 +21,7 @@ import sys
 
 from posenorm.core import cli
 from posenorm.correspondence import report as corr_report
-from posenorm.pose import real_birds
+from posenorm.pose import paired, real_birds
 
 
 def _pairs(ap, option, texts):
@@ -45,7 +45,7 @@ def _read(path):
     results = _read_json(path)
     if not isinstance(results, dict) or 'tables' not in results:
         raise ValueError('%s: not an evaluation report\'s results.json (no tables)' % path)
-    return results
+    return paired.with_per_image(results)
 
 
 @cli.tool

@@ -51,6 +51,28 @@ def paired(a_correct, b_correct):
     return test
 
 
+def with_per_image(results):
+    """`results` (a results.json's contents) with `per_image` records filled
+    in from the per-model `correct` lists (1 right, 0 wrong, -1 a class the
+    model does not know; aligned with results['image_ids']) where a report
+    holds only those, for its models and its Table 1 rows."""
+    ids = results.get('image_ids')
+    if not ids:
+        return results
+    for m in results.get('models', {}).values():
+        for key in ('classification', 'oracle_classification'):
+            c = m.get(key)
+            if c and 'per_image' not in c and 'correct' in c:
+                kept = [(i, v) for i, v in zip(ids, c['correct']) if v >= 0]
+                c['per_image'] = per_image_record([i for i, _ in kept], [v for _, v in kept])
+    for row in results.get('tables', {}).get('table1', []):
+        m = results['models'].get(row.get('model'), {})
+        c = m.get('oracle_classification' if row.get('oracle') else 'classification') or {}
+        if 'per_image' not in row and 'per_image' in c:
+            row['per_image'] = c['per_image']
+    return results
+
+
 def paired_records(a, b):
     """`paired` of two `per_image_record`s, on the images both hold (in A's
     order); None when either is missing or they share no image."""
