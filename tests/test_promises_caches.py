@@ -10,6 +10,7 @@ from PIL import Image
 
 from posenorm.correspondence import dataset, features
 from posenorm.data import lmdb_data, synthetic
+from posenorm.nets import alexnet
 
 
 @pytest.fixture
@@ -47,16 +48,24 @@ def test_feature_cache_sees_an_image_changed_in_place(birds, small_model, tmp_pa
     np.testing.assert_array_equal(after, fresh)
 
 
-def test_feature_cache_sees_new_weights_in_place(birds, small_model, tmp_path):
+def test_feature_cache_sees_new_weights_in_place(birds, small_model, small_alexnet_widths,
+                                                 tmp_path):
+    """Other weights of the same shapes written over the model's, the mtime
+    put back: the cache is keyed by the weights' recorded sha256."""
     model = str(tmp_path / 'model')
     shutil.copytree(small_model, model)
     fnet = features.load_net(model, cache_dir=str(tmp_path))
     first = features.FeatureCache(fnet, str(tmp_path / 'cache'), side=96).root
     weights = os.path.join(model, 'weights.caffemodel')
     st = os.stat(weights)
-    with open(weights, 'ab') as f:
-        f.write(b'\0')  # an unknown trailing field: Caffe still reads it
-    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    rng = np.random.RandomState(1)
+    params, c = {}, 3
+    for layer, (k, _, _, _), w in zip(alexnet.LAYERS, alexnet.CONV_SPECS, small_alexnet_widths):
+        params[layer] = (rng.randn(k, k, c, w).astype(np.float32), rng.randn(w).astype(np.float32))
+        c = w
+    alexnet.write_caffemodel(alexnet.to_caffe(params), weights, small_alexnet_widths, force=True)
+    assert os.path.getsize(weights) == st.st_size
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
     fnet = features.load_net(model, cache_dir=str(tmp_path))
     assert features.FeatureCache(fnet, str(tmp_path / 'cache'), side=96).root != first
 
