@@ -33,9 +33,33 @@ def nearest_cell(coord, offset, stride, size):
     return int(np.clip(round_half_away(v), 0, size - 1))
 
 
+def vertex(left, center, right):
+    """Sub-cell offset of the parabola through (-1, left), (0, center),
+    (1, right), in float32 like the float net; 0 unless it curves down."""
+    curvature = left - f32(2) * center + right
+    if not curvature < 0:
+        return f32(0)
+    return f32(np.clip((left - right) / (f32(2) * curvature), -0.5, 0.5))
+
+
+def peak_point(hm, quadratic, stride, offset):
+    """(x, y, score) of a heatmap's first maximum, its cell's point or, with
+    quadratic, each interior axis moved to the parabola's vertex."""
+    h, w = hm.shape
+    i, j = divmod(int(np.argmax(hm)), w)
+    col, row = f32(j), f32(i)
+    if quadratic and 0 < j < w - 1:
+        col = col + vertex(hm[i, j - 1], hm[i, j], hm[i, j + 1])
+    if quadratic and 0 < i < h - 1:
+        row = row + vertex(hm[i - 1, j], hm[i, j], hm[i + 1, j])
+    return (f32(offset) + f32(stride) * col, f32(offset) + f32(stride) * row,
+            hm[i, j])
+
+
 def reference(features, heatmap, keypoints, top_diff, radius=1, ave=False,
               missing_argmax=False, heatmap_stride=1, heatmap_offset=0,
-              feature_stride=1, feature_offset=0):
+              feature_stride=1, feature_offset=0, visibility_threshold=-np.inf,
+              quadratic=False):
     """(top[0], top[1], d top[0] / d features . top_diff) of the layer."""
     n_, c_, hf, wf = features.shape
     k_, wh = heatmap.shape[1], heatmap.shape[3]
@@ -47,13 +71,20 @@ def reference(features, heatmap, keypoints, top_diff, radius=1, ave=False,
         for k in range(k_):
             if kps is not None and kps[n, k, 2] > 0:
                 x, y = kps[n, k, 0], kps[n, k, 1]
+                loc[n, k] = x, y, 1
             elif kps is not None and not missing_argmax:
                 continue  # zero feature, location (0, 0, 0)
             else:
                 i, j = divmod(int(np.argmax(heatmap[n, k])), wh)  # first max
+                # pooled at the argmax cell, reported at the decoded peak
                 x = f32(heatmap_offset) + f32(heatmap_stride) * f32(j)
                 y = f32(heatmap_offset) + f32(heatmap_stride) * f32(i)
-            loc[n, k] = x, y, 1
+                rx, ry, score = peak_point(heatmap[n, k], quadratic,
+                                           heatmap_stride, heatmap_offset)
+                visible = not score < f32(visibility_threshold)
+                loc[n, k] = rx, ry, visible
+                if not visible:
+                    continue  # predicted invisible: zero feature
             ci = nearest_cell(y, feature_offset, feature_stride, hf)
             cj = nearest_cell(x, feature_offset, feature_stride, wf)
             h0, w0 = max(ci - radius, 0), max(cj - radius, 0)
@@ -230,6 +261,132 @@ def test_gpu_matches_cpu(tmp_path):
                 np.testing.assert_allclose(c, g, rtol=1e-5, atol=1e-6)
 
 
+# ---- visibility_threshold and decode ------------------------------------------
+
+def peak_scores(heatmap):
+    return heatmap.reshape(heatmap.shape[0], heatmap.shape[1], -1).max(-1)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+@pytest.mark.parametrize('with_keypoints,missing', SOURCES)
+@pytest.mark.parametrize('decode', [P.CoordinateTransfer.ARGMAX_CELL,
+                                    P.CoordinateTransfer.QUADRATIC])
+def test_threshold_and_decode_match_reference(tmp_path, seed, with_keypoints,
+                                              missing, decode):
+    rng = np.random.RandomState(seed)
+    features, heatmap, kps, top_diff = random_inputs(rng)
+    threshold = float(np.median(peak_scores(heatmap)))  # gates about half
+    pool = [P.CoordinateTransfer.MAX, P.CoordinateTransfer.AVE][seed]
+    net = transfer_net(tmp_path, with_keypoints, radius=1, pool=pool,
+                       missing=missing, visibility_threshold=threshold,
+                       decode=decode, **GEOMETRY)
+    kps = kps if with_keypoints else None
+    parts, locations, diff = run(net, features, heatmap, kps, top_diff)
+    ref_parts, ref_loc, ref_grad = reference(
+        features, heatmap, kps, top_diff, radius=1,
+        ave=pool == P.CoordinateTransfer.AVE,
+        missing_argmax=missing == P.CoordinateTransfer.ARGMAX,
+        visibility_threshold=threshold,
+        quadratic=decode == P.CoordinateTransfer.QUADRATIC, **GEOMETRY)
+    if not with_keypoints:
+        assert 0 < (locations[..., 2] == 0).sum() < N * K
+    np.testing.assert_allclose(parts, ref_parts, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(locations, ref_loc, rtol=1e-6, atol=0)
+    np.testing.assert_allclose(diff, ref_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_quadratic_recovers_synthetic_peaks(tmp_path):
+    """Heatmaps -(j - xc)^2 - (i - yc)^2 (exact in float32): QUADRATIC reports
+    (xc, yc) exactly for an interior peak cell, the cell's point on a border;
+    the argmax cell, and so every pooled feature, is unchanged."""
+    rng = np.random.RandomState(3)
+    features, _, _, top_diff = random_inputs(rng)
+    # Peak cells interior: xc in (0.5, WH - 1.5], a half a tie (first + 0.5).
+    xc = rng.randint(9, 16 * WH - 23, (N, K)) / 16.0
+    yc = rng.randint(9, 16 * HH - 23, (N, K)) / 16.0
+    xc[:, -1] = -0.25  # column 0, a border: x stays the cell's
+    i, j = np.arange(HH)[:, None], np.arange(WH)[None, :]
+    heatmap = -(j - xc[..., None, None]) ** 2 - (i - yc[..., None, None]) ** 2
+    heatmap = heatmap.astype(f32)
+    results = {}
+    for decode in (P.CoordinateTransfer.ARGMAX_CELL,
+                   P.CoordinateTransfer.QUADRATIC):
+        net = transfer_net(tmp_path, False, decode=decode, **GEOMETRY)
+        results[decode] = run(net, features, heatmap, None, top_diff)
+    cell, fit = (results[P.CoordinateTransfer.ARGMAX_CELL],
+                 results[P.CoordinateTransfer.QUADRATIC])
+    ox, s = GEOMETRY['heatmap_offset'], GEOMETRY['heatmap_stride']
+    np.testing.assert_array_equal(fit[1][..., 0], ox + s * np.maximum(xc, 0))
+    np.testing.assert_array_equal(fit[1][..., 1], ox + s * yc)
+    np.testing.assert_array_equal(fit[1][..., 2], 1)
+    # the argmax cell: the nearest, ties to the first
+    np.testing.assert_array_equal(cell[1][..., 0],
+                                  ox + s * np.ceil(np.maximum(xc, 0) - 0.5))
+    np.testing.assert_array_equal(fit[0], cell[0])  # parts
+    np.testing.assert_array_equal(fit[2], cell[2])  # gradient
+
+
+def classifier_net(tmp_path, with_keypoints, **params):
+    """Input -> CoordinateTransfer -> L2Normalize -> InnerProduct, the part
+    branch of the pose nets."""
+    n = caffe.NetSpec()
+    n.features = L.Input(shape=dict(dim=[N, C, HF, WF]))
+    n.heatmap = L.Input(shape=dict(dim=[N, K, HH, WH]))
+    bottoms = [n.features, n.heatmap]
+    if with_keypoints:
+        n.keypoints = L.Input(shape=dict(dim=[N, 1, K, 3]))
+        bottoms.append(n.keypoints)
+    n.parts, n.locations = L.CoordinateTransfer(
+        *bottoms, coordinate_transfer_param=params, ntop=2)
+    n.parts_l2 = L.L2Normalize(n.parts)
+    n.fc = L.InnerProduct(n.parts_l2, num_output=6)
+    path = tmp_path / ('train.prototxt' if with_keypoints else 'deploy.prototxt')
+    path.write_text(str(n.to_proto()))
+    return caffe.Net(str(path), caffe.TEST)
+
+
+@pytest.mark.parametrize('pool', [P.CoordinateTransfer.MAX,
+                                  P.CoordinateTransfer.AVE])
+def test_predicted_invisible_matches_training(tmp_path, pool):
+    """Train/test consistency: a deploy net with a visibility threshold (no
+    ground truth) predicts the numpy reference's visibility, and its features,
+    zeros included, and classifier scores equal those of the training net
+    (ground truth, missing: ZERO) given the same parts with that visibility."""
+    rng = np.random.RandomState(11)
+    features, heatmap, _, _ = random_inputs(rng)
+    threshold = float(np.median(peak_scores(heatmap)))
+    weights = rng.randn(6, K * C).astype(f32)
+    nets = {}
+    for with_keypoints in (False, True):
+        params = dict(GEOMETRY, pool=pool, radius=1)
+        if not with_keypoints:
+            params['visibility_threshold'] = threshold
+        nets[with_keypoints] = classifier_net(tmp_path, with_keypoints, **params)
+        nets[with_keypoints].params['fc'][0].data[...] = weights
+    deploy, train = nets[False], nets[True]
+    deploy.blobs['features'].data[...] = features
+    deploy.blobs['heatmap'].data[...] = heatmap
+    deploy.forward()
+    ref = np.array([[peak_point(heatmap[n, k], False, GEOMETRY['heatmap_stride'],
+                                GEOMETRY['heatmap_offset'])
+                     for k in range(K)] for n in range(N)], f32)
+    visible = ref[..., 2] >= f32(threshold)
+    assert 0 < visible.sum() < N * K
+    locations = deploy.blobs['locations'].data
+    np.testing.assert_array_equal(locations[..., :2], ref[..., :2])
+    np.testing.assert_array_equal(locations[..., 2], visible)
+    parts = deploy.blobs['parts'].data.reshape(N, K, C)
+    assert not parts[~visible].any() and parts[visible].any(axis=-1).all()
+    # The training net: those parts as ground truth, invisible where gated.
+    train.blobs['features'].data[...] = features
+    train.blobs['heatmap'].data[...] = rng.randn(N, K, HH, WH)  # unread
+    train.blobs['keypoints'].data[...] = locations.reshape(N, 1, K, 3)
+    train.forward()
+    for blob in ('parts', 'parts_l2', 'fc'):
+        np.testing.assert_array_equal(train.blobs[blob].data,
+                                      deploy.blobs[blob].data, err_msg=blob)
+
+
 # ---- end to end: `caffe train` with both layers -----------------------------
 
 TRAIN_NET = '''
@@ -340,3 +497,14 @@ def test_bad_stride(tmp_path, caffe_tool):
     assert res.returncode != 0
     assert ('CoordinateTransfer layer ct: coordinate_transfer_param.'
             'feature_stride must be positive, got -1') in res.stderr
+
+
+def test_nan_visibility_threshold(tmp_path, caffe_tool):
+    res = run_caffe_on(tmp_path, caffe_tool,
+                       input_layer('f', [N, C, HF, WF]) +
+                       input_layer('h', [N, K, HH, WH]) +
+                       transfer_layer('f', 'h', params='coordinate_transfer_param '
+                                      '{ visibility_threshold: nan }'))
+    assert res.returncode != 0
+    assert ('CoordinateTransfer layer ct: coordinate_transfer_param.'
+            'visibility_threshold is NaN') in res.stderr

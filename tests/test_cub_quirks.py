@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from posenorm.core import cli
-from posenorm.data import cub, lmdb_verify
+from posenorm.data import cub, cub_checks, lmdb_verify
 
 # (image id, class id, train, (W, H), box): image 1 is the real
 # 022.Chuck_will_Widow/Chuck_Will_Widow_0051_796991.jpg case (box reaches
@@ -80,7 +80,7 @@ def test_borderline_part_is_clamped_and_counted(quirky):
     i = list(data.image_ids).index(BORDER_PART[0])
     assert data.borderline_parts == [(3, cub.PART_NAMES[BORDER_PART[1] - 1])]
     assert data.keypoints[i, BORDER_PART[1] - 1].tolist() == [99.0, 40.0, 1.0]
-    assert not cub.outside_parts(data.keypoints, data.sizes).any()
+    assert not cub_checks.outside_parts(data.keypoints, data.sizes).any()
 
 
 def test_labels_are_class_id_minus_one(quirky):

@@ -213,7 +213,8 @@ def test_cli_on_real_subset(caffe, repo_root, cub_root, tmp_path, capsys):
     data = cub.read_cub(cub_root, classes=[1, 2])
     manifest = json.load(open(os.path.join(out, 'manifest.json')))
     assert manifest['classes'] == [1, 2] and manifest['source_generator'] is None
-    assert manifest['splits']['train']['count'] + manifest['splits']['test']['count'] == len(data)
+    assert sum(manifest['splits'][s]['count'] for s in ('train', 'val', 'test')) == len(data)
+    assert manifest['splits']['val']['count'] == len(manifest['val_image_ids']) > 0
     assert tool.main(['--verify', out]) == 0
     assert 'OK' in capsys.readouterr().out
     assert tool.main(['--data', cub_root, '--out', out, '--input-size', '48', '--quiet']) == 1

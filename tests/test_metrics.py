@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from posenorm.core import metrics
+from posenorm.core import class_metrics, metrics
 from posenorm.data.cub import PART_NAMES
 from posenorm.data.coords import from_input_coords, to_input_coords
 
@@ -18,18 +18,18 @@ def test_top1_ties_go_to_the_lowest_index():
     scores = np.array([[0.5, 0.5, 0.0],     # tie 0/1 -> 0
                        [0.0, 1.0, 0.0],     # 1
                        [0.2, 0.4, 0.4]])    # tie 1/2 -> 1
-    assert metrics.predicted_labels(scores).tolist() == [0, 1, 1]
-    assert metrics.top1_accuracy(scores, [0, 1, 2]) == pytest.approx(2 / 3)
-    assert metrics.top1_accuracy(scores, [1, 1, 1]) == pytest.approx(2 / 3)
-    assert metrics.top1_accuracy([2, 1, 1], [2, 1, 1]) == 1.0
-    assert math.isnan(metrics.top1_accuracy([], []))
+    assert class_metrics.predicted_labels(scores).tolist() == [0, 1, 1]
+    assert class_metrics.top1_accuracy(scores, [0, 1, 2]) == pytest.approx(2 / 3)
+    assert class_metrics.top1_accuracy(scores, [1, 1, 1]) == pytest.approx(2 / 3)
+    assert class_metrics.top1_accuracy([2, 1, 1], [2, 1, 1]) == 1.0
+    assert math.isnan(class_metrics.top1_accuracy([], []))
 
 
 def test_mean_per_class_excludes_and_reports_empty_classes():
     labels = [0, 0, 0, 1, 3]
     pred = [0, 0, 1, 1, 0]
     # class 0: 2/3, class 1: 1/1, class 2: no images, class 3: 0/1
-    out = metrics.mean_per_class_accuracy(pred, labels, 4)
+    out = class_metrics.mean_per_class_accuracy(pred, labels, 4)
     assert out['mean'] == pytest.approx((2 / 3 + 1 + 0) / 3)
     assert out['empty_classes'] == [2]
     assert out['classes_evaluated'] == 3
@@ -37,18 +37,18 @@ def test_mean_per_class_excludes_and_reports_empty_classes():
     assert out['per_class'][2] is None
     assert out['per_class'][0] == pytest.approx(2 / 3)
     # top-1 weighs images, not classes
-    assert metrics.top1_accuracy(pred, labels) == pytest.approx(3 / 5)
-    assert math.isnan(metrics.mean_per_class_accuracy([], [], 3)['mean'])
+    assert class_metrics.top1_accuracy(pred, labels) == pytest.approx(3 / 5)
+    assert math.isnan(class_metrics.mean_per_class_accuracy([], [], 3)['mean'])
 
 
 def test_confusion_matrix_rows_are_true_classes():
-    cm = metrics.confusion_matrix([0, 0, 1, 1, 2], [0, 0, 0, 1, 1], 3)
+    cm = class_metrics.confusion_matrix([0, 0, 1, 1, 2], [0, 0, 0, 1, 1], 3)
     assert cm.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 0]]
     assert cm.sum(1).tolist() == [3, 2, 0]
     with pytest.raises(ValueError):
-        metrics.confusion_matrix([0, 3], [0, 1], 3)
+        class_metrics.confusion_matrix([0, 3], [0, 1], 3)
     scores = np.eye(3)[[2, 1]]
-    assert metrics.confusion_matrix(scores, [2, 0], 3).tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 1]]
+    assert class_metrics.confusion_matrix(scores, [2, 0], 3).tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 1]]
 
 
 # -------------------------------------------------------------------- PCK ---
@@ -182,20 +182,20 @@ def _paired(a_only, b_only, both=0, neither=0):
 
 def test_mcnemar_exact_against_hand_worked_tables():
     # b = 10, c = 2: 2 * (C(12,0) + C(12,1) + C(12,2)) / 2^12 = 2 * 79 / 4096
-    out = metrics.mcnemar(*_paired(10, 2, both=50, neither=7))
+    out = class_metrics.mcnemar(*_paired(10, 2, both=50, neither=7))
     assert out['p'] == pytest.approx(158 / 4096, abs=1e-15) and round(out['p'], 4) == 0.0386
     assert (out['a_only'], out['b_only'], out['both'], out['neither'], out['items']) == (10, 2, 50, 7, 69)
     # symmetric in A and B; concordant items do not matter
-    assert metrics.mcnemar(*_paired(2, 10))['p'] == out['p']
-    assert metrics.mcnemar(*_paired(10, 2, both=500))['p'] == out['p']
+    assert class_metrics.mcnemar(*_paired(2, 10))['p'] == out['p']
+    assert class_metrics.mcnemar(*_paired(10, 2, both=500))['p'] == out['p']
     # 6 vs 0: 2 / 64; equal counts: p = 1 (capped); no discordant item: p = 1
-    assert metrics.mcnemar(*_paired(6, 0))['p'] == pytest.approx(2 / 64)
-    assert metrics.mcnemar(*_paired(5, 5))['p'] == 1.0
-    assert metrics.mcnemar(*_paired(0, 0, both=3))['p'] == 1.0
+    assert class_metrics.mcnemar(*_paired(6, 0))['p'] == pytest.approx(2 / 64)
+    assert class_metrics.mcnemar(*_paired(5, 5))['p'] == 1.0
+    assert class_metrics.mcnemar(*_paired(0, 0, both=3))['p'] == 1.0
     # 5 vs 0 is not significant at 0.05 (p = 1/16), 6 vs 0 is
-    assert metrics.mcnemar(*_paired(5, 0))['p'] == pytest.approx(0.0625)
+    assert class_metrics.mcnemar(*_paired(5, 0))['p'] == pytest.approx(0.0625)
     with pytest.raises(ValueError):
-        metrics.mcnemar([1, 0], [1])
+        class_metrics.mcnemar([1, 0], [1])
 
 
 # -------------------------------------------------------- part boxes, PCP ---

@@ -44,8 +44,9 @@ def _net(tmp_path, proto, weights=None):
 @pytest.mark.parametrize('name', SMALL_TRAINED)
 def test_small_nets_forward_backward(name, tmp_path, small_lmdb):
     caffe.set_random_seed(0)
+    # small_lmdb's classes are too small for a val split: val nets read test
     kwargs = dict(stages.trained_nets('small')[name], lmdb_dir=small_lmdb, batch_size=2,
-                  num_classes=3)
+                  num_classes=3, val_split='test')
     for phase in ('train', 'val'):
         proto = nets.make_net(phase, 'small', **kwargs)
         proto.name = phase
@@ -96,7 +97,7 @@ def test_faithful_vgg16_joint_net_shapes(tmp_path):
 def test_solvers_reference_generated_nets(repo_root):
     for backbone in BACKBONES:
         for name in stages.trained_nets(backbone):
-            s = solvers.make_solver(backbone, name)
+            s = solvers.make_solver(backbone, name, epoch_iters=100)
             assert os.path.exists(os.path.join(repo_root, s.train_net)), s.train_net
             assert os.path.exists(os.path.join(repo_root, s.test_net[0]))
             assert s.snapshot_prefix.startswith('snapshots/%s/' % backbone)

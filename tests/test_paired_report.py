@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from posenorm.data.cub import PART_NAMES
-from posenorm.pose import paired, real_birds, report
+from posenorm.pose import paired, real_birds, tables
 from posenorm.pose.paper import PAPER_PCK_MEAN, PAPER_TABLE2
 
 TOOL = os.path.join(os.path.dirname(__file__), '..', 'tools', 'real_birds_report.py')
@@ -73,7 +73,7 @@ def _results(protocol, base_right, joint_right):
                            dict(base_lr=0.1, best_val_loss=None, best_iteration=None)],
                        chosen=dict(base_lr=0.01, epochs=2.0))},
                    val_split=dict(images=110))
-    results['tables'] = report.build_tables(results)
+    results['tables'] = tables.build_tables(results)
     return results
 
 
@@ -154,3 +154,8 @@ def test_runs_with_and_without_visibility_paired_per_model():
     assert lines[-1].startswith('- `joint_cbp_frozen` keypoints') and 'worse' in lines[-1]
     block = real_birds.docs_block(without, with_visibility=with_vis)
     assert 'With vs without predicted visibility (threshold -1.0)' in block
+
+
+def test_tool_refuses_a_malformed_results_argument(tmp_path):
+    r = subprocess.run([sys.executable, TOOL, '--results', 'frozen'], capture_output=True, text=True)
+    assert r.returncode == 2 and 'PROTOCOL=RESULTS_JSON' in r.stderr and 'Traceback' not in r.stderr

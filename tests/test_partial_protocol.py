@@ -10,12 +10,13 @@ import pytest
 import caffe
 from caffe import layers as L
 from posenorm.nets.backbones import BACKBONES, trunk
-from posenorm.pose import feature_cache, report, stages
+from posenorm.pose import feature_cache, report, solvers, stages
 from posenorm.pose.nets import pose_normalized_net, trunk_cache_net
 from posenorm.pose.train import Run, train
 
 PARTIAL = ['partial_keypoint_stage1', 'partial_keypoint_stage2', 'partial_joint_cbp_stage3',
-           'partial_joint_cbp_stage4', 'partial_baseline_cbp_stage3', 'partial_baseline_cbp_ft']
+           'partial_joint_cbp_stage4', 'partial_baseline_cbp_stage3', 'partial_baseline_cbp_ft',
+           'partial_baseline_kpfeat_stage3', 'partial_baseline_kpfeat_ft']
 
 
 def _net(name, backbone='vgg16', cache_layer=None, phase='train'):
@@ -26,10 +27,18 @@ def _net(name, backbone='vgg16', cache_layer=None, phase='train'):
 
 def test_partial_plan_has_the_papers_stages_in_order():
     assert [s.name for s in stages.plan(stages.PROTOCOLS['partial'])] == PARTIAL
-    assert stages.PROTOCOLS['partial'] == ('baseline_cbp_partial', 'joint_cbp_partial')
-    # the fine-tuning stages get the stated budget: two epochs of 300 images
-    for name in ('partial_keypoint_stage2', 'partial_joint_cbp_stage4', 'partial_baseline_cbp_ft'):
-        assert stages.stage(name).solver('vgg16').max_iter == 300 * stages.PARTIAL_EPOCHS
+    assert stages.PROTOCOLS['partial'] == ('baseline_cbp_partial', 'joint_cbp_partial',
+                                           'baseline_keypoint_features_partial')
+    # the fine-tuning stages get the stated budget: two epochs of the run's
+    # actual training set (make_solver counts them from its size)
+    for name in ('partial_keypoint_stage2', 'partial_joint_cbp_stage4', 'partial_baseline_cbp_ft',
+                 'partial_baseline_kpfeat_ft'):
+        assert stages.stage(name).solver('vgg16').epochs
+        assert stages.stage(name).solver('vgg16').max_iter == stages.PARTIAL_EPOCHS
+        s = solvers.make_solver('vgg16', name, epoch_iters=625)
+        assert s.max_iter == 625 * stages.PARTIAL_EPOCHS
+    with pytest.raises(ValueError, match='epochs'):
+        solvers.make_solver('vgg16', 'frozen_keypoint')
     # heads on fixed features as under the frozen protocol, so the two compare
     assert stages.stage('partial_keypoint_stage1').solver('vgg16') == \
         stages.stage('frozen_keypoint').solver('vgg16')

@@ -2,7 +2,7 @@
 non-empty map before the first forward (`core.geometry.check_input`,
 Caffe's own output-size arithmetic) and says the smallest size that works,
 instead of dying with SIGFPE (example 5: `correspondence.py reconstruct
---input-size 20`)."""
+--size 20`, now --input-size)."""
 import os
 import subprocess
 import sys

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import caffe
-from posenorm.core import metrics
+from posenorm.core import class_metrics
 from posenorm.pose import stages
 from posenorm.pose.evaluate import evaluate_models
 from posenorm.pose.nets import pose_normalized_net
@@ -18,13 +18,15 @@ from posenorm.pose.train import Run, train
 def test_frozen_protocol_plan_and_nets():
     frozen = stages.PROTOCOLS['frozen']
     assert [s.name for s in stages.plan(frozen)] == ['frozen_joint_cbp', 'frozen_keypoint',
-                                                     'baseline_cbp_frozen']
+                                                     'baseline_cbp_frozen', 'frozen_joint_avg',
+                                                     'baseline_avg_frozen']
     assert all(s.cached and s.needs() == () for s in stages.plan(frozen))
     # the default plan (the synthetic demo's) is unchanged by the new entries
     assert not {s.name for s in stages.plan()} & {s.name for s in stages.plan(frozen)}
     with pytest.raises(ValueError, match='unknown model'):
         stages.plan(['nope'])
-    for name in ('frozen_joint_cbp', 'frozen_keypoint', 'baseline_cbp_frozen'):
+    for name in ('frozen_joint_cbp', 'frozen_keypoint', 'baseline_cbp_frozen',
+                 'frozen_joint_avg', 'baseline_avg_frozen'):
         net = pose_normalized_net('train', backbone='vgg16', lmdb_dir='/x', score_from='conv5_3',
                                   **stages.stage(name).net_args('vgg16'))
         layers = [l.name for l in net.layer]
@@ -33,11 +35,11 @@ def test_frozen_protocol_plan_and_nets():
 
 
 def test_accuracy_interval():
-    lo, hi = metrics.accuracy_interval(0.8, 250)
+    lo, hi = class_metrics.accuracy_interval(0.8, 250)
     assert lo < 0.8 < hi and 0.04 < 0.8 - lo < 0.06 and 0.04 < hi - 0.8 < 0.06
-    assert metrics.accuracy_interval(1.0, 10)[1] == pytest.approx(1.0) and metrics.accuracy_interval(0.0, 10)[0] == pytest.approx(0.0)
-    assert metrics.accuracy_interval(1.0, 10)[0] < 0.8
-    assert metrics.accuracy_interval(0.5, 0) == (None, None)
+    assert class_metrics.accuracy_interval(1.0, 10)[1] == pytest.approx(1.0) and class_metrics.accuracy_interval(0.0, 10)[0] == pytest.approx(0.0)
+    assert class_metrics.accuracy_interval(1.0, 10)[0] < 0.8
+    assert class_metrics.accuracy_interval(0.5, 0) == (None, None)
 
 
 def _predictions(report, name):
@@ -59,7 +61,7 @@ def test_frozen_protocol_end_to_end_one_pass(tmp_path, small_lmdb, caffe_tool):
               progress=False, log=logs.append, iter_scale=0.01, imagenet_weights=trunk)
     dirs = train(run, list(stages.PROTOCOLS['frozen']))
     same_pass = [l for l in logs if 'features cached in the same pass' in l]
-    assert len(same_pass) == 2, logs
+    assert len(same_pass) == 4, logs
     # the joint model: keypoint head of frozen_keypoint, classifier of frozen_joint_cbp
     joint = caffe.Net(os.path.join(dirs[1], 'deploy.prototxt'), caffe.TEST,
                       weights=os.path.join(dirs[1], 'weights.caffemodel'))

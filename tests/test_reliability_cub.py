@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from posenorm.data import cub, synthetic
+from posenorm.data import cub, cub_checks, synthetic
 
 
 @pytest.fixture(scope='module')
@@ -82,7 +82,7 @@ def test_same_file_under_two_ids_is_reported_and_refused_when_strict(dataset):
     dup = data.duplicate_images[0]
     assert sorted(dup['ids']) == sorted([int(data.image_ids[train[0]]), int(data.image_ids[test[0]])])
     assert dup['splits'] == ['test', 'train']
-    assert 'train and test' in cub.duplicates_warning(data.duplicate_images)
+    assert 'train and test' in cub_checks.duplicates_warning(data.duplicate_images)
     with pytest.raises(cub.CUBFormatError, match=r'images.txt:%d: .*same image file as line %d'
                        % (max(train[0], test[0]) + 1, min(train[0], test[0]) + 1)):
         cub.read_cub(dataset, strict=True)

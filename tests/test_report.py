@@ -27,10 +27,10 @@ def test_missing_block_is_an_error_naming_the_file(tmp_path):
         report.update_readme(str(path), 'x', 'partial')
 
 
-def test_project_readme_has_one_block_per_protocol(repo_root):
-    with open(os.path.join(repo_root, 'README.md')) as f:
-        text = f.read()
+def test_project_docs_have_one_block_per_protocol(repo_root):
     for protocol in PROTOCOLS:
+        with open(os.path.join(repo_root, report.DOCS_FILE[protocol])) as f:
+            text = f.read()
         begin, end = report.readme_markers(protocol)
         assert text.count(begin) == 1 and text.count(end) == 1 and \
             text.index(begin) < text.index(end), protocol

@@ -77,3 +77,39 @@ def test_global_descriptor_pools_cells_of_any_map_size():
     assert d[0, 0, 0] == fmap[0, 0, :3].max() and d[1, 5, 5] == fmap[1, 3, 10:].max()
     # Fewer rows than cells: cells repeat rows, never go empty.
     assert (d[:, 0] == d[:, 1]).all() or (d[:, 1] == d[:, 2]).all()
+
+
+def test_finer_alignment_lattice():
+    from posenorm.core.geometry import Geometry
+    from posenorm.correspondence import align
+    geometry = Geometry(16.0, 7.5, 67.0)
+    assert align.align_geometry(geometry, None) == (geometry, 1)
+    assert align.align_geometry(geometry, 4) == (Geometry(4.0, 7.5, 67.0), 4)
+    for bad in (6, 32):
+        with pytest.raises(ValueError, match='must divide the conv layer'):
+            align.align_geometry(geometry, bad)
+    # bilinear between unit centres: a plane stays the plane, the old units stay put
+    yy, xx = np.mgrid[0:3, 0:4].astype(np.float64)
+    fmap = np.stack([2 * yy + 3 * xx, np.ones_like(yy)])
+    fine = align.refine(fmap, 2)
+    assert fine.shape == (2, 5, 7)
+    y2, x2 = np.mgrid[0:5, 0:7] / 2.0
+    assert np.allclose(fine[0], 2 * y2 + 3 * x2) and np.allclose(fine[1], 1)
+    assert np.array_equal(fine[:, ::2, ::2], fmap)
+
+
+def test_sift_descriptors_sit_at_the_given_points():
+    # (x, y) order, not (row, column): an image moved 10 px right has, at
+    # x + 10, the descriptors the original has at x; VLFeat's are unit norm
+    # (x 512), so `flow.unit_columns` only rescales them.
+    from scipy import ndimage
+    from posenorm.correspondence import sift
+    rng = np.random.default_rng(0)
+    image = ndimage.gaussian_filter(rng.random((120, 160)), 2).astype(np.float32) * 255
+    moved = np.zeros_like(image)
+    moved[:, 10:] = image[:, :-10]
+    points = np.array([[50.0, 40.0], [70.0, 60.0], [90.0, 45.0]])
+    here = sift.descriptors(image, points, 32)
+    assert np.allclose(sift.descriptors(moved, points + (10, 0), 32), here, atol=1e-3)
+    assert not np.allclose(sift.descriptors(moved, points + (0, 10), 32), here, atol=1)
+    assert np.allclose(np.linalg.norm(here, axis=1), 512, rtol=1e-4)

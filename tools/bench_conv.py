@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark VGG-16's convolutions on the CPU: Caffe's original path, ours, ONNX Runtime.
+"""Benchmark VGG-16's convolutions on the CPU: Caffe's path, ours (direct, Winograd), ONNX Runtime.
 
 In one run, for each thread count of --threads, in a fresh process with
 OPENBLAS_NUM_THREADS and OMP_NUM_THREADS set to it (thread pools are sized
@@ -9,21 +9,25 @@ Caffe links (a 4096^3 InnerProduct, as tools/bench_layers.py measures it),
 then VGG-16 conv1_1 ... pool5 (conv + ReLU + max pool, ceil mode) at each
 input shape of --input-shapes, forward and forward+backward (random top diff, no
 gradient to the data), layer by layer, for Caffe's original CPU code
-(POSENORM_CPU_ENGINE=reference) and ours (the variable unset); then the same
-forward through ONNX Runtime (a child running tools/bench_conv_onnx.py in the
-pinned .venv-bench, from the same weights and input).
+(POSENORM_CPU_ENGINE=reference), ours on its direct path (POSENORM_WINOGRAD=0)
+and ours as every prototxt gets it (both variables unset: Winograd where the
+engine picks it); then the same forward through ONNX Runtime (a child running
+tools/bench_conv_onnx.py in the pinned .venv-bench, from the same weights and
+input).
 
 Times are medians of --repeats passes after one warm-up, measured with
-time.perf_counter around each layer's net._forward/_backward; the two Caffe
-paths take turns pass by pass (both nets built side by side), so that other
-jobs' load falls on both alike. GFLOP/s counts
-convolution multiply-adds only (2 flops each; ReLU and pooling add time, not
-flops); "% sgemm" is against the sgemm rate measured in the same process
-(before and after the nets; the higher of the two).
-The two Caffe paths must agree on pool5, and on every layer's outputs and
+time.perf_counter around each layer's net._forward/_backward; the three Caffe
+paths take turns pass by pass (the nets built side by side), so that other
+jobs' load falls on all alike. GFLOP/s counts
+convolution multiply-adds only (2 flops each, the direct convolution's count
+for Winograd too; ReLU and pooling add time, not flops); "% sgemm" is against
+the sgemm rate measured in the same process (before and after the nets; the
+higher of the two).
+Our paths must agree with Caffe's on pool5, and on every layer's outputs and
 gradients when each layer runs alone from the same inputs, and ONNX Runtime's
 pool5 with Caffe's, to --tolerance relative (max |a - b| over max |a| per
-blob); otherwise the tool reports and exits with an error. End-to-end
+blob; ours with Winograd: --winograd-tolerance); otherwise the tool reports
+and exits with an error. End-to-end
 parameter gradients are printed, not checked: a ReLU sign or max-pool winner
 flipped by a float-level forward difference moves whole terms of them.
 
@@ -59,6 +63,9 @@ def parse_args(argv):
     ap.add_argument('--weights', metavar='CAFFEMODEL',
                     help='conv weights by layer name, e.g. weights/vgg16_conv_imagenet.caffemodel '
                          '(default: random, fixed seed)')
+    ap.add_argument('--image', metavar='PATH',
+                    help='input: this image, resized to each square size and minus the VGG mean, '
+                         'in every slot of the batch (default: Gaussian pixels, fixed seed)')
     ap.add_argument('--markdown', metavar='PATH', help='also write the report to PATH (atomically)')
     ap.add_argument('--quick', action='store_true',
                     help='small inputs, 1 repeat, a %d^3 sgemm: a smoke test in seconds'
@@ -70,6 +77,9 @@ def parse_args(argv):
                          'with a note, where that is absent)')
     ap.add_argument('--tolerance', type=cli.number(above=0, hi=1), default=1e-4,
                     help='largest relative difference allowed between the paths (default 1e-4)')
+    ap.add_argument('--winograd-tolerance', type=cli.positive_float, default=1e-3,
+                    help='the same for ours with Winograd against Caffe\'s original: pool5 and '
+                         'each layer alone (default 1e-3, the bound of issue 23)')
     ap.add_argument('--quiet', action='store_true', help='no [bench] progress notes on stderr')
     args = ap.parse_args(argv)
     if args.markdown:  # a report file it rewrites: never a directory, a link or an input
@@ -79,6 +89,11 @@ def parse_args(argv):
     args.sgemm_size = QUICK['sgemm'] if args.quick else SGEMM_SIZE
     if args.weights and not os.path.isfile(args.weights):
         ap.error('--weights: no file %s' % args.weights)
+    if args.image and not os.path.isfile(args.image):
+        ap.error('--image: no file %s' % args.image)
+    if args.image and any(h != w for _, h, w in args.sizes):
+        ap.error('--image: the sizes must be square (NxSxS), not %s'
+                 % ','.join('x'.join(map(str, s)) for s in args.sizes))
     args.onnx_note = None
     if args.no_onnx:
         args.onnx_note = 'skipped (--no-onnx)'
@@ -100,8 +115,9 @@ def main(argv=None):
     onnx = None if args.no_onnx else [args.bench_python, ONNX_SCRIPT]
     with cli.notes_off(args.quiet):
         run(Setup(threads=args.threads, sizes=args.sizes, repeats=args.repeats,
-                  sgemm_size=args.sgemm_size, weights=args.weights, onnx_command=onnx,
-                  onnx_note=args.onnx_note), args.markdown, args.tolerance)
+                  sgemm_size=args.sgemm_size, weights=args.weights, image=args.image,
+                  onnx_command=onnx, onnx_note=args.onnx_note),
+            args.markdown, args.tolerance, args.winograd_tolerance)
     return 0
 
 

@@ -5,7 +5,8 @@
   python tools/build_lmdb.py --data data/synthetic_cub --out data/synthetic_lmdb --classes 1-10
   python tools/build_lmdb.py --verify data/cub_lmdb
 
-Per split: <split>_images (label = class id - 1), <split>_keypoints (1 x K x 3)
+Splits: train, val (--val-fraction of each class's official training images,
+seeded), test (the official one).  Per split: <split>_images (label = class id - 1), <split>_keypoints (1 x K x 3)
 and <split>_bboxes (1 x 1 x 4), aligned by key, plus <split>_index.txt and
 manifest.json.  See python/posenorm/data/lmdb_data.py for the coordinate convention.
 """
@@ -13,7 +14,7 @@ import argparse
 import sys
 
 from posenorm.core import cli
-from posenorm.data import cub, lmdb_data, lmdb_verify
+from posenorm.data import cub_checks, lmdb_data, lmdb_verify
 
 
 @cli.tool
@@ -29,7 +30,11 @@ def main(argv=None):
                     help='pixels a visible part may lie outside its image (default: max(10, 5%% of the longer side))')
     ap.add_argument('--crop-size', type=cli.integer(0, cli.MAX_SIDE), default=lmdb_data.CROP_SIZE,
                     help='side of the head/body crops for the part nets (default %(default)s; 0: none)')
-    ap.add_argument('--seed', type=cli.seed, default=0, help='seed of the train-split order (default 0)')
+    ap.add_argument('--val-fraction', type=cli.fraction, default=lmdb_data.VAL_FRACTION,
+                    metavar='F', help='fraction of each class\'s official training images held out '
+                    'as the val split, where every choice is made (default %(default)s; 0: none)')
+    ap.add_argument('--seed', type=cli.seed, default=0,
+                    help='seed of the train-split order and of the val draw (default 0)')
     ap.add_argument('--workers', type=cli.integer(1, 64), default=1, help='processes decoding images (default 1)')
     ap.add_argument('--strict', action='store_true',
                     help='refuse a dataset listing the same image file under several ids '
@@ -49,10 +54,11 @@ def main(argv=None):
     m = lmdb_data.build_lmdbs(args.data, args.out, size=args.input_size, flip=args.flip, classes=args.classes,
                               seed=args.seed, force=args.force, progress=not args.quiet,
                               workers=args.workers, part_tolerance=args.part_tolerance,
-                              crop_size=args.crop_size, strict=args.strict)
+                              crop_size=args.crop_size, strict=args.strict,
+                              val_fraction=args.val_fraction)
     t = m['throughput']
     if m['duplicate_images']:
-        print(cub.duplicates_warning(m['duplicate_images']), file=sys.stderr)
+        print(cub_checks.duplicates_warning(m['duplicate_images']), file=sys.stderr)
     print('wrote %s: %s; %d classes (labels 0-%d = class id - 1), input %dx%d%s' % (
         args.out, ', '.join('%s %d' % (s, v['count']) for s, v in m['splits'].items()),
         len(m['classes']), m['num_classes'] - 1, args.input_size, args.input_size,

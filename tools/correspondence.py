@@ -7,8 +7,9 @@
   python tools/correspondence.py align --data DIR         # Table 2, Figure 3
   python tools/correspondence.py predict --data DIR       # Table 4, Figure 6
   python tools/correspondence.py all --data DIR           # every step in turn, resumable
+  python tools/correspondence.py transfer SRC DST --keypoints FILE   # one image's keypoints onto another
 
-Each subcommand writes its section of OUT/results.json and rebuilds
+Each subcommand but transfer writes its section of OUT/results.json and rebuilds
 OUT/README.md (default OUT: reports/correspondence).  --data takes a
 CUB-200-2011 or PASCAL VOC 2011 keypoint directory; without it the synthetic
 birds are generated once.  One module per subcommand:

@@ -65,18 +65,21 @@ def ensure_synthetic(out, classes, per_class, size, seed):
     return out
 
 
-def ensure_lmdb(cub, out, size, classes=None):
-    """LMDBs of `cub` at `size` (of `classes`, ids; None: all): reused only
-    if built from its files as they are now (`lmdb_data.built_from`)."""
+def ensure_lmdb(cub, out, size, classes=None, val_fraction=lmdb_data.VAL_FRACTION):
+    """LMDBs of `cub` at `size` (of `classes`, ids; None: all; val split
+    `val_fraction`): reused only if built from its files as they are now
+    (`lmdb_data.built_from`) with the same val split."""
     try:
         manifest = lmdb_data.parse_manifest(out)
         if manifest['input_size'] == size and manifest.get('crop_size') and \
+                manifest.get('val_fraction', 0) == val_fraction and \
                 lmdb_data.built_from(manifest, cub, classes):
             print('[demo] reusing %s' % out)
             return out
     except (OSError, ValueError, KeyError):
         pass
-    m = lmdb_data.build_lmdbs(cub, out, size=size, classes=classes, force=True)
+    m = lmdb_data.build_lmdbs(cub, out, size=size, classes=classes, force=True,
+                              val_fraction=val_fraction)
     print('[demo] %s' % m['annotation_summary'])
     return out
 
@@ -138,6 +141,9 @@ def main(argv=None):
     ap.add_argument('--classes', type=cli.id_list, help='with --data: class ids to use, e.g. 11-50 or 1,4,7-9 '
                                       '(default: all; labels stay class id - 1)')
     ap.add_argument('--input-size', type=cli.side, help='network input (default per backbone)')
+    ap.add_argument('--val-fraction', type=cli.fraction, default=lmdb_data.VAL_FRACTION,
+                    metavar='F', help='fraction of each class\'s training images held out as the '
+                    'val split, on which every choice is made (default %(default)s; 0: none)')
     ap.add_argument('--iter-scale', type=cli.iter_scale, default=1.0,
                     help='scale every stage\'s iterations')
     ap.add_argument('--limit', type=cli.non_negative_int, default=200, metavar='N',
@@ -153,7 +159,8 @@ def main(argv=None):
     ap.add_argument('--retrain', metavar='STAGE[,STAGE]', default='',
                     help='start these training stages over (as tools/train.py --retrain)')
     ap.add_argument('--readme', action='store_true',
-                    help='also write the results into README.md (figure into docs/demo/)')
+                    help='also write the results block into its docs file (docs/demo.md, '
+                         'docs/real_birds.md; the figure into docs/demo/)')
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
     device.add_gpu_argument(ap, multi=True)
     args = ap.parse_args(argv)
@@ -170,7 +177,6 @@ def main(argv=None):
     outputs.check_output(args.work, outputs.UPDATE, inputs, marker=WORK_MARKERS, what='--work')
     outputs.check_output(out, outputs.DIRECTORY, inputs + [args.work], True, REPORT_MARKER,
                          'report directory')  # a demo replaces its own report
-    outputs.claim(args.work, 'tools/demo.py --work')
     caffe = caffe_run.caffe_tool()
     # Before any data work: `caffe train` and this pycaffe must both reach the device.
     device.check_caffe_tool(caffe, args.gpu)
@@ -179,6 +185,7 @@ def main(argv=None):
     timings = []
     size = args.input_size or BACKBONES[args.backbone].input_size
     check_input_size(args.backbone, size, '--input-size %d' % size)  # before any data work
+    outputs.claim(args.work, 'tools/demo.py --work')
     if args.data:
         cub = args.data
     else:
@@ -187,8 +194,10 @@ def main(argv=None):
                    256, args.seed)
     tag = os.path.basename(os.path.normpath(cub))
     subset = '_c' + str(classes).replace(',', '_') if classes else ''
+    val = '_v%g' % args.val_fraction if args.val_fraction != lmdb_data.VAL_FRACTION else ''
     lmdb_dir = step(timings, 'LMDBs', ensure_lmdb, cub,
-                    os.path.join(args.work, 'lmdb_%s%s_%d' % (tag, subset, size)), size, classes)
+                    os.path.join(args.work, 'lmdb_%s%s_%d%s' % (tag, subset, size, val)), size,
+                    classes, args.val_fraction)
     num_classes = lmdb_data.parse_manifest(lmdb_dir)['num_classes']
     # one run directory per LMDB set: another dataset never meets this one's stages
     digest = run_record.manifest_digest(lmdb_dir)[:8]
@@ -198,7 +207,12 @@ def main(argv=None):
               retrain=[s for s in args.retrain.split(',') if s], cache_layer=args.cache_layer,
               progress=not args.quiet)
     model_dirs = step(timings, 'training (%s)' % args.backbone, train, run, models)
-    extra = {}
+    extra = dict(selection={r['stage']: r['selection'] for r in run.done_records()
+                            if r.get('selection')},
+                 feature_passes=run.feature_passes(),
+                 val_split=dict(fraction=args.val_fraction,
+                                images=run.manifest['splits'].get('val', {}).get('images', 0),
+                                image_ids=run.manifest.get('val_image_ids', [])))
     if args.protocol == 'partial':
         extra['cost'] = step(timings, 'cost (caffe time)', partial_cost, run)
     if args.protocol in report.PROTOCOL_QUESTION:
@@ -219,7 +233,7 @@ def main(argv=None):
         command = ' '.join(['python tools/demo.py'] + sys.argv[1:])
         # a figure of the synthetic birds only: real images are never committed
         figure = None if args.data else 'docs/demo/figure3.png'
-        report.update_readme(os.path.join(root, 'README.md'),
+        report.update_readme(os.path.join(root, report.DOCS_FILE[args.protocol]),
                              report.readme_block(results, out, timings, root, command, figure),
                              args.protocol)
     for name, seconds in timings:

@@ -21,8 +21,40 @@ import sys
 from posenorm.core import cli
 from posenorm.core import device
 from posenorm.core import outputs
+from posenorm.core.report import pct
 from posenorm.pose.evaluate import REPORT_MARKER, evaluate_models
 from posenorm.pose.predict import add_decoding_arguments, decoding_options
+
+
+def print_summary(results, split):
+    """Tables 1-3, decodings and visibility of a report, one line each."""
+    t = results['tables']
+    for row in t['table1']:
+        print('Table 1  %-60s accuracy %s  mean per-class %s' % (row['label'][:60], pct(row['accuracy']),
+                                                                   pct(row['mean_per_class_accuracy'])))
+    for name, tab in t['table2'].items():
+        print('Table 2  %-60s mean PCK %s' % (tab['label'][:60], ' / '.join(
+            '%s@%.2f' % (pct(v), a) for v, a in zip(tab['mean'], tab['alphas']))))
+    for row in t['table3']:
+        print('Table 3  %-60s PCP head %s  body %s' % (row['label'][:60], pct(row['head']), pct(row['body'])))
+    for name, m in results['models'].items():
+        for d, dec in (m.get('decodings') or {}).items():
+            print('decoding %-10s %-30s mean PCK@0.1 %s%s' % (
+                d, name[:30], pct(dec['mean'][dec['alphas'].index(0.1)]),
+                '  vs argmax: ' + dec['vs_argmax']['verdict'] + ' (p = %.3g)' % dec['vs_argmax']['p']
+                if dec.get('vs_argmax') else ''))
+        if m.get('visibility') and m['decoding']['visibility_threshold'] is not None:
+            v = m['visibility']
+            print('visibility %-38s threshold %g: precision %s recall %s' % (
+                name[:38], m['decoding']['visibility_threshold'], pct(v['precision']),
+                pct(v['recall'])))
+        if m.get('keypoint_choices') and split == 'val':
+            c = m['keypoint_choices']
+            print('chosen on val %-35s decode %s, visibility threshold %s (%d of %d flags '
+                  'matched; every part visible: %d)' % (
+                      name[:35], c['decode'], c['visibility']['threshold'],
+                      c['visibility']['matched'], c['visibility']['items'],
+                      c['visibility']['matched_all_visible']))
 
 
 @cli.tool
@@ -58,34 +90,7 @@ def main(argv=None):
     if results['images_of_classes_no_model_knows']:
         print('note: %d %s image(s) of classes no model knows were not evaluated'
               % (results['images_of_classes_no_model_knows'], args.split))
-    pct = lambda v: '-' if v is None else '%.2f%%' % (100 * v)  # noqa: E731
-    t = results['tables']
-    for row in t['table1']:
-        print('Table 1  %-60s accuracy %s  mean per-class %s' % (row['label'][:60], pct(row['accuracy']),
-                                                                   pct(row['mean_per_class_accuracy'])))
-    for name, tab in t['table2'].items():
-        print('Table 2  %-60s mean PCK %s' % (tab['label'][:60], ' / '.join(
-            '%s@%.2f' % (pct(v), a) for v, a in zip(tab['mean'], tab['alphas']))))
-    for row in t['table3']:
-        print('Table 3  %-60s PCP head %s  body %s' % (row['label'][:60], pct(row['head']), pct(row['body'])))
-    for name, m in results['models'].items():
-        for d, dec in (m.get('decodings') or {}).items():
-            print('decoding %-10s %-30s mean PCK@0.1 %s%s' % (
-                d, name[:30], pct(dec['mean'][dec['alphas'].index(0.1)]),
-                '  vs argmax: ' + dec['vs_argmax']['verdict'] + ' (p = %.3g)' % dec['vs_argmax']['p']
-                if dec.get('vs_argmax') else ''))
-        if m.get('visibility') and m['decoding']['visibility_threshold'] is not None:
-            v = m['visibility']
-            print('visibility %-38s threshold %g: precision %s recall %s' % (
-                name[:38], m['decoding']['visibility_threshold'], pct(v['precision']),
-                pct(v['recall'])))
-        if m.get('keypoint_choices') and args.split == 'val':
-            c = m['keypoint_choices']
-            print('chosen on val %-35s decode %s, visibility threshold %s (%d of %d flags '
-                  'matched; every part visible: %d)' % (
-                      name[:35], c['decode'], c['visibility']['threshold'],
-                      c['visibility']['matched'], c['visibility']['items'],
-                      c['visibility']['matched_all_visible']))
+    print_summary(results, args.split)
     print('report: %s' % os.path.join(os.path.abspath(args.out), 'README.md'))
     return 0
 

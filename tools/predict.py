@@ -42,9 +42,9 @@ def main(argv=None):
         ap.error('no such image: %s' % args.image)
     if args.out:
         outputs.check_output(args.out, outputs.FILE, [args.image, args.model], args.force)
+    device.use_device(args.gpu)
     image = read_image(args.image)  # a bad file is one line naming it
     size = image.size
-    device.use_device(args.gpu)
     predictor = Predictor(args.model, allow_python=args.allow_python_layers,
                           **decoding_options(args))
     r = predictor.predict(args.image, size)

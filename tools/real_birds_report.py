@@ -24,11 +24,13 @@ from posenorm.correspondence import report as corr_report
 from posenorm.pose import real_birds
 
 
-def _pair(text):
-    protocol, sep, path = text.partition('=')
-    if not (sep and protocol and path):
-        raise argparse.ArgumentTypeError('must be PROTOCOL=RESULTS_JSON, not %r' % text)
-    return protocol, path
+def _pairs(ap, option, texts):
+    """[(protocol, path)] of PROTOCOL=JSON arguments (the parser's error otherwise)."""
+    out = [t.partition('=')[::2] for t in texts]
+    bad = [t for t, (protocol, path) in zip(texts, out) if not (protocol and path)]
+    if bad:
+        ap.error('argument %s: must be PROTOCOL=RESULTS_JSON, not %r' % (option, bad[0]))
+    return out
 
 
 def _read_json(path):
@@ -50,12 +52,12 @@ def _read(path):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('--results', nargs='+', type=_pair, default=[], metavar='PROTOCOL=JSON',
+    ap.add_argument('--results', nargs='+', default=[], metavar='PROTOCOL=JSON',
                     help='a protocol\'s evaluation results.json (tools/evaluate.py, tools/demo.py)')
     ap.add_argument('--docs', default='docs/real_birds.md', metavar='MD',
                     help='the docs file whose per-protocol blocks are replaced '
                          '(default docs/real_birds.md)')
-    ap.add_argument('--with-visibility', nargs='+', type=_pair, default=[], metavar='PROTOCOL=JSON',
+    ap.add_argument('--with-visibility', nargs='+', default=[], metavar='PROTOCOL=JSON',
                     help='the same models evaluated with their visibility threshold '
                          '(tools/evaluate.py --visibility-threshold): paired against --results')
     ap.add_argument('--correspondence', metavar='JSON',
@@ -65,9 +67,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.correspondence and not args.readme:
         ap.error('--correspondence writes into --readme: give --readme')
-    runs = [(protocol, _read(path)) for protocol, path in args.results]
-    visibility = {protocol: _read(path) for protocol, path in args.with_visibility}
-    for (protocol, results), (_, path) in zip(runs, args.results):
+    results_paths = _pairs(ap, '--results', args.results)
+    runs = [(protocol, _read(path)) for protocol, path in results_paths]
+    visibility = {protocol: _read(path)
+                  for protocol, path in _pairs(ap, '--with-visibility', args.with_visibility)}
+    for (protocol, results), (_, path) in zip(runs, results_paths):
         real_birds.update_block(args.docs, real_birds.docs_block(
             results, os.path.relpath(path), visibility.get(protocol)), protocol)
     if args.readme and runs:

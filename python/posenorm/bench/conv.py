@@ -9,17 +9,20 @@ later openblas_set_num_threads). SPEC and OUT are JSON files.
 
 The net is the paper's trunk (posenorm.nets.backbones.trunk: VGG_ILSVRC_16_layers'
 names and shapes) up to conv5_3, plus pool5; Caffe pools with ceil rounding.
-Each of Caffe's two CPU convolution paths is built in turn:
-POSENORM_CPU_ENGINE=reference (Caffe's original code) and the variable unset
-(our engine, what every prototxt gets), read when a layer is created. Both get
-the same weights, input and top diff, and their pool5 and parameter gradients
-are compared (relative to the largest magnitude of each blob): end to end
-(pool5, and the parameter gradients for information: a ReLU sign or max-pool
-winner that flips between near-equal values moves whole terms of a gradient),
-and layer by layer from identical inputs (checked). Both nets are
-then timed in turns, pass by pass, so that the load of other jobs on a shared
-machine falls on both alike.
+Each CPU convolution path is built in turn, by the variables read when a
+layer is created: POSENORM_CPU_ENGINE=reference (Caffe's original code),
+POSENORM_WINOGRAD=0 (our engine's direct, banded path) and neither (our
+engine as every prototxt gets it: Winograd where it picks it). All get the
+same weights, input and top diff, and their pool5 and parameter gradients
+are compared with Caffe's (relative to the largest magnitude of each blob):
+end to end (pool5, and the parameter gradients for information: a ReLU sign
+or max-pool winner that flips between near-equal values moves whole terms of
+a gradient), and layer by layer from identical inputs (checked); each
+convolution's Winograd output and data gradient also against the direct
+path's. The nets are then timed in turns, pass by pass, so that the load of
+other jobs on a shared machine falls on all alike.
 """
+import collections
 import json
 import os
 import statistics
@@ -33,10 +36,13 @@ from caffe import layers as L
 
 from posenorm.bench.blas import OpenBLAS
 from posenorm.bench.harness import progress, sgemm_rate
-from posenorm.nets.backbones import BACKBONES, max_pool, trunk
+from posenorm.data.coords import load_input_image
+from posenorm.nets.backbones import BACKBONES, VGG_MEAN_BGR, max_pool, trunk
 
-ENGINE_VAR = 'POSENORM_CPU_ENGINE'
-PATHS = ('reference', 'fast')
+# The variables each path is built with (read when a layer is created).
+PATH_ENV = dict(reference=dict(POSENORM_CPU_ENGINE='reference'),
+                direct=dict(POSENORM_WINOGRAD='0'), fast={})
+PATHS = tuple(PATH_ENV)
 SEED = 0
 DATA_SCALE = 50.0  # mean-subtracted pixels are of this order
 
@@ -63,17 +69,18 @@ def plan(proto):
 
 
 def make_net(proto, path, engine):
-    """A TEST-phase net built with the engine variable set for `engine`."""
+    """A TEST-phase net built with the variables of path `engine`."""
     with open(path, 'w') as f:
         f.write(str(proto))
-    if engine == 'reference':
-        os.environ[ENGINE_VAR] = 'reference'
-    else:
-        os.environ.pop(ENGINE_VAR, None)  # the default: what every prototxt gets
+    names = {k for env in PATH_ENV.values() for k in env}
+    for k in names:
+        os.environ.pop(k, None)
+    os.environ.update(PATH_ENV[engine])
     try:
         return caffe.Net(path, caffe.TEST)
     finally:
-        os.environ.pop(ENGINE_VAR, None)
+        for k in names:
+            os.environ.pop(k, None)
 
 
 def make_weights(weights_path):
@@ -114,9 +121,19 @@ def layer_flops(net):
     return out
 
 
-def inputs(net, seed):
+def inputs(net, seed, image=None):
+    """The input (Gaussian pixels, or `image` resized and mean-subtracted in
+    every slot of the batch) and pool5's top diff."""
     rng = np.random.RandomState(seed)
-    data = (rng.randn(*net.blobs['data'].data.shape) * DATA_SCALE).astype(np.float32)
+    shape = net.blobs['data'].data.shape
+    if image:
+        if shape[2] != shape[3]:
+            raise ValueError('--image needs square inputs, not %dx%d' % shape[2:])
+        bgr = load_input_image(image, shape[2])[:, :, ::-1].astype(np.float32)
+        data = np.broadcast_to((bgr - np.asarray(VGG_MEAN_BGR, np.float32)).transpose(2, 0, 1),
+                               shape).copy()
+    else:
+        data = (rng.randn(*shape) * DATA_SCALE).astype(np.float32)
     top_diff = rng.randn(*net.blobs['pool5'].data.shape).astype(np.float32)
     return data, top_diff
 
@@ -141,14 +158,15 @@ def check_pass(net, data, top_diff):
 
 
 def layer_checks(nets, layers):
-    """{'layer:blob': max relative difference} of each layer run alone in
-    every net from the same bottom data, top diff and parameter diffs (the
-    reference net's activations of the pass before): the paths' own float
-    rounding, without the end-to-end amplification where a ReLU sign or a
-    max-pool winner flips between near-equal values."""
+    """{path: {'layer:blob': max relative difference}} of each layer run alone
+    in every net from the same bottom data, top diff and parameter diffs (the
+    reference net's activations of the pass before), each path against
+    Caffe's: the paths' own float rounding, without the end-to-end
+    amplification where a ReLU sign or a max-pool winner flips between
+    near-equal values. 'winograd': our engine against its direct path."""
     ref = nets['reference']
     rng = np.random.RandomState(SEED + 3)
-    diffs = {}
+    diffs = collections.defaultdict(dict)
     for i, name, *_ in layers:
         bottoms, tops = ref.bottom_names[name], ref.top_names[name]
         data = {b: ref.blobs[b].data.copy() for b in bottoms}
@@ -169,8 +187,11 @@ def layer_checks(nets, layers):
             out.update((b + '/diff', net.blobs[b].diff.copy()) for b in bottoms if b != 'data')
             out.update(('param%d/diff' % k, p.diff.copy())
                        for k, p in enumerate(net.params.get(name, [])))
-        for key, a in got['reference'].items():
-            diffs['%s:%s' % (name, key)] = max_rel_diff(a, got['fast'][key])
+        pairs = [(p, 'reference', p) for p in nets if p != 'reference']
+        pairs.append(('winograd', 'direct', 'fast'))
+        for key, a, b in pairs:
+            for blob, x in got[a].items():
+                diffs[key]['%s:%s' % (name, blob)] = max_rel_diff(x, got[b][blob])
     return diffs
 
 
@@ -220,24 +241,22 @@ def max_rel_diff(a, b):
 
 
 def measure_size(spec, n, h, w, weights, tmp, dump):
-    """Both paths at one input size; their agreement; optionally the .npz the
+    """Every path at one input size; their agreement; optionally the .npz the
     ONNX side reads (weights, input, plan, and Caffe's pool5 per path)."""
     proto = net_proto(n, h, w)
     nets, checks = {}, {}
-    for path in spec['paths']:
+    for path in PATHS:
         nets[path] = net = make_net(proto, os.path.join(tmp, 'net-%s.prototxt' % path), path)
         for name, (wt, b) in weights.items():
             net.params[name][0].data[...] = wt
             net.params[name][1].data[...] = b
-        data, top_diff = inputs(net, SEED + 1)
+        data, top_diff = inputs(net, SEED + 1, spec.get('image'))
         checks[path] = check_pass(net, data, top_diff)
     layers = layer_flops(net)
-    if len(nets) == 2:
-        local = layer_checks(nets, layers)
-        worst = max(local, key=local.get)
+    local = layer_checks(nets, layers)
     times = time_interleaved(nets, layers, top_diff, spec['repeats'])
     del nets, net
-    result = dict(n=n, h=h, w=w, paths={}, check={})
+    result = dict(n=n, h=h, w=w, paths={}, check={}, winograd=winograd_errors(local, layers))
     for path, t in times.items():
         result['paths'][path] = dict(cores=t['cores'], layers=[
             dict(name=name, type=kind, fwd_flops=ff, bwd_flops=bf, fwd=f, bwd=b)
@@ -245,16 +264,31 @@ def measure_size(spec, n, h, w, weights, tmp, dump):
         progress('%d thread(s) %dx%dx%d %s: fwd %.3f s, bwd %.3f s' % (
             spec['threads'], n, h, w, path, sum(statistics.median(f) for f in t['fwd']),
             sum(statistics.median(b) for b in t['bwd'])))
-    if len(checks) == 2:
-        ref, fast = checks['reference'], checks['fast']
-        e2e = {k: max_rel_diff(ref[k], fast[k]) for k in ref if k != 'pool5'}
+    ref = checks['reference']
+    for path in PATHS[1:]:
+        e2e = {k: max_rel_diff(ref[k], checks[path][k]) for k in ref if k != 'pool5'}
         e2e_worst = max(e2e, key=e2e.get)
-        result['check'] = dict(pool5=max_rel_diff(ref['pool5'], fast['pool5']),
-                               worst=worst, worst_diff=local[worst],
-                               e2e_worst=e2e_worst, e2e_diff=e2e[e2e_worst])
+        worst = max(local[path], key=local[path].get)
+        result['check'][path] = dict(
+            pool5=max_rel_diff(ref['pool5'], checks[path]['pool5']), worst=worst,
+            worst_diff=local[path][worst], e2e_worst=e2e_worst, e2e_diff=e2e[e2e_worst])
     if dump:
         result['npz'] = dump_npz(dump, proto, (n, h, w), data, weights, checks)
     return result
+
+
+def winograd_errors(local, layers):
+    """{conv: {'top': ..., 'dx': ...}}: each convolution's output and data
+    gradient, Winograd (where the engine picks it) against the direct path."""
+    out = {}
+    for _, name, kind, *_ in layers:
+        if kind == 'Convolution':
+            d = {k.split(':', 1)[1]: v for k, v in local['winograd'].items()
+                 if k.startswith(name + ':')}
+            out[name] = dict(top=max(v for k, v in d.items() if k.endswith('/data')),
+                             dx=max([v for k, v in d.items() if k.endswith('/diff')
+                                     and not k.startswith('param')] or [None]))
+    return out
 
 
 def dump_npz(folder, proto, size, data, weights, checks):

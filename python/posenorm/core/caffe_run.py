@@ -31,7 +31,7 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
-from posenorm.core import device
+from posenorm.core import device, outputs
 from posenorm.core.atomic import DISK_FULL_BYTES
 
 ITER_RE = re.compile(r'Iteration (\d+)')
@@ -158,6 +158,33 @@ def parse_log(path):
     return curves
 
 
+def _follow(child, log, bar):
+    """Copy `caffe train`'s output to the log (and iterations to the bar);
+    kill it at the first non-finite loss or output and return (iteration,
+    that line), else None once its output ends."""
+    it = 0
+    for line in child.stdout:
+        log.write(line)
+        m = ITER_RE.search(line)
+        if m:
+            it = int(m.group(1))
+            if bar is not None:
+                bar.update(max(0, it - bar.n))
+        value = LOSS_RE.search(line) or OUTPUT_RE.search(line)
+        if value and not math.isfinite(float(value.group(value.lastindex))):
+            child.kill()
+            return it, value.group(0).strip()
+    return None
+
+
+def _drop_snapshots_from(solver, cwd, iteration):
+    """Remove the solver's snapshots of `iteration` and later."""
+    for path in glob.glob(glob.escape(_snapshot_prefix(solver, cwd)) + '_iter_*'):
+        m = re.search(r'_iter_(\d+)\.(caffemodel|solverstate)$', path)
+        if m and int(m.group(1)) >= iteration:
+            os.remove(path)
+
+
 def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
                     snapshot=None, cwd=None, desc='train', progress=True, gpus=None):
     """Run one `caffe train`; return the parsed curves.
@@ -189,20 +216,8 @@ def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
             interrupted.append(signum)
             child.send_signal(signal.SIGINT)
         old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-        diverged, it = None, 0
         try:
-            for line in child.stdout:
-                log.write(line)
-                m = ITER_RE.search(line)
-                if m:
-                    it = int(m.group(1))
-                    if bar is not None:
-                        bar.update(max(0, it - bar.n))
-                value = LOSS_RE.search(line) or OUTPUT_RE.search(line)
-                if value and not math.isfinite(float(value.group(value.lastindex))):
-                    diverged = (it, value.group(0).strip())
-                    child.kill()
-                    break
+            diverged = _follow(child, log, bar)
             code = child.wait()
         finally:
             for s, handler in old.items():
@@ -212,10 +227,7 @@ def run_caffe_train(caffe, solver, log_path, max_iter, weights=None,
     if diverged:
         # A fast net may have run (and snapshotted) past the bad iteration
         # before it was killed: no snapshot from there on survives.
-        for path in glob.glob(glob.escape(_snapshot_prefix(solver, cwd)) + '_iter_*'):
-            m = re.search(r'_iter_(\d+)\.(caffemodel|solverstate)$', path)
-            if m and int(m.group(1)) >= diverged[0]:
-                os.remove(path)
+        _drop_snapshots_from(solver, cwd, diverged[0])
         raise StageDiverged(
             '%s diverged at iteration %d (%s; see %s); no model was '
             'written for it. Lower base_lr in %s and run again.'
@@ -279,7 +291,7 @@ def run_lock(run_dir):
     """Hold RUN_DIR/.training.lock (an flock, released when this process ends,
     however it ends) while training; a second training there fails at once
     with RunLocked saying who holds it."""
-    os.makedirs(run_dir, exist_ok=True)
+    outputs.claim(run_dir, 'run directory')  # ours, even while it holds the lock alone
     fd = os.open(os.path.join(run_dir, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

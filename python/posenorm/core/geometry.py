@@ -159,10 +159,26 @@ def nearest_unit(geometry, coord, n):
 
 
 # ------------------------------------------------------------- map sizes ---
-# Caffe's own output-size arithmetic per axis (conv: floor; pooling: ceil,
-# the last window starting inside the padded input), so that an input too
-# small for the net is an error naming the layer and the smallest size that
-# works, before Caffe divides by an empty map (SIGFPE) or aborts.
+# Caffe's own output-size arithmetic per axis (convolution: integer division;
+# pooling: ceil, the last window starting inside the padded input), so that
+# an input too small for the net is an error naming the layer and the
+# smallest size that works, before Caffe runs layers on empty maps (SIGFPE).
+
+def _axis_value(param, single, h, w, default, axis, repeated=False):
+    """One axis of a kernel/stride/pad setting: its _h/_w field, else the
+    single field (repeated per axis for convolutions), else `default`."""
+    if param.HasField(h) or param.HasField(w):
+        return getattr(param, (h, w)[axis])
+    if repeated:
+        values = list(getattr(param, single))
+        return values[min(axis, len(values) - 1)] if values else default
+    return getattr(param, single) if param.HasField(single) else default
+
+
+# (single field, _h field, _w field, default) of a window's kernel, stride, pad
+_WINDOW_FIELDS = (('kernel_size', 'kernel_h', 'kernel_w', 0), ('stride', 'stride_h', 'stride_w', 1),
+                  ('pad', 'pad_h', 'pad_w', 0))
+
 
 def _window(layer, axis):
     """(kernel extent, stride, pad) along axis (0: height, 1: width) of a
@@ -171,27 +187,18 @@ def _window(layer, axis):
         p = layer.pooling_param
         if p.global_pooling:
             return None
-        pick = lambda single, h, w, d: (getattr(p, (h, w)[axis]) if p.HasField(h) or p.HasField(w)  # noqa: E731
-                                        else (getattr(p, single) if p.HasField(single) else d))
-        return pick('kernel_size', 'kernel_h', 'kernel_w', 0), pick('stride', 'stride_h', 'stride_w', 1), \
-            pick('pad', 'pad_h', 'pad_w', 0)
+        return tuple(_axis_value(p, *fields, axis=axis) for fields in _WINDOW_FIELDS)
     p = layer.convolution_param
-
-    def pick(repeated, h, w, d):
-        if p.HasField(h) or p.HasField(w):
-            return getattr(p, (h, w)[axis])
-        values = list(getattr(p, repeated))
-        return d if not values else values[0 if len(values) == 1 else axis]
+    k, s, pad = (_axis_value(p, *fields, axis=axis, repeated=True) for fields in _WINDOW_FIELDS)
     dilation = list(p.dilation)
-    d = 1 if not dilation else dilation[0 if len(dilation) == 1 else axis]
-    k = pick('kernel_size', 'kernel_h', 'kernel_w', 0)
-    return (k - 1) * d + 1, pick('stride', 'stride_h', 'stride_w', 1), pick('pad', 'pad_h', 'pad_w', 0)
+    d = dilation[min(axis, len(dilation) - 1)] if dilation else 1
+    return (k - 1) * d + 1, s, pad
 
 
 def _out_size(layer, n, axis):
     """(output size along `axis` for input size n as Caffe computes it, or
-    None when the layer has no spatial map to follow; False for a layer
-    Caffe cannot set up)."""
+    None when the layer has no spatial map to follow; whether Caffe can set
+    the layer up at all)."""
     t = layer.type
     if t in coord_map.PASS_THROUGH_LAYERS or t in ('Concat', 'Eltwise', 'Scale', 'Bias', 'Power'):
         return n, True
@@ -270,6 +277,6 @@ def check_input(net_param, hw, what='the net', input_blob=None):
     layer, bottom, top = empty
     smallest = smallest_input(net_param, input_blob)
     raise InputSizeError('%s: an input of %d x %d (height x width) is too small: layer %s gets a '
-                     '%d x %d map and would make %d x %d; the smallest input that works is %s'
-                     % (what, hw[0], hw[1], layer, bottom[0], bottom[1], top[0], top[1],
-                        '%d x %d' % smallest if smallest else 'none (the net never fits)'))
+                         '%d x %d map and would make %d x %d; the smallest input that works is %s'
+                         % (what, hw[0], hw[1], layer, bottom[0], bottom[1], top[0], top[1],
+                            '%d x %d' % smallest if smallest else 'none (the net never fits)'))

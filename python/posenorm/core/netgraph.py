@@ -1,4 +1,4 @@
-"""A Caffe net as a graph of layers: parse it, find what a blob depends on,
+"""A Caffe net as a graph of layers: find what a blob depends on,
 run only those layers.
 
 Used by the feature cache (a pass runs only what the cached blobs need),

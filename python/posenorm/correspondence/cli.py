@@ -9,11 +9,12 @@ import time
 from posenorm.core import device
 from posenorm.core.atomic import atomic_directory
 from posenorm.correspondence import report
-from posenorm.correspondence.commands import align, classify, geometry, predict, reconstruct
+from posenorm.correspondence.commands import (align, classify, geometry, predict, reconstruct,
+                                              transfer)
 from posenorm.correspondence.commands import all as all_steps
 from posenorm.correspondence.commands.options import add_common, check_outputs, inputs
 
-SUBCOMMANDS = [geometry, reconstruct, classify, align, predict, all_steps]
+SUBCOMMANDS = [geometry, reconstruct, classify, align, predict, all_steps, transfer]
 
 
 def build_parser():
@@ -49,6 +50,11 @@ def run_command(args, extra=None, parser=None):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not getattr(args.module, 'REPORT', True):  # its own files, no report section
+        args.module.check_outputs(args)
+        device.use_device(args.gpu)
+        args.module.run(args)
+        return 0
     check_outputs(args, report.MARKERS)  # before the device and any data work
     device.use_device(args.gpu)  # a missing device stops here, before any data work
     section, path = run_command(args, parser=parser)

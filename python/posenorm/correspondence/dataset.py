@@ -18,7 +18,7 @@ import numpy as np
 
 from posenorm.data import pascal
 from posenorm.data.cub import read_cub
-from posenorm.data.synthetic import write_dataset
+from posenorm.data.synthetic import VERSION_FILE, write_dataset
 
 Item = collections.namedtuple('Item', 'path category keypoints box names split')
 Item.__doc__ = """One object: `keypoints` K x 3 float32 (x, y, visible) in
@@ -37,7 +37,7 @@ BIRD = 'bird'
 def layout(data_dir):
     """'cub', 'synthetic' or 'pascal' from the files present (ValueError if none)."""
     if os.path.isfile(os.path.join(data_dir, 'images.txt')):
-        if os.path.isfile(os.path.join(data_dir, 'synthetic_version.txt')):
+        if os.path.isfile(os.path.join(data_dir, VERSION_FILE)):
             return 'synthetic'
         return 'cub'
     if glob.glob(os.path.join(data_dir, 'annotations', '**', '*.xml'), recursive=True):

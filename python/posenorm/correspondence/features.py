@@ -28,13 +28,12 @@ from posenorm.core import net_loading
 from posenorm.core.net_loading import check_net, read_net
 from posenorm.correspondence.dataset import check_keypoints
 from posenorm.nets import alexnet
-from posenorm.nets.backbones import VGG_MEAN_BGR, conv_trunk_proto
+from posenorm.nets.backbones import VGG16_WEIGHTS, VGG_MEAN_BGR, conv_trunk_proto
 from posenorm.nets.model_dir import read_info
 
 CAFFENET_SHA1 = '4c8d77deb20ea792f84eb5e6d0a11ca0a8660a46'
 CAFFENET_SIZE = 243862418
 CAFFENET_MEAN_BGR = (104.0, 116.7, 122.7)  # ilsvrc_2012_mean.npy averaged per channel
-VGG16_WEIGHTS = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
 
 DEFAULT_LAYERS = {
     'alexnet': ('conv1', 'conv2', 'conv3', 'conv4', 'conv5'),

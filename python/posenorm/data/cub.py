@@ -12,12 +12,10 @@ bounding box is (x, y, w, h) in pixels.  `label` is the official class id
 minus one, whatever subset of classes is kept, so a net has as many outputs as
 the largest class id kept and output c always means class c + 1.
 
-The official files are the truth: a box that passes the image edge is clipped
-to the image (however far, as long as it overlaps it) and a visible part
-outside the image within the tolerance is clamped to the border; both are
-counted (`clipped_boxes`, `borderline_parts`).  What cannot be meant (a box of
-non-positive size or without overlap, a part beyond the tolerance, a malformed
-line) is a CUBFormatError naming file and line.
+The official files are the truth: boxes past the image edge are clipped,
+visible parts just outside it clamped, both counted (`clipped_boxes`,
+`borderline_parts`); what cannot be meant is a CUBFormatError naming file and
+line (the checks: `posenorm.data.cub_checks`).
 """
 import collections
 import os
@@ -27,6 +25,7 @@ import numpy as np
 
 from posenorm.core.cli import IdList
 from posenorm.core.images import ImageError, image_size, read_image
+from posenorm.data.cub_checks import check_inside, check_parts, clip_boxes, duplicate_images
 from posenorm.data.cub_tables import (CUBFormatError, check_unique, named_table, numeric_table,
                                       per_image, positions)
 
@@ -38,11 +37,11 @@ PART_NAMES = ('back', 'beak', 'belly', 'breast', 'crown', 'forehead',
 
 SPLITS = ('train', 'test')
 
-# How far a visible part may lie outside the image before it is an error
-# rather than a counted (and clamped) borderline annotation: the larger of
-# PART_TOLERANCE_PX and PART_TOLERANCE_FRACTION of the longer image side.
-PART_TOLERANCE_PX = 10.0
-PART_TOLERANCE_FRACTION = 0.05
+# The files of the layout besides the images: one row per image, and the
+# dataset-wide ones.
+PER_IMAGE_FILES = ('images.txt', 'image_class_labels.txt', 'train_test_split.txt',
+                   'bounding_boxes.txt', os.path.join('parts', 'part_locs.txt'))
+DATASET_FILES = ('classes.txt', os.path.join('parts', 'parts.txt'))
 
 CUBImage = collections.namedtuple(
     'CUBImage', 'id name path class_id label split bbox keypoints size')
@@ -155,7 +154,7 @@ def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
     Boxes passing the image edge are clipped (counted in `clipped_boxes`).
     Image paths must resolve inside the dataset (or its images directory).
     The same image file under several ids is listed in `duplicate_images`
-    (`duplicates_warning`), an error with strict=True.
+    (`cub_checks.duplicates_warning`), an error with strict=True.
     Raises CUBFormatError naming file and line.
     """
     if part_tolerance is not None and not (np.isfinite(part_tolerance) and part_tolerance >= 0):
@@ -189,10 +188,10 @@ def read_cub(root, classes=None, verify_images=False, part_tolerance=None,
                 raise CUBFormatError(p('train_test_split.txt'), None,
                                      'the %s split is empty (0 of %d images%s)'
                                      % (name, len(data), '' if classes is None else ' in the classes kept'))
-    data.borderline_parts = _check_parts(data, kp_lines[keep], part_tolerance,
+    data.borderline_parts = check_parts(data, kp_lines[keep], part_tolerance,
                                          p('parts', 'part_locs.txt'))
-    data.clipped_boxes = _clip_boxes(data, bbox_lines[keep], p('bounding_boxes.txt'))
-    data.duplicate_images = _duplicate_images(data, image_lines[keep], images.path, strict)
+    data.clipped_boxes = clip_boxes(data, bbox_lines[keep], p('bounding_boxes.txt'))
+    data.duplicate_images = duplicate_images(data, image_lines[keep], images.path, strict)
     return data
 
 
@@ -307,7 +306,7 @@ def _image_sizes(root, names, lines, images_txt, verify):
     sizes = np.zeros((len(names), 2), np.int64)
     for i, (name, line) in enumerate(zip(names, lines)):
         path = os.path.join(root, 'images', name)
-        _check_inside(root, name, path, line, images_txt)
+        check_inside(root, name, path, line, images_txt)
         if not os.path.isfile(path):
             raise CUBFormatError(images_txt, line, 'image file not found: %s' % path)
         try:
@@ -315,107 +314,6 @@ def _image_sizes(root, names, lines, images_txt, verify):
         except ImageError as e:
             raise CUBFormatError(images_txt, line, str(e)) from None
     return sizes
-
-
-def _check_inside(root, name, path, line, images_txt):
-    """An images.txt entry must resolve (links followed) inside the dataset
-    root or its images directory: never `../..`, an absolute path or a link
-    out of the dataset, which would copy any readable file into an LMDB."""
-    real = os.path.realpath(path)
-    for base in (os.path.realpath(root), os.path.realpath(os.path.join(root, 'images'))):
-        if os.path.commonpath([real, base]) == base:
-            return
-    raise CUBFormatError(images_txt, line, 'image %r resolves to %s, outside the dataset %s: '
-                         'refused' % (name, real, root))
-
-
-def _duplicate_images(data, lines, images_txt, strict):
-    """[{'ids', 'lines', 'splits', 'path'}] of image files (same device and
-    inode: also hard and symbolic links) listed under several ids."""
-    groups = collections.defaultdict(list)
-    for i in range(len(data)):
-        st = os.stat(data.path(i))
-        groups[st.st_dev, st.st_ino].append(i)
-    out = []
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        members.sort(key=lambda i: lines[i])
-        if strict:
-            raise CUBFormatError(images_txt, lines[members[1]], 'image id %d names the same image '
-                                 'file as line %d (image id %d): %s'
-                                 % (data.image_ids[members[1]], lines[members[0]],
-                                    data.image_ids[members[0]], data.path(members[0])))
-        out.append(dict(ids=[int(data.image_ids[i]) for i in members],
-                        lines=[int(lines[i]) for i in members],
-                        splits=sorted({'train' if data.is_train[i] else 'test' for i in members}),
-                        path=os.path.realpath(data.path(members[0]))))
-    return out
-
-
-def duplicates_warning(dups):
-    """One line about a dataset's `duplicate_images`, or '' when there are none."""
-    if not dups:
-        return ''
-    both = [d for d in dups if len(d['splits']) == 2]
-    first = both[0] if both else dups[0]
-    return ('warning: %d image file%s listed under several ids (%d in both train and test, which '
-            'leaks test images into training); e.g. images.txt lines %s: %s; --strict refuses them'
-            % (len(dups), ' is' if len(dups) == 1 else 's are', len(both),
-               ', '.join(map(str, first['lines'])), first['path']))
-
-
-def _check_parts(data, kp_lines, tolerance, part_locs_txt):
-    """Error for a visible part beyond the tolerance; clamp the others that lie
-    outside to the border (in place) and return them as (image id, part name)."""
-    w = data.sizes[:, 0:1].astype(np.float64)
-    h = data.sizes[:, 1:2].astype(np.float64)
-    if tolerance is None:
-        tolerance = np.maximum(PART_TOLERANCE_PX, PART_TOLERANCE_FRACTION * np.maximum(w, h))
-    tolerance = np.broadcast_to(np.asarray(tolerance, np.float64), w.shape)
-    x, y = data.keypoints[:, :, 0], data.keypoints[:, :, 1]
-    outside = np.maximum.reduce([-x, x - (w - 1), -y, y - (h - 1)])
-    outside = np.where(data.keypoints[:, :, 2] > 0, outside, 0)
-    far = np.argwhere(outside > tolerance)
-    if far.size:
-        i, k = far[np.argmin(kp_lines[far[:, 0], far[:, 1]])]
-        raise CUBFormatError(part_locs_txt, kp_lines[i, k],
-                             'visible part %d (%s) at (%g, %g) lies %.1f px outside image id %d '
-                             '(%d x %d; tolerance %g px)'
-                             % (k + 1, data.part_names[k], x[i, k], y[i, k], outside[i, k],
-                                data.image_ids[i], w[i, 0], h[i, 0], tolerance[i, 0]))
-    border = np.argwhere(outside_parts(data.keypoints, data.sizes))
-    for i, k in border:
-        data.keypoints[i, k, 0] = min(max(x[i, k], 0), w[i, 0] - 1)
-        data.keypoints[i, k, 1] = min(max(y[i, k], 0), h[i, 0] - 1)
-    return [(int(data.image_ids[i]), data.part_names[k]) for i, k in border]
-
-
-def _clip_boxes(data, bbox_lines, bboxes_txt):
-    """Clip boxes passing the image edge to [0, W] x [0, H] (in place); error
-    for a box without overlap; return the clipped ones as (image id, px past)."""
-    b = data.bboxes.astype(np.float64)
-    w, h = data.sizes[:, 0].astype(np.float64), data.sizes[:, 1].astype(np.float64)
-    x0, y0 = np.maximum(b[:, 0], 0), np.maximum(b[:, 1], 0)
-    x1, y1 = np.minimum(b[:, 0] + b[:, 2], w), np.minimum(b[:, 1] + b[:, 3], h)
-    bad = np.flatnonzero((x1 <= x0) | (y1 <= y0))
-    if bad.size:
-        i = bad[np.argmin(bbox_lines[bad])]
-        raise CUBFormatError(bboxes_txt, bbox_lines[i],
-                             'bounding box %s has no overlap with image id %d (%d x %d)'
-                             % (b[i].tolist(), data.image_ids[i], w[i], h[i]))
-    outside = np.maximum.reduce([-b[:, 0], -b[:, 1], b[:, 0] + b[:, 2] - w, b[:, 1] + b[:, 3] - h])
-    clipped = np.flatnonzero(outside > 0)
-    data.bboxes[clipped] = np.stack([x0, y0, x1 - x0, y1 - y0], 1)[clipped]
-    return [(int(data.image_ids[i]), float(outside[i])) for i in clipped]
-
-
-def outside_parts(keypoints, sizes):
-    """Mask (N x K) of visible parts not within [0, w-1] x [0, h-1]."""
-    w = np.asarray(sizes)[:, 0:1] - 1
-    h = np.asarray(sizes)[:, 1:2] - 1
-    x, y, v = keypoints[..., 0], keypoints[..., 1], keypoints[..., 2] > 0
-    return v & ((x < 0) | (y < 0) | (x > w) | (y > h))
 
 
 # ------------------------------------------------------------ flip tables ---

@@ -1,6 +1,6 @@
 """Caffe LMDBs from a CUB-layout dataset, their manifest, and their verification.
 
-Per split (train, test) three LMDBs share the same keys `%08d_<image id>`
+Per split (train, val, test) three LMDBs share the same keys `%08d_<image id>`
 (`_flip` appended for mirrored copies), so three Caffe `Data` layers read
 aligned batches:
 
@@ -14,8 +14,15 @@ aligned batches:
 plus `<split>_index.txt` (key, image id, label, flipped, original size, name)
 and `manifest.json` (source, counts, sizes, versions, sha256 of every
 data.mdb).  The %08d prefix is the read order: the train split is shuffled
-(Caffe's Data layer has no shuffle of its own), the test split keeps image-id
+(Caffe's Data layer has no shuffle of its own), val and test keep image-id
 order.  Flipped copies (`flip=True`) are added to the train split only.
+
+The val split is drawn from the official *train* split only: `val_fraction`
+of each class's training images (rounded; none for a tiny class), picked
+with the seed (`validation_mask`); the train split
+holds the rest.  The test split is the official one, untouched, so choices
+made on val never look at it.  The manifest records the fraction and the
+validation image ids.
 
 Keypoints and boxes are stored in input pixels (`posenorm.data.coords`).
 """
@@ -35,11 +42,13 @@ from posenorm.core.atomic import atomic_directory, atomic_write_text
 from posenorm.core.files import progress_bar, sha256_file, stat_fingerprint
 from posenorm.core.images import read_image
 from posenorm.data.coords import COORDINATES, bbox_to_input, keypoints_to_input, resize_input
-from posenorm.data.cub import SPLITS, flip_bbox, flip_keypoints, flip_permutation, read_cub
+from posenorm.data.cub import flip_bbox, flip_keypoints, flip_permutation, read_cub
 from posenorm.data.part_crops import CROP_SIZE, PARTS, crop, crop_boxes
 
 LMDB_FORMAT_VERSION = 'posenorm-lmdb 1'
 KINDS = ('images', 'keypoints', 'bboxes')
+SPLITS = ('train', 'val', 'test')
+VAL_FRACTION = 0.15
 MANIFEST = 'manifest.json'
 # The CUB-layout files an LMDB set is computed from, besides the images.
 ANNOTATION_FILES = ('images.txt', 'classes.txt', 'image_class_labels.txt', 'train_test_split.txt',
@@ -97,27 +106,65 @@ def parse_manifest(out):
     return manifest
 
 
+def validation_mask(data, fraction, seed):
+    """Boolean mask over `data`'s images: the validation split, `fraction`
+    of each class's official training images (rounded half up, so a class
+    of fewer than 1 / (2 fraction) training images gives none, and one
+    always stays for training), drawn per class with `seed`: the same seed,
+    data and fraction give the same split, whatever other classes the set
+    holds."""
+    mask = np.zeros(len(data), bool)
+    if not fraction:
+        return mask
+    for class_id in np.unique(data.class_ids):
+        members = np.flatnonzero(data.is_train & (data.class_ids == class_id))
+        n = min(int(np.floor(fraction * len(members) + 0.5)), len(members) - 1)
+        if n > 0:
+            rng = np.random.default_rng([seed, int(class_id)])
+            mask[rng.choice(np.sort(members), n, replace=False)] = True
+    return mask
+
+
+def split_data(data, split, val):
+    """The images of one LMDB split; `val` is `validation_mask`'s mask."""
+    if split == 'val':
+        return data.select(val)
+    if split == 'train':
+        return data.select(data.is_train & ~val)
+    return data.select(~data.is_train)
+
+
 def build_lmdbs(cub_dir, out, size=500, flip=False, classes=None, seed=0, force=False,
-                progress=True, workers=1, part_tolerance=None, crop_size=CROP_SIZE, strict=False):
+                progress=True, workers=1, part_tolerance=None, crop_size=CROP_SIZE, strict=False,
+                val_fraction=VAL_FRACTION):
     """Write the LMDB set for a CUB-layout dataset into `out` (atomically).
 
     classes, part_tolerance and strict go to `read_cub`; crop_size 0 writes
-    no part crops; `out` may not be, contain or sit inside `cub_dir`, and
+    no part crops; val_fraction of each class's training images form the
+    val split (`validation_mask`; 0: no val split); `out` may not be, contain or sit inside `cub_dir`, and
     force replaces only an LMDB set (a directory with a manifest.json).  Returns the manifest dict,
     with build timing under 'throughput' (not saved: it varies per run).
     """
     _check_build_args(size, crop_size, workers, part_tolerance)
+    if not 0 <= val_fraction < 1:
+        raise ValueError('val_fraction must be in [0, 1), not %r' % (val_fraction,))
     outputs.check_output(out, outputs.DIRECTORY, [cub_dir], force, MANIFEST)  # before any work
     writer = _DatumWriter(pycaffe())
     data = read_cub(cub_dir, classes=classes, part_tolerance=part_tolerance, strict=strict)
     manifest = _new_manifest(data, size, flip, seed, crop_size)
+    val = validation_mask(data, val_fraction, seed)
+    manifest.update(val_fraction=val_fraction, val_seed=seed,
+                    val_image_ids=data.image_ids[val].tolist(),
+                    val_rule='val_fraction of each class\'s official training images, rounded '
+                             'half up, 1 kept for training; the train split is the rest')
     start = time.perf_counter()
     images_done = 0
     pool = multiprocessing.get_context('fork').Pool(workers) if workers > 1 else None
     try:
         with atomic_directory(out, force, inputs=[cub_dir], marker=MANIFEST) as tmp:
-            for split in SPLITS:
-                images_done += _write_split(tmp, data, split, manifest, writer, pool,
+            for split in SPLITS if val.any() else ('train', 'test'):
+                images_done += _write_split(tmp, split_data(data, split, val), split, manifest,
+                                            writer, pool,
                                             progress_bar_name=os.path.basename(out),
                                             progress=progress)
             seconds = time.perf_counter() - start
@@ -201,12 +248,11 @@ def _split_keys(sub, split, flip, seed):
     return order, keys
 
 
-def _write_split(tmp, data, split, manifest, writer, pool, progress_bar_name, progress):
-    """Write one split's LMDBs and index into `tmp`, record them in the
-    manifest; return how many source images it read."""
+def _write_split(tmp, sub, split, manifest, writer, pool, progress_bar_name, progress):
+    """Write one split's LMDBs and index (the images of `sub`) into `tmp`,
+    record them in the manifest; return how many source images it read."""
     size, crop_size, seed = manifest['input_size'], manifest['crop_size'], manifest['seed']
     perm = np.asarray(manifest['flip_permutation'])
-    sub = data.split(split)
     n, do_flip = len(sub), split in manifest['flip_splits']
     copies = 2 if do_flip else 1
     order, keys = _split_keys(sub, split, do_flip, seed)
@@ -216,7 +262,7 @@ def _write_split(tmp, data, split, manifest, writer, pool, progress_bar_name, pr
                             sync=False)
             for kind in kinds}
     txns = {k: e.begin(write=True) for k, e in envs.items()}
-    boxes, fell_back = crop_boxes(sub.keypoints, data.part_names, sub.sizes, manifest['crop_parts'])
+    boxes, fell_back = crop_boxes(sub.keypoints, sub.part_names, sub.sizes, manifest['crop_parts'])
     tasks = ((sub.path(i), size, do_flip, {p: b[i] for p, b in boxes.items()}, crop_size)
              for i in range(n))
     results = pool.imap(_prepare, tasks, chunksize=4) if pool else map(_prepare, tasks)
@@ -247,7 +293,7 @@ def _write_split(tmp, data, split, manifest, writer, pool, progress_bar_name, pr
         envs[k].close()
     _write_index(tmp, split, sub, order, keys, manifest)
     manifest['splits'][split] = dict(count=n * copies, images=n, flipped=n * (copies - 1),
-                                     per_class=np.bincount(sub.labels, minlength=data.num_classes).tolist(),
+                                     per_class=np.bincount(sub.labels, minlength=sub.num_classes).tolist(),
                                      crop_fallbacks={p: int(f.sum()) for p, f in fell_back.items()})
     for kind in kinds:
         mdb = os.path.join(tmp, '%s_%s' % (split, kind), 'data.mdb')

@@ -106,30 +106,7 @@ def verify_lmdbs(out, checksums=True, max_problems=20):
         try:
             envs.update((k, lmdb.open(p, readonly=True, lock=False, subdir=True)) for k, p in paths.items())
             txns = {k: e.begin() for k, e in envs.items()}
-            for k in KINDS:
-                n = txns[k].stat()['entries']
-                if n != info['count']:
-                    problem('%s_%s: %d entries, manifest says %d' % (split, k, n, info['count']))
-            index = _read_index(os.path.join(out, '%s_index.txt' % split), problem)
-            cursors = [txns[k].cursor().iternext() for k in KINDS]
-            labels = np.zeros(C, np.int64)
-            visible = n = 0
-            for n, entry in enumerate(zip(*cursors), 1):
-                checked = _check_entry(caffe, (S, C, K), split, n, entry, index, problem)
-                if checked is not None:
-                    labels[checked[0]] += 1
-                    visible += checked[1]
-            if index is not None and len(index) != n:
-                problem('%s_index.txt: %d entries, LMDBs have %d' % (split, len(index), n))
-            if labels.tolist() != [c * (1 + (split in manifest.get('flip_splits', []))) for c in info['per_class']]:
-                problem('%s: labels per class %s differ from the manifest' % (split, labels.tolist()))
-            lines.append('%s: %d entries (%d images + %d flipped), %d classes present, %d visible keypoints, '
-                         'keys aligned' % (split, n, info['images'], info['flipped'], int((labels > 0).sum()),
-                                           visible))
-            for part in manifest.get('crop_parts', []):
-                if '%s_%s' % (split, part) not in unreadable:
-                    lines.append(_verify_crops(out, split, part, manifest['crop_size'],
-                                               txns['images'], problem))
+            lines += _verify_split(caffe, out, split, info, manifest, txns, unreadable, problem)
         except lmdb.Error as e:
             problem('corrupt LMDB in the %s split of %s: %s' % (split, out, e))
         finally:
@@ -145,6 +122,37 @@ def verify_lmdbs(out, checksums=True, max_problems=20):
     if problems:
         raise LMDBVerifyError('%s: %d problem(s):\n  %s' % (out, len(problems), '\n  '.join(problems)))
     return '%s (input %dx%d, %d classes, %d parts)\n  %s' % (out, S, S, C, K, '\n  '.join(lines))
+
+
+def _verify_split(caffe, out, split, info, manifest, txns, unreadable, problem):
+    """Check one split's open LMDBs (`txns` by kind) entry by entry against
+    the manifest; return its summary lines."""
+    for k in KINDS:
+        n = txns[k].stat()['entries']
+        if n != info['count']:
+            problem('%s_%s: %d entries, manifest says %d' % (split, k, n, info['count']))
+    index = _read_index(os.path.join(out, '%s_index.txt' % split), problem)
+    cursors = [txns[k].cursor().iternext() for k in KINDS]
+    S, C, K = manifest['input_size'], manifest['num_classes'], len(manifest['part_names'])
+    labels = np.zeros(C, np.int64)
+    visible = n = 0
+    for n, entry in enumerate(zip(*cursors), 1):
+        checked = _check_entry(caffe, (S, C, K), split, n, entry, index, problem)
+        if checked is not None:
+            labels[checked[0]] += 1
+            visible += checked[1]
+    if index is not None and len(index) != n:
+        problem('%s_index.txt: %d entries, LMDBs have %d' % (split, len(index), n))
+    if labels.tolist() != [c * (1 + (split in manifest.get('flip_splits', []))) for c in info['per_class']]:
+        problem('%s: labels per class %s differ from the manifest' % (split, labels.tolist()))
+    lines = ['%s: %d entries (%d images + %d flipped), %d classes present, %d visible keypoints, '
+             'keys aligned' % (split, n, info['images'], info['flipped'], int((labels > 0).sum()),
+                               visible)]
+    for part in manifest.get('crop_parts', []):
+        if '%s_%s' % (split, part) not in unreadable:
+            lines.append(_verify_crops(out, split, part, manifest['crop_size'],
+                                       txns['images'], problem))
+    return lines
 
 
 def _check_entry(caffe, sizes, split, n, entry, index, problem):

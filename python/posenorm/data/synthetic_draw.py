@@ -1,24 +1,21 @@
-"""Drawing of one synthetic bird on a cluttered background (Pillow + numpy).
+"""Drawing of one synthetic bird (Pillow + numpy); its scene: `synthetic_scene`.
 
 A bird is built in its own frame (body centre at the origin, facing +x, y
 down, unit = half the body length) from polygons, then mirrored (facing
 left), rotated, scaled and placed.  What a class changes is small and local
 (`TRAITS`: beak, crown, eye, wing bars, breast, tail); body, wing and head
-colours, proportions and the backgrounds are drawn from distributions shared
-by all classes, and the background is scattered with look-alikes of the
-trait marks so that global colour statistics say little about the class.
+colours and proportions are drawn from distributions shared by all classes.
 
 Keypoints follow CUB: (x, y, visible) in 0-based pixel-centre coordinates,
 (0, 0, 0) when not visible.  A profile bird shows its near side only (facing
 right = right side towards the viewer): the far eye is hidden unless the head
 is turned towards the viewer, the far wing unless raised, the far leg when
-tucked behind the near one.  Parts covered by a foreground occluder or
-outside the frame are invisible too.
+tucked behind the near one.
 """
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import ImageDraw
 
 from posenorm.data.cub import PART_NAMES
 
@@ -37,37 +34,33 @@ MARK = {'yellow': (236, 200, 40), 'orange': (226, 112, 34), 'black': (22, 22, 24
         'ivory': (226, 219, 188), 'red': (196, 28, 34), 'white': (244, 244, 240),
         'dark': (40, 32, 28)}
 
-# Shared plumage and scene palettes (independent of the class).
+# Shared plumage palette (independent of the class).
 PLUMAGE = ((120, 92, 64), (150, 120, 85), (95, 95, 100), (140, 140, 135), (70, 80, 60),
            (110, 125, 80), (80, 95, 125), (160, 85, 50), (60, 55, 55), (190, 170, 120),
            (200, 180, 60), (205, 200, 190), (45, 45, 50), (120, 60, 45))
-SCENE = ((70, 110, 50), (100, 140, 70), (40, 70, 35), (130, 100, 70), (90, 70, 50),
-         (150, 180, 210), (120, 150, 190), (170, 165, 140), (110, 110, 105), (60, 85, 60))
-LEAF = ((60, 120, 40), (90, 150, 50), (40, 90, 30), (170, 160, 50), (190, 110, 40), (150, 50, 30))
-BARK = ((90, 65, 45), (70, 55, 40), (120, 100, 80), (60, 60, 55), (140, 120, 95))
 
 _CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 24, endpoint=False)),
                     np.sin(np.linspace(0, 2 * np.pi, 24, endpoint=False))], 1)
 
 
-def _rot(a):
+def rot(a):
     c, s = math.cos(a), math.sin(a)
     return np.array([[c, -s], [s, c]])
 
 
-def _ellipse(cx, cy, a, b, angle=0.0):
-    return _CIRCLE * (a, b) @ _rot(angle).T + (cx, cy)
+def ellipse(cx, cy, a, b, angle=0.0):
+    return _CIRCLE * (a, b) @ rot(angle).T + (cx, cy)
 
 
 def _clip_ellipse(pts, cx, cy, a, b, angle=0.0):
     """Pull points outside an ellipse radially onto it (keeps patterns inside)."""
-    local = (pts - (cx, cy)) @ _rot(angle)
+    local = (pts - (cx, cy)) @ rot(angle)
     r = np.sqrt((local[:, 0] / a) ** 2 + (local[:, 1] / b) ** 2)
     local = local / np.maximum(r, 1.0)[:, None]
-    return local @ _rot(angle).T + (cx, cy)
+    return local @ rot(angle).T + (cx, cy)
 
 
-def _jitter(rng, colour, amount=18):
+def jitter(rng, colour, amount=18):
     return tuple(int(c) for c in np.clip(np.asarray(colour) + rng.integers(-amount, amount + 1, 3), 0, 255))
 
 
@@ -80,7 +73,7 @@ class _Canvas:
 
     def __init__(self, image, centre, scale, angle, facing):
         self.draw = ImageDraw.Draw(image)
-        self.m = _rot(angle) * scale @ np.diag([facing, 1.0])
+        self.m = rot(angle) * scale @ np.diag([facing, 1.0])
         self.c = np.asarray(centre, float)
         self.extent = []
 
@@ -125,85 +118,14 @@ def sample_pose(rng, width, height):
 
 def sample_plumage(rng):
     """Global colours, independent of the class."""
-    body = _jitter(rng, PLUMAGE[rng.integers(len(PLUMAGE))], 20)
+    body = jitter(rng, PLUMAGE[rng.integers(len(PLUMAGE))], 20)
     wing = (_mix(body, (20, 20, 20), rng.uniform(0.1, 0.5)) if rng.random() < 0.6
-            else _jitter(rng, PLUMAGE[rng.integers(len(PLUMAGE))], 20))
-    head = body if rng.random() < 0.6 else _jitter(rng, PLUMAGE[rng.integers(len(PLUMAGE))], 20)
+            else jitter(rng, PLUMAGE[rng.integers(len(PLUMAGE))], 20))
+    head = body if rng.random() < 0.6 else jitter(rng, PLUMAGE[rng.integers(len(PLUMAGE))], 20)
     return dict(body=body, wing=wing, head=head, tail=_mix(wing, (20, 20, 20), rng.uniform(0, 0.3)),
                 belly=_mix(body, (235, 230, 215), rng.uniform(0.2, 0.8)),
-                leg=_jitter(rng, ((70, 60, 55), (180, 140, 120), (60, 60, 60))[rng.integers(3)], 12),
+                leg=jitter(rng, ((70, 60, 55), (180, 140, 120), (60, 60, 60))[rng.integers(3)], 12),
                 eye=(10, 10, 10))
-
-
-def draw_background(rng, width, height):
-    """Smooth colour field + texture + branches, leaves and trait look-alikes."""
-    small = np.array([SCENE[i] for i in rng.integers(len(SCENE), size=12)], np.uint8).reshape(3, 4, 3)
-    base = np.asarray(Image.fromarray(small).resize((width, height), Image.BICUBIC), np.int16)
-    mid = rng.integers(-22, 23, (max(2, height // 12), max(2, width // 12), 1)).astype(np.uint8) + 128
-    mid = np.asarray(Image.fromarray(mid[:, :, 0]).resize((width, height), Image.BILINEAR), np.int16) - 128
-    fine = rng.integers(-7, 8, (height, width, 1), dtype=np.int16)
-    image = Image.fromarray(np.clip(base + mid[:, :, None] + fine, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(image)
-    s = min(width, height)
-    for _ in range(rng.integers(2, 6)):
-        _draw_branch(rng, draw, width, height, s)
-    for _ in range(rng.integers(4, 16)):
-        _draw_leaf(rng, draw, rng.uniform(0, width), rng.uniform(0, height), s)
-    for _ in range(rng.integers(4, 11)):
-        _draw_decoy(rng, draw, rng.uniform(0, width), rng.uniform(0, height), s)
-    return image
-
-
-def _draw_branch(rng, draw, width, height, s, mask=None, near=None):
-    if near is None:
-        p = np.array([rng.uniform(0, width), rng.uniform(0, height)])
-    else:
-        p = np.asarray(near, float) + rng.normal(0, 0.04 * s, 2)
-    a = rng.uniform(0, np.pi)
-    pts = [p - 0.6 * s * np.array([math.cos(a), math.sin(a)])]
-    for _ in range(2):
-        a += rng.uniform(-0.4, 0.4)
-        pts.append(pts[-1] + rng.uniform(0.4, 0.8) * s * np.array([math.cos(a), math.sin(a)]))
-    flat = np.ravel(pts).tolist()
-    w = int(rng.uniform(0.012, 0.045) * s) + 2
-    draw.line(flat, fill=_jitter(rng, BARK[rng.integers(len(BARK))]), width=w, joint='curve')
-    if mask is not None:
-        mask.line(flat, fill=255, width=w, joint='curve')
-
-
-def _draw_leaf(rng, draw, x, y, s, mask=None):
-    pts = _ellipse(x, y, rng.uniform(0.03, 0.08) * s, rng.uniform(0.012, 0.03) * s, rng.uniform(0, np.pi))
-    flat = pts.ravel().tolist()
-    draw.polygon(flat, fill=_jitter(rng, LEAF[rng.integers(len(LEAF))]))
-    if mask is not None:
-        mask.polygon(flat, fill=255)
-
-
-def _draw_decoy(rng, draw, x, y, s):
-    """A mark that looks like a trait (beak, eye ring, spots, bars, cap)."""
-    kind = rng.integers(5)
-    colour = MARK[('yellow', 'orange', 'black', 'ivory', 'red', 'white')[rng.integers(6)]]
-    r = rng.uniform(0.01, 0.035) * s
-    if kind == 0:
-        tri = np.array([[0, -r * 0.5], [r * 2, 0], [0, r * 0.5]]) @ _rot(rng.uniform(0, 6.3)).T + (x, y)
-        draw.polygon(tri.ravel().tolist(), fill=colour)
-    elif kind == 1:
-        draw.ellipse([x - r * 0.7, y - r * 0.7, x + r * 0.7, y + r * 0.7], fill=colour)
-        draw.ellipse([x - r * 0.35, y - r * 0.35, x + r * 0.35, y + r * 0.35], fill=MARK['black'])
-    elif kind == 2:
-        for _ in range(rng.integers(3, 7)):
-            u, v = rng.normal(0, r * 1.2, 2)
-            draw.ellipse([x + u - r * 0.25, y + v - r * 0.25, x + u + r * 0.25, y + v + r * 0.25],
-                         fill=MARK['dark'])
-    elif kind == 3:
-        body = _ellipse(x, y, r * 3, r * 1.1, rng.uniform(0, 6.3))
-        draw.polygon(body.ravel().tolist(), fill=_jitter(rng, PLUMAGE[rng.integers(len(PLUMAGE))]))
-        a = rng.uniform(0, 6.3)
-        bar = np.array([[-r * 0.3, -r], [r * 0.3, -r], [r * 0.3, r], [-r * 0.3, r]]) @ _rot(a).T + (x, y)
-        draw.polygon(bar.ravel().tolist(), fill=colour)
-    else:
-        cap = _ellipse(x, y, r * 1.3, r * 1.3)[12:]  # half disc
-        draw.polygon(cap.ravel().tolist(), fill=colour)
 
 
 class _Frame(object):
@@ -214,7 +136,7 @@ class _Frame(object):
         b, self.r = P['body_b'], P['head_r']
         self.b = b
         self.head = np.array([0.88, -0.55 * b - 0.25]) * P['neck']
-        self.hrot = _rot(P['head_angle'])
+        self.hrot = rot(P['head_angle'])
         self.shoulder = np.array([0.3, -0.55 * b])
         if P['wing_raised']:
             self.wa = math.radians(rng.uniform(-150, -110))
@@ -224,7 +146,7 @@ class _Frame(object):
         self.wing_c = self.shoulder + 0.5 * self.wl * np.array([math.cos(self.wa), math.sin(self.wa)])
         self.tail_base = np.array([-0.82, -0.1 * b])
         self.tl, self.tw = P['tail_len'], P['tail_w']
-        self.trot = _rot(math.pi + P['tail_angle'])
+        self.trot = rot(math.pi + P['tail_angle'])
         self.hips = [np.array([0.08, 0.78 * b]), np.array([-0.1, 0.8 * b])]  # near, far
 
     def in_head(self, u, v):
@@ -248,7 +170,7 @@ def _draw_far_side(cv, rng, f, P, C, kp):
     if P['wing_raised']:
         fa = f.wa + math.radians(rng.uniform(8, 22))
         fc = f.shoulder + np.array([-0.1, 0]) + 0.45 * f.wl * np.array([math.cos(fa), math.sin(fa)])
-        cv.poly(_ellipse(fc[0], fc[1], 0.45 * f.wl, f.ww * 0.9, fa), _mix(C['wing'], (0, 0, 0), 0.25))
+        cv.poly(ellipse(fc[0], fc[1], 0.45 * f.wl, f.ww * 0.9, fa), _mix(C['wing'], (0, 0, 0), 0.25))
         kp['far wing'] = fc
     if P['legs'] == 'both':
         kp['far leg'] = _leg(cv, f, P, 1, _mix(C['leg'], (0, 0, 0), 0.3))
@@ -279,22 +201,22 @@ def _draw_tail(cv, traits, f, C, kp):
 def _draw_body(cv, rng, traits, f, C, kp):
     """Body, belly and the breast pattern."""
     b = f.b
-    cv.poly(_ellipse(0, 0, 1.0, b), C['body'])
-    belly = _clip_ellipse(_ellipse(0.1, 0.35 * b, 0.8, 0.62 * b), 0, 0, 0.97, 0.97 * b)
+    cv.poly(ellipse(0, 0, 1.0, b), C['body'])
+    belly = _clip_ellipse(ellipse(0.1, 0.35 * b, 0.8, 0.62 * b), 0, 0, 0.97, 0.97 * b)
     cv.poly(belly, C['belly'])
     breast_c = np.array([0.52, 0.38 * b])
     t = traits['breast']
     if t == 'spotted':
         for _ in range(rng.integers(6, 11)):
             c = breast_c + rng.uniform(-1, 1, 2) * (0.3, 0.3 * b)
-            cv.poly(_ellipse(c[0], c[1], 0.055, 0.055), MARK['dark'], silhouette=False)
+            cv.poly(ellipse(c[0], c[1], 0.055, 0.055), MARK['dark'], silhouette=False)
     elif t == 'streaked':
         for _ in range(rng.integers(5, 8)):
             c = breast_c + rng.uniform(-1, 1, 2) * (0.32, 0.3 * b)
-            cv.poly(_ellipse(c[0], c[1], 0.11, 0.025, 0.35), MARK['dark'], silhouette=False)
+            cv.poly(ellipse(c[0], c[1], 0.11, 0.025, 0.35), MARK['dark'], silhouette=False)
     elif t == 'red_bib':
-        bib = _clip_ellipse(_ellipse(0.68, 0.08 * b, 0.28, 0.42 * b, -0.3), 0, 0, 0.98, 0.98 * b)
-        cv.poly(bib, _jitter(rng, MARK['red'], 10), silhouette=False)
+        bib = _clip_ellipse(ellipse(0.68, 0.08 * b, 0.28, 0.42 * b, -0.3), 0, 0, 0.98, 0.98 * b)
+        cv.poly(bib, jitter(rng, MARK['red'], 10), silhouette=False)
     kp['back'] = np.array([-0.05, -0.96 * b])
     kp['belly'] = np.array([-0.2, 0.78 * b])
     kp['breast'] = breast_c
@@ -308,13 +230,13 @@ def _draw_crown(cv, rng, traits, f):
         return [f.in_head(u, v) for u, v in np.concatenate([outer, inner])]
     t = traits['crown']
     if t == 'red':
-        cv.poly(arc(-140, -45), _jitter(rng, MARK['red'], 10))
+        cv.poly(arc(-140, -45), jitter(rng, MARK['red'], 10))
     elif t == 'black_cap':
         cv.poly(arc(-175, -15), MARK['black'])
     elif t == 'white_stripe':
         cv.poly(arc(-160, -40, 0.74, 0.93), MARK['white'])
     elif t == 'yellow':
-        cv.poly(arc(-140, -45), _jitter(rng, MARK['yellow'], 10))
+        cv.poly(arc(-140, -45), jitter(rng, MARK['yellow'], 10))
 
 
 def _draw_eyes(cv, traits, f, P, C, kp):
@@ -329,14 +251,14 @@ def _draw_eyes(cv, traits, f, P, C, kp):
                 MARK['black'], silhouette=False)
     for name, c, er in eyes:
         if t in ('white_ring', 'yellow_ring'):
-            cv.poly(_ellipse(c[0], c[1], ring * er / eye_r, ring * er / eye_r),
+            cv.poly(ellipse(c[0], c[1], ring * er / eye_r, ring * er / eye_r),
                     MARK['white' if t == 'white_ring' else 'yellow'], silhouette=False)
-        cv.poly(_ellipse(c[0], c[1], er, er), C['eye'], silhouette=False)
+        cv.poly(ellipse(c[0], c[1], er, er), C['eye'], silhouette=False)
         kp[name] = c
 
 
 def _draw_beak(cv, rng, traits, f, kp):
-    shape, colour = traits['beak_shape'], _jitter(rng, MARK[traits['beak_colour']], 10)
+    shape, colour = traits['beak_shape'], jitter(rng, MARK[traits['beak_colour']], 10)
     L = rng.uniform(0.9, 1.1)
     beak = {'conical': [(0.86, -0.3), (0.86 + 0.75 * L, 0.02), (0.86, 0.3)],
             'needle': [(0.9, -0.13), (0.9 + 1.5 * L, 0.03), (0.9, 0.13)],
@@ -353,7 +275,7 @@ def _draw_head(cv, rng, traits, f, P, C, kp):
     neck = [f.shoulder + (0.1, -0.05), in_head(-0.9, -0.1), in_head(0.2, 0.95),
             np.array([0.9, 0.1 * f.b])]
     cv.poly(neck, C['head'])
-    cv.poly(_ellipse(f.head[0], f.head[1], f.r, f.r), C['head'])
+    cv.poly(ellipse(f.head[0], f.head[1], f.r, f.r), C['head'])
     _draw_crown(cv, rng, traits, f)
     _draw_eyes(cv, traits, f, P, C, kp)
     _draw_beak(cv, rng, traits, f, kp)
@@ -366,9 +288,9 @@ def _draw_head(cv, rng, traits, f, P, C, kp):
 def _draw_near_wing(cv, traits, f, C, kp):
     """The near wing with its bars."""
     wl, ww, wa, wing_c = f.wl, f.ww, f.wa, f.wing_c
-    wrot = _rot(wa)
+    wrot = rot(wa)
     in_wing = lambda u, v: f.shoulder + wrot @ (u, v)  # noqa: E731
-    cv.poly(_ellipse(wing_c[0], wing_c[1], 0.5 * wl, ww, wa), C['wing'])
+    cv.poly(ellipse(wing_c[0], wing_c[1], 0.5 * wl, ww, wa), C['wing'])
     bars = {'none': (), 'one_white': ((0.36, 'white'),), 'two_white': ((0.3, 'white'), (0.52, 'white')),
             'one_yellow': ((0.36, 'yellow'),)}[traits['wing_bars']]
     for u, name in bars:
@@ -401,43 +323,3 @@ def draw_bird(image, rng, traits, pose, plumage):
         name = name.replace('near', near).replace('far', far)
         out[PART_NAMES.index(name)] = (*cv.map(p), 1.0)
     return out, np.concatenate(cv.extent)
-
-
-def draw_occluders(rng, image, keypoints, size):
-    """Foreground leaves/branches over part of the bird; returns an L mask."""
-    mask = Image.new('L', image.size, 0)
-    draw, mdraw = ImageDraw.Draw(image), ImageDraw.Draw(mask)
-    visible = np.flatnonzero(keypoints[:, 2] > 0)
-    for _ in range(rng.integers(1, 3)):
-        anchor = keypoints[rng.choice(visible), :2] if len(visible) else np.array(image.size) / 2
-        if rng.random() < 0.5:
-            _draw_branch(rng, draw, *image.size, size, mdraw, near=anchor)
-        else:
-            for _ in range(rng.integers(2, 6)):
-                x, y = anchor + rng.normal(0, 0.05 * size, 2)
-                _draw_leaf(rng, draw, x, y, size * 1.3, mdraw)
-    return np.asarray(mask) > 0
-
-
-def render_bird(rng, traits, width, height):
-    """One image: (PIL RGB image, keypoints K x 3 float32, bbox (x, y, w, h),
-    pose dict).  Deterministic given the state of `rng`."""
-    image = draw_background(rng, width, height)
-    pose = sample_pose(rng, width, height)
-    keypoints, silhouette = draw_bird(image, rng, traits, pose, sample_plumage(rng))
-    occluded = np.zeros(len(keypoints), bool)
-    if rng.random() < 0.35:
-        mask = draw_occluders(rng, image, keypoints, min(width, height))
-        xy = np.round(keypoints[:, :2]).astype(int)
-        inside = (xy[:, 0] >= 0) & (xy[:, 0] < width) & (xy[:, 1] >= 0) & (xy[:, 1] < height)
-        occluded[inside] = mask[xy[inside, 1], xy[inside, 0]]
-        occluded &= keypoints[:, 2] > 0
-    x, y = keypoints[:, 0], keypoints[:, 1]
-    outside = (keypoints[:, 2] > 0) & ((x < 0) | (y < 0) | (x > width - 1) | (y > height - 1))
-    keypoints[occluded | outside] = 0
-    pose.update(occluded=[PART_NAMES[i] for i in np.flatnonzero(occluded)],
-                outside=[PART_NAMES[i] for i in np.flatnonzero(outside)])
-    lo = np.clip(silhouette.min(0), 0, (width - 1, height - 1))
-    hi = np.clip(silhouette.max(0), 0, (width - 1, height - 1))
-    bbox = np.array([lo[0], lo[1], max(hi[0] - lo[0], 1.0), max(hi[1] - lo[1], 1.0)], np.float32)
-    return image, keypoints, bbox, pose

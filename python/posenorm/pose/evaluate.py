@@ -25,14 +25,14 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from posenorm.core import metrics, plots
+from posenorm.core import class_metrics, metrics, plots
 from posenorm.core import outputs
 from posenorm.core.atomic import atomic_directory, atomic_write_bytes, atomic_write_text
 from posenorm.core.report import json_safe
 from posenorm.data.coords import keypoints_to_input
 from posenorm.data.cub import read_cub
 from posenorm.nets.model_dir import read_info
-from posenorm.pose import paired, report
+from posenorm.pose import paired, report, tables
 from posenorm.pose.paper import PCK_CONVENTION
 from posenorm.pose.predict import (Predictor, choose_decoding, choose_visibility_threshold,
                                    visibility_counts)
@@ -78,17 +78,17 @@ def classification_results(prob, labels, class_names, image_ids=None):
     and `per_image` (`paired.per_image_record`: the image ids and whether each was
     right, for paired tests)."""
     n = len(class_names)
-    pred = metrics.predicted_labels(prob) if len(prob) else np.zeros(0, np.int64)
-    mpc = metrics.mean_per_class_accuracy(pred, labels, n)
-    accuracy = metrics.top1_accuracy(pred, labels)
+    pred = class_metrics.predicted_labels(prob) if len(prob) else np.zeros(0, np.int64)
+    mpc = class_metrics.mean_per_class_accuracy(pred, labels, n)
+    accuracy = class_metrics.top1_accuracy(pred, labels)
     ids = np.arange(len(labels)) if image_ids is None else np.asarray(image_ids)
     return dict(images=int(len(labels)), accuracy=accuracy,
                 per_image=paired.per_image_record(ids, pred == labels),
-                accuracy_interval=metrics.accuracy_interval(accuracy, len(labels)),
+                accuracy_interval=class_metrics.accuracy_interval(accuracy, len(labels)),
                 mean_per_class_accuracy=mpc['mean'], per_class_accuracy=mpc['per_class'],
                 per_class_images=mpc['counts'],
                 empty_classes=[class_names[c] for c in mpc['empty_classes']],
-                confusion=metrics.confusion_matrix(pred, labels, n).tolist())
+                confusion=class_metrics.confusion_matrix(pred, labels, n).tolist())
 
 
 def _located(kp):
@@ -171,6 +171,9 @@ def _classification(res, arrays, key, probs, label, info, image_ids):
     prob = np.array(probs)
     res[key] = classification_results(prob[keep], label[keep], info['classes'],
                                       np.asarray(image_ids)[keep])
+    # per image, aligned with results.json's image_ids: 1 right, 0 wrong, -1
+    # a class the model does not know (what a paired test reads)
+    res[key]['correct'] = np.where(keep, prob.argmax(1) == label, -1).astype(int).tolist()
     arrays[key.replace('classification', 'prob')] = prob.astype(np.float32)
 
 
@@ -272,6 +275,19 @@ def _select(infos, cub_dir, split, limit):
     return data, dropped
 
 
+def _shared_predictors(infos, share, oracle, allow_python, decoding):
+    """With share: every model's Predictor, the later ones reusing the first
+    one's pass where their nets compute the same; else Nones (each model is
+    loaded in turn by `evaluate_model`)."""
+    if not share:
+        return [None] * len(infos)
+    predictors = [Predictor(info['dir'], oracle=oracle, allow_python=allow_python,
+                            **(decoding or {})) for info in infos]
+    for p in predictors[1:]:
+        p.share_from(predictors[0])
+    return predictors
+
+
 def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress=True,
                     figure_images=8, force=False, oracle=True, allow_python=False, share=False,
                     extra=None, decoding=None):
@@ -311,15 +327,10 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
     results = dict(format=RESULTS_FORMAT, cub_dir=os.path.abspath(cub_dir), split=split, limit=limit,
                    images=n, images_of_classes_no_model_knows=dropped,
                    image_ids=data.image_ids.tolist(), part_names=list(data.part_names),
-                   definitions=report.definitions(), pck_alphas=list(metrics.PCK_ALPHAS), models={})
+                   definitions=tables.definitions(), pck_alphas=list(metrics.PCK_ALPHAS), models={})
     with atomic_directory(out, force=force, inputs=list(model_dirs) + [cub_dir],
                           marker=REPORT_MARKER) as tmp:
-        predictors = [None] * len(infos)
-        if share:
-            predictors = [Predictor(info['dir'], oracle=oracle, allow_python=allow_python,
-                                    **(decoding or {})) for info in infos]
-            for p in predictors[1:]:
-                p.share_from(predictors[0])
+        predictors = _shared_predictors(infos, share, oracle, allow_python, decoding)
         for name, info, predictor in zip(_unique_names(infos), infos, predictors):
             results['models'][name] = evaluate_model(info, name, data, fig_idx, tmp, oracle=oracle,
                                                      progress=progress, allow_python=allow_python,
@@ -331,9 +342,9 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
         if curves:
             plots.plot_pck_mean(os.path.join(tmp, 'pck_vs_alpha.png'), curves)
             results['files'] = dict(pck_vs_alpha='pck_vs_alpha.png')
-        results['tables'] = report.build_tables(results)
+        results['tables'] = tables.build_tables(results)
         results.update(extra or {})
         results = json_safe(results)
-        atomic_write_text(os.path.join(tmp, 'results.json'), json.dumps(results, indent=1) + '\n')
+        atomic_write_text(os.path.join(tmp, REPORT_MARKER), json.dumps(results, indent=1) + '\n')
         report.write_readme(os.path.join(tmp, 'README.md'), results)
     return results

@@ -293,10 +293,14 @@ def net_on_cache(name, layers, lmdbs, batch_size):
     return out
 
 
-def head_net(net_param, lmdbs, batch_size, head):
-    """The head alone on cached blobs: Data layers -> head -> its losses."""
-    return net_on_cache(net_param.name + '_cached_head', head_layers(net_param, head), lmdbs,
-                        batch_size)
+def head_net(net_param, lmdbs, batch_size, head, accuracy=False):
+    """The head alone on cached blobs: Data layers -> head -> its losses
+    (accuracy: and the accuracy of each softmax loss's input, for a val net)."""
+    out = net_on_cache(net_param.name + '_cached_head', head_layers(net_param, head), lmdbs,
+                       batch_size)
+    for loss in [l for l in out.layer if l.type == 'SoftmaxWithLoss'] if accuracy else []:
+        out.layer.add(name='accuracy', type='Accuracy', bottom=loss.bottom, top=['accuracy'])
+    return out
 
 
 def above_net(net_param, lmdbs, batch_size, blob):
@@ -311,12 +315,58 @@ def train_batch(net_param):
     return next(l.data_param.batch_size for l in net_param.layer if l.type == 'Data')
 
 
-def write_head_net(train_prototxt, lmdbs, path, head):
-    """Write the cached head's train net; return its batch size."""
+def write_head_net(train_prototxt, lmdbs, path, head, accuracy=False):
+    """Write the cached head's train (or, accuracy=True, val) net; return
+    its batch size."""
     net_param = read_net(train_prototxt)
     batch = train_batch(net_param)
-    atomic_write_text(path, str(head_net(net_param, lmdbs, batch, head)))
+    atomic_write_text(path, str(head_net(net_param, lmdbs, batch, head, accuracy)))
     return batch
+
+
+def reading_split(net_param, split, to_split):
+    """A copy of a net whose Data layers read `to_split`'s LMDBs instead of
+    `split`'s (`<dir>/<split>_<kind>`): the same computation on other images
+    (a stage's val feature pass)."""
+    out = type(net_param)()
+    out.CopyFrom(net_param)
+    for layer in out.layer:
+        if layer.type == 'Data':
+            head, tail = os.path.split(layer.data_param.source)
+            if not tail.startswith(split + '_'):
+                raise ValueError('%s reads %s, not a %s LMDB' % (layer.name, tail, split))
+            layer.data_param.source = os.path.join(head, to_split + tail[len(split):])
+    return out
+
+
+def entries(path):
+    with lmdb.open(path, readonly=True, lock=False) as env:
+        return env.stat()['entries']
+
+
+def concat_caches(caches, out_dir, seed=0):
+    """{blob: LMDB} holding several caches' records ({blob: LMDB} each, the
+    same blobs) together in one seeded shuffled order, the same for every
+    blob so they stay aligned: a final head's train + val features
+    without another pass through the trunk."""
+    blobs = sorted(caches[0])
+    slots = [(c, key) for c, cache in enumerate(caches)
+             for key in range(entries(cache[blobs[0]]))]
+    order = np.random.default_rng(seed).permutation(len(slots))
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_directory(out_dir, force=True))
+        for blob in blobs:
+            sources = [stack.enter_context(lmdb.open(c[blob], readonly=True, lock=False))
+                       for c in caches]
+            size = sum(os.path.getsize(os.path.join(c[blob], 'data.mdb')) for c in caches)
+            with lmdb.open(os.path.join(tmp, blob), map_size=2 * size + (1 << 24)) as env:
+                readers = [s.begin() for s in sources]
+                for start in range(0, len(order), 256):  # commit in chunks
+                    with env.begin(write=True) as txn:
+                        for i in range(start, min(start + 256, len(order))):
+                            c, key = slots[order[i]]
+                            txn.put(b'%08d' % i, readers[c].get(b'%08d' % key))
+    return {b: os.path.join(out_dir, b) for b in blobs}
 
 
 def write_above_net(train_prototxt, lmdbs, path, blob):

@@ -67,18 +67,18 @@ def keypoint_scores(n, feature, num_keypoints, lr=1):
     return n.kp_score
 
 
-def crop_input(n, part, phase, lmdb_dir, batch_size, crop_size, labels=False):
+def crop_input(n, part, phase, lmdb_dir, batch_size, crop_size, labels=False, val_split='val'):
     """The part's crop as a net input: `<part>_data` (and `label` if asked).
 
     train/val read the crop LMDB `<split>_<part>` (aligned with the image
-    LMDBs); deploy takes an Input filled by the caller with the crop at the
+    LMDBs; val reads `val_split`); deploy takes an Input filled by the caller with the crop at the
     predicted keypoints (`posenorm.data.part_crops`).
     """
     name = part + '_data'
     if phase == 'deploy':
         n[name] = L.Input(shape=dict(dim=[1, 3, crop_size, crop_size]))
         return n[name]
-    split = 'train' if phase == 'train' else 'test'
+    split = 'train' if phase == 'train' else val_split
     tops = L.Data(source=os.path.join(lmdb_dir, '%s_%s' % (split, part)),
                   backend=P.Data.LMDB, batch_size=batch_size,
                   ntop=2 if labels else 1,
@@ -117,7 +117,7 @@ def classifier(n, name, feature, num_classes, phase, lr=1):
 
 
 def part_net(phase, part, backbone='small', lmdb_dir='data/lmdb', batch_size=8,
-             crop_size=CROP_SIZE, num_classes=200, lr=1, head_lr=1):
+             crop_size=CROP_SIZE, num_classes=200, lr=1, head_lr=1, val_split='val'):
     """A part net fine-tuned on crops of one part (head or body), as Zhang
     et al. (2014) fine-tune theirs: the part stream and its own classifier
     `<part>_cls_score`.  Its trunk weights then serve the joint model's part
@@ -125,7 +125,7 @@ def part_net(phase, part, backbone='small', lmdb_dir='data/lmdb', batch_size=8,
     bb = BACKBONES[backbone]
     n = caffe.NetSpec()
     crop_input(n, part, phase, lmdb_dir, batch_size, crop_size,
-               labels=phase != 'deploy')
+               labels=phase != 'deploy', val_split=val_split)
     feature = part_stream(n, part, bb, lr=lr, train=phase == 'train')
     classifier(n, part + '_cls_score', feature, num_classes, phase, lr=head_lr)
     return n.to_proto()
@@ -138,18 +138,24 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
                         score_from=None, cbp_dim=5000, radius=None,
                         loc_lr=1, score_lr=1, cls_lr=1, head_lr=1,
                         keypoint_loss_weight=1, oracle=False, part_nets=(),
-                        part_net_lr=1, crop_size=CROP_SIZE, shared_upto=None):
+                        part_net_lr=1, crop_size=CROP_SIZE, shared_upto=None,
+                        val_split='val'):
     """The model of the paper's Figure 1, or one of its ablations.
 
     phase: 'train' (LMDB data, ground-truth parts pooled, losses), 'val'
-      (LMDB data, predicted parts, losses + accuracy) or 'deploy' (an Input
-      blob; outputs class probabilities, heatmaps and predicted keypoints).
+      (LMDB data of `val_split`, predicted parts, losses + accuracy) or
+      'deploy' (an Input blob; outputs class probabilities, heatmaps and
+      predicted keypoints).  val_split: the LMDB split the val phase reads
+      ('val', held out of the training images; 'test' only for an LMDB set
+      without one).
     holistic: 'fc7' (the classification stream's fc7, averaged over its
-      map), 'cbp' (compact bilinear on conv5_3, then signed sqrt and L2) or
-      None.  parts: pool part features with CoordinateTransfer.
+      map), 'cbp' (compact bilinear on conv5_3, then signed sqrt and L2),
+      'avg' (conv5_3 averaged over the image, 512-d, L2: a first-order
+      stand-in for fc7 when only conv weights exist) or None.  parts: pool part features with CoordinateTransfer.
     classify: False gives the keypoint net alone (training stages 1-2).
     shared_stream: parts pooled from the localization stream itself (the
-      paper's "keypoint features baseline"; it reports that worse: paper.PAPER_TABLE1).
+      paper's "keypoint features baseline"; `pose.paper` has its number);
+      with shared_upto, that stream is fixed below the cut.
       Under the frozen protocol both streams hold the same ImageNet
       weights, so one trunk (named as the localization one) serves both;
       with parts=False it is that trunk alone.
@@ -188,15 +194,18 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     train = phase == 'train'
     needs_loc = not classify or parts
     split = split_block(shared_upto)
-    if split and shared_stream:
-        raise ValueError('shared_upto and shared_stream exclude each other')
+    if split and shared_stream and not needs_loc:
+        # the keypoint features baseline may cut its one trunk (the
+        # localization stream, fixed below the cut); a whole-image net has
+        # no second stream to share with
+        raise ValueError('shared_upto with shared_stream needs the localization stream (parts)')
     n = caffe.NetSpec()
     if phase == 'deploy':
         n.data = L.Input(shape=dict(dim=[1, 3, size, size]))
         if oracle:
             n.keypoints = L.Input(shape=dict(dim=[1, num_keypoints, 3]))
     else:
-        data_layers(n, lmdb_dir, 'train' if train else 'test', batch_size,
+        data_layers(n, lmdb_dir, 'train' if train else val_split, batch_size,
                     keypoints=needs_loc, labels=classify)
 
     # 1) localization net: where to look
@@ -216,7 +225,7 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
 
     # 2) classification net: what is there, pooled at the parts
     prefix = '' if shared_stream else 'cls_'
-    deepest = {'fc7': 'fc7', 'cbp': 'conv5_3'}.get(holistic, part_layer)
+    deepest = {'fc7': 'fc7', 'cbp': 'conv5_3', 'avg': 'conv5_3'}.get(holistic, part_layer)
     if shared_stream and needs_loc:
         if deepest != score_from and holistic == 'fc7':
             raise ValueError('shared stream with fc7 needs score_from=fc7')
@@ -260,14 +269,18 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
         n.cbp_sqrt = L.SignedSqrt(n.cbp)
         n.cbp_l2 = L.L2Normalize(n.cbp_sqrt)
         n.holistic = L.Flatten(n.cbp_l2)
+    elif holistic == 'avg':  # first-order: conv5_3 averaged over the image
+        n.avg_pool = L.Pooling(n[prefix + 'conv5_3'], pool=P.Pooling.AVE, global_pooling=True)
+        n.avg_l2 = L.L2Normalize(n.avg_pool)
+        n.holistic = L.Flatten(n.avg_l2)
     elif holistic is not None:
-        raise ValueError('holistic must be fc7, cbp or None, not %r' % holistic)
+        raise ValueError('holistic must be fc7, cbp, avg or None, not %r' % holistic)
     if holistic is not None:
         features.append(n.holistic)
     # 3) the fine-tuned part nets on their crops, combined by concatenation
     # (the paper does not say how; Zhang et al. concatenate too)
     for part in part_nets:
-        crop_input(n, part, phase, lmdb_dir, batch_size, crop_size)
+        crop_input(n, part, phase, lmdb_dir, batch_size, crop_size, val_split=val_split)
         features.append(part_stream(n, part, bb, lr=part_net_lr, train=train))
     if not features:
         raise ValueError('nothing to classify: parts=False and holistic=None')
@@ -278,12 +291,13 @@ def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
     return n.to_proto()
 
 
-def trunk_cache_net(backbone='small', lmdb_dir='data/lmdb', batch_size=8, upto='pool4'):
-    """The fixed trunk up to `upto` over the training LMDBs, with the labels
+def trunk_cache_net(backbone='small', lmdb_dir='data/lmdb', batch_size=8, upto='pool4',
+                    split='train'):
+    """The fixed trunk up to `upto` over a split's LMDBs, with the labels
     and keypoints: the partial protocol's one feature pass (its outputs are
     what every stage above `upto` reads)."""
     n = caffe.NetSpec()
-    data_layers(n, lmdb_dir, 'train', batch_size)
+    data_layers(n, lmdb_dir, split, batch_size)
     trunk(n, n.data, BACKBONES[backbone], lr=0, upto=upto, train=False)
     return n.to_proto()
 

@@ -1,7 +1,7 @@
 """Paired verdicts: every "A vs B" sentence the first paper's reports write.
 
 Two models are compared on the same items (test images; or visible
-keypoints) by the exact McNemar test (`core.metrics.mcnemar`), each
+keypoints) by the exact McNemar test (`core.class_metrics.mcnemar`), each
 accuracy beside its 95% Wilson interval.  The verdict reads "better" /
 "worse" (p < SIGNIFICANCE) or NO_DIFFERENCE; overlapping intervals are not
 the test.
@@ -16,7 +16,7 @@ items in the same order; `paired_records` aligns two records by image id.
 """
 import numpy as np
 
-from posenorm.core import metrics
+from posenorm.core import class_metrics
 
 # Paired tests: at this p-value or above two models are not told apart.
 SIGNIFICANCE = 0.05
@@ -40,10 +40,10 @@ def paired(a_correct, b_correct):
 
     a_correct, b_correct: boolean arrays of equal length, item i (a test
     image; or a keypoint instance) right under model A, under model B, in
-    the same order.  Returns `metrics.mcnemar`'s dict (a_only, b_only, p,
+    the same order.  Returns `class_metrics.mcnemar`'s dict (a_only, b_only, p,
     ...) and `verdict`: 'better' or 'worse' (A against B, p < SIGNIFICANCE)
     or NO_DIFFERENCE."""
-    test = metrics.mcnemar(a_correct, b_correct)
+    test = class_metrics.mcnemar(a_correct, b_correct)
     if test['p'] >= SIGNIFICANCE:
         test['verdict'] = NO_DIFFERENCE
     else:

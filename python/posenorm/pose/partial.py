@@ -32,8 +32,9 @@ class PartialProtocol(object):
         protocol: its nets share a fixed trunk up to the cache layer)."""
         return self.use_cache and 'shared_upto' in stage.net
 
-    def _trunk_dir(self):
-        return self.path('cache', 'trunk_' + self.cache_layer)
+    def _trunk_dir(self, split='train'):
+        return self.path('cache', 'trunk_' + self.cache_layer + ('' if split == 'train'
+                                                                  else '_' + split))
 
     def _trunk_weights(self):
         """The fixed trunk's weights: ImageNet's, or (none) fillers fixed in a
@@ -46,51 +47,62 @@ class PartialProtocol(object):
             atomic_save(out, caffe.Net(self._trunk_net(), caffe.TEST).save)
         return out
 
-    def _trunk_net(self):
-        path = os.path.join(self._trunk_dir(), 'trunk_train.prototxt')
-        net = trunk_cache_net(self.backbone, self.lmdb_dir, self.batch_size, self.cache_layer)
+    def _trunk_net(self, split='train'):
+        path = os.path.join(self._trunk_dir(split), 'trunk_train.prototxt')
+        net = trunk_cache_net(self.backbone, self.lmdb_dir, self.batch_size, self.cache_layer,
+                              split=split)
         atomic_write_text(path, str(net))
         return path
 
-    def trunk_cache(self):
+    def trunk_cache(self, split='train'):
         """{blob: LMDB} of the one pass through the fixed trunk: its output at
-        the cache layer, the labels and keypoints of every training image."""
-        features = os.path.join(self._trunk_dir(), 'features')
+        the cache layer, the labels and keypoints of every image of `split`
+        (train; val for the choices made on it; trainval: both caches
+        joined, no pass of its own)."""
+        features = os.path.join(self._trunk_dir(split), 'features')
         blobs = [self.cache_layer, 'label', 'keypoints']
+        if split == 'trainval':
+            parts = [self.trunk_cache('train'), self.trunk_cache('val')]
+            if not os.path.isdir(features) or any(
+                    os.path.getmtime(features) < os.path.getmtime(p[blobs[0]]) for p in parts):
+                feature_cache.concat_caches(parts, features, seed=self.seed)
+            return {b: os.path.join(features, b) for b in blobs}
         weights = self._trunk_weights()
         identity = '%s (%d bytes)' % (os.path.basename(weights), os.path.getsize(weights))
-        if os.path.isdir(features) and (self.trunk_pass() or {}).get('weights') != identity:
+        if os.path.isdir(features) and (self.trunk_pass(split) or {}).get('weights') != identity:
             self.log('[train] trunk cache: made with other weights than %s: made again' % identity)
             shutil.rmtree(features)
         if not os.path.isdir(features):  # atomic: present means complete
             t0 = time.time()
+            count = self.split_count(split)
             shapes = feature_cache.write_feature_caches(
-                [(self._trunk_net(), weights, features, blobs)], self.train_count())[0][1]
+                [(self._trunk_net(split), weights, features, blobs)], count)[0][1]
             seconds = time.time() - t0
-            atomic_write_text(self._trunk_pass_path(), json.dumps(dict(
-                layer=self.cache_layer, images=self.train_count(), seconds=round(seconds, 1),
+            atomic_write_text(self._trunk_pass_path(split), json.dumps(dict(
+                layer=self.cache_layer, split=split, images=count, seconds=round(seconds, 1),
                 shape=shapes[self.cache_layer], weights=identity)) + '\n')
-            self.log('[train] trunk cache: %s %s for %d images in %.0f s (%.2f s per image), '
+            self.log('[train] trunk cache: %s %s for %d %s images in %.0f s (%.2f s per image), '
                      'shared by every stage above it' % (
                          self.cache_layer, 'x'.join(map(str, shapes[self.cache_layer])),
-                         self.train_count(), seconds, seconds / self.train_count()))
+                         count, split, seconds, seconds / count))
         return {b: os.path.join(features, b) for b in blobs}
 
-    def _trunk_pass_path(self):
-        return os.path.join(self._trunk_dir(), 'pass.json')
+    def _trunk_pass_path(self, split='train'):
+        return os.path.join(self._trunk_dir(split), 'pass.json')
 
-    def trunk_pass(self):
+    def trunk_pass(self, split='train'):
         """The trunk pass's record (layer, images, seconds, shape, weights), or None."""
         try:
-            with open(self._trunk_pass_path()) as f:
+            with open(self._trunk_pass_path(split)) as f:
                 return json.load(f)
         except (OSError, ValueError):
             return None
 
-    def above_net(self, stage):
-        """The stage's train net above the cache layer, reading the trunk cache."""
-        path = self.path('cache', stage.name, 'above_train.prototxt')
-        feature_cache.write_above_net(self.train_net(stage), self.trunk_cache(), path,
+    def above_net(self, stage, split='train'):
+        """The stage's train net above the cache layer, reading the trunk
+        cache of `split`."""
+        path = self.path('cache', stage.name, 'above_%s.prototxt' % split)
+        feature_cache.write_above_net(self.train_net(stage), self.trunk_cache(split), path,
                                       self.cache_layer)
         return path
 
@@ -109,9 +121,18 @@ class PartialProtocol(object):
 
     def _run_above(self, stage, solver, init, log_path):
         """Train everything above the cache layer from the trunk cache with
-        `caffe train`, then merge it into the full model."""
-        above = self.above_net(stage)
-        prefix = self.path('cache', stage.name, 'above')
+        `caffe train`, then merge it into the full model.  With a val split
+        the final stage trains on train + val (the choices were made on val
+        by the stages before it), for the same epochs."""
+        split = 'trainval' if self.val_split == 'val' else 'train'
+        above = self.above_net(stage, split)
+        if split == 'trainval':
+            solver = type(solver)()
+            solver.CopyFrom(self.solver_param(stage.name))
+            scale = (self.train_count() + self.split_count('val')) / self.train_count()
+            solver.max_iter = int(round(solver.max_iter * scale))
+            solver.stepsize = max(1, int(round(solver.stepsize * scale)))
+        prefix = self.path('cache', stage.name, 'above_' + split)
         trained, curves = self._train_cached_net(stage, solver, above, prefix, init, log_path,
                                                  'above %s' % self.cache_layer)
         return self._merge(stage, solver, init, trained), curves

@@ -1,6 +1,7 @@
 """The first paper's evaluation report: Tables 1-3, the paper's question
-answered, definitions, and the README block of a demo run.  The one writer
-of REPORT/README.md (tools/evaluate.py and tools/demo.py both call it)."""
+answered, the definitions (`pose.tables`), and the README block of a demo
+run.  The one writer of REPORT/README.md (tools/evaluate.py and
+tools/demo.py both call it)."""
 import collections
 import os
 import time
@@ -13,105 +14,30 @@ from posenorm.pose.paired import (FULL_PAIRS, NO_DIFFERENCE, PAIRED_ALPHA, PROTO
                                   keypoint_comparisons, paired_text, verdict)
 from posenorm.pose.paper import (PAPER_PCK_MEAN, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3,
                                  PCK_CONVENTION)
-from posenorm.pose.stages import MODELS
 
 README_BEGIN = '<!-- demo results: written by tools/demo.py --readme; do not edit -->'
 README_END = '<!-- end of demo results -->'
 
 
+# Where `tools/demo.py --readme` writes each protocol's block (docs by topic;
+# the README keeps only the generated summary tables).
+DOCS_FILE = {'full': 'docs/demo.md', 'frozen': 'docs/real_birds.md', 'partial': 'docs/real_birds.md'}
+
+
 def readme_markers(protocol):
-    """The marker lines of one protocol's results block in the project README:
-    each protocol's run rewrites its own block only."""
+    """The marker lines of one protocol's results block in its docs file
+    (`DOCS_FILE`): each protocol's run rewrites its own block only."""
     if protocol == 'full':
         return README_BEGIN, README_END
     return ('<!-- demo results (%s): written by tools/demo.py --protocol %s --readme; do not edit -->'
             % (protocol, protocol), '<!-- end of demo results (%s) -->' % protocol)
 
 
-def _paper_accuracy(model_results):
-    """The paper's Table 1 number for the row a model reproduces, or None."""
-    m = MODELS.get(model_results['variant'])
-    return PAPER_TABLE1.get(m.paper if m and m.paper else model_results['label'])
-
-
-def build_tables(results):
-    """Tables 1-3 as lists of row dicts, from the per-model results."""
-    t1, t2, t3 = [], {}, []
-    for name, r in results['models'].items():
-        if r.get('classification'):
-            c = r['classification']
-            t1.append(dict(model=name, label=r['label'], accuracy=c['accuracy'],
-                           interval=c.get('accuracy_interval'),
-                           mean_per_class_accuracy=c['mean_per_class_accuracy'], images=c['images'],
-                           oracle=False, paper_reference=_paper_accuracy(r)))
-        if r.get('oracle_classification'):
-            c = r['oracle_classification']
-            t1.append(dict(model=name, label=r['label'] + ' (ground-truth parts at test)',
-                           accuracy=c['accuracy'], mean_per_class_accuracy=c['mean_per_class_accuracy'],
-                           interval=c.get('accuracy_interval'),
-                           images=c['images'], oracle=True, paper_reference=None))
-        if r.get('pck'):
-            p = r['pck']
-            t2[name] = dict(label=r['label'], alphas=p['alphas'],
-                            rows=[dict(part=part, pck=row, visible=vis) for part, row, vis
-                                  in zip(p['part_names'], p['per_keypoint'], p['visible'])],
-                            mean=p['mean'], convention=(p.get('convention') or {}).get('text'))
-            t3.append(dict(model=name, label=r['label'],
-                           **{g: r['pcp'][g]['pcp'] for g in ('head', 'body')},
-                           **{g + '_evaluated': r['pcp'][g]['evaluated'] for g in ('head', 'body')},
-                           **{g + '_excluded': r['pcp'][g]['excluded'] for g in ('head', 'body')}))
-    return dict(table1=t1, table2=t2, table3=t3)
-
-
-def definitions():
-    return dict(
-        accuracy='top-1 accuracy over the images of the classes the model knows; score ties go '
-                 'to the lowest class index',
-        mean_per_class_accuracy='unweighted mean over classes of per-class top-1 accuracy; '
-                                'classes without test images are excluded (listed as empty_classes)',
-        pck='%s; distance <= threshold with relative slack %g; original-image pixels; a '
-            'keypoint never visible is left out of the mean over keypoints; each predicted '
-            'location is scored whatever its predicted visibility (the paper\'s PCK)'
-            % (PCK_CONVENTION.describe(), metrics.PCK_RELATIVE_TOLERANCE),
-        paired='"A vs B": the exact McNemar test on the same test images (two-sided binomial '
-               'p on the images only one of the two gets right): better / worse when p < %g, '
-               'else %s; beside each accuracy its 95%% Wilson interval' % (SIGNIFICANCE,
-                                                                          NO_DIFFERENCE),
-        part_boxes='head = %s; body = %s (by part name). Box = tight box of the group\'s points with '
-                   'flag > 0 (visible ground truth / predicted visible), needing >= %d points and a non-zero '
-                   'extent; each side widened to >= %g x the longer side, then %g of each side added at '
-                   'both ends; clipped to the image'
-                   % (', '.join(metrics.HEAD_PARTS), ', '.join(metrics.BODY_PARTS),
-                      metrics.BOX_MIN_POINTS, metrics.BOX_MIN_SIDE, metrics.BOX_MARGIN),
-        pcp='a predicted part box is correct when IoU with the ground-truth box >= %g; images '
-            'without a ground-truth box are excluded (counted); a missing predicted box is wrong'
-            % metrics.PCP_IOU,
-        part_crops='models with part nets: head and body crops cut from the original image at '
-                   'the part boxes of the model\'s own predicted keypoints (ground truth for the '
-                   'oracle row); fewer than %d of the part\'s points: the box of all points, then the '
-                   'whole image; warped to the part net\'s input (posenorm.data.part_crops)'
-                   % metrics.BOX_MIN_POINTS,
-        keypoints='predicted keypoint = the peak of each part\'s raw score map as an '
-                  'input-image point, decoded as the model.json or the command says (argmax: '
-                  'the peak cell\'s centre, the paper; quadratic: plus a per-axis parabola '
-                  'fit of the peak\'s neighbours, within the cell), mapped to original pixels '
-                  'with from_input_coords; a part whose peak score is below the visibility '
-                  'threshold (when one is set) is predicted invisible and keeps its location')
-
-
-def write_readme(path, results, training=None, timings=None):
-    """REPORT/README.md from results.json's contents; `training` (the run's
-    stages, `training_section`) and `timings` [(step, seconds)] add the
-    sections of a whole run (tools/demo.py)."""
+def table1_section(results):
+    """Table 1 of the report: accuracies, empty classes, confusion matrices."""
     t = results['tables']
     figures = {name: m['files'] for name, m in results['models'].items()}
-    out = ['# Evaluation report', '',
-           'Dataset `%s`, split `%s`: %d images%s. Written by `tools/evaluate.py` '
-           '(posenorm.pose.evaluate); every number below comes from this run (`results.json`).'
-           % (results['cub_dir'], results['split'], results['images'],
-              '' if results['limit'] is None else ' (--limit %d, round-robin over classes)' % results['limit']),
-           '']
-    out += ['## Table 1: classification', '']
+    out = ['## Table 1: classification', '']
     if t['table1']:
         out.append(markdown_table(
             ['Model', 'Accuracy', '95% interval', 'Mean per-class accuracy', 'Images'],
@@ -128,7 +54,14 @@ def write_readme(path, results, training=None, timings=None):
     for name, files in figures.items():
         if files.get('confusion'):
             out += ['![Confusion matrix of %s](%s)' % (name, files['confusion']), '']
-    out += ['## Table 2: keypoint localization (PCK)', '']
+    return out
+
+
+def table2_section(results):
+    """Table 2 of the report: PCK per model with its figures."""
+    t = results['tables']
+    figures = {name: m['files'] for name, m in results['models'].items()}
+    out = ['## Table 2: keypoint localization (PCK)', '']
     if not t['table2']:
         out.append('No model predicts keypoints.')
     for name, tab in t['table2'].items():
@@ -139,10 +72,13 @@ def write_readme(path, results, training=None, timings=None):
                 '*Ground truth (left) beside prediction (right) on the warped %d x %d input, one '
                 'colour per keypoint; visible ground-truth keypoints only.*' % (
                     results['models'][name]['input_size'], results['models'][name]['input_size']), '']
-    out += decoding_section(results)
-    if results.get('files', {}).get('pck_vs_alpha'):
-        out += ['![Mean PCK vs alpha](%s)' % results['files']['pck_vs_alpha'], '']
-    out += ['## Table 3: part localization (PCP)', '', TABLE3_RULE, '']
+    return out
+
+
+def table3_section(results):
+    """Table 3 of the report: PCP beside the paper's."""
+    t = results['tables']
+    out = ['## Table 3: part localization (PCP)', '', TABLE3_RULE, '']
     if t['table3']:
         out.append(markdown_table(
             ['Model', 'Head', 'Body', 'Head images (excluded)', 'Body images (excluded)'],
@@ -152,6 +88,25 @@ def write_readme(path, results, training=None, timings=None):
             + [['The paper', pct(PAPER_TABLE3['head']), pct(PAPER_TABLE3['body']), '', '']]))
     else:
         out.append('No model predicts keypoints.')
+    return out
+
+
+def write_readme(path, results, training=None, timings=None):
+    """REPORT/README.md from results.json's contents; `training` (the run's
+    stages, `training_section`) and `timings` [(step, seconds)] add the
+    sections of a whole run (tools/demo.py)."""
+    t = results['tables']
+    out = ['# Evaluation report', '',
+           'Dataset `%s`, split `%s`: %d images%s. Written by `tools/evaluate.py` '
+           '(posenorm.pose.evaluate); every number below comes from this run (`results.json`).'
+           % (results['cub_dir'], results['split'], results['images'],
+              '' if results['limit'] is None else ' (--limit %d, round-robin over classes)' % results['limit']),
+           '']
+    out += table1_section(results) + table2_section(results)
+    out += decoding_section(results)
+    if results.get('files', {}).get('pck_vs_alpha'):
+        out += ['![Mean PCK vs alpha](%s)' % results['files']['pck_vs_alpha'], '']
+    out += table3_section(results)
     if len(t['table1']) > 1:
         out += ['', answer(results)]
     out += comparison_section(results) + cost_section(results.get('cost'))
@@ -384,7 +339,7 @@ def readme_block(results, report, timings, root, command, figure='docs/demo/figu
 
 
 def update_readme(path, block, protocol='full'):
-    """Replace one protocol's demo results block of the project README."""
+    """Replace one protocol's demo results block of `path` (its docs file)."""
     with open(path) as f:
         text = f.read()
     begin, end = readme_markers(protocol)

@@ -18,15 +18,22 @@ def solver_path(out_dir, backbone, name):
 
 
 def make_solver(backbone, name, net_dir='prototxt', snapshot_dir='snapshots',
-                iter_scale=1.0, test_iter=10, seed=None, gpus=None):
+                iter_scale=1.0, test_iter=10, seed=None, gpus=None, epoch_iters=None):
     """The SolverParameter of one stage; paths are relative to the run dir.
 
-    iter_scale multiplies the stage's iterations and lr step; snapshots come
+    epoch_iters: iterations of one epoch of the run's training set (ceil of
+    its images / batch), which a budget given in epochs (`stages.Solver`)
+    needs; iter_scale multiplies the stage's iterations and lr step; snapshots come
     every quarter of the run, progress about 50 times per run.  gpus (device
     ids, None: CPU) sets solver_mode/device_id, so that the solver says how it
     ran; `caffe train --gpu` overrides both (core/device.py).
     """
-    kind, base_lr, decay, step, max_iter = stages.stage(name).solver(backbone)
+    kind, base_lr, decay, step, max_iter, epochs = stages.stage(name).solver(backbone)
+    if epochs:
+        if not epoch_iters:
+            raise ValueError('%s: its budget is in epochs: give the iterations of one epoch'
+                             % name)
+        step, max_iter = step * epoch_iters, max_iter * epoch_iters
     s = caffe_pb2.SolverParameter()
     s.type = kind
     s.train_net = net_path(net_dir, backbone, name, 'train')
@@ -56,7 +63,8 @@ def make_solver(backbone, name, net_dir='prototxt', snapshot_dir='snapshots',
 
 
 def write_solvers(out_dir, backbone, **kwargs):
-    """Write one solver per stage; return their paths."""
+    """Write one solver per stage; return their paths.  A budget in epochs
+    needs kwargs' epoch_iters (the training set's size at its batch)."""
     paths = []
     for name in stages.trained_nets(backbone):
         path = solver_path(out_dir, backbone, name)

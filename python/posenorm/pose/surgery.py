@@ -57,6 +57,28 @@ def _coercible(src_type, dst_type, src_shape, dst_shape):
             and int(np.prod(src_shape)) == int(np.prod(dst_shape)))
 
 
+def _must_coerce(p, src_type, src_blobs, q, dst_type, dst_blobs):
+    """Whether source layer p's blobs go to q reshaped (True) or as they are
+    (False); SurgeryError naming both layers and shapes when they cannot."""
+    src_shapes, dst_shapes = _shapes(src_blobs), _shapes(dst_blobs)
+    if len(src_blobs) != len(dst_blobs):
+        raise SurgeryError(
+            'layer %s: the source has %d param blobs (%s), the new net\'s %s '
+            'has %d (%s)' % (p, len(src_blobs), _fmt(src_shapes), q,
+                             len(dst_blobs), _fmt(dst_shapes)))
+    coerce = False
+    for i, (a, b) in enumerate(zip(src_shapes, dst_shapes)):
+        if a == b:
+            continue
+        if not _coercible(src_type, dst_type, a, b):
+            raise SurgeryError(
+                'shape mismatch at layer %s, param %d: source %s %s is %s, new net '
+                '%s %s is %s' % (p, i, src_type, p, 'x'.join(map(str, a)),
+                                 dst_type, q, 'x'.join(map(str, b))))
+        coerce = True
+    return coerce
+
+
 def transplant(new_net, net, prefixes=STREAMS, log=print):
     """Copy every param of `net` into `new_net` behind each prefix, by name.
 
@@ -85,26 +107,9 @@ def transplant(new_net, net, prefixes=STREAMS, log=print):
         if not targets:
             report['dropped'].append(p)
             continue
-        src_type = src_layers[p].type
         for q in targets:
-            dst_blobs, dst_type = new_net.params[q], dst_layers[q].type
-            src_shapes, dst_shapes = _shapes(src_blobs), _shapes(dst_blobs)
-            if len(src_blobs) != len(dst_blobs):
-                raise SurgeryError(
-                    'layer %s: the source has %d param blobs (%s), the new net\'s %s '
-                    'has %d (%s)' % (p, len(src_blobs), _fmt(src_shapes), q,
-                                     len(dst_blobs), _fmt(dst_shapes)))
-            coerce = False
-            for i, (a, b) in enumerate(zip(src_shapes, dst_shapes)):
-                if a == b:
-                    continue
-                if not _coercible(src_type, dst_type, a, b):
-                    raise SurgeryError(
-                        'shape mismatch at layer %s, param %d: source %s %s is %s, new net '
-                        '%s %s is %s' % (p, i, src_type, p, 'x'.join(map(str, a)),
-                                         dst_type, q, 'x'.join(map(str, b))))
-                coerce = True
-            plan.append((p, q, coerce))
+            plan.append((p, q, _must_coerce(p, src_layers[p].type, src_blobs,
+                                            q, dst_layers[q].type, new_net.params[q])))
     for p, q, coerce in plan:
         src_blobs, dst_blobs = net.params[p], new_net.params[q]
         for s, d in zip(src_blobs, dst_blobs):

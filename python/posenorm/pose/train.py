@@ -48,14 +48,16 @@ from google.protobuf import text_format
 
 from posenorm.core import caffe_run, device, outputs
 from posenorm.core.atomic import atomic_save, atomic_write_text
-from posenorm.core.net_loading import caffemodel_blobs, read_net
+from posenorm.core.net_loading import caffemodel_blobs
 from posenorm.data.lmdb_data import parse_manifest
 from posenorm.data.part_crops import CROP_SIZE
 from posenorm.nets.backbones import BACKBONES
 from posenorm.nets.model_dir import ORACLE_DEPLOY, write_model_dir
-from posenorm.pose import feature_cache, run_record, stages
+from posenorm.pose import run_record, selection, stages
+from posenorm.pose.cached import CachedStages
 from posenorm.pose.nets import check_input_size, pose_normalized_net, split_block, write_nets
 from posenorm.pose.partial import PartialProtocol
+from posenorm.pose.selection import Selection
 from posenorm.pose.solvers import make_solver
 from posenorm.pose.surgery import copy_weights
 
@@ -65,7 +67,7 @@ from posenorm.pose.surgery import copy_weights
 RUN_MARKERS = ('done', 'prototxt', 'solvers', caffe_run.LOCK_NAME)
 
 
-class Run(PartialProtocol):
+class Run(CachedStages, PartialProtocol, Selection):
     """One run directory and the settings its nets were generated with."""
 
     def __init__(self, run_dir, backbone, lmdb_dir, num_classes, caffe='caffe',
@@ -104,9 +106,16 @@ class Run(PartialProtocol):
         self.input_size = self.manifest['input_size']
         check_input_size(backbone, self.input_size, 'the %s nets on %s (input %d)'
                          % (backbone, lmdb_dir, self.input_size))
+        # The val phase reads the val split (held out of the training
+        # images); an LMDB set too small to hold one falls back to test.
+        self.val_split = 'val' if 'val' in self.manifest['splits'] else 'test'
+        if self.val_split == 'test':
+            log('[train] %s has no val split: the val nets read the test split and no choice '
+                'is made on validation (rebuild it with --val-fraction > 0)' % self.lmdb_dir)
         self.net_args = dict(lmdb_dir=self.lmdb_dir, batch_size=self.batch_size,
                              num_classes=num_classes, input_size=self.input_size,
-                             crop_size=self.manifest.get('crop_size') or CROP_SIZE)
+                             crop_size=self.manifest.get('crop_size') or CROP_SIZE,
+                             val_split=self.val_split)
         if self.imagenet and backbone == 'vgg16':
             if 'fc6' not in caffemodel_blobs(self.imagenet):
                 # Conv-only ImageNet weights: fc6/fc7 would be random, so the
@@ -120,6 +129,10 @@ class Run(PartialProtocol):
 
     def train_count(self):
         return int(self.manifest['splits']['train']['count'])
+
+    def epoch_iters(self):
+        """Iterations of one epoch of the training split at this batch."""
+        return -(-self.train_count() // self.batch_size)
 
     def prepare(self):
         """Generate this run's nets and solvers (idempotent); forget the
@@ -137,7 +150,8 @@ class Run(PartialProtocol):
 
     def solver_param(self, name):
         s = make_solver(self.backbone, name, iter_scale=self.iter_scale,
-                        test_iter=self.test_iter, seed=self.seed, gpus=self.gpus)
+                        test_iter=self.test_iter, seed=self.seed, gpus=self.gpus,
+                        epoch_iters=self.epoch_iters())
         s.train_net = self.path(s.train_net)
         s.test_net[0] = self.path(s.test_net[0])
         s.snapshot_prefix = self.path(s.snapshot_prefix)
@@ -152,7 +166,7 @@ class Run(PartialProtocol):
         """What this run trains `stage` on: the LMDB set and every setting
         its weights depend on, including its sources' fingerprints."""
         s = make_solver(self.backbone, stage.name, iter_scale=self.iter_scale,
-                        test_iter=self.test_iter, seed=self.seed)
+                        test_iter=self.test_iter, seed=self.seed, epoch_iters=self.epoch_iters())
         settings = dict(
             backbone=self.backbone, batch_size=self.batch_size, num_classes=self.num_classes,
             input_size=self.input_size, crop_size=self.net_args['crop_size'],
@@ -165,6 +179,9 @@ class Run(PartialProtocol):
             sources={n: run_record.identity(self.done_record(n)) for n in stage.needs()})
         if self.above_cache(stage):
             settings['cache_layer'] = self.cache_layer
+        if self.selects(stage):  # rate and length chosen on val, then train + val
+            settings['chosen_on_val'] = dict(lr_factors=list(selection.LR_FACTORS),
+                                             val_split=self.split_count('val'))
         if self.gpus and len(self.gpus) > 1:  # the effective batch is batch_size x devices
             settings['data_parallel_devices'] = len(self.gpus)
         return run_record.trained_on(self.lmdb_dir, settings)
@@ -285,10 +302,12 @@ class Run(PartialProtocol):
                 '%s diverged: non-finite weights in %s (moved to %s.diverged); lower '
                 'base_lr in %s and run again' % (stage.name, ', '.join(bad[:5]), weights,
                                                   self.path('solvers', stage.name + '.prototxt')))
+        chosen = self.selection(stage.name) if cached and self.selects(stage) else None
         record = run_record.new_record(
             stage.name, weights, self.dir, current, seconds=round(time.time() - t0, 1),
-            iterations=solver.max_iter, cached=cached,
-            final_loss=curves['loss'][-1][1] if curves['loss'] else None)
+            iterations=chosen['final']['iterations'] if chosen else solver.max_iter,
+            cached=cached, final_loss=curves['loss'][-1][1] if curves['loss'] else None,
+            selection=chosen, start_outputs=start_outputs(curves))
         run_record.write_record(self.path('done', stage.name + '.json'), record)
         os.remove(self._started_path(stage.name))
         self.log('[train] %s: done in %.0f s, loss %s' % (stage.name, record['seconds'],
@@ -302,105 +321,6 @@ class Run(PartialProtocol):
     def train_net(self, stage):
         """The stage's full train prototxt in this run."""
         return self.path('prototxt', self.backbone, stage.name + '_train.prototxt')
-
-    def _train_cached_net(self, stage, solver, train_net, prefix, init, log_path, what):
-        """`caffe train` of a net on cached features with the stage's solver
-        (no test net); resumable.  Returns (final weights, curves)."""
-        head = type(solver)()
-        head.CopyFrom(solver)
-        head.train_net = train_net
-        del head.test_net[:]
-        del head.test_iter[:]
-        head.ClearField('test_interval')
-        head.snapshot_prefix = prefix
-        solver_path = prefix + '_solver.prototxt'
-        atomic_write_text(solver_path, text_format.MessageToString(head))
-        it, state = caffe_run.latest_snapshot(head.snapshot_prefix, log=self.log)
-        self.log('[train] %s: %s on cached features, %d iterations%s'
-                 % (stage.name, what, head.max_iter, ' (resuming from %d)' % it if state else ''))
-        curves = caffe_run.run_caffe_train(
-            self.caffe, solver_path, log_path, head.max_iter, weights=init,
-            snapshot=state, cwd=self.dir, desc=stage.name + ' (cached)',
-            progress=self.progress, gpus=self.gpus)
-        return '%s_iter_%d.caffemodel' % (head.snapshot_prefix, head.max_iter), curves
-
-    def _merge(self, stage, solver, init, trained):
-        """The full model: `init` with what was trained on cached features."""
-        net = caffe.Net(self.train_net(stage), caffe.TEST, **(dict(weights=init) if init else {}))
-        net.copy_from(trained)
-        out = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
-        atomic_save(out, net.save)
-        return out
-
-    def _feature_job(self, stage, init):
-        """(train prototxt, weights, features dir, head) of a cached stage's
-        feature pass; fillers (init None) are fixed in a file first, so the
-        pass and the result share them."""
-        train_net = self.path('prototxt', self.backbone, stage.name + '_train.prototxt')
-        if init is None:
-            init = self.path('init', stage.name + '.caffemodel')
-            if not os.path.exists(init):
-                caffe.set_random_seed(self.seed)
-                atomic_save(init, caffe.Net(train_net, caffe.TEST).save)
-        classifies = stage.net_args(self.backbone).get('classify', True)
-        head = 'cls_score' if classifies else 'kp_score'
-        if self.above_cache(stage):  # its head's input computed from the trunk cache
-            train_net = self.above_net(stage)
-        return train_net, init, self._features_dir(stage), head
-
-    def _features_dir(self, stage):
-        return self.path('cache', stage.name, 'features')
-
-    def _companions(self, later):
-        """Later cached stages whose feature pass can run now (their inputs
-        are trained, their features not yet cached)."""
-        return [s for s in later if self.cached(s)
-                and not self.done_record(s.name)
-                and not os.path.isdir(self._features_dir(s))
-                and all(self.done_record(d) for d in s.needs())]
-
-    def _run_cached(self, stage, solver, init, log_path, later=()):
-        """Train the head on cached features, then copy it into the full model.
-
-        The feature pass also serves the `later` stages that share a trunk
-        with this one (the same layers with the same weights: stage 3's
-        classification stream and the frozen fc7 baseline's): one pass
-        through the trunk, each stage's remaining layers on top of it.
-        """
-        train_net, init, features, head_name = self._feature_job(stage, init)
-        cache_dir = os.path.dirname(features)
-        net_param = read_net(train_net)
-        blobs = feature_cache.cached_blobs(feature_cache.head_layers(net_param, head_name))
-        lmdbs = {b: os.path.join(features, b) for b in blobs}
-        if not os.path.isdir(features):  # atomic: present means complete
-            t0 = time.time()
-            companions = self._companions(later)
-            for s in companions:  # their caches are made now, with this setup
-                run_record.check_started(self._started_path(s.name), self.trained_on(s), s.name)
-            jobs = [(train_net, init, features, head_name)] + [
-                self._feature_job(s, self.init_weights(s)) for s in companions]
-            results = feature_cache.write_feature_caches(jobs, self.train_count())
-            lmdbs, shapes = results[0][:2]
-            self.log('[train] %s: cached %s for %d images in %.0f s'
-                     % (stage.name, ', '.join('%s %s' % (b, 'x'.join(map(str, shapes[b])))
-                                              for b in blobs), self.train_count(),
-                        time.time() - t0))
-            for s, r in zip([stage] + companions, results):
-                if r is None:
-                    continue
-                if s is not stage:
-                    self.log('[train] %s: features cached in the same pass (the trunk it '
-                             'shares with %s ran once)' % (s.name, stage.name))
-                if r[2]:
-                    self.log('[train] %s: cached features hold the expectation of %s '
-                             '(dropout off); the uncached stage would train on dropped-out '
-                             'features' % (s.name, ', '.join(r[2])))
-        head_path = os.path.join(cache_dir, 'head_train.prototxt')
-        feature_cache.write_head_net(train_net, lmdbs, head_path, head_name)
-        trained, curves = self._train_cached_net(stage, solver, head_path,
-                                                 os.path.join(cache_dir, 'head'), init, log_path,
-                                                 head_name)
-        return self._merge(stage, solver, init, trained), curves
 
     # ------------------------------------------------------------- exports --
     def export(self, model):
@@ -441,6 +361,14 @@ class Run(PartialProtocol):
                 net.copy_from(source)
             atomic_save(out, net.save)
         return out
+
+
+def start_outputs(curves):
+    """{output: value} of the train net at its first logged iteration (a
+    stage 4 whose classification loss starts near 0 gets no gradient from
+    it: issue 25, section 6)."""
+    return {k[len('train/'):]: v[0][1] for k, v in curves.items()
+            if k.startswith('train/') and v and v[0][0] == 0}
 
 
 def train(run, models=None):

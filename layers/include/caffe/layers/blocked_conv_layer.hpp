@@ -8,6 +8,7 @@
 #include "caffe/layers/conv_layer.hpp"
 #include "caffe/proto/caffe.pb.h"
 #include "caffe/util/im2col_rows.hpp"
+#include "caffe/util/winograd.hpp"
 
 namespace caffe {
 
@@ -27,14 +28,27 @@ namespace caffe {
  * scattered back (col2im), so no two threads write the same input row.
  * The schedule is static: results do not depend on timing.
  *
- * Same parameters, weights and numerics (up to float summation order) as
- * ConvolutionLayer; N-D convolutions use Caffe's path, and so does the GPU.
+ * 3x3, stride-1, undilated, ungrouped convolutions run as Winograd
+ * F(4x4, 3x3) instead (caffe/util/winograd.hpp): forward, and the data
+ * gradient as a Winograd convolution of the top diff with the flipped
+ * kernel; the weight gradient stays banded.  POSENORM_WINOGRAD (read when
+ * the layer is created): 0 off, 2 or 4 forces F(2x2) or F(4x4) on every
+ * such layer, unset picks per layer (winograd_tile()).
+ *
+ * Same parameters, weights and numerics (up to float summation order, and
+ * Winograd's rounding: docs/bench_conv.md) as ConvolutionLayer; N-D
+ * convolutions use Caffe's path, and so does the GPU.
  */
 template <typename Dtype>
 class BlockedConvolutionLayer : public ConvolutionLayer<Dtype> {
  public:
   explicit BlockedConvolutionLayer(const LayerParameter& param)
-      : ConvolutionLayer<Dtype>(param) {}
+      : ConvolutionLayer<Dtype>(param),
+        winograd_setting_(cpu::winograd_setting()) {}
+
+  /// The Winograd output tile this layer uses now: 4 or 2, 0 for the
+  /// banded path.
+  int winograd_tile() const;
 
  protected:
   virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,
@@ -54,6 +68,18 @@ class BlockedConvolutionLayer : public ConvolutionLayer<Dtype> {
       const Dtype* bottom, const Dtype* weight, Dtype* weight_diff,
       Dtype* bottom_diff, int band, Dtype* col) const;
   void backward_bias(const Dtype* top_diff, Dtype* bias_diff) const;
+  cpu::WinogradShape winograd_shape(int m, bool flip) const;
+  const Dtype* winograd_kernel(int m, bool flip);
+
+  // The transformed kernel (forward, flipped) and the weights it was made
+  // from: made again only when they change (never, in a feature pass).
+  struct WinogradKernel {
+    int m = 0;
+    std::vector<Dtype> weights, u;
+  };
+  const int winograd_setting_;
+  WinogradKernel winograd_[2];
+  std::vector<Dtype> winograd_scratch_;
 
   std::vector<Dtype> buffers_;  // per thread: a column slice (+ weight diff)
   long buffer_stride_ = 0;

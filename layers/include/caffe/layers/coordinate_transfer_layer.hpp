@@ -23,28 +23,40 @@ CAFFE_HOST_DEVICE inline int heatmap_argmax(const Dtype* heatmap,
   return best;
 }
 
-/// Where one part is pooled, as loc = (x, y, pooled) in image coordinates.
-/// kp is the part's ground truth (x, y, visible), or NULL when the net has no
-/// keypoint bottom. A visible keypoint is used as is; otherwise, without
-/// ground truth or with missing: ARGMAX, the first maximum (i, j) of the
-/// Hh x Wh heatmap at (hoffset + hstride j, hoffset + hstride i); an
-/// invisible keypoint with missing: ZERO gives (0, 0, 0), a zero feature.
+/// Where one part is pooled, pool = (x, y, pooled), and where it is
+/// reported, loc = (x, y, visible), both in image coordinates. kp is the
+/// part's ground truth (x, y, visible), or NULL when the net has no keypoint
+/// bottom. A visible keypoint is used as is (pool = loc); an invisible one
+/// with missing: ZERO gives pool = loc = (0, 0, 0), a zero feature.
+/// Otherwise (no ground truth, or missing: ARGMAX) the part is located by the
+/// first maximum (i, j) of its Hh x Wh heatmap: pooled at the cell's point
+/// (hoffset + hstride j, hoffset + hstride i), reported there or, with
+/// quadratic, at the sub-cell peak (grid_peak); a peak score below
+/// `threshold` makes it invisible: pooled 0 (a zero feature, as an invisible
+/// ground-truth part gets in training) and reported with visible 0.
 template <typename Dtype>
 CAFFE_HOST_DEVICE inline void coordinate_transfer_locate(
     const Dtype* heatmap, int heatmap_height, int heatmap_width,
     const Dtype* kp, bool missing_argmax, Dtype hstride, Dtype hoffset,
-    Dtype* loc) {
+    Dtype threshold, bool quadratic, Dtype* pool, Dtype* loc) {
   if (kp != NULL && kp[2] > 0) {
-    loc[0] = kp[0];
-    loc[1] = kp[1];
-    loc[2] = Dtype(1);
+    pool[0] = loc[0] = kp[0];
+    pool[1] = loc[1] = kp[1];
+    pool[2] = loc[2] = Dtype(1);
   } else if (kp != NULL && !missing_argmax) {
-    loc[0] = loc[1] = loc[2] = Dtype(0);
+    pool[0] = pool[1] = pool[2] = loc[0] = loc[1] = loc[2] = Dtype(0);
   } else {
     const int best = heatmap_argmax(heatmap, heatmap_height * heatmap_width);
-    loc[0] = grid_coord(best % heatmap_width, hoffset, hstride);
-    loc[1] = grid_coord(best / heatmap_width, hoffset, hstride);
-    loc[2] = Dtype(1);
+    const Dtype visible = heatmap[best] < threshold ? Dtype(0) : Dtype(1);
+    pool[0] = grid_coord(best % heatmap_width, hoffset, hstride);
+    pool[1] = grid_coord(best / heatmap_width, hoffset, hstride);
+    pool[2] = visible;
+    Dtype row, col;
+    grid_peak(heatmap, heatmap_height, heatmap_width, best, quadratic, &row,
+        &col);
+    loc[0] = grid_point(col, hoffset, hstride);
+    loc[1] = grid_point(row, hoffset, hstride);
+    loc[2] = visible;
   }
 }
 
@@ -108,14 +120,19 @@ CAFFE_HOST_DEVICE inline Dtype transfer_ave_grad(Dtype top_diff, int h0,
  *        vectors into one pose-normalized representation.
  *
  * bottom[0]: features, N x C x Hf x Wf. bottom[1]: keypoint heatmap scores,
- * N x K x Hh x Wh (only the argmax is used). bottom[2] (optional, the TRAIN
- * net): ground-truth keypoints, N * K * 3 values (x, y, visible) in image
+ * N x K x Hh x Wh (the argmax, its score and, with decode: QUADRATIC, its
+ * 3 x 3 neighbourhood are used). bottom[2] (optional, the TRAIN net):
+ * ground-truth keypoints, N * K * 3 values (x, y, visible) in image
  * pixels. The paper pools at ground-truth part locations in training and at
  * predicted ones at test time: with bottom[2] a visible keypoint is used,
  * an invisible one gets a zero feature (missing: ZERO) or falls back to the
  * heatmap (missing: ARGMAX); without bottom[2] (TEST/deploy) every part is
  * the first row-major maximum (i, j) of its heatmap, at image point
  * (heatmap_offset + heatmap_stride j, heatmap_offset + heatmap_stride i).
+ * A heatmap-located part whose peak score (the raw logit) is below
+ * visibility_threshold (default -inf: never) is predicted invisible and gets
+ * a zero feature, as an invisible ground-truth part does with missing: ZERO,
+ * so a classifier trained on ground truth meets the same features at test.
  *
  * An image point (x, y) maps to feature cell (round((y - feature_offset) /
  * feature_stride), round((x - feature_offset) / feature_stride)), halves away
@@ -123,16 +140,23 @@ CAFFE_HOST_DEVICE inline Dtype transfer_ave_grad(Dtype top_diff, int h0,
  * (radius r), clipped at the borders, is MAX or AVE pooled per channel.
  *
  * top[0]: N x (K C), part k in columns [k C, (k+1) C). top[1] (optional):
- * N x K x 3, per part the image point used (x, y) and 1, or (0, 0, 0) for a
- * zero-filled part; a deploy net outputs its predicted keypoints this way.
+ * N x K x 3, per part (x, y, visible): the image point used and 1; a
+ * predicted-invisible part's point and 0; (0, 0, 0) for an invisible
+ * ground-truth part with missing: ZERO. A deploy net outputs its predicted
+ * keypoints this way. decode: QUADRATIC reports a heatmap-located point at
+ * its sub-cell peak (a separable parabola through the argmax cell and its
+ * neighbours, within half a cell; the cell itself on a border) while pooling
+ * stays on the argmax cell.
  *
  * Backward reaches bottom[0] only: MAX routes each gradient to the recorded
  * first maximum of its window, AVE spreads it evenly over the clipped window;
- * overlapping windows of different parts accumulate. The location is a
- * piecewise-constant function of the heatmap (argmax) and of the keypoints
- * (rounding), so their true gradient is zero almost everywhere: when Net asks
- * for it (the heatmap comes from learnable layers) their diff is set to zero
- * rather than failing, and force_backward does not ask for it.
+ * overlapping windows of different parts accumulate; a zero feature (an
+ * invisible part, given or predicted) is a constant and sends none. The
+ * location and the visibility gate are piecewise-constant functions of the
+ * heatmap (argmax, threshold) and of the keypoints (rounding), so their true
+ * gradient is zero almost everywhere: when Net asks for it (the heatmap
+ * comes from learnable layers) their diff is set to zero rather than
+ * failing, and force_backward does not ask for it.
  */
 template <typename Dtype>
 class CoordinateTransferLayer : public Layer<Dtype> {
@@ -164,10 +188,11 @@ class CoordinateTransferLayer : public Layer<Dtype> {
 
   Dtype heatmap_stride_, heatmap_offset_, feature_stride_, feature_offset_;
   int radius_;  // clamped to the feature map size (same windows, no overflow)
-  bool ave_, missing_argmax_;
+  Dtype visibility_threshold_;
+  bool ave_, missing_argmax_, quadratic_;
   int num_, channels_, height_, width_;  // features
   int parts_, heatmap_height_, heatmap_width_;
-  Blob<Dtype> location_;  // N x K x 3: (x, y, pooled), copied to top[1]
+  Blob<Dtype> location_;  // N x K x 3: (x, y, visible), copied to top[1]
   Blob<int> cell_;        // N x K x 2: feature cell (i, j); -1 if zero-filled
   Blob<int> max_idx_;     // N x K x C: MAX argmax h * Wf + w in its plane
 };

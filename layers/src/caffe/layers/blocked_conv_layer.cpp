@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "caffe/layers/blocked_conv_layer.hpp"
+#include "caffe/util/cpu_gemm.hpp"
 #include "caffe/util/cpu_parallel.hpp"
 #include "caffe/util/math_functions.hpp"
 
@@ -15,21 +16,11 @@ namespace {
 const long kSliceBytes = 1L << 20;
 int min_cols = 512;
 
-// Row-major GEMM with leading dimensions: a band is a strided block of the
-// output (and of a 1x1 convolution's input).
-void gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a,
-          int lda, const float* b, int ldb, float beta, float* c, int ldc) {
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-              tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb,
-              beta, c, ldc);
-}
-void gemm(bool ta, bool tb, int m, int n, int k, double alpha,
-          const double* a, int lda, const double* b, int ldb, double beta,
-          double* c, int ldc) {
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-              tb ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb,
-              beta, c, ldc);
-}
+// Winograd when the engine picks: F(4x4) from this many input channels
+// (fewer: the transforms outweigh the GEMMs; docs/bench_conv.md).
+const int kWinogradMinChannels = 16;
+
+using cpu::gemm;
 
 }  // namespace
 
@@ -120,6 +111,56 @@ Dtype* BlockedConvolutionLayer<Dtype>::thread_buffer(int tid) {
 }
 
 template <typename Dtype>
+int BlockedConvolutionLayer<Dtype>::winograd_tile() const {
+  if (winograd_setting_ == 0 || !blocked() || this->group_ != 1) return 0;
+  const int* kernel = this->kernel_shape_.cpu_data();
+  const int* stride = this->stride_.cpu_data();
+  const int* dilation = this->dilation_.cpu_data();
+  for (int i = 0; i < 2; ++i) {
+    if (kernel[i] != 3 || stride[i] != 1 || dilation[i] != 1) return 0;
+  }
+  if (winograd_setting_ > 0) return winograd_setting_;
+  return this->channels_ >= kWinogradMinChannels ? 4 : 0;
+}
+
+// Forward: bottom -> top.  flip (the data gradient): top diff -> bottom
+// diff, padded by 2 - pad so that it reads every top position that a
+// bottom position fed.
+template <typename Dtype>
+cpu::WinogradShape BlockedConvolutionLayer<Dtype>::winograd_shape(int m,
+    bool flip) const {
+  const int* in_shape = this->conv_input_shape_.cpu_data();
+  const int* pad = this->pad_.cpu_data();
+  cpu::WinogradShape s;
+  s.m = m;
+  s.in_channels = flip ? this->num_output_ : this->channels_;
+  s.height = flip ? this->output_shape_[0] : in_shape[1];
+  s.width = flip ? this->output_shape_[1] : in_shape[2];
+  s.out_channels = flip ? this->channels_ : this->num_output_;
+  s.out_h = flip ? in_shape[1] : this->output_shape_[0];
+  s.out_w = flip ? in_shape[2] : this->output_shape_[1];
+  s.pad_h = flip ? 2 - pad[0] : pad[0];
+  s.pad_w = flip ? 2 - pad[1] : pad[1];
+  return s;
+}
+
+template <typename Dtype>
+const Dtype* BlockedConvolutionLayer<Dtype>::winograd_kernel(int m,
+    bool flip) {
+  WinogradKernel& k = winograd_[flip];
+  const Blob<Dtype>& w = *this->blobs_[0];
+  if (k.m != m || k.weights.size() != w.count() ||
+      !std::equal(k.weights.begin(), k.weights.end(), w.cpu_data())) {
+    k.m = m;
+    k.weights.assign(w.cpu_data(), w.cpu_data() + w.count());
+    k.u.resize(static_cast<long>(m + 2) * (m + 2) * w.count() / 9);
+    cpu::winograd_kernel(m, w.cpu_data(), this->num_output_, this->channels_,
+                         flip, k.u.data());
+  }
+  return k.u.data();
+}
+
+template <typename Dtype>
 void BlockedConvolutionLayer<Dtype>::forward_band(const Plan& p,
     const Dtype* bottom, const Dtype* weight, Dtype* top, int band,
     Dtype* col) const {
@@ -155,6 +196,17 @@ void BlockedConvolutionLayer<Dtype>::Forward_cpu(
     return;
   }
   const int nthreads = cpu::num_threads();
+  if (const int m = winograd_tile()) {
+    const Dtype* u = winograd_kernel(m, false);
+    const cpu::WinogradShape s = winograd_shape(m, false);
+    const Dtype* bias = this->bias_term_ ? this->blobs_[1]->cpu_data() : NULL;
+    for (int i = 0; i < bottom.size(); ++i) {
+      cpu::winograd_conv(s, this->num_, bottom[i]->cpu_data(),
+          this->bottom_dim_, u, bias, top[i]->mutable_cpu_data(),
+          this->top_dim_, nthreads, &winograd_scratch_);
+    }
+    return;
+  }
   const Plan p = plan(nthreads, nthreads);
   reserve(p, false);
   const Dtype* weight = this->blobs_[0]->cpu_data();
@@ -237,13 +289,29 @@ void BlockedConvolutionLayer<Dtype>::Backward_cpu(
   const Dtype* weight = this->blobs_[0]->cpu_data();
   const bool want_w = this->param_propagate_down_[0];
   Dtype* weight_diff = want_w ? this->blobs_[0]->mutable_cpu_diff() : NULL;
+  // Winograd data gradients first: before `single`, which would leave the
+  // pool's loops one thread.
+  const int m = winograd_tile();
+  vector<bool> banded_x(propagate_down);
+  if (m && std::count(propagate_down.begin(), propagate_down.end(), true)) {
+    const Dtype* u_flip = winograd_kernel(m, true);
+    const cpu::WinogradShape s = winograd_shape(m, true);
+    for (int i = 0; i < top.size(); ++i) {
+      if (!propagate_down[i]) continue;
+      cpu::winograd_conv(s, this->num_, top[i]->cpu_diff(), this->top_dim_,
+          u_flip, static_cast<const Dtype*>(NULL),
+          bottom[i]->mutable_cpu_diff(), this->bottom_dim_, nthreads,
+          &winograd_scratch_);
+      banded_x[i] = false;
+    }
+  }
   cpu::SingleThreadedBlas single(p.nthreads > 1);
   for (int i = 0; i < top.size(); ++i) {
     const Dtype* top_diff = top[i]->cpu_diff();
     if (this->bias_term_ && this->param_propagate_down_[1]) {
       backward_bias(top_diff, this->blobs_[1]->mutable_cpu_diff());
     }
-    const bool want_x = propagate_down[i];
+    const bool want_x = banded_x[i];
     if (!want_w && !want_x) continue;
     const Dtype* bottom_data = bottom[i]->cpu_data();
     Dtype* bottom_diff = want_x ? bottom[i]->mutable_cpu_diff() : NULL;

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "caffe/layers/coordinate_transfer_layer.hpp"
@@ -27,9 +28,15 @@ void CoordinateTransferLayer<Dtype>::LayerSetUp(
       << this->layer_param_.name()
       << ": coordinate_transfer_param.feature_stride must be positive, got "
       << feature_stride_;
+  // NaN would compare false and silently keep every part.
+  CHECK(!std::isnan(param.visibility_threshold())) << this->type()
+      << " layer " << this->layer_param_.name()
+      << ": coordinate_transfer_param.visibility_threshold is NaN";
+  visibility_threshold_ = param.visibility_threshold();
   ave_ = param.pool() == CoordinateTransferParameter_PoolMethod_AVE;
   missing_argmax_ =
       param.missing() == CoordinateTransferParameter_Missing_ARGMAX;
+  quadratic_ = param.decode() == CoordinateTransferParameter_Decode_QUADRATIC;
 }
 
 template <typename Dtype>
@@ -94,12 +101,14 @@ void CoordinateTransferLayer<Dtype>::Forward_cpu(
   for (int n = 0; n < num_; ++n) {
     for (int k = 0; k < parts_; ++k) {
       const int nk = n * parts_ + k;
+      Dtype pool[3];
       coordinate_transfer_locate(
           heatmap + nk * heatmap_height_ * heatmap_width_, heatmap_height_,
           heatmap_width_, keypoints ? keypoints + 3 * nk : NULL,
-          missing_argmax_, heatmap_stride_, heatmap_offset_, location + 3 * nk);
-      transfer_cell(location + 3 * nk, feature_offset_, feature_stride_,
-          height_, width_, cell + 2 * nk);
+          missing_argmax_, heatmap_stride_, heatmap_offset_,
+          visibility_threshold_, quadratic_, pool, location + 3 * nk);
+      transfer_cell(pool, feature_offset_, feature_stride_, height_, width_,
+          cell + 2 * nk);
       int h0, h1, w0, w1;
       transfer_window(cell[2 * nk], radius_, height_, &h0, &h1);
       transfer_window(cell[2 * nk + 1], radius_, width_, &w0, &w1);

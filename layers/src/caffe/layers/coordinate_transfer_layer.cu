@@ -5,20 +5,21 @@
 
 namespace caffe {
 
-// One thread per part (n, k): its location and feature cell.
+// One thread per part (n, k): its reported location and pooled cell.
 template <typename Dtype>
 __global__ void CoordinateTransferLocate(const int nthreads,
     const Dtype* heatmap, const int heatmap_height, const int heatmap_width,
     const Dtype* keypoints, const bool missing_argmax, const Dtype hstride,
-    const Dtype hoffset, const Dtype fstride, const Dtype foffset,
-    const int height, const int width, Dtype* location, int* cell) {
+    const Dtype hoffset, const Dtype threshold, const bool quadratic,
+    const Dtype fstride, const Dtype foffset, const int height,
+    const int width, Dtype* location, int* cell) {
   CUDA_KERNEL_LOOP(nk, nthreads) {
+    Dtype pool[3];
     coordinate_transfer_locate(
         heatmap + nk * heatmap_height * heatmap_width, heatmap_height,
         heatmap_width, keypoints ? keypoints + 3 * nk : NULL, missing_argmax,
-        hstride, hoffset, location + 3 * nk);
-    transfer_cell(location + 3 * nk, foffset, fstride, height, width,
-        cell + 2 * nk);
+        hstride, hoffset, threshold, quadratic, pool, location + 3 * nk);
+    transfer_cell(pool, foffset, fstride, height, width, cell + 2 * nk);
   }
 }
 
@@ -86,8 +87,9 @@ void CoordinateTransferLayer<Dtype>::Forward_gpu(
   CoordinateTransferLocate<Dtype><<<CAFFE_GET_BLOCKS(num_parts),
       CAFFE_CUDA_NUM_THREADS>>>(num_parts, bottom[1]->gpu_data(),
       heatmap_height_, heatmap_width_, keypoints, missing_argmax_,
-      heatmap_stride_, heatmap_offset_, feature_stride_, feature_offset_,
-      height_, width_, location_.mutable_gpu_data(), cell_.mutable_gpu_data());
+      heatmap_stride_, heatmap_offset_, visibility_threshold_, quadratic_,
+      feature_stride_, feature_offset_, height_, width_,
+      location_.mutable_gpu_data(), cell_.mutable_gpu_data());
   CUDA_POST_KERNEL_CHECK;
   const int count = top[0]->count();
   // NOLINT_NEXT_LINE(whitespace/operators)

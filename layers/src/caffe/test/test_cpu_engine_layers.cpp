@@ -4,6 +4,7 @@
 // run on our classes: test_caffe_tests_on_cpu_engine.cpp.)
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -17,6 +18,7 @@
 #include "caffe/layers/threaded_relu_layer.hpp"
 #include "caffe/util/cpu_parallel.hpp"
 #include "caffe/util/math_functions.hpp"
+#include "caffe/util/winograd.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
 
@@ -152,6 +154,75 @@ const ConvCase kConvCases[] = {
   {4, 2, 5, 3, 2, 3, 3, 1, 1, 1, 1, 1, 1, true},
 };
 
+// 3x3, stride 1: what the engine runs as Winograd.  Pads 0, 1, 2 (the
+// data gradient's pad 2 - pad is then 2, 1, 0), odd, rectangular and tiny
+// maps (one partial tile), N > 1, maps of several tile rows and blocks.
+const ConvCase kWinogradCases[] = {
+  {2, 3, 9, 11, 4, 3, 3, 1, 1, 1, 1, 1, 1, true},
+  {3, 5, 10, 10, 3, 3, 3, 1, 1, 0, 0, 1, 1, false},
+  {1, 4, 13, 7, 6, 3, 3, 1, 1, 2, 2, 1, 1, true},
+  {2, 8, 70, 66, 16, 3, 3, 1, 1, 1, 1, 1, 1, true},
+  {1, 16, 37, 93, 20, 3, 3, 1, 1, 1, 0, 1, 1, true},
+  {4, 2, 3, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, true},
+  {1, 17, 65, 129, 7, 3, 3, 1, 1, 2, 1, 1, 1, true},
+};
+
+// Runs case c through Caffe's layer and ours (both from the same weights,
+// parameter diffs, input and top diff) and compares every output.
+template <typename Dtype>
+void expect_conv_near(const ConvCase& c, int propagate, Dtype tol,
+                      int expect_tile) {
+  const LayerParameter param = conv_param(c);
+  Blob<Dtype> x(c.num, c.channels, c.height, c.width);
+  fill(&x, 3);
+  Blob<Dtype> y_ref, y_ours;
+  vector<Blob<Dtype>*> bottom(1, &x), top_ref(1, &y_ref), top_ours(1, &y_ours);
+  ConvolutionLayer<Dtype> ref(param);
+  BlockedConvolutionLayer<Dtype> ours(param);
+  ref.SetUp(bottom, top_ref);
+  ours.SetUp(bottom, top_ours);
+  if (expect_tile >= 0) {
+    ASSERT_EQ(expect_tile, ours.winograd_tile());
+  }
+  for (int b = 0; b < ref.blobs().size(); ++b) {
+    fill(ref.blobs()[b].get(), 10 + b);
+    ours.blobs()[b]->CopyFrom(*ref.blobs()[b], false);
+    // Parameter diffs accumulate: start both from the same values.
+    fill_diff(ref.blobs()[b].get(), 20 + b);
+    ours.blobs()[b]->CopyFrom(*ref.blobs()[b], true);
+  }
+  ref.Forward(bottom, top_ref);
+  ours.Forward(bottom, top_ours);
+  ASSERT_EQ(y_ref.shape_string(), y_ours.shape_string());
+  expect_near(y_ours.cpu_data(), y_ref.cpu_data(), y_ref.count(), "top", tol);
+  fill_diff(&y_ref, 30);
+  y_ours.CopyFrom(y_ref, true);
+  const vector<bool> down(1, propagate == 1);
+  caffe_set(x.count(), Dtype(0), x.mutable_cpu_diff());
+  ref.Backward(top_ref, down, bottom);
+  Blob<Dtype> dx_ref;
+  dx_ref.CopyFrom(x, true, true);
+  caffe_set(x.count(), Dtype(7), x.mutable_cpu_diff());  // overwritten
+  ours.Backward(top_ours, down, bottom);
+  if (propagate) {
+    expect_near(x.cpu_diff(), dx_ref.cpu_diff(), x.count(), "bottom diff",
+                tol);
+  }
+  for (int b = 0; b < ref.blobs().size(); ++b) {
+    expect_near(ours.blobs()[b]->cpu_diff(), ref.blobs()[b]->cpu_diff(),
+                ref.blobs()[b]->count(), b ? "bias diff" : "weight diff", tol);
+  }
+}
+
+// POSENORM_WINOGRAD for the layers created while alive.
+class ScopedWinograd {
+ public:
+  explicit ScopedWinograd(const char* value) {
+    setenv("POSENORM_WINOGRAD", value, 1);
+  }
+  ~ScopedWinograd() { unsetenv("POSENORM_WINOGRAD"); }
+};
+
 }  // namespace
 
 template <typename Dtype>
@@ -164,6 +235,7 @@ TYPED_TEST_CASE(CpuEngineTest, TestDtypes);
 
 TYPED_TEST(CpuEngineTest, ConvolutionMatchesReference) {
   typedef TypeParam Dtype;
+  ScopedWinograd banded("0");  // Winograd: WinogradMatchesReference
   // Default bands (tiny maps: one per image), and bands of a few columns.
   for (int min_cols : {512, 6}) {
   BlockedConvolutionMinBandColumns(min_cols);
@@ -174,51 +246,93 @@ TYPED_TEST(CpuEngineTest, ConvolutionMatchesReference) {
                      << ", threads " << threads << ", propagate_down "
                      << propagate << ", min band columns " << min_cols);
         ScopedThreads scoped(threads);
-        const LayerParameter param = conv_param(c);
-        Blob<Dtype> x(c.num, c.channels, c.height, c.width);
-        fill(&x, 3);
-        Blob<Dtype> y_ref, y_ours;
-        vector<Blob<Dtype>*> bottom(1, &x), top_ref(1, &y_ref),
-            top_ours(1, &y_ours);
-        ConvolutionLayer<Dtype> ref(param);
-        BlockedConvolutionLayer<Dtype> ours(param);
-        ref.SetUp(bottom, top_ref);
-        ours.SetUp(bottom, top_ours);
-        for (int b = 0; b < ref.blobs().size(); ++b) {
-          fill(ref.blobs()[b].get(), 10 + b);
-          ours.blobs()[b]->CopyFrom(*ref.blobs()[b], false);
-          // Parameter diffs accumulate: start both from the same values.
-          fill_diff(ref.blobs()[b].get(), 20 + b);
-          ours.blobs()[b]->CopyFrom(*ref.blobs()[b], true);
-        }
-        ref.Forward(bottom, top_ref);
-        ours.Forward(bottom, top_ours);
-        ASSERT_EQ(y_ref.shape_string(), y_ours.shape_string());
-        expect_near(y_ours.cpu_data(), y_ref.cpu_data(), y_ref.count(),
-                    "top", tolerance<Dtype>());
-        fill_diff(&y_ref, 30);
-        y_ours.CopyFrom(y_ref, true);
-        const vector<bool> down(1, propagate == 1);
-        caffe_set(x.count(), Dtype(0), x.mutable_cpu_diff());
-        ref.Backward(top_ref, down, bottom);
-        Blob<Dtype> dx_ref;
-        dx_ref.CopyFrom(x, true, true);
-        caffe_set(x.count(), Dtype(7), x.mutable_cpu_diff());  // overwritten
-        ours.Backward(top_ours, down, bottom);
-        if (propagate) {
-          expect_near(x.cpu_diff(), dx_ref.cpu_diff(), x.count(),
-                      "bottom diff", tolerance<Dtype>());
-        }
-        for (int b = 0; b < ref.blobs().size(); ++b) {
-          expect_near(ours.blobs()[b]->cpu_diff(), ref.blobs()[b]->cpu_diff(),
-                      ref.blobs()[b]->count(), b ? "bias diff" : "weight diff",
-                      tolerance<Dtype>());
-        }
+        expect_conv_near<Dtype>(c, propagate, tolerance<Dtype>(), -1);
       }
     }
   }
   }
   BlockedConvolutionMinBandColumns(512);
+}
+
+// Winograd F(4x4) and F(2x2), forced on every 3x3 stride-1 case, against
+// Caffe's direct convolution.  Tolerance: Winograd's transforms scale
+// values by up to ~10 (F(4x4)) before the sums, so float results carry a
+// few more rounding errors than the direct path's (measured on VGG-16:
+// docs/bench_conv.md); 1e-4 of the largest value still catches any wrong
+// tile, pad or coordinate.
+TYPED_TEST(CpuEngineTest, WinogradMatchesReference) {
+  typedef TypeParam Dtype;
+  for (const char* tile : {"4", "2"}) {
+    ScopedWinograd winograd(tile);
+    // Blocks sized for the cache (one per image here), and of 16 tiles.
+    for (int block : {0, 16}) {
+      cpu::WinogradMaxBlockTiles(block);
+      for (const ConvCase& c : kWinogradCases) {
+        for (int threads : thread_counts()) {
+          for (int propagate = 0; propagate < 2; ++propagate) {
+            SCOPED_TRACE(::testing::Message() << "F(" << tile << "x" << tile
+                         << ") case " << (&c - kWinogradCases) << ", threads "
+                         << threads << ", propagate_down " << propagate
+                         << ", block tiles " << block);
+            ScopedThreads scoped(threads);
+            expect_conv_near<Dtype>(c, propagate, tolerance<Dtype>(),
+                                    std::atoi(tile));
+          }
+        }
+      }
+    }
+  }
+  cpu::WinogradMaxBlockTiles(0);
+}
+
+// The engine picks Winograd for 3x3 stride-1 undilated ungrouped layers
+// with enough input channels; POSENORM_WINOGRAD=0 turns it off.  The
+// transformed kernel follows the weights (it is cached between passes).
+TYPED_TEST(CpuEngineTest, WinogradPicksAndFollowsWeights) {
+  typedef TypeParam Dtype;
+  const ConvCase wide = {1, 64, 12, 12, 8, 3, 3, 1, 1, 1, 1, 1, 1, true};
+  ConvCase strided = wide, dilated = wide, grouped = wide, narrow = wide;
+  strided.stride_w = 2;
+  dilated.dilation = 2;
+  grouped.group = 2;
+  narrow.channels = 3;
+  Blob<Dtype> x(1, 64, 12, 12), y;
+  vector<Blob<Dtype>*> bottom(1, &x), top(1, &y);
+  const ConvCase* cases[] = {&wide, &strided, &dilated, &grouped, &narrow};
+  for (int i = 0; i < 5; ++i) {
+    x.Reshape(cases[i]->num, cases[i]->channels, cases[i]->height,
+              cases[i]->width);
+    BlockedConvolutionLayer<Dtype> layer(conv_param(*cases[i]));
+    layer.SetUp(bottom, top);
+    EXPECT_EQ(i == 0 ? 4 : 0, layer.winograd_tile()) << "case " << i;
+  }
+  {
+    ScopedWinograd off("0");
+    x.Reshape(1, 64, 12, 12);
+    BlockedConvolutionLayer<Dtype> layer(conv_param(wide));
+    layer.SetUp(bottom, top);
+    EXPECT_EQ(0, layer.winograd_tile());
+  }
+  // New weights between passes: the second pass must use them.
+  const LayerParameter param = conv_param(wide);
+  x.Reshape(1, 64, 12, 12);
+  fill(&x, 4);
+  Blob<Dtype> y_ref;
+  vector<Blob<Dtype>*> top_ref(1, &y_ref);
+  ConvolutionLayer<Dtype> ref(param);
+  BlockedConvolutionLayer<Dtype> ours(param);
+  ref.SetUp(bottom, top_ref);
+  ours.SetUp(bottom, top);
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int b = 0; b < ref.blobs().size(); ++b) {
+      fill(ref.blobs()[b].get(), 40 + 2 * pass + b);
+      ours.blobs()[b]->CopyFrom(*ref.blobs()[b], false);
+    }
+    ref.Forward(bottom, top_ref);
+    ours.Forward(bottom, top);
+    expect_near(y.cpu_data(), y_ref.cpu_data(), y.count(), "top",
+                tolerance<Dtype>());
+  }
 }
 
 TYPED_TEST(CpuEngineTest, PoolingMatchesReferenceExactly) {

@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 from posenorm.core import metrics
-from posenorm.core.cli import integer, positive_float
+from posenorm.core.cli import id_list, integer, integers, positive_float
+from posenorm.core.geometry import Geometry
 from posenorm.correspondence import dataset, flow, objects, report, sift, transfer, warp
 from posenorm.correspondence.commands.options import (add_subset_arguments, cache_dir,
                                                       open_cache, open_data)
@@ -31,8 +32,17 @@ COPY = 'copy NN'
 def add_arguments(parser):
     parser.add_argument('--align-layers', help='conv layers aligned (default: the 4th conv layer, '
                                                'conv4 for AlexNet, as the paper)')
-    parser.add_argument('--align-sift-size', type=integer(4, 512), default=32,
-                        help='SIFT size at the conv grid\'s centres (default %(default)s)')
+    parser.add_argument('--align-sift-size', type=integers(4, 512), default=[32],
+                        help='SIFT sizes at the conv grid\'s centres, one row each (default 32; '
+                             'e.g. 12,32)')
+    parser.add_argument('--grid-stride', type=integer(1, 64),
+                        help='align on a finer lattice of this many pixels (dividing the conv '
+                             'layer\'s stride): conv columns interpolated bilinearly, SIFT '
+                             'computed there, the window kept in pixels (default: the layer\'s grid)')
+    parser.add_argument('--raw-columns', action='store_true',
+                        help='match feature columns as they are, not scaled to unit L2 norm')
+    parser.add_argument('--classes', type=id_list,
+                        help='with a CUB-layout --data: class ids, e.g. 1-10 or 1,4,7-9')
     parser.add_argument('--k', type=integer(1, 100), default=5, help='nearest neighbours aligned (default 5)')
     parser.add_argument('--best', type=integer(1, 100), default=3,
                         help='lowest-energy neighbours whose median is taken (default 3)')
@@ -49,23 +59,53 @@ def align_layers(text, fnet):
     return fnet.select_layers(text, (fnet.layers[min(3, len(fnet.layers) - 1)],))
 
 
-def _grid(obj, row, layer, sift_size, memo):
-    """h x w x C grid of unit columns of an object for a row: a conv layer,
-    or SIFT at that layer's unit centres (memoized: neighbours recur)."""
+def align_geometry(geometry, stride):
+    """(Geometry of the lattice aligned on, refinement factor) for `--grid-stride`."""
+    if not stride or stride == geometry.stride:
+        return geometry, 1
+    factor = geometry.stride / stride
+    if stride > geometry.stride or factor != int(factor):
+        raise ValueError('--grid-stride %d must divide the conv layer\'s stride %g'
+                         % (stride, geometry.stride))
+    return Geometry(float(stride), geometry.offset, geometry.size), int(factor)
+
+
+def refine(fmap, factor):
+    """C x h x w map linearly interpolated onto a lattice `factor` times finer
+    spanning the same unit centres: C x ((h-1) f + 1) x ((w-1) f + 1)."""
+    if factor == 1:
+        return fmap
+    for axis in (1, 2):
+        n = fmap.shape[axis]
+        pos = np.arange((n - 1) * factor + 1) / factor
+        lo = np.minimum(np.floor(pos).astype(int), n - 1)
+        hi = np.minimum(lo + 1, n - 1)
+        w = (pos - lo).reshape((1, -1, 1) if axis == 1 else (1, 1, -1))
+        fmap = np.take(fmap, lo, axis) * (1 - w) + np.take(fmap, hi, axis) * w
+    return fmap
+
+
+def _grid(obj, row, layer, settings, memo):
+    """h x w x C grid of columns of an object for a row: a conv layer, or
+    SIFT at that layer's unit centres, on the lattice of settings'
+    grid_stride, unit-norm unless raw_columns (memoized: neighbours recur)."""
     key = (id(obj), row)
     if key not in memo:
-        fmap = obj.maps[layer]
+        geometry, factor = align_geometry(memo['geometry'][layer], settings['grid_stride'])
+        fmap = refine(obj.maps[layer], factor)
         if row != layer:
-            fmap = objects.sift_map(obj.image, memo['geometry'][layer], fmap.shape[1:], sift_size)
-        memo[key] = flow.unit_columns(fmap.transpose(1, 2, 0))
+            fmap = objects.sift_map(obj.image, geometry, fmap.shape[1:], int(row.split('-')[1]))
+        grid = fmap.transpose(1, 2, 0)
+        memo[key] = grid if settings['raw_columns'] else flow.unit_columns(grid)
     return memo[key]
 
 
 def transfer_category(test, train, rows, settings, fnet, memo, shown_count):
     """Predictions {row: N x K x 3} for one category's test objects, and
     the Figure 3 material of the first `shown_count` of them; settings: k,
-    sift_size, radius, alpha, iterations, best (as `run` records them)."""
-    k, sift_size = settings['k'], settings['sift_size']
+    radius, alpha, iterations, best, grid_stride, raw_columns (as `run`
+    records them)."""
+    k = settings['k']
     nn = transfer.cosine_neighbours([o.glob for o in test], [o.glob for o in train], k)
     preds = {row: [] for row in list(rows) + [COPY]}
     seconds = {row: 0.0 for row in rows}
@@ -76,12 +116,13 @@ def transfer_category(test, train, rows, settings, fnet, memo, shown_count):
         keep = {}
         for row, layer in rows.items():
             t = time.perf_counter()
-            grids = [(_grid(train[j], row, layer, sift_size, memo), train[j].keypoints)
+            grids = [(_grid(train[j], row, layer, settings, memo), train[j].keypoints)
                      for j in neigh]
+            geometry, factor = align_geometry(fnet.geometry[layer], settings['grid_stride'])
             pred, alignments, order = transfer.transfer(
-                _grid(obj, row, layer, sift_size, memo), grids, fnet.geometry[layer],
-                obj.image.shape[:2], settings['radius'], settings['alpha'],
-                settings['iterations'], settings['best'])
+                _grid(obj, row, layer, settings, memo), grids, geometry, obj.image.shape[:2],
+                settings['radius'] * factor, settings['alpha'], settings['iterations'],
+                settings['best'])
             seconds[row] += time.perf_counter() - t
             preds[row].append(pred)
             keep[row] = (pred, [(train[neigh[i]].image, alignments[i]['dense']) for i in order])
@@ -93,13 +134,16 @@ def transfer_category(test, train, rows, settings, fnet, memo, shown_count):
 def run(args):
     cache_path = cache_dir(args.cache, args.out)
     fnet = load_net(args.net, args.weights, cache_path, allow_python=args.allow_python_layers)
-    cache, data = open_cache(fnet, cache_path, args.input_size), open_data(args.data, cache_path, args.quiet)
+    cache = open_cache(fnet, cache_path, args.input_size)
+    data = open_data(args.data, cache_path, args.quiet, args.classes)
     layers = align_layers(args.align_layers, fnet)
     settings = dict(k=args.k, best=args.best, radius=args.radius, alpha=args.alpha,
-                    iterations=args.iterations, sift_size=args.align_sift_size,
+                    iterations=args.iterations, sift_size=list(args.align_sift_size),
+                    grid_stride=args.grid_stride, raw_columns=args.raw_columns,
+                    classes=str(args.classes) if args.classes else None,
                     side=cache.side, layers=list(layers))
     rows = {l: l for l in layers}
-    rows.update({sift.row_name(args.align_sift_size): layers[0]})
+    rows.update({sift.row_name(size): layers[0] for size in args.align_sift_size})
     rng = np.random.default_rng(args.seed)
     glob = objects.global_layer(fnet)
     load = objects.shared_layers(fnet, layers)
@@ -190,12 +234,13 @@ def markdown(section):
     out = ['## Table 2: keypoint transfer by alignment (`align`)\n',
            'Net `%s`, data %s (%s): %d test objects, each aligned to its %d nearest training '
            'objects (of %d; cosine of pool5) on the grid of `%s`; SIFT computed at the same unit '
-           'centres (size %d).  BP: window +-%d grid steps, alpha %g (relative to the median '
+           'centres (size %s).  BP: window +-%d grid steps, alpha %g (relative to the median '
            'match cost), %d iterations; median over the %d lowest-energy neighbours.  %s (%%).  '
            '%.1f s in all; alignment time per row: %s.\n'
            % (section['net'], section['data'], section['kind'], section['test'],
               section['settings']['k'], section['train'], ', '.join(section['settings']['layers']),
-              section['settings']['sift_size'], section['settings']['radius'],
+              ', '.join(str(v) for v in np.atleast_1d(section['settings']['sift_size'])),
+              section['settings']['radius'],
               section['settings']['alpha'], section['settings']['iterations'],
               section['settings']['best'], transfer.PCK_CONVENTION.describe(),
               section.get('seconds', 0),

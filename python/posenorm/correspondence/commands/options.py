@@ -73,7 +73,8 @@ def open_cache(fnet, cache_dir, side):
     return features.FeatureCache(fnet, os.path.join(cache_dir, 'features'), side=side)
 
 
-def open_data(data_dir, cache_dir, quiet=False):
-    """--data, or the synthetic birds generated once under the cache directory."""
-    return dataset.load(data_dir, cache_dir=os.path.join(cache_dir, 'synthetic_birds'),
+def open_data(data_dir, cache_dir, quiet=False, classes=None):
+    """--data (its `classes` when given), or the synthetic birds generated
+    once under the cache directory."""
+    return dataset.load(data_dir, classes, cache_dir=os.path.join(cache_dir, 'synthetic_birds'),
                         progress=not quiet)

@@ -1,0 +1,61 @@
+#ifndef CAFFE_UTIL_WINOGRAD_HPP_
+#define CAFFE_UTIL_WINOGRAD_HPP_
+
+// Winograd convolution F(m x m, 3 x 3), m = 2 or 4 (Lavin & Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2016), for the CPU
+// engine's 3 x 3, stride-1, undilated convolutions.
+//
+// The output is cut into m x m tiles; each reads an (m + 2)^2 input patch.
+// A thread takes whole blocks of tiles: it transforms the block's patches
+// of every input channel (V = B^T d B), multiplies them with the
+// transformed kernel in one GEMM per transform coordinate (M = U V, (m + 2)^2
+// GEMMs of out_channels x tiles x in_channels), and transforms the
+// products back (Y = A^T M A).  F(4x4) does 36 / 144 = 1/4 of the direct
+// multiplications, F(2x2) 16 / 36.  The schedule is static: results do not
+// depend on timing.
+
+#include <vector>
+
+namespace caffe {
+namespace cpu {
+
+/// One image's convolution: input planes -> output planes.
+struct WinogradShape {
+  int m;                              // output tile: 2 or 4
+  int in_channels, height, width;     // input
+  int out_channels, out_h, out_w;     // output
+  int pad_h, pad_w;  // output (0, 0) reads input (-pad_h, -pad_w); may be < 0
+};
+
+/// The transformed kernel U: (m + 2)^2 matrices of out x in, from Caffe's
+/// weights w[num_output][channels][3][3].  Forward: out = num_output,
+/// in = channels.  flip (the data gradient, a convolution of the top diff
+/// with the flipped kernel): out = channels, in = num_output,
+/// w'[c][k][r][s] = w[k][c][2 - r][2 - s].
+template <typename Dtype>
+void winograd_kernel(int m, const Dtype* w, int num_output, int channels,
+                     bool flip, Dtype* u);
+
+/// Convolves num images (in + n * in_stride -> out + n * out_stride),
+/// writing every output value (+ bias[o] when bias is not NULL), on up to
+/// nthreads threads of the engine's pool, each calling the BLAS
+/// single-threaded (nthreads: what cpu::num_threads() said before any
+/// SingleThreadedBlas).  scratch: per-thread buffers.
+template <typename Dtype>
+void winograd_conv(const WinogradShape& s, int num, const Dtype* in,
+                   long in_stride, const Dtype* u, const Dtype* bias,
+                   Dtype* out, long out_stride, int nthreads,
+                   std::vector<Dtype>* scratch);
+
+/// POSENORM_WINOGRAD: -1 unset (the engine picks per layer), 0 off, 2 or 4
+/// (that tile on every layer that can take it).
+int winograd_setting();
+
+/// Tests: the most tiles in one block (0: sized for the cache), so that
+/// small maps are cut into several blocks too.
+void WinogradMaxBlockTiles(int tiles);
+
+}  // namespace cpu
+}  // namespace caffe
+
+#endif  // CAFFE_UTIL_WINOGRAD_HPP_

@@ -1,0 +1,471 @@
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "caffe/common.hpp"
+#include "caffe/util/cpu_gemm.hpp"
+#include "caffe/util/cpu_parallel.hpp"
+#include "caffe/util/winograd.hpp"
+
+// The transforms' loop bodies are inlined into each target clone, so that
+// every clone compiles them for its own vector width.
+#define WINOGRAD_INLINE inline __attribute__((always_inline))
+
+namespace caffe {
+namespace cpu {
+
+namespace {
+
+// Tiles transformed together: the transforms' vector lanes.
+const int kLanes = 16;
+int max_block_tiles = 0;
+
+// kLanes values of a type as one GCC vector (lowered to what each clone's
+// target has: 4 SSE, 2 AVX2 or 1 AVX-512 register of floats), unaligned.
+typedef float VecF __attribute__((vector_size(kLanes * 4), aligned(4),
+                                  may_alias));
+typedef double VecD __attribute__((vector_size(kLanes * 8), aligned(8),
+                                   may_alias));
+typedef int MaskF __attribute__((vector_size(kLanes * 4)));
+typedef long long MaskD __attribute__((vector_size(kLanes * 8)));
+template <typename D> struct Lanes;
+template <> struct Lanes<float> { typedef VecF V; typedef MaskF Mask; };
+template <> struct Lanes<double> { typedef VecD V; typedef MaskD Mask; };
+
+// Shuffle masks over two vectors a, b (lanes 0 .. 2 kLanes - 1 of a then
+// b).  strided: lane l takes first + step * l for l < count (the rest
+// repeat the last: don't care).
+template <typename D>
+WINOGRAD_INLINE typename Lanes<D>::Mask strided(int first, int step,
+                                                int count) {
+  typename Lanes<D>::Mask m;
+  for (int l = 0; l < kLanes; ++l) m[l] = first + step * std::min(l, count - 1);
+  return m;
+}
+template <typename D>
+WINOGRAD_INLINE typename Lanes<D>::Mask pairs(int first, int width) {
+  // width lanes of a from first, then width of b, and so on (width 2:
+  // a a b b a a b b ...).
+  typename Lanes<D>::Mask m;
+  for (int l = 0; l < kLanes; ++l) {
+    const int pair = l / (2 * width), side = l / width % 2;
+    m[l] = side * kLanes + first + pair * width + l % width;
+  }
+  return m;
+}
+
+template <typename D>
+WINOGRAD_INLINE typename Lanes<D>::V load(const D* x) {
+  return *reinterpret_cast<const typename Lanes<D>::V*>(x);
+}
+template <typename D>
+WINOGRAD_INLINE void store(D* y, typename Lanes<D>::V v) {
+  *reinterpret_cast<typename Lanes<D>::V*>(y) = v;
+}
+
+// The 1-D transforms B^T (input, m + 2 -> m + 2), A^T (output, m + 2 -> m)
+// over kLanes lanes, x[i * xs + l] -> y[k * ys + l], and G (kernel, 3 ->
+// m + 2, in double: it runs once per weight).
+template <int M> struct Tile;
+
+template <> struct Tile<4> {
+  template <typename D>
+  static WINOGRAD_INLINE void in(const D* x, long xs, D* y, long ys) {
+    typedef typename Lanes<D>::V V;
+    const V x0 = load(x), x1 = load(x + xs), x2 = load(x + 2 * xs),
+        x3 = load(x + 3 * xs), x4 = load(x + 4 * xs), x5 = load(x + 5 * xs);
+    const D two = 2, four = 4, five = 5;
+    store(y, four * x0 - five * x2 + x4);
+    store(y + ys, x3 + x4 - four * (x1 + x2));
+    store(y + 2 * ys, x4 - x3 + four * (x1 - x2));
+    store(y + 3 * ys, x4 - x2 + two * (x3 - x1));
+    store(y + 4 * ys, x4 - x2 + two * (x1 - x3));
+    store(y + 5 * ys, four * x1 - five * x3 + x5);
+  }
+  template <typename D>
+  static WINOGRAD_INLINE void out(const D* x, long xs, D* y, long ys) {
+    typedef typename Lanes<D>::V V;
+    const V x1 = load(x + xs), x2 = load(x + 2 * xs), x3 = load(x + 3 * xs),
+        x4 = load(x + 4 * xs);
+    const V a = x1 + x2, b = x1 - x2, c = x3 + x4, d = x3 - x4;
+    const D two = 2, four = 4, eight = 8;
+    store(y, load(x) + a + c);
+    store(y + ys, b + two * d);
+    store(y + 2 * ys, a + four * c);
+    store(y + 3 * ys, b + eight * d + load(x + 5 * xs));
+  }
+  // e[j * es + l] = src[4 l + j], j < 6: one input row of the lanes'
+  // patches (all inside the image), by shuffles instead of gathers.
+  template <typename D>
+  static WINOGRAD_INLINE void split(const D* src, D* e, long es) {
+    typedef typename Lanes<D>::V V;
+    const V a0 = load(src), a1 = load(src + kLanes),
+        a2 = load(src + 2 * kLanes), a3 = load(src + 3 * kLanes);
+    V ej[4];
+    for (int j = 0; j < 4; ++j) {
+      const typename Lanes<D>::Mask m = strided<D>(j, 4, kLanes / 2);
+      const V lo = __builtin_shuffle(a0, a1, m),
+          hi = __builtin_shuffle(a2, a3, m);
+      ej[j] = __builtin_shuffle(lo, hi, pairs<D>(0, kLanes / 2));
+      store(e + j * es, ej[j]);
+    }
+    const typename Lanes<D>::Mask shift = strided<D>(1, 1, kLanes - 1);
+    V e4 = __builtin_shuffle(ej[0], shift),
+        e5 = __builtin_shuffle(ej[1], shift);
+    e4[kLanes - 1] = src[4 * kLanes];
+    e5[kLanes - 1] = src[4 * kLanes + 1];
+    store(e + 4 * es, e4);
+    store(e + 5 * es, e5);
+  }
+  // dst[4 l + q] = y[q * ys + l] + bias, q < 4: one output row of the lanes'
+  // tiles, by shuffles instead of scatters.
+  template <typename D>
+  static WINOGRAD_INLINE void join(const D* y, long ys, D bias, D* dst) {
+    typedef typename Lanes<D>::V V;
+    const V y0 = load(y) + bias, y1 = load(y + ys) + bias,
+        y2 = load(y + 2 * ys) + bias, y3 = load(y + 3 * ys) + bias;
+    const int h = kLanes / 2;
+    const V z0 = __builtin_shuffle(y0, y1, pairs<D>(0, 1)),
+        z1 = __builtin_shuffle(y0, y1, pairs<D>(h, 1)),
+        w0 = __builtin_shuffle(y2, y3, pairs<D>(0, 1)),
+        w1 = __builtin_shuffle(y2, y3, pairs<D>(h, 1));
+    store(dst, __builtin_shuffle(z0, w0, pairs<D>(0, 2)));
+    store(dst + kLanes, __builtin_shuffle(z0, w0, pairs<D>(h, 2)));
+    store(dst + 2 * kLanes, __builtin_shuffle(z1, w1, pairs<D>(0, 2)));
+    store(dst + 3 * kLanes, __builtin_shuffle(z1, w1, pairs<D>(h, 2)));
+  }
+  static void kernel(const double* g, int gs, double* u, int us) {
+    const double g0 = g[0], g1 = g[gs], g2 = g[2 * gs];
+    // Products with the reciprocals, not divisions: this runs for every
+    // weight whenever the weights change.
+    const double sixth = 1.0 / 6, g02 = (g0 + g2) * sixth, g1_6 = g1 * sixth;
+    const double g0_24 = g0 * (1.0 / 24) + g2 * sixth, g1_12 = g1 * (1.0 / 12);
+    u[0] = g0 * 0.25;
+    u[us] = -g02 - g1_6;
+    u[2 * us] = g1_6 - g02;
+    u[3 * us] = g0_24 + g1_12;
+    u[4 * us] = g0_24 - g1_12;
+    u[5 * us] = g2;
+  }
+};
+
+template <> struct Tile<2> {
+  template <typename D>
+  static WINOGRAD_INLINE void in(const D* x, long xs, D* y, long ys) {
+    typedef typename Lanes<D>::V V;
+    const V x0 = load(x), x1 = load(x + xs), x2 = load(x + 2 * xs),
+        x3 = load(x + 3 * xs);
+    store(y, x0 - x2);
+    store(y + ys, x1 + x2);
+    store(y + 2 * ys, x2 - x1);
+    store(y + 3 * ys, x1 - x3);
+  }
+  template <typename D>
+  static WINOGRAD_INLINE void out(const D* x, long xs, D* y, long ys) {
+    typedef typename Lanes<D>::V V;
+    const V x1 = load(x + xs), x2 = load(x + 2 * xs);
+    store(y, load(x) + x1 + x2);
+    store(y + ys, x1 - x2 - load(x + 3 * xs));
+  }
+  template <typename D>
+  static WINOGRAD_INLINE void split(const D* src, D* e, long es) {
+    typedef typename Lanes<D>::V V;
+    const V a0 = load(src), a1 = load(src + kLanes);
+    const V e0 = __builtin_shuffle(a0, a1, strided<D>(0, 2, kLanes)),
+        e1 = __builtin_shuffle(a0, a1, strided<D>(1, 2, kLanes));
+    const typename Lanes<D>::Mask shift = strided<D>(1, 1, kLanes - 1);
+    V e2 = __builtin_shuffle(e0, shift), e3 = __builtin_shuffle(e1, shift);
+    e2[kLanes - 1] = src[2 * kLanes];
+    e3[kLanes - 1] = src[2 * kLanes + 1];
+    store(e, e0);
+    store(e + es, e1);
+    store(e + 2 * es, e2);
+    store(e + 3 * es, e3);
+  }
+  template <typename D>
+  static WINOGRAD_INLINE void join(const D* y, long ys, D bias, D* dst) {
+    typedef typename Lanes<D>::V V;
+    const V y0 = load(y) + bias, y1 = load(y + ys) + bias;
+    store(dst, __builtin_shuffle(y0, y1, pairs<D>(0, 1)));
+    store(dst + kLanes, __builtin_shuffle(y0, y1, pairs<D>(kLanes / 2, 1)));
+  }
+  static void kernel(const double* g, int gs, double* u, int us) {
+    const double g0 = g[0], g1 = g[gs], g2 = g[2 * gs];
+    u[0] = g0;
+    u[us] = (g0 + g1 + g2) * 0.5;
+    u[2 * us] = (g0 - g1 + g2) * 0.5;
+    u[3 * us] = g2;
+  }
+};
+
+// Tiles [t0, t0 + count) of one image, in raster order; P: the block's
+// capacity, the row length of V and M.
+struct Block {
+  int tiles_x;
+  long t0;
+  int count;
+  long P;
+};
+
+// Where the lanes of group g start: the tiles' output origins.  Returns
+// the number of tiles in the group; *row: all in one tile row.
+template <int M>
+WINOGRAD_INLINE int lane_origins(const Block& b, int g, int* oy, int* ox,
+                                 bool* row) {
+  const int n = std::min(kLanes, b.count - g * kLanes);
+  for (int l = 0; l < n; ++l) {
+    const long t = b.t0 + g * kLanes + l;
+    oy[l] = static_cast<int>(t / b.tiles_x) * M;
+    ox[l] = static_cast<int>(t % b.tiles_x) * M;
+  }
+  *row = oy[n - 1] == oy[0];
+  return n;
+}
+
+// V[xi][c][p] = (B^T d B)[xi] for the block's tiles p and every channel c.
+template <int M, typename D>
+WINOGRAD_INLINE void input_block_impl(const WinogradShape& s, const Block& b,
+                                      const D* in, D* v) {
+  const int A = M + 2, L = kLanes;
+  const long xi_stride = s.in_channels * b.P;
+  const long plane_size = static_cast<long>(s.height) * s.width;
+  alignas(64) D d[A * A * L], t[A * A * L];
+  int oy[L], ox[L];
+  for (int g = 0; g * L < b.count; ++g) {
+    bool row;
+    const int n = lane_origins<M>(b, g, oy, ox, &row);
+    const int y0 = oy[0] - s.pad_h, x0 = ox[0] - s.pad_w;
+    // One tile row, inside the image: strided loads of whole rows.
+    const bool fast = n == L && row && y0 >= 0 && y0 + A <= s.height &&
+        x0 >= 0 && ox[L - 1] - s.pad_w + A <= s.width;
+    for (int c = 0; c < s.in_channels; ++c) {
+      const D* plane = in + c * plane_size;
+      if (fast) {
+        for (int i = 0; i < A; ++i) {
+          Tile<M>::split(plane + static_cast<long>(y0 + i) * s.width + x0,
+                         d + i * A * L, L);
+        }
+      } else {
+        for (int l = 0; l < L; ++l) {
+          const int ty = l < n ? oy[l] - s.pad_h : -A;
+          const int tx = l < n ? ox[l] - s.pad_w : -A;
+          for (int i = 0; i < A; ++i) {
+            const int y = ty + i;
+            const bool y_in = y >= 0 && y < s.height;
+            for (int j = 0; j < A; ++j) {
+              const int x = tx + j;
+              d[(i * A + j) * L + l] = y_in && x >= 0 && x < s.width
+                  ? plane[static_cast<long>(y) * s.width + x] : D(0);
+            }
+          }
+        }
+      }
+      for (int j = 0; j < A; ++j) {
+        Tile<M>::in(d + j * L, A * L, t + j * L, A * L);
+      }
+      D* dst = v + c * b.P + g * L;
+      for (int i = 0; i < A; ++i) {
+        Tile<M>::in(t + i * A * L, L, dst + i * A * xi_stride, xi_stride);
+      }
+    }
+  }
+}
+
+// out[o] = (A^T M A) + bias[o] for the block's tiles, clipped to the map.
+template <int M, typename D>
+WINOGRAD_INLINE void output_block_impl(const WinogradShape& s,
+    const Block& b, const D* mm, const D* bias, D* out) {
+  const int A = M + 2, L = kLanes;
+  const long xi_stride = s.out_channels * b.P;
+  const long plane_size = static_cast<long>(s.out_h) * s.out_w;
+  alignas(64) D t[M * A * L], y[M * M * L];
+  int oy[L], ox[L];
+  for (int g = 0; g * L < b.count; ++g) {
+    bool row;
+    const int n = lane_origins<M>(b, g, oy, ox, &row);
+    const bool fast = n == L && row && oy[0] + M <= s.out_h &&
+        ox[L - 1] + M <= s.out_w;
+    for (int o = 0; o < s.out_channels; ++o) {
+      const D* src = mm + o * b.P + g * L;
+      for (int j = 0; j < A; ++j) {
+        Tile<M>::out(src + j * xi_stride, A * xi_stride, t + j * L, A * L);
+      }
+      for (int k = 0; k < M; ++k) {
+        Tile<M>::out(t + k * A * L, L, y + k * M * L, L);
+      }
+      const D bo = bias ? bias[o] : D(0);
+      D* plane = out + o * plane_size;
+      if (fast) {
+        for (int k = 0; k < M; ++k) {
+          Tile<M>::join(y + k * M * L, L, bo,
+              plane + static_cast<long>(oy[0] + k) * s.out_w + ox[0]);
+        }
+        continue;
+      }
+      for (int l = 0; l < n; ++l) {
+        const int kn = std::min(M, s.out_h - oy[l]);
+        const int qn = std::min(M, s.out_w - ox[l]);
+        for (int k = 0; k < kn; ++k) {
+          D* dst = plane + static_cast<long>(oy[l] + k) * s.out_w + ox[l];
+          for (int q = 0; q < qn; ++q) dst[q] = y[(k * M + q) * L + l] + bo;
+        }
+      }
+    }
+  }
+}
+
+// The hot loops, one clone set per tile size and type (overloads: GCC's
+// target_clones takes no templates).
+#define WINOGRAD_CLONES(M, D)                                               \
+  CAFFE_CPU_CLONES void input_block(Tile<M>*, const WinogradShape& s,       \
+      const Block& b, const D* in, D* v) {                                  \
+    input_block_impl<M>(s, b, in, v);                                       \
+  }                                                                         \
+  CAFFE_CPU_CLONES void output_block(Tile<M>*, const WinogradShape& s,      \
+      const Block& b, const D* mm, const D* bias, D* out) {                 \
+    output_block_impl<M>(s, b, mm, bias, out);                              \
+  }
+WINOGRAD_CLONES(2, float)
+WINOGRAD_CLONES(4, float)
+WINOGRAD_CLONES(2, double)
+WINOGRAD_CLONES(4, double)
+#undef WINOGRAD_CLONES
+
+template <int M, typename Dtype>
+void kernel_impl(const Dtype* w, int num_output, int channels, bool flip,
+                 Dtype* u) {
+  const int A = M + 2;
+  const int rows = flip ? channels : num_output;
+  const int cols = flip ? num_output : channels;
+  const long xi_stride = static_cast<long>(rows) * cols;
+  // Row r of U (an output channel of this convolution), kChunk kernels at
+  // a time, each coordinate's values stored as one run: the coordinates'
+  // matrices lie a power of two apart, too many streams for the cache.
+  const int kChunk = 64;
+  parallel_for(rows, [&](long r0, long r1) {
+    double g[9], t[A * 3], uu[kChunk][A * A];
+    for (long r = r0; r < r1; ++r) {
+      for (int q0 = 0; q0 < cols; q0 += kChunk) {
+        const int n = std::min(kChunk, cols - q0);
+        for (int q = 0; q < n; ++q) {
+          // w[k][c]: forward k = r, c = q0 + q; flipped k = q0 + q, c = r.
+          const Dtype* src = w + (flip ? (q0 + q) * channels + r
+                                       : r * channels + q0 + q) * 9;
+          for (int i = 0; i < 9; ++i) g[i] = src[flip ? 8 - i : i];
+          for (int j = 0; j < 3; ++j) Tile<M>::kernel(g + j, 3, t + j, 3);
+          for (int i = 0; i < A; ++i) {
+            Tile<M>::kernel(t + i * 3, 1, uu[q] + i * A, 1);
+          }
+        }
+        for (int xi = 0; xi < A * A; ++xi) {
+          Dtype* dst = u + xi * xi_stride + r * cols + q0;
+          for (int q = 0; q < n; ++q) dst[q] = static_cast<Dtype>(uu[q][xi]);
+        }
+      }
+    }
+  }, 4);
+}
+
+template <int M, typename Dtype>
+void conv_impl(const WinogradShape& s, int num, const Dtype* in,
+               long in_stride, const Dtype* u, const Dtype* bias, Dtype* out,
+               long out_stride, int nthreads, std::vector<Dtype>* scratch) {
+  const int A2 = (M + 2) * (M + 2);
+  Block b;
+  b.tiles_x = (s.out_w + M - 1) / M;
+  const long tiles = static_cast<long>(b.tiles_x) * ((s.out_h + M - 1) / M);
+  const long round = kLanes;
+  // Block size, measured (docs/bench_conv.md): GEMMs of (in + out) / 8
+  // columns, at least 32 (smaller: the BLAS's packing of U dominates;
+  // larger: the block leaves the cache); at least one block per thread; a
+  // whole number of lane groups.
+  long P = std::max(32, (s.in_channels + s.out_channels) / 8);
+  P = std::min(P, (num * tiles + nthreads - 1) / nthreads);
+  if (max_block_tiles > 0) P = std::min<long>(P, max_block_tiles);
+  P = std::min(P, tiles);
+  P = std::max(round, (P + round - 1) / round * round);
+  const long blocks = (tiles + P - 1) / P;
+  const long items = num * blocks;
+  const int nt = static_cast<int>(std::min<long>(nthreads, items));
+  const long v_size = A2 * s.in_channels * P;
+  const long buffer = v_size + A2 * s.out_channels * P;
+  if (static_cast<long>(scratch->size()) < nt * buffer) {
+    scratch->resize(nt * buffer);
+  }
+  b.P = P;
+  // One block in all: one thread, its GEMMs threaded by the BLAS.
+  SingleThreadedBlas single(nt > 1);
+  parallel(nt, [&](int tid, int nthr) {
+    Dtype* v = scratch->data() + tid * buffer;
+    Dtype* mm = v + v_size;
+    Block mine = b;
+    for (long it = chunk_begin(items, tid, nthr);
+         it < chunk_begin(items, tid + 1, nthr); ++it) {
+      const long n = it / blocks;
+      mine.t0 = it % blocks * P;
+      mine.count = static_cast<int>(std::min(P, tiles - mine.t0));
+      const int cols = (mine.count + kLanes - 1) / kLanes * kLanes;
+      input_block(static_cast<Tile<M>*>(NULL), s, mine, in + n * in_stride,
+                  v);
+      for (int xi = 0; xi < A2; ++xi) {
+        gemm(false, false, s.out_channels, cols, s.in_channels, Dtype(1),
+             u + xi * s.out_channels * s.in_channels, s.in_channels,
+             v + xi * s.in_channels * P, P, Dtype(0),
+             mm + xi * s.out_channels * P, P);
+      }
+      output_block(static_cast<Tile<M>*>(NULL), s, mine, mm, bias,
+                   out + n * out_stride);
+    }
+  });
+}
+
+}  // namespace
+
+template <typename Dtype>
+void winograd_kernel(int m, const Dtype* w, int num_output, int channels,
+                     bool flip, Dtype* u) {
+  if (m == 4) {
+    kernel_impl<4>(w, num_output, channels, flip, u);
+  } else {
+    kernel_impl<2>(w, num_output, channels, flip, u);
+  }
+}
+
+template <typename Dtype>
+void winograd_conv(const WinogradShape& s, int num, const Dtype* in,
+                   long in_stride, const Dtype* u, const Dtype* bias,
+                   Dtype* out, long out_stride, int nthreads,
+                   std::vector<Dtype>* scratch) {
+  if (s.m == 4) {
+    conv_impl<4>(s, num, in, in_stride, u, bias, out, out_stride, nthreads,
+                 scratch);
+  } else {
+    conv_impl<2>(s, num, in, in_stride, u, bias, out, out_stride, nthreads,
+                 scratch);
+  }
+}
+
+int winograd_setting() {
+  const char* v = std::getenv("POSENORM_WINOGRAD");
+  if (!v || !*v) return -1;
+  CHECK(!std::strcmp(v, "0") || !std::strcmp(v, "2") || !std::strcmp(v, "4"))
+      << "POSENORM_WINOGRAD=" << v << ": expected 0 (off), 2 or 4 (tile)";
+  return std::atoi(v);
+}
+
+void WinogradMaxBlockTiles(int tiles) { max_block_tiles = tiles; }
+
+template void winograd_kernel<float>(int, const float*, int, int, bool,
+                                     float*);
+template void winograd_kernel<double>(int, const double*, int, int, bool,
+                                      double*);
+template void winograd_conv<float>(const WinogradShape&, int, const float*,
+    long, const float*, const float*, float*, long, int,
+    std::vector<float>*);
+template void winograd_conv<double>(const WinogradShape&, int, const double*,
+    long, const double*, const double*, double*, long, int,
+    std::vector<double>*);
+
+}  // namespace cpu
+}  // namespace caffe
