@@ -141,7 +141,7 @@ non_negative_float = number(lo=0, hi=FLOAT_MAX)
 iter_scale = number(above=0, hi=100)  # x every stage's iterations: Caffe counts them in int32
 side = integer(1, MAX_SIDE)  # an image or input side in pixels
 seed = integer(0, 2 ** 32 - 1)  # numpy's RandomState takes 32 bits
-finite_float = number(lo=-FLOAT_MAX, hi=FLOAT_MAX)  # a threshold on a raw score (a logit)
+logit = number(lo=-FLOAT_MAX, hi=FLOAT_MAX)  # a threshold on a raw score (a logit)
 fraction = _number(float, lambda v: 0 <= v < 1, 'a number in [0, 1)')
 
 

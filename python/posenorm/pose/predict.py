@@ -173,7 +173,7 @@ def add_decoding_arguments(parser):
     parser.add_argument('--decode', choices=DECODES,
                         help='keypoint decoding: argmax (the peak cell, the paper) or quadratic '
                              '(sub-cell fit of the peak); default: model.json\'s, else argmax')
-    parser.add_argument('--visibility-threshold', type=cli.finite_float, metavar='LOGIT',
+    parser.add_argument('--visibility-threshold', type=cli.logit, metavar='LOGIT',
                         help='a part whose peak raw score is below LOGIT is predicted invisible '
                              '(it keeps its location); default: model.json\'s, else none')
 
