@@ -148,7 +148,8 @@ def test_two_trainings_in_one_run_directory(tmp_path):
 
 
 def test_train_tool_says_the_first_is_running(tmp_path, small_lmdb, caffe_tool, capsys):
-    """Example 5: the second training died on a missing file."""
+    """Example 5: the second training died on a missing file.  The first
+    holds only its lock yet (it has just started): still a run of ours."""
     run = str(tmp_path / 'run')
     with caffe_run.run_lock(run):
         code, err = _run('train', ['--lmdb', small_lmdb, '--out', run, '--models', 'keypoint',

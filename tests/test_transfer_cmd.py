@@ -58,8 +58,8 @@ def _transfer(*args):
 
 
 def _layer_options(small_model, layer):
-    return ['--layer', 'SIFT-16', '--sift-stride', str(SHIFT)] if layer == 'sift' else \
-        ['--net', small_model, '--layer', 'conv4']
+    return ['--transfer-layer', 'SIFT-16', '--sift-stride', str(SHIFT)] if layer == 'sift' else \
+        ['--net', small_model, '--transfer-layer', 'conv4']
 
 
 # ------------------------------------------------------------ pieces ---
@@ -141,7 +141,7 @@ def test_a_mirrored_bird_is_found_mirrored(small_model, tiny_birds, tmp_path):
     dst = _save(tmp_path / 'mirror.png', rgb[:, ::-1])
     record = _transfer(src, dst, '--keypoints', _keypoint_csv(tmp_path / 'k.csv', names, kps),
                        '--input-size', width, '--out', tmp_path / 'out', '--quiet',
-                       '--net', small_model, '--layer', 'conv3')
+                       '--net', small_model, '--transfer-layer', 'conv3')
     assert record['mirrored'] and record['energies']['mirrored'] < record['energies']['as is']
     got = {k['name']: k for k in record['keypoints']}
     perm = pair_transfer.mirror_permutation(names)
@@ -152,7 +152,7 @@ def test_a_mirrored_bird_is_found_mirrored(small_model, tiny_birds, tmp_path):
             assert abs(got[name]['x'] - (width - 1 - x)) <= 1 and abs(got[name]['y'] - y) <= 1, name
     assert cli.main(['transfer', src, dst, '--keypoints', str(tmp_path / 'k.csv'), '--input-size',
                      str(width), '--out', str(tmp_path / 'plain'), '--quiet', '--net', small_model,
-                     '--layer', 'conv3', '--no-mirror']) == 0
+                     '--transfer-layer', 'conv3', '--no-mirror']) == 0
     plain = json.load(open(str(tmp_path / 'plain' / 'bird_to_mirror.json')))
     assert not plain['mirrored'] and list(plain['energies']) == ['as is']
 
@@ -162,8 +162,8 @@ def test_any_sizes_and_boxes(small_model, tiny_birds, tmp_path):
     src = _save(tmp_path / 'src.png', rgb)
     keypoints = _keypoint_csv(tmp_path / 'k.csv', names, kps)
     sizes = {'wide': ((300, 90), ['--net', small_model]),
-             'tiny': ((17, 13), ['--layer', 'SIFT-16', '--sift-stride', '8']),
-             'grey': ((64, 200), ['--layer', 'SIFT-16'])}
+             'tiny': ((17, 13), ['--transfer-layer', 'SIFT-16', '--sift-stride', '8']),
+             'grey': ((64, 200), ['--transfer-layer', 'SIFT-16'])}
     for name, (size, options) in sizes.items():
         image = Image.fromarray(rgb).resize(size)
         dst = str(tmp_path / ('%s.png' % name))
@@ -185,7 +185,7 @@ def test_any_sizes_and_boxes(small_model, tiny_birds, tmp_path):
     moved[:, :2] += (30, 50)
     record = _transfer(tmp_path / 'a.png', tmp_path / 'b.png',
                        '--keypoints', _keypoint_csv(tmp_path / 'a.csv', names, moved),
-                       '--out', tmp_path / 'box', '--quiet', '--layer', 'SIFT-16', '--sift-stride', '8',
+                       '--out', tmp_path / 'box', '--quiet', '--transfer-layer', 'SIFT-16', '--sift-stride', '8',
                        '--src-box', boxes[0], '--dst-box', boxes[1], '--no-mirror')
     got = np.array([(k['x'], k['y']) for k in record['keypoints'] if k['visible']])
     want = kps[kps[:, 2] > 0, :2] + (100, 40)
@@ -216,8 +216,8 @@ def test_bad_inputs_are_one_line_errors(small_model, tiny_birds, tmp_path):
         ([str(tmp_path / 'text.png'), dst, '--keypoints', keypoints] + out, 'text.png'),
         ([src, dst, '--keypoints', str(tmp_path / 'far.csv')] + out,
          "far.csv line 1: keypoint 'beak' at \\(1000, 5\\) lies outside"),
-        ([src, dst, '--keypoints', keypoints, '--layer', 'conv9'] + out, 'unknown layer conv9'),
-        ([src, dst, '--keypoints', keypoints, '--layer', 'SIFT-2'] + out, 'at least 4 pixels'),
+        ([src, dst, '--keypoints', keypoints, '--transfer-layer', 'conv9'] + out, 'unknown layer conv9'),
+        ([src, dst, '--keypoints', keypoints, '--transfer-layer', 'SIFT-2'] + out, 'at least 4 pixels'),
         ([src, dst, '--keypoints', keypoints, '--dst-box', '500,0,10,10'] + out,
          'box 500,0,10,10 does not overlap'),
         ([src, thin, '--keypoints', keypoints] + out, "DST's object at --input-size 227: an input of 2 x 227 .* is too small"),

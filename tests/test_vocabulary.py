@@ -93,13 +93,13 @@ def numbers_are_validated(name, options, parser):
     for flag, action in options.items():
         if not _takes_value(action):
             continue
-        if action.type is not None:
-            assert getattr(action.type, 'validated', False), \
-                '%s: type %r is not a core/cli validator' % (flag, action.type)
-        else:
-            numeric = isinstance(action.default, (int, float)) and not isinstance(action.default, bool)
-            assert not numeric and not _looks_numeric(action.default), \
-                '%s (default %r) needs a core/cli validator' % (flag, action.default)
+        if getattr(action.type, 'validated', False):
+            continue
+        assert action.type not in (int, float), '%s: type=%s is unbounded: use core/cli' \
+            % (flag, action.type.__name__)
+        numeric = isinstance(action.default, (int, float)) and not isinstance(action.default, bool)
+        assert not numeric and not _looks_numeric(action.default), \
+            '%s (default %r) needs a core/cli validator' % (flag, action.default)
 
 
 @rule

@@ -124,10 +124,16 @@ def truncated(net_param, blobs):
 
 
 def _file_identity(path):
-    """What a file's cached results depend on: its size and modification
-    time to the nanosecond (a path alone would survive a change in place)."""
-    st = os.stat(path)
-    return '%s:%d:%d' % (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    """What results computed from a weights file depend on: its sha256 as
+    recorded when we made it (checked by `net_loading.verify_weights` before
+    use), else its size and modification time to the nanosecond; never its
+    path alone, which survives a change in place."""
+    try:
+        with open(path + net_loading.RECORD_SUFFIX) as f:
+            return 'sha256:%s' % json.load(f)['sha256']
+    except (OSError, ValueError, KeyError, TypeError):
+        st = os.stat(path)
+        return '%s:%d:%d' % (os.path.abspath(path), st.st_size, st.st_mtime_ns)
 
 
 def sha1_file(path):

@@ -59,12 +59,12 @@ def sift_describer(size, stride):
 
 
 def parse_sift_layer(layer):
-    """SIFT size of a `--layer` value 'SIFT-<size>' (`sift.row_name`), else None."""
+    """SIFT size of a `--transfer-layer` value 'SIFT-<size>' (`sift.row_name`), else None."""
     m = re.fullmatch(r'SIFT-(\d+)', layer or '')
     if not m:
         return None
     if int(m.group(1)) < 4:
-        raise ValueError('--layer %s: SIFT needs a size of at least 4 pixels' % layer)
+        raise ValueError('--transfer-layer %s: SIFT needs a size of at least 4 pixels' % layer)
     return int(m.group(1))
 
 

@@ -62,8 +62,9 @@ from posenorm.pose.solvers import make_solver
 from posenorm.pose.surgery import copy_weights
 
 
-# What a run directory made before `outputs.claim` holds.
-RUN_MARKERS = ('done', 'prototxt', 'solvers')
+# What a run directory made before `outputs.claim` holds; a training that
+# has only taken the lock holds its lock file (a second one then says so).
+RUN_MARKERS = ('done', 'prototxt', 'solvers', caffe_run.LOCK_NAME)
 
 
 class Run(CachedStages, PartialProtocol, Selection):

@@ -36,10 +36,10 @@ def add_arguments(parser):
     parser.add_argument('--data', metavar='DIR', help='with --image-id: a CUB-layout directory '
                                                       'holding SRC and its keypoints')
     parser.add_argument('--image-id', type=integer(1), metavar='N', help='SRC\'s id in DIR/images.txt')
-    parser.add_argument('--layer', help='conv layer aligned (default: the 4th conv layer, conv4 for '
+    parser.add_argument('--transfer-layer', help='conv layer aligned (default: the 4th conv layer, conv4 for '
                                         'AlexNet, as `align`), or SIFT-<size> for SIFT descriptors')
     parser.add_argument('--sift-stride', type=integer(1, 256), default=16,
-                        help='with --layer SIFT-<size>: lattice step in pixels (default %(default)s)')
+                        help='with --transfer-layer SIFT-<size>: lattice step in pixels (default %(default)s)')
     for which in ('src', 'dst'):
         parser.add_argument('--%s-box' % which, type=box_value, metavar='X,Y,W,H',
                             help='%s\'s object (default: the whole image)' % which.upper())
@@ -102,11 +102,11 @@ def source_keypoints(args):
 
 def describer(args, fnet):
     """(image -> (unit-column grid, Geometry), label of the features, layer)."""
-    size = pair_transfer.parse_sift_layer(args.layer)
+    size = pair_transfer.parse_sift_layer(args.transfer_layer)
     if size:
         return pair_transfer.sift_describer(size, args.sift_stride), \
             'SIFT-%d every %d px' % (size, args.sift_stride), None
-    layer = fnet.select_layers(args.layer, (fnet.layers[min(3, len(fnet.layers) - 1)],))[0]
+    layer = fnet.select_layers(args.transfer_layer, (fnet.layers[min(3, len(fnet.layers) - 1)],))[0]
     return pair_transfer.net_describer(fnet, layer), '%s %s' % (fnet.name, layer), layer
 
 
@@ -134,7 +134,7 @@ def run(args):
     names, kps, origin = source_keypoints(args)
     paths = output_paths(args)
     image_size(args.dst)  # a missing or unreadable DST stops here
-    sift_size = pair_transfer.parse_sift_layer(args.layer)
+    sift_size = pair_transfer.parse_sift_layer(args.transfer_layer)
     fnet = None if sift_size else features.load_net(
         args.net, args.weights, cache_dir(args.cache, args.out), say(args.quiet),
         allow_python=args.allow_python_layers)
