@@ -81,7 +81,7 @@ def test_global_descriptor_pools_cells_of_any_map_size():
 
 def test_finer_alignment_lattice():
     from posenorm.core.geometry import Geometry
-    from posenorm.correspondence import align
+    from posenorm.correspondence.commands import align
     geometry = Geometry(16.0, 7.5, 67.0)
     assert align.align_geometry(geometry, None) == (geometry, 1)
     assert align.align_geometry(geometry, 4) == (Geometry(4.0, 7.5, 67.0), 4)
