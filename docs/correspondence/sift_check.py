@@ -3,7 +3,7 @@ norms of SIFT-32 columns at conv4 centres of the first 10 test birds of CUB
 classes 1-10, and how often a flow rounded to 16-px grid steps stays within
 alpha x the box side (rounding error uniform over the +-8 px square).
 
-  .venv/bin/python docs/correspondence/sift_check.py /work/shared/data/CUB_200_2011
+  .venv/bin/python docs/correspondence/sift_check.py ../shared/data/CUB_200_2011
 """
 import sys
 

@@ -27,6 +27,7 @@ import numpy as np
 from posenorm.core.geometry import nearest_unit
 from posenorm.core.images import image_size
 from posenorm.correspondence import dataset, features, flow, objects, transfer, warp
+from posenorm.data.cub import mirror_name
 
 # BP settings of `align` (docs/correspondence_alignment.md says how they were picked).
 RADIUS, ALPHA, ITERATIONS = 4, 0.1, 20
@@ -105,16 +106,10 @@ def to_image(points, frame):
 
 # ------------------------------------------------------------- mirror ---
 
-_SIDES = {'left': 'right', 'right': 'left', 'l': 'r', 'r': 'l'}
-
-
 def _partner_name(name):
-    """`name` with its left/right word (or L_/R_ prefix) swapped, else None."""
-    def swap(m):
-        word = m.group(0)
-        other = _SIDES[word.lower()]
-        return other.upper() if word.isupper() else (other.title() if word[0].isupper() else other)
-    swapped = re.sub(r'(?i)\b(left|right)\b|^[lr](?=_)', swap, name)
+    """`name`'s left/right partner (`cub.mirror_name`, the dataset's flip
+    rule), else None."""
+    swapped = mirror_name(name)
     return swapped if swapped != name else None
 
 
