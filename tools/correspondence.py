@@ -6,6 +6,7 @@
   python tools/correspondence.py classify --data DIR      # Table 3, Figures 4, 5
   python tools/correspondence.py align --data DIR         # Table 2, Figure 3
   python tools/correspondence.py predict --data DIR       # Table 4, Figure 6
+  python tools/correspondence.py compare --data DIR --net vgg16 --against MODEL_DIR  # two nets, paired
   python tools/correspondence.py all --data DIR           # every step in turn, resumable
   python tools/correspondence.py transfer SRC DST --keypoints FILE   # one image's keypoints onto another
 

@@ -9,12 +9,12 @@ import time
 from posenorm.core import device
 from posenorm.core.atomic import atomic_directory
 from posenorm.correspondence import report
-from posenorm.correspondence.commands import (align, classify, geometry, predict, reconstruct,
-                                              transfer)
+from posenorm.correspondence.commands import (align, classify, compare, geometry, predict,
+                                              reconstruct, transfer)
 from posenorm.correspondence.commands import all as all_steps
 from posenorm.correspondence.commands.options import add_common, check_outputs, inputs
 
-SUBCOMMANDS = [geometry, reconstruct, classify, align, predict, all_steps, transfer]
+SUBCOMMANDS = [geometry, reconstruct, classify, align, predict, compare, all_steps, transfer]
 
 
 def build_parser():

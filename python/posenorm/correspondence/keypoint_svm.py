@@ -11,12 +11,15 @@ from posenorm.correspondence.features import keypoint_columns
 from posenorm.correspondence.nn import normalize
 
 
-def collect(cache, items, layers, sift_sizes, progress=True, desc='keypoints'):
-    """{row: X}, labels (keypoint index), categories for the visible keypoints."""
+def collect(cache, items, layers, sift_sizes, progress=True, desc='keypoints', fetch=None):
+    """{row: X}, labels (keypoint index), categories for the visible keypoints.
+
+    fetch: the layers asked of the cache (default `layers`; a superset lets
+    one cache file per image serve other steps too)."""
     rows = {l: [] for l in layers}
     rows.update({sift.row_name(s): [] for s in sift_sizes})
     labels, categories = [], []
-    for item, (feats, image, kps) in zip(items, cache.all(items, layers, progress, desc)):
+    for item, (feats, image, kps) in zip(items, cache.all(items, fetch or layers, progress, desc)):
         vis = np.flatnonzero(kps[:, 2] > 0)
         if not len(vis):
             continue
@@ -67,3 +70,14 @@ def evaluate_row(train, test, row, categories, c_grid, folds):
                         cv=[round(float(v), 4) for v in search.cv_results_['mean_test_score']])
         models[cat] = search.best_estimator_
     return out, models
+
+
+def correct_flags(models, test, row):
+    """Per test keypoint (in `collect`'s order): whether its category's
+    classifier of `row` labels it right (False where the category has none)."""
+    x, labels, categories = test[0][row], test[1], test[2]
+    right = np.zeros(len(labels), bool)
+    for cat, model in models.items():
+        mask = categories == cat
+        right[mask] = model.predict(normalize(x[mask])) == labels[mask]
+    return right

@@ -106,6 +106,46 @@ def read_info(model_dir):
     return info
 
 
+def training_record(model_dir):
+    """What a model exported by a training run was trained on, from that
+    run's records, or None when the directory does not lie in one.
+
+    A run (pose.train) exports MODEL_DIR as RUN/models/<name>/ and records
+    each finished stage in RUN/done/<stage>.json, whose
+    trained_on['lmdb_dir'] names the LMDB set it read: its train split
+    (gradients) and val split (model selection), listed image by image in
+    <split>_index.txt.  Returns dict(records (paths), lmdb_dir, seen: {split:
+    [image names as in the index, e.g. '001.Black_footed_Albatross/x.jpg']}
+    for the train and val splits, test: the same for its test split), or
+    None when the run has no such records or they name several LMDB sets.
+    """
+    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(os.fspath(model_dir))))
+    done = os.path.join(run_dir, 'done')
+    lmdbs = {}
+    for name in sorted(os.listdir(done)) if os.path.isdir(done) else []:
+        try:
+            with open(os.path.join(done, name)) as f:
+                lmdb = json.load(f)['trained_on']['lmdb_dir']
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a stage record (e.g. a started marker)
+        lmdbs.setdefault(lmdb, []).append(os.path.join(done, name))
+    if len(lmdbs) != 1:
+        return None
+    (lmdb_dir, records), = lmdbs.items()
+    splits = {}
+    for split in ('train', 'val', 'test'):
+        path = os.path.join(lmdb_dir, '%s_index.txt' % split)
+        if os.path.isfile(path):
+            with open(path) as f:  # key image_id label flipped width height name
+                fields = [line.split(None, 6) for line in f if not line.startswith('#')]
+            splits[split] = [f[6].strip() for f in fields if len(f) == 7]
+    if 'train' not in splits:
+        return None
+    return dict(records=records, lmdb_dir=lmdb_dir,
+                seen={s: splits[s] for s in ('train', 'val') if s in splits},
+                test=splits.get('test', []))
+
+
 def load_model(model_dir, oracle=False, allow_python=False):
     """Load a model directory: (net, info).
 

@@ -43,6 +43,12 @@ def add_arguments(parser):
                         help='match feature columns as they are, not scaled to unit L2 norm')
     parser.add_argument('--classes', type=id_list,
                         help='with a CUB-layout --data: class ids, e.g. 1-10 or 1,4,7-9')
+    add_transfer_arguments(parser)
+    add_subset_arguments(parser, 'fig3', 3)
+
+
+def add_transfer_arguments(parser):
+    """The neighbours and the BP alignment of a transfer (`align`, `compare`)."""
     parser.add_argument('--k', type=integer(1, 100), default=5, help='nearest neighbours aligned (default 5)')
     parser.add_argument('--best', type=integer(1, 100), default=3,
                         help='lowest-energy neighbours whose median is taken (default 3)')
@@ -51,7 +57,6 @@ def add_arguments(parser):
     parser.add_argument('--alpha', type=positive_float, default=0.1,
                         help='smoothness weight, relative to the median match cost (default 0.1)')
     parser.add_argument('--iterations', type=integer(1, 10000), default=20, help='BP iterations (default 20)')
-    add_subset_arguments(parser, 'fig3', 3)
 
 
 def align_layers(text, fnet):

@@ -29,12 +29,17 @@ def add_arguments(parser):
     parser.add_argument('--sift-sizes', type=cli.integers(4, 512), default=list(sift.SIZES),
                         help='SIFT descriptor sizes in pixels (default %s)'
                              % ','.join(map(str, sift.SIZES)))
+    add_svm_arguments(parser)
+    classify_fig5.add_arguments(parser)
+
+
+def add_svm_arguments(parser):
+    """The SVMs' C grid and cross-validation folds (`classify`, `compare`)."""
     parser.add_argument('--C-grid', type=cli.numbers(above=0, hi=cli.FLOAT_MAX),
                         default=list(C_GRID), help='SVM C values cross-validated (default %s)'
                                                    % ','.join('%g' % c for c in C_GRID))
     parser.add_argument('--folds', type=cli.integer(2, 100), default=5,
                         help='cross-validation folds (default 5)')
-    classify_fig5.add_arguments(parser)
 
 
 def run(args):

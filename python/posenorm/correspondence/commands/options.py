@@ -29,13 +29,14 @@ def add_common(parser, uses_data=True):
         parser.add_argument('--layers', help='comma-separated blobs (default: the net\'s conv layers)')
 
 
-def add_subset_arguments(parser, figure, figure_default):
+def add_subset_arguments(parser, figure=None, figure_default=0):
     """--train/--test (how many objects of each split; 0: all), the figure's
-    test objects and the seed drawing the subsets."""
+    test objects (unless figure is None) and the seed drawing the subsets."""
     parser.add_argument('--train', type=non_negative_int, default=0, help='training objects (default 0: all)')
     parser.add_argument('--test', type=non_negative_int, default=0, help='test objects (default 0: all)')
-    parser.add_argument('--' + figure, type=non_negative_int, default=figure_default,
-                        help='test objects in the figure (default %(default)s)')
+    if figure:
+        parser.add_argument('--' + figure, type=non_negative_int, default=figure_default,
+                            help='test objects in the figure (default %(default)s)')
     parser.add_argument('--seed', type=seed, default=0,
                         help='random seed of the subsets (default 0)')
 
@@ -46,8 +47,9 @@ CACHE_MARKERS = ('features', 'synthetic_birds', 'vgg16_conv_deploy.prototxt')
 
 def inputs(args):
     """Every path a subcommand reads: no output may be, hold or sit inside one."""
-    net_dir = args.net if os.path.isdir(args.net) else None
-    return [getattr(args, 'data', None), net_dir, args.weights]
+    nets = [args.net, getattr(args, 'against', None)] + [
+        b.partition(':')[0] for b in getattr(args, 'beside', None) or []]
+    return [getattr(args, 'data', None), args.weights] + [n for n in nets if n and os.path.isdir(n)]
 
 
 def check_outputs(args, report_markers):
