@@ -136,6 +136,11 @@ def test_other_weights_change_the_items_and_markdown_block(small_model, twin_mod
     t = s['classify']['tests']['conv4']
     assert t['a_only'] + t['b_only'] > 0  # other conv3/conv4 weights: other answers
     assert s['classify']['tests']['conv3']['items'] == t['items']
+    # the same net named by its own weights file: the same items
+    w = _compare(small_model, small_model, tiny_birds, str(tmp_path / 'w'), '--steps', 'classify',
+                 '--against-weights', os.path.join(twin_models[1], 'weights.caffemodel'))
+    assert w['nets'][1]['label'] == 'weights'
+    assert w['classify']['tests']['conv4']['b_only'] == t['b_only']
     text = docs.read_text()
     assert text.startswith('intro\n') and text.endswith('after\n') and 'STALE BLOCK' not in text
     assert '### Two nets on the same keypoints' in text and 'Keypoint classification' in text
@@ -183,3 +188,7 @@ def test_training_record_of_a_model_in_a_run(small_model, tiny_birds, tmp_path):
     assert seen['test_images'] == seen['test_images_in_its_test_split'] == len(names['test'])
     (lmdb / 'val_index.txt').write_text(header + rows(names['test'][:2]))  # a leak
     assert compare.seen_check(str(run / 'models' / 'm'), data)['test_images_seen'] == 2
+    snapshot = run / 'snapshots' / 'vgg16' / 'stage1_iter_10.caffemodel'
+    snapshot.parent.mkdir(parents=True)
+    snapshot.write_bytes(b'')
+    assert training_record(str(snapshot))['lmdb_dir'] == str(lmdb)

@@ -107,11 +107,12 @@ def read_info(model_dir):
 
 
 def training_record(model_dir):
-    """What a model exported by a training run was trained on, from that
-    run's records, or None when the directory does not lie in one.
+    """What a model exported by a training run (or a stage's snapshot) was
+    trained on, from that run's records, or None when it does not lie in one.
 
-    A run (pose.train) exports MODEL_DIR as RUN/models/<name>/ and records
-    each finished stage in RUN/done/<stage>.json, whose
+    A run (pose.train) exports MODEL_DIR as RUN/models/<name>/, keeps
+    snapshots as RUN/snapshots/<backbone>/<file> and records each finished
+    stage in RUN/done/<stage>.json, whose
     trained_on['lmdb_dir'] names the LMDB set it read: its train split
     (gradients) and val split (model selection), listed image by image in
     <split>_index.txt.  Returns dict(records (paths), lmdb_dir, seen: {split:
@@ -119,7 +120,11 @@ def training_record(model_dir):
     for the train and val splits, test: the same for its test split), or
     None when the run has no such records or they name several LMDB sets.
     """
-    run_dir = os.path.dirname(os.path.dirname(os.path.abspath(os.fspath(model_dir))))
+    run_dir = os.path.abspath(os.fspath(model_dir))
+    for _ in range(3):  # the nearest ancestor with done/: RUN
+        run_dir = os.path.dirname(run_dir)
+        if os.path.isdir(os.path.join(run_dir, 'done')):
+            break
     done = os.path.join(run_dir, 'done')
     lmdbs = {}
     for name in sorted(os.listdir(done)) if os.path.isdir(done) else []:

@@ -47,6 +47,9 @@ def add_arguments(parser):
     parser.add_argument('--against', required=True, metavar='NET',
                         help='the net compared with --net, layer by layer (alexnet, caffenet, '
                              'vgg16 or a model directory, with its own weights)')
+    parser.add_argument('--against-weights', metavar='CAFFEMODEL',
+                        help='weights for --against (default: its own), e.g. a training stage\'s '
+                             'snapshot with --against vgg16: named after the file')
     parser.add_argument('--beside', action='append', default=[], metavar='NET:LAYERS',
                         help='rows of a further net on the same keypoints, untested (e.g. '
                              'alexnet:conv3,conv4); repeatable')
@@ -79,7 +82,10 @@ def open_nets(args, cache_path):
     def load(spec, weights=None):
         fnet = load_net(spec, weights, cache_path, allow_python=args.allow_python_layers)
         return fnet, open_cache(fnet, cache_path, args.input_size)
-    (a, cache_a), (b, cache_b) = load(args.net, args.weights), load(args.against)
+    (a, cache_a), (b, cache_b) = load(args.net, args.weights), load(args.against,
+                                                                    args.against_weights)
+    if args.against_weights:  # the same net with other weights: named after them
+        b.name = os.path.splitext(os.path.basename(args.against_weights))[0]
     if args.layers:
         layers = a.select_layers(args.layers)
     else:
@@ -126,10 +132,12 @@ def run(args):
     data = open_data(args.data, cache_path, args.quiet, args.classes)
     glob = objects.global_layer(nets[0].fnet)
     section = dict(nets=[dict(label=n.label, spec=s, layers=list(n.layers)) for n, s in zip(
-                       nets, [args.net, args.against] + [b.partition(':')[0] for b in args.beside])],
+                       nets, [args.net, args.against_weights or args.against]
+                       + [b.partition(':')[0] for b in args.beside])],
                    layers=list(nets[0].layers), data=data.root, kind=data.kind,
                    classes=str(args.classes) if args.classes else None,
-                   input_size=args.input_size, seen=seen_check(args.against, data))
+                   input_size=args.input_size,
+                   seen=seen_check(args.against_weights or args.against, data))
     if 'classify' in steps:
         section['classify'] = classify_step(nets, data, glob, args)
     if 'align' in steps:
@@ -143,9 +151,9 @@ def run(args):
 
 
 def seen_check(spec, data):
-    """What the training run of a model directory `spec` read, against
-    this data's test images (matched by class folder and file name)."""
-    record = training_record(spec) if os.path.isdir(spec) else None
+    """What the training run of a model directory or snapshot `spec` read,
+    against this data's test images (matched by class folder and file name)."""
+    record = training_record(spec) if os.path.exists(spec) else None
     if record is None:
         return None
     seen = set(n for names in record['seen'].values() for n in names)

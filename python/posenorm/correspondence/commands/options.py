@@ -49,7 +49,8 @@ def inputs(args):
     """Every path a subcommand reads: no output may be, hold or sit inside one."""
     nets = [args.net, getattr(args, 'against', None)] + [
         b.partition(':')[0] for b in getattr(args, 'beside', None) or []]
-    return [getattr(args, 'data', None), args.weights] + [n for n in nets if n and os.path.isdir(n)]
+    return [getattr(args, 'data', None), args.weights, getattr(args, 'against_weights', None)] + [
+        n for n in nets if n and os.path.isdir(n)]
 
 
 def check_outputs(args, report_markers):
