@@ -178,8 +178,10 @@ def test_training_record_of_a_model_in_a_run(small_model, tiny_birds, tmp_path):
     (lmdb / 'val_index.txt').write_text(header + rows(names['train'][:1]))
     (lmdb / 'test_index.txt').write_text(header + rows(names['test']))
     (run / 'done').mkdir()
-    (run / 'done' / 'stage1.json').write_text(json.dumps(dict(trained_on=dict(lmdb_dir=str(lmdb)))))
-    (run / 'done' / 'stage1.started.json').write_text('{}')
+    (run / 'done' / 'stage1.json').write_text(json.dumps(dict(trained_on=dict(lmdb_dir=str(lmdb)),
+                                                              finished=1.0)))
+    (run / 'done' / 'stage2.started.json').write_text(json.dumps(dict(trained_on=dict(
+        lmdb_dir=str(lmdb)))))  # a stage begun, not finished: not a record
     record = training_record(str(run / 'models' / 'm'))
     assert record['lmdb_dir'] == str(lmdb) and len(record['records']) == 1
     assert sorted(record['seen']['train'] + record['seen']['val']) == sorted(names['train'])

@@ -130,9 +130,12 @@ def training_record(model_dir):
     for name in sorted(os.listdir(done)) if os.path.isdir(done) else []:
         try:
             with open(os.path.join(done, name)) as f:
-                lmdb = json.load(f)['trained_on']['lmdb_dir']
+                record = json.load(f)
+            lmdb = record['trained_on']['lmdb_dir'] if 'finished' in record else None
         except (OSError, ValueError, KeyError, TypeError):
-            continue  # not a stage record (e.g. a started marker)
+            lmdb = None
+        if lmdb is None:
+            continue  # not a finished stage's record (e.g. a started marker)
         lmdbs.setdefault(lmdb, []).append(os.path.join(done, name))
     if len(lmdbs) != 1:
         return None
