@@ -136,6 +136,11 @@ def test_other_weights_change_the_items_and_markdown_block(small_model, twin_mod
     t = s['classify']['tests']['conv4']
     assert t['a_only'] + t['b_only'] > 0  # other conv3/conv4 weights: other answers
     assert s['classify']['tests']['conv3']['items'] == t['items']
+    # the other step alone: the classification of the same comparison is kept
+    both = _compare(small_model, twin_models[1], tiny_birds, str(tmp_path / 'r'),
+                    '--steps', 'align', '--markdown', str(docs))
+    assert both['classify'] == s['classify'] and 'align' in both
+    assert 'Keypoint transfer' in docs.read_text()
     # the same net named by its own weights file: the same items
     w = _compare(small_model, small_model, tiny_birds, str(tmp_path / 'w'), '--steps', 'classify',
                  '--against-weights', os.path.join(twin_models[1], 'weights.caffemodel'))

@@ -14,8 +14,9 @@ so only the features aligned differ.  --beside adds untested rows of other
 nets on the same keypoints (e.g. alexnet:conv4).  When --against is a
 model directory exported by a training run, its run's records say which
 images it was trained on, and the report says how many test images are
-among them.  --markdown also writes the section into a marked block of a
-docs file.
+among them.  Steps may run one at a time (--steps): a step not run is
+kept from the report's section of the same comparison.  --markdown also
+writes the section into a marked block of a docs file.
 """
 import os
 import time
@@ -142,12 +143,26 @@ def run(args):
         section['classify'] = classify_step(nets, data, glob, args)
     if 'align' in steps:
         section['align'] = align_step(nets, data, glob, args)
+    keep_other_steps(section, report.read_results(args.out).get(NAME))
     if args.markdown:
         with open(args.markdown) as f:
             text = f.read()
         atomic_write_text(args.markdown, replace_marked_block(
             text, MARKERS[0], MARKERS[1], markdown(section, '###').rstrip(), args.markdown))
     return section
+
+
+SAME = ('nets', 'layers', 'data', 'kind', 'classes', 'input_size')
+
+
+def keep_other_steps(section, previous):
+    """The steps this run did not make, kept from the report's previous
+    section when it compared the same nets, layers and data (so the steps
+    may run one at a time)."""
+    if previous and all(previous.get(k) == section.get(k) for k in SAME):
+        for step in STEPS:
+            if step not in section and step in previous:
+                section[step] = previous[step]
 
 
 def seen_check(spec, data):
