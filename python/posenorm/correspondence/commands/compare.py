@@ -317,7 +317,7 @@ def _seen_text(section):
         text += (' `%s` was trained by a run whose %d stage records name one LMDB set, %s: '
                  '%s images read in training (%s); %d of the %d test images here are among '
                  'them (%d are in its test split).'
-                 % (nets[1]['label'], seen['records'], seen['lmdb_dir'],
+                 % (nets[1]['label'], seen['records'], os.path.basename(seen['lmdb_dir']),
                     sum(seen['seen'].values()),
                     ', '.join('%s %d' % kv for kv in sorted(seen['seen'].items())),
                     seen['test_images_seen'], seen['test_images'],
@@ -396,15 +396,24 @@ def statements(section):
     return out
 
 
+def _where(path):
+    """A net's spec as the docs show it: a name as it is, a path by its last
+    three parts (RUN/models/NAME, snapshots/vgg16/FILE), not this machine's."""
+    if not os.path.isabs(path):
+        return path
+    return '.../' + '/'.join(path.rstrip('/').split('/')[-3:])
+
+
 def markdown(section, level='##'):
     nets = section['nets']
     out = ['%s Two nets on the same keypoints (`compare`)\n' % level,
            '`%s` (%s) against `%s` (%s), layers %s%s; data %s (%s%s), crops of longer side %d.  '
-           '%s\n' % (nets[0]['label'], nets[0]['spec'], nets[1]['label'], nets[1]['spec'],
+           '%s\n' % (nets[0]['label'], _where(nets[0]['spec']), nets[1]['label'],
+                     _where(nets[1]['spec']),
                      ', '.join(section['layers']),
                      ''.join('; beside them `%s` %s' % (n['label'], ', '.join(n['layers']))
                              for n in nets[2:]),
-                     section['data'], section['kind'],
+                     os.path.relpath(section['data']), section['kind'],
                      ', classes %s' % section['classes'] if section['classes'] else '',
                      section['input_size'], _seen_text(section))]
     if 'classify' in section:
