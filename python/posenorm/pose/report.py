@@ -14,6 +14,7 @@ from posenorm.pose.paired import (FULL_PAIRS, NO_DIFFERENCE, PAIRED_ALPHA, PROTO
                                   keypoint_comparisons, paired_text, verdict)
 from posenorm.pose.paper import (PAPER_PCK_MEAN, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3,
                                  PCK_CONVENTION)
+from posenorm.pose.tables import ORACLE_SUFFIX
 
 README_BEGIN = '<!-- demo results: written by tools/demo.py --readme; do not edit -->'
 README_END = '<!-- end of demo results -->'
@@ -234,7 +235,7 @@ def protocol_rows(results):
         rows = [row(base['label'], base['classification']),
                 row(joint['label'], joint['classification'], pck)]
         if joint.get('oracle_classification'):
-            rows.append(row(joint['label'] + ' (ground-truth parts at test)',
+            rows.append(row(joint['label'] + ORACLE_SUFFIX,
                             joint['oracle_classification']))
         out[protocol] = dict(rows=rows, verdict=verdict(joint['classification'],
                                                         base['classification']))
