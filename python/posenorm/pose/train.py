@@ -44,6 +44,7 @@ import shutil
 import time
 
 import caffe
+from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from posenorm.core import caffe_run, device, outputs
@@ -217,22 +218,25 @@ class Run(CachedStages, PartialProtocol, Selection):
         if stage.init == stages.IMAGENET:
             if self.imagenet is None and self.above_cache(stage):
                 return self._trunk_weights()  # one fixed trunk below the cache
-            return self.imagenet  # None: the fillers
+            if self.imagenet is None or not self._one_stream_short(stage):
+                return self.imagenet  # None: the fillers
         if isinstance(stage.init, str) and stage.init in stages.STAGES_BY_NAME:
             return self.final_weights(stage.init)
         out = self.path('init', stage.name + '.caffemodel')
-        sources = [self.final_weights(n) for n in stage.needs()]
+        sources = [self.final_weights(n) for n in stage.needs()] + [self.imagenet] * (
+            stage.init == stages.IMAGENET)
         # reused while no stage it reads from was trained again (--retrain)
         if os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(s)
                                        for s in sources):
             return out
         caffe.set_random_seed(self.seed)  # the new layers' fillers: reproducible
-        net = caffe.Net(self.path('prototxt', self.backbone, stage.name + '_train.prototxt'),
-                        caffe.TEST)
-        if stage.init in (stages.CLASSIFICATION_INIT, stages.PARTIAL_CLASSIFICATION_INIT):
+        net = caffe.Net(self.train_net(stage), caffe.TEST)
+        if stage.init == stages.IMAGENET:
+            self._imagenet_into(net)
+        elif stage.init in (stages.CLASSIFICATION_INIT, stages.PARTIAL_CLASSIFICATION_INIT):
             keypoints = self.final_weights(stages.CLASSIFICATION_SOURCES[stage.init])
-            if self.imagenet:  # both streams (tools/surgery.py output)
-                net.copy_from(self.imagenet)
+            if self.imagenet:
+                self._imagenet_into(net)
             net.copy_from(keypoints)
             if not self.imagenet:
                 # No ImageNet weights: the classification stream starts from the
@@ -250,6 +254,24 @@ class Run(CachedStages, PartialProtocol, Selection):
                              log=self.log)
         atomic_save(out, net.save)
         return out
+
+    def _imagenet_into(self, net):
+        """ImageNet weights into both streams: a tools/surgery.py output holds
+        both; weights as published hold one (conv1_1 ...), and then the
+        classification stream's cls_X takes X."""
+        net.copy_from(self.imagenet)
+        copy_weights(net, self.imagenet, dst_prefix='cls_',
+                     skip=tuple(caffemodel_blobs(self.imagenet)), log=self.log)
+
+    def _one_stream_short(self, stage):
+        """Whether the ImageNet file lacks a classification stream (cls_X)
+        that the stage's net holds and the file has as X."""
+        have = caffemodel_blobs(self.imagenet)
+        param = caffe_pb2.NetParameter()
+        with open(self.train_net(stage)) as f:
+            text_format.Merge(f.read(), param)
+        return any(l.name.startswith('cls_') and l.name not in have and l.name[4:] in have
+                   for l in param.layer)
 
     # --------------------------------------------------------------- stages --
     def run_stage(self, stage, later=()):
