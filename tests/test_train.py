@@ -340,3 +340,13 @@ def test_part_nets_stages_and_their_fused_model(tmp_path, keypoint_run, small_lm
     np.testing.assert_allclose(from_input_coords(net.blobs['part_locations'].data[0, :, :2],
                                                  original.size, run.input_size), kp[:, :2])
     assert r['oracle_prob'] is None and abs(r['prob'].sum() - 1) < 1e-5
+
+
+def test_start_outputs_are_the_last_attempts_first_iteration():
+    """A log kept across attempts holds each attempt's iteration 0: the
+    record's start is the attempt that trained the final weights."""
+    from posenorm.pose.train import start_outputs
+    curves = {'train/loss_cls': [(0, 1.4), (20, 0.8), (0, 0.05), (20, 0.04)],
+              'train/loss_kp': [(0, 39.0), (20, 20.0)], 'val/loss_cls': [(0, 3.0)],
+              'train/empty': [(20, 1.0)]}
+    assert start_outputs(curves) == {'loss_cls': 0.05, 'loss_kp': 39.0}

@@ -389,8 +389,11 @@ def start_outputs(curves):
     """{output: value} of the train net at its first logged iteration (a
     stage 4 whose classification loss starts near 0 gets no gradient from
     it: issue 25, section 6)."""
-    return {k[len('train/'):]: v[0][1] for k, v in curves.items()
-            if k.startswith('train/') and v and v[0][0] == 0}
+    # the last start: a log kept across attempts (resumed, or started over
+    # after an interruption) holds every attempt's iteration 0
+    starts = {k[len('train/'):]: [value for it, value in v if it == 0]
+              for k, v in curves.items() if k.startswith('train/')}
+    return {k: v[-1] for k, v in starts.items() if v}
 
 
 def train(run, models=None):
