@@ -35,6 +35,7 @@ from posenorm.core import net_loading, outputs
 from posenorm.core.net_loading import NetLoadError, load_net
 from posenorm.nets.backbones import conv_trunk_proto
 from posenorm.pose.nets import pose_normalized_net
+from posenorm.pose.variant import Variant
 
 STREAMS = ('', 'cls_')
 
@@ -259,7 +260,7 @@ def save_weights(net, path, layers=None, force=False, name='', inputs=()):
 
 def target_proto(backbone='vgg16', holistic='fc7', num_classes=200):
     """The joint deploy net both streams are initialized in."""
-    proto = pose_normalized_net('deploy', backbone=backbone, holistic=holistic,
+    proto = pose_normalized_net('deploy', Variant(holistic=holistic), backbone=backbone,
                                 num_classes=num_classes)
     proto.name = '%s_joint_%s_deploy' % (backbone, holistic)
     return proto
@@ -346,7 +347,7 @@ def surgery(weights, out, source_net=None, net=None, backbone='vgg16',
         log('note: the source has no fc6/fc7 (a conv-only caffemodel), so %s keep their '
             'filler initialization.' % ', '.join(fc_filler))
         if backbone == 'vgg16':
-            log('note: keypoint_stage1 of vgg16 freezes the trunk (loc_lr=0) and scores '
+            log('note: keypoint_stage1 of vgg16 freezes the trunk and scores '
                 'keypoints on fc7, i.e. on filler fc6/fc7 here; the Model Zoo caffemodel '
                 '(see docs/weights.md) gives the paper\'s initialization.')
     save_weights(dst, out, report['written'], force=force, inputs=inputs)
