@@ -166,7 +166,8 @@ def classification_stream(n, phase, v, bb):
         base = n[v.shared_upto] if v.localizes else trunk(n, n.data, bb, lr=0, upto=v.shared_upto)
         trunk(n, base, bb, prefix=prefix, lr=v.lr('cls'), upto=deepest, train=train,
               first_block=split + 1)
-    else:  # shared_stream without parts: the one trunk, named as the localization one
+    else:  # its own trunk (shared_stream without parts: the one trunk, named as the
+        # localization one)
         trunk(n, n.data, bb, prefix=prefix, lr=v.lr('cls'), upto=deepest, train=train)
     return prefix
 
