@@ -25,10 +25,9 @@ def _need_new_layers():
 def make_model(root, name, variant, label, classes, **kwargs):
     """A model directory with the small backbone's random initial weights."""
     caffe.set_random_seed(0)
-    kwargs = dict(stages.deploy_nets()[variant], **kwargs)
-    oracle = kwargs.pop('oracle', False)
-    proto = nets.pose_normalized_net('deploy', backbone='small', num_classes=max(len(classes), 1),
-                                     **kwargs)
+    net = stages.deploy_nets()[variant].replace(**kwargs)
+    proto = nets.pose_normalized_net('deploy', net.replace(oracle=False), backbone='small',
+                                     num_classes=max(len(classes), 1))
     text = str(proto)
     path = os.path.join(root, name + '.prototxt')
     with open(path, 'w') as f:
@@ -39,10 +38,10 @@ def make_model(root, name, variant, label, classes, **kwargs):
     info = dict(variant=variant, label=label, backbone='small', input_size=256, classes=list(classes),
                 part_names=list(PART_NAMES))
     extra = {}
-    if oracle:
+    if net.oracle:
         info['oracle_deploy'] = model_dir.ORACLE_DEPLOY
         extra[model_dir.ORACLE_DEPLOY] = str(nets.pose_normalized_net(
-            'deploy', backbone='small', num_classes=len(classes), oracle=True, **kwargs))
+            'deploy', net, backbone='small', num_classes=len(classes)))
     return model_dir.write_model_dir(os.path.join(root, 'models', name), text, weights, info,
                                      extra=extra)
 
@@ -70,7 +69,7 @@ def basic_models(tiny):
 @pytest.mark.parametrize('backbone,stride,offset', [('small', 16, 7.5), ('vgg16', 32, 111.5)])
 def test_model_records_heatmap_geometry_of_coord_map(backbone, stride, offset):
     """model.json's maps: the heatmap cell -> input pixel map of coord_map."""
-    proto = nets.pose_normalized_net('deploy', backbone=backbone, classify=False)
+    proto = nets.pose_normalized_net('deploy', stages.KEYPOINTS, backbone=backbone)
     g = model_dir.output_maps(proto)['heatmap']
     assert (g['stride'], g['offset']) == (stride, offset)
 
