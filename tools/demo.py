@@ -31,7 +31,7 @@ from posenorm.data import lmdb_data, synthetic
 from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import report, run_record
 from posenorm.pose.cost import partial_cost
-from posenorm.pose.evaluate import REPORT_MARKER, evaluate_models
+from posenorm.pose.evaluate import REPORT_MARKER, choose_on_val, evaluate_models
 from posenorm.pose.nets import check_input_size
 from posenorm.pose.stages import ALL_MODELS, PARTIAL_CACHE, PROTOCOLS, require_imagenet
 from posenorm.pose.train import Run, train
@@ -213,6 +213,10 @@ def main(argv=None):
                  val_split=dict(fraction=args.val_fraction,
                                 images=run.manifest['splits'].get('val', {}).get('images', 0),
                                 image_ids=run.manifest.get('val_image_ids', [])))
+    if run.val_split == 'val':  # decoding and visibility threshold, written into the models
+        extra['keypoint_choices'] = step(
+            timings, 'choices on val', choose_on_val, model_dirs, cub, out.rstrip(os.sep) + '_val',
+            force=True, share=args.protocol != 'full', progress=not args.quiet)
     if args.protocol == 'partial':
         extra['cost'] = step(timings, 'cost (caffe time)', partial_cost, run)
     if args.protocol in report.PROTOCOL_QUESTION:

@@ -22,7 +22,9 @@ from posenorm.core import cli
 from posenorm.core import device
 from posenorm.core import outputs
 from posenorm.core.report import pct
+from posenorm.pose.choices import write_choices
 from posenorm.pose.evaluate import REPORT_MARKER, evaluate_models
+from posenorm.pose.paired import paired_text
 from posenorm.pose.predict import add_decoding_arguments, decoding_options
 
 
@@ -48,6 +50,9 @@ def print_summary(results, split):
             print('visibility %-38s threshold %g: precision %s recall %s' % (
                 name[:38], m['decoding']['visibility_threshold'], pct(v['precision']),
                 pct(v['recall'])))
+        if m.get('visibility_vs_every_part_visible'):
+            print('with vs without predicted visibility %-20s %s' % (
+                name[:20], paired_text(m['visibility_vs_every_part_visible'])))
         if m.get('keypoint_choices') and split == 'val':
             c = m['keypoint_choices']
             print('chosen on val %-35s decode %s, visibility threshold %s (%d of %d flags '
@@ -65,7 +70,13 @@ def main(argv=None):
     ap.add_argument('--out', required=True, metavar='REPORT_DIR',
                     help='report directory to create (built beside it, then renamed); it may not be, '
                          'contain or sit inside a model directory or --data')
-    ap.add_argument('--split', default='test', choices=('test', 'train'), help='split to evaluate (default test)')
+    ap.add_argument('--split', default='test', choices=('test', 'train', 'val'),
+                    help='split to evaluate (default test; val: the images the models\' training '
+                         'held out, as their model.json records)')
+    ap.add_argument('--write-choice', action='store_true',
+                    help='with --split val: write the keypoint decoding and visibility threshold '
+                         'chosen on these images into each model directory (deploy nets and '
+                         'model.json), as tools/demo.py does before scoring the test split')
     ap.add_argument('--limit', **cli.limit('at most N images, round-robin over classes'))
     ap.add_argument('--figure-images', type=cli.integer(1, 1000), default=8, metavar='N',
                     help='images in each Figure 3 grid (default 8)')
@@ -79,6 +90,8 @@ def main(argv=None):
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
+    if args.write_choice and (args.split != 'val' or args.limit):
+        ap.error('--write-choice needs --split val and every val image (no --limit)')
     outputs.check_output(args.out, outputs.DIRECTORY, args.models + [args.data], args.force,
                          REPORT_MARKER, 'report directory')
     device.use_device(args.gpu)
@@ -91,6 +104,10 @@ def main(argv=None):
         print('note: %d %s image(s) of classes no model knows were not evaluated'
               % (results['images_of_classes_no_model_knows'], args.split))
     print_summary(results, args.split)
+    if args.write_choice:
+        for model, choice in write_choices(results).items():
+            print('wrote into %s: decode %s, visibility threshold %s'
+                  % (model, choice['decode'], choice['visibility']['threshold']))
     print('report: %s' % os.path.join(os.path.abspath(args.out), 'README.md'))
     return 0
 
