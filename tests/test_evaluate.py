@@ -345,6 +345,14 @@ def test_evaluate_val_split_scores_the_recorded_images(tiny, basic_models, tmp_p
                         '--out', str(tmp_path / 'v4'), '--write-choice'],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and '--write-choice needs --split val' in r.stderr
+    r = subprocess.run([sys.executable, tool, '--models', copy, '--data', tiny['cub'],
+                        '--out', str(tmp_path / 'v5'), '--split', 'val', '--write-choice',
+                        '--quiet', '--figure-images', '1'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    choice = model_dir.read_info(copy)['keypoint_choice']
+    assert 'wrote into %s: decode %s' % (copy, choice['decode']) in r.stdout
+    assert choice['split'] == 'val' and choice['images'] == 3
 
 
 def test_choice_written_on_val_is_what_caffe_and_the_test_pass_use(tiny, joint_model, tmp_path):

@@ -5,6 +5,8 @@
       --data data/synthetic_cub --out reports/synthetic
   python tools/evaluate.py --models models/joint_cbp --data /path/to/CUB_200_2011 \\
       --out reports/cub --limit 200
+  python tools/evaluate.py --models RUN/models/joint_cbp_frozen --data /path/to/CUB_200_2011 \\
+      --split val --out reports/cub_val --write-choice
 
 Each model directory holds deploy.prototxt, weights.caffemodel and model.json
 (python/posenorm/nets/model_dir.py).  Every image of the split is read with
@@ -13,6 +15,11 @@ read_cub, resized to the model's input size and run through its deploy net
 README.md (markdown tables and figures), results.json (every number),
 confusion matrices, PCK-vs-alpha curves, Figure 3 grids and per-image
 predictions (.npz).  Metric definitions: python/posenorm/core/metrics.py.
+
+--split val scores the images the models' training held out (model.json's
+val_split); --write-choice then writes the keypoint decoding and visibility
+threshold chosen there into each model directory (python/posenorm/pose/
+choices.py), and a later test evaluation uses them: the test split scored once.
 """
 import argparse
 import os

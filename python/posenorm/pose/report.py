@@ -125,8 +125,9 @@ def write_readme(path, results, training=None, timings=None):
 
 
 TABLE3_RULE = ('Predicted head and body boxes are built by the same rule as the ground-truth '
-               'boxes (`metrics.part_box`), from the parts predicted visible (every part, without '
-               'a visibility threshold); ground-truth boxes from the visible annotated parts.')
+               'boxes (`metrics.part_box`), from the parts predicted visible (peak logit at or '
+               'above the model\'s visibility threshold, chosen on val; every part for a model '
+               'without one); ground-truth boxes from the visible annotated parts.')
 
 
 def _part_key(name):
