@@ -178,7 +178,7 @@ def test_evaluate_models_keypoint_and_baseline(tiny, basic_models, tmp_path):
     assert c['per_image']['image_ids'] == saved['image_ids']
     assert sum(c['per_image']['correct']) == round(6 * c['accuracy'])
     # both decodings of the same peaks, the quadratic one tested against argmax
-    assert kp['decoding'] == dict(decode='argmax', visibility_threshold=None)
+    assert kp['decoding'] == dict(decode='argmax', visibility_threshold=None, chosen_on_val=None)
     assert sorted(kp['decodings']) == ['argmax', 'quadratic']
     assert kp['decodings']['argmax']['mean'] == kp['pck']['mean']
     vs = kp['decodings']['quadratic']['vs_argmax']
@@ -213,7 +213,7 @@ def test_evaluate_models_keypoint_and_baseline(tiny, basic_models, tmp_path):
                      '--limit', '2', '--force', '--decode', 'quadratic',
                      '--visibility-threshold', '1e6']) == 0
     high = json.load(open(os.path.join(out, 'results.json')))['models']['keypoint']
-    assert high['decoding'] == dict(decode='quadratic', visibility_threshold=1e6)
+    assert high['decoding'] == dict(decode='quadratic', visibility_threshold=1e6, chosen_on_val=None)
     assert high['visibility']['true_positive'] == 0 and high['visibility']['precision'] is None
     assert high['pck']['mean'] == high['decodings']['quadratic']['mean']
     assert high['pcp']['head']['missing_predictions'] == high['pcp']['head']['evaluated']
