@@ -10,6 +10,12 @@ deploy nets (so `caffe test` and every later `Predictor` decode alike) and
 model.json's `decode`, `visibility_threshold` and `keypoint_choice`.
 `evaluate.choose_on_val` does both for the models a protocol trained, before
 the test split is scored once (issue 25, sections 2 and 4).
+
+The val images are the ones the LMDB builder held out of training; but a
+head trained on cached features ends on train + val with its chosen rate and
+length (`selection.final_solver`), so the final model has seen them and its
+val scores are optimistic: the choice is between decodings and thresholds of
+the same peaks, not a fresh estimate of how good they are.
 """
 import numpy as np
 
@@ -32,9 +38,12 @@ def keypoint_choice(decodings, logits, visible):
     alpha = paired.PAIRED_ALPHA
     vis = choose_visibility_threshold(logits, visible)
     t = vis['threshold']
+    if t is not None:  # as the deploy net's float field holds it
+        t = vis['threshold'] = float(np.float32(t))
     called = np.ones(np.shape(logits), bool) if t is None else np.asarray(logits) >= t
     counts = visibility_counts(called, visible)
-    vis.update(precision=counts['precision'], recall=counts['recall'])
+    vis.update(precision=counts['precision'], recall=counts['recall'],
+               matched=int((called == (np.asarray(visible) > 0)).sum()))
     return dict(decode=choose_decoding(decodings, alpha), criterion_alpha=alpha,
                 decode_candidates={d: r['mean'][r['alphas'].index(alpha)]
                                    for d, r in decodings.items()},
