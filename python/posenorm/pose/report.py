@@ -176,7 +176,8 @@ def decoding_section(results):
                                                            if dec.get('vs_argmax') else '-'])
         v = r.get('visibility')
         if v:
-            vis.append(['`%s`' % name, (r.get('decoding') or {}).get('visibility_threshold'),
+            t = (r.get('decoding') or {}).get('visibility_threshold')
+            vis.append(['`%s`' % name, 'none' if t is None else '%.4g' % t,
                         pct(v['precision']), pct(v['recall']), v['false_positive'],
                         v['false_negative']])
     out = []
