@@ -94,7 +94,7 @@ def test_docs_block_has_every_section():
     assert round(100 * PAPER_PCK_MEAN[0.1], 1) == 83.6
     # decodings with their paired test, visibility, Table 3's rule, choices
     assert 'quadratic (used)' in block and 'p = 0.004' in block
-    assert '| `joint_cbp_frozen` | -1.0 | 90.00% | 80.00% | 3 | 5 |' in block
+    assert '| `joint_cbp_frozen` | -1 | 90.00% | 80.00% | 3 | 5 |' in block
     assert 'from the parts predicted visible' in block
     assert '0.01: 1.5 @ it 40, 0.1: -' in block and 'lr 0.01, 2.0 epochs' in block
 

@@ -30,7 +30,7 @@ from posenorm.data import lmdb_data
 from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import report, reuse
 from posenorm.pose.cost import partial_cost
-from posenorm.pose.evaluate import REPORT_MARKER, evaluate_models
+from posenorm.pose.evaluate import REPORT_MARKER, choose_on_val, evaluate_models
 from posenorm.pose.nets import check_input_size
 from posenorm.pose.stages import ALL_MODELS, PARTIAL_CACHE, PROTOCOLS, require_imagenet
 from posenorm.pose.train import Run, train
@@ -190,6 +190,10 @@ def main(argv=None):
               progress=not args.quiet)
     model_dirs = step(timings, 'training (%s)' % args.backbone, train, run, models)
     extra = extras(args, run, cub, timings)
+    if run.val_split == 'val':  # decoding and visibility threshold, written into the models
+        extra['keypoint_choices'] = step(
+            timings, 'choices on val', choose_on_val, model_dirs, cub, out.rstrip(os.sep) + '_val',
+            force=True, share=args.protocol != 'full', progress=not args.quiet)
     results = step(timings, 'evaluation', evaluate_models, model_dirs, cub, out,
                    limit=args.limit or None, force=True, share=args.protocol != 'full', extra=extra,
                    progress=not args.quiet)

@@ -70,7 +70,8 @@ def selection_section(results):
         out += ['**Chosen on the validation split** (%s images; learning rate: best validation '
                 'loss at iteration)' % val.get('images', '?'), '',
                 markdown_table(['Stage', 'Criterion', 'Candidates', 'Chosen'], rows), '']
-    dec = [['`%s`' % n, m['decoding']['decode'], m['decoding'].get('visibility_threshold')]
+    dec = [['`%s`' % n, m['decoding']['decode'], '%.4g' % m['decoding']['visibility_threshold']
+            if m['decoding'].get('visibility_threshold') is not None else 'none']
            for n, m in results['models'].items() if m.get('decoding') and m.get('pck')]
     if dec:
         out += [markdown_table(['Model', 'Keypoint decoding', 'Visibility threshold'], dec), '']

@@ -49,7 +49,7 @@ from google.protobuf import text_format
 from posenorm.core import caffe_run, device, outputs
 from posenorm.core.atomic import atomic_save, atomic_write_text
 from posenorm.core.net_loading import caffemodel_blobs
-from posenorm.data.lmdb_data import parse_manifest
+from posenorm.data.lmdb_data import parse_manifest, val_split_record
 from posenorm.data.part_crops import CROP_SIZE
 from posenorm.nets.backbones import BACKBONES
 from posenorm.nets.model_dir import ORACLE_DEPLOY, write_model_dir
@@ -352,7 +352,8 @@ class Run(CachedStages, Selection):
         info = dict(variant=model, label=m.label, backbone=self.backbone,
                     input_size=self.input_size, classes=self.manifest['class_names'],
                     class_ids=self.manifest.get('classes'),  # trained on; labels are id - 1
-                    part_names=self.manifest['part_names'])
+                    part_names=self.manifest['part_names'],
+                    val_split=val_split_record(self.manifest))
         extra = {}
         if m.oracle:
             oracle = pose_normalized_net('deploy', variant.replace(oracle=True), **sizes)
