@@ -118,7 +118,7 @@ def _header(out, setup, load, runs):
         '%s, resized, minus the VGG mean' % setup.image if setup.image
         else 'Gaussian pixels (std %g), fixed seed' % 50.0))
     out('- medians of %d timed passes after 1 warm-up; layer by layer via pycaffe '
-        'net._forward/_backward and time.perf_counter; the three Caffe paths take turns '
+        'net._forward/_backward and time.perf_counter; the Caffe paths take turns '
         'pass by pass' % setup.repeats)
     out('- load average at start: %.2f %.2f %.2f (other jobs share this machine)' % load)
     if setup.onnx_note:

@@ -587,7 +587,6 @@ void weight_grad_impl(const WinogradShape& s, int num, const Dtype* in,
   const long round = kLanes;
   long P = kWeightBlockBytes / (A2 * (cr + kr) * sizeof(Dtype));
   P = std::max(64L, std::min(512L, P));
-  if (const char* e = std::getenv("POSENORM_WG_P")) P = std::atol(e);
   if (max_block_tiles > 0) P = std::min<long>(P, max_block_tiles);
   P = std::min(P, num * ((tiles + round - 1) / round * round));
   P = std::max(round, (P + round - 1) / round * round);
