@@ -26,8 +26,8 @@ def _need_new_layers():
 def make_model(root, name, variant, label, classes, **kwargs):
     """A model directory with the small backbone's random initial weights."""
     caffe.set_random_seed(0)
-    net = stages.deploy_nets()[variant].replace(**kwargs)
-    proto = nets.pose_normalized_net('deploy', net.replace(oracle=False), backbone='small',
+    chosen = stages.deploy_nets()[variant].replace(**kwargs)
+    proto = nets.pose_normalized_net('deploy', chosen.replace(oracle=False), backbone='small',
                                      num_classes=max(len(classes), 1))
     text = str(proto)
     path = os.path.join(root, name + '.prototxt')
@@ -39,10 +39,10 @@ def make_model(root, name, variant, label, classes, **kwargs):
     info = dict(variant=variant, label=label, backbone='small', input_size=256, classes=list(classes),
                 part_names=list(PART_NAMES))
     extra = {}
-    if net.oracle:
+    if chosen.oracle:
         info['oracle_deploy'] = model_dir.ORACLE_DEPLOY
         extra[model_dir.ORACLE_DEPLOY] = str(nets.pose_normalized_net(
-            'deploy', net, backbone='small', num_classes=len(classes)))
+            'deploy', chosen, backbone='small', num_classes=len(classes)))
     return model_dir.write_model_dir(os.path.join(root, 'models', name), text, weights, info,
                                      extra=extra)
 
