@@ -19,7 +19,7 @@ TOOL = os.path.join(REPO, 'tools', 'bench_conv.py')
 BENCH_PYTHON = os.path.join(REPO, '.venv-bench', 'bin', 'python')
 LAYERS = ['conv%d_%d' % (b, i) for b, n in enumerate((2, 2, 3, 3, 3), 1)
           for i in range(1, n + 1)] + ['pool%d' % b for b in range(1, 6)]
-PATHS = ("Caffe's original", 'ours, direct', 'ours (Winograd)')
+PATHS = ("Caffe's original", 'ours, direct', 'ours (Winograd, direct dW)', 'ours (Winograd)')
 
 
 def run_tool(*args):
@@ -62,10 +62,13 @@ def test_quick_run_without_onnx(tmp_path):
     per_layer = text.split('## Per layer', 1)[1]
     for layer in LAYERS:
         assert '| %s |' % layer in per_layer
-    # The Winograd error column: conv1_1 (3 channels) runs direct, conv1_2 Winograd.
+    # The Winograd error column (output / data gradient / weight gradient): conv1_1 (3
+    # channels) runs direct, conv1_2 Winograd.
     rows = {l.split('|')[1].strip(): l.split('|')[-2].strip() for l in per_layer.splitlines()
             if l.startswith('| conv1_')}
-    assert rows['conv1_1'] == '-' and 0 < number(rows['conv1_2']) <= 1e-3
+    assert rows['conv1_1'] == '-'
+    top, _, dw = rows['conv1_2'].split(' / ')
+    assert 0 < number(top) <= 1e-3 and 0 < number(dw) <= 1e-3
     rows = agreement_rows(text)
     assert set(rows) == {(s, 1, p) for s in ('1x64x64', '2x32x32') for p in PATHS[1:]}
     for (_, _, path), cells in rows.items():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import caffe
+from posenorm.core.net_loading import read_net
 from posenorm.data.cub import PART_NAMES, read_cub
 from posenorm.nets import model_dir
 from posenorm.pose import evaluate, nets, predict, stages
@@ -25,10 +26,9 @@ def _need_new_layers():
 def make_model(root, name, variant, label, classes, **kwargs):
     """A model directory with the small backbone's random initial weights."""
     caffe.set_random_seed(0)
-    kwargs = dict(stages.deploy_nets()[variant], **kwargs)
-    oracle = kwargs.pop('oracle', False)
-    proto = nets.pose_normalized_net('deploy', backbone='small', num_classes=max(len(classes), 1),
-                                     **kwargs)
+    chosen = stages.deploy_nets()[variant].replace(**kwargs)
+    proto = nets.pose_normalized_net('deploy', chosen.replace(oracle=False), backbone='small',
+                                     num_classes=max(len(classes), 1))
     text = str(proto)
     path = os.path.join(root, name + '.prototxt')
     with open(path, 'w') as f:
@@ -39,10 +39,10 @@ def make_model(root, name, variant, label, classes, **kwargs):
     info = dict(variant=variant, label=label, backbone='small', input_size=256, classes=list(classes),
                 part_names=list(PART_NAMES))
     extra = {}
-    if oracle:
+    if chosen.oracle:
         info['oracle_deploy'] = model_dir.ORACLE_DEPLOY
         extra[model_dir.ORACLE_DEPLOY] = str(nets.pose_normalized_net(
-            'deploy', backbone='small', num_classes=len(classes), oracle=True, **kwargs))
+            'deploy', chosen, backbone='small', num_classes=len(classes)))
     return model_dir.write_model_dir(os.path.join(root, 'models', name), text, weights, info,
                                      extra=extra)
 
@@ -70,7 +70,7 @@ def basic_models(tiny):
 @pytest.mark.parametrize('backbone,stride,offset', [('small', 16, 7.5), ('vgg16', 32, 111.5)])
 def test_model_records_heatmap_geometry_of_coord_map(backbone, stride, offset):
     """model.json's maps: the heatmap cell -> input pixel map of coord_map."""
-    proto = nets.pose_normalized_net('deploy', backbone=backbone, classify=False)
+    proto = nets.pose_normalized_net('deploy', stages.KEYPOINTS, backbone=backbone)
     g = model_dir.output_maps(proto)['heatmap']
     assert (g['stride'], g['offset']) == (stride, offset)
 
@@ -177,7 +177,7 @@ def test_evaluate_models_keypoint_and_baseline(tiny, basic_models, tmp_path):
     assert c['per_image']['image_ids'] == saved['image_ids']
     assert sum(c['per_image']['correct']) == round(6 * c['accuracy'])
     # both decodings of the same peaks, the quadratic one tested against argmax
-    assert kp['decoding'] == dict(decode='argmax', visibility_threshold=None)
+    assert kp['decoding'] == dict(decode='argmax', visibility_threshold=None, chosen_on_val=None)
     assert sorted(kp['decodings']) == ['argmax', 'quadratic']
     assert kp['decodings']['argmax']['mean'] == kp['pck']['mean']
     vs = kp['decodings']['quadratic']['vs_argmax']
@@ -212,7 +212,7 @@ def test_evaluate_models_keypoint_and_baseline(tiny, basic_models, tmp_path):
                      '--limit', '2', '--force', '--decode', 'quadratic',
                      '--visibility-threshold', '1e6']) == 0
     high = json.load(open(os.path.join(out, 'results.json')))['models']['keypoint']
-    assert high['decoding'] == dict(decode='quadratic', visibility_threshold=1e6)
+    assert high['decoding'] == dict(decode='quadratic', visibility_threshold=1e6, chosen_on_val=None)
     assert high['visibility']['true_positive'] == 0 and high['visibility']['precision'] is None
     assert high['pck']['mean'] == high['decodings']['quadratic']['mean']
     assert high['pcp']['head']['missing_predictions'] == high['pcp']['head']['evaluated']
@@ -303,3 +303,107 @@ def test_predict_tool(tiny, tmp_path):
         _predict_checks(image, m, tmp_path, False, True)
     r = _run_predict('--help')
     assert r.returncode == 0 and '--model' in r.stdout
+
+
+# ------------------------------------- the val split, choices made on it ---
+
+def _with_val_split(model, root, tiny, fraction=0.5):
+    """A copy of a model directory recording the val split an LMDB set of
+    the tiny dataset would hold out (`lmdb_data.validation_mask`)."""
+    import shutil
+    from posenorm.data import lmdb_data
+    data = read_cub(tiny['cub'])
+    val = lmdb_data.validation_mask(data, fraction, seed=0)
+    copy = os.path.join(root, os.path.basename(model) + '_val')
+    shutil.copytree(model, copy)
+    model_dir.update_info(copy, val_split=lmdb_data.val_split_record(dict(
+        val_fraction=fraction, val_seed=0, val_image_ids=data.image_ids[val].tolist())))
+    return copy, sorted(data.image_ids[val].tolist())
+
+
+def test_evaluate_val_split_scores_the_recorded_images(tiny, basic_models, tmp_path):
+    copy, ids = _with_val_split(basic_models[0], str(tmp_path), tiny)
+    assert len(ids) == 3  # one of each class's two training images
+    results = evaluate.evaluate_models([copy], tiny['cub'], str(tmp_path / 'val'), split='val',
+                                       progress=False, figure_images=2)
+    assert results['split'] == 'val' and sorted(results['image_ids']) == ids
+    test = read_cub(tiny['cub']).split('test').image_ids.tolist()
+    assert not set(results['image_ids']) & set(test)
+    assert results['models']['keypoint_val']['keypoint_choices']['images'] == 3
+    # a model without a val split: one line naming its model.json
+    with pytest.raises(model_dir.ModelDirError, match='model.json: records no val split'):
+        evaluate.evaluate_models([basic_models[0]], tiny['cub'], str(tmp_path / 'v2'),
+                                 split='val', progress=False)
+    tool = os.path.join(os.path.dirname(__file__), '..', 'tools', 'evaluate.py')
+    r = subprocess.run([sys.executable, tool, '--models', basic_models[0], '--data', tiny['cub'],
+                        '--out', str(tmp_path / 'v3'), '--split', 'val', '--quiet'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and 'records no val split' in r.stderr
+    assert 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([sys.executable, tool, '--models', copy, '--data', tiny['cub'],
+                        '--out', str(tmp_path / 'v4'), '--write-choice'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and '--write-choice needs --split val' in r.stderr
+    r = subprocess.run([sys.executable, tool, '--models', copy, '--data', tiny['cub'],
+                        '--out', str(tmp_path / 'v5'), '--split', 'val', '--write-choice',
+                        '--quiet', '--figure-images', '1'],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    choice = model_dir.read_info(copy)['keypoint_choice']
+    assert 'wrote into %s: decode %s' % (copy, choice['decode']) in r.stdout
+    assert choice['split'] == 'val' and choice['images'] == 3
+
+
+def test_choice_written_on_val_is_what_caffe_and_the_test_pass_use(tiny, joint_model, tmp_path):
+    """Chosen on val, written into the deploy net and model.json; then the
+    deploy net under Caffe (no Python decoding) and the Python predictor
+    agree on it, and the test pass pairs classification with vs without the
+    predicted visibility on the same images from one trunk pass."""
+    from posenorm.pose import choices
+    copy, _ = _with_val_split(joint_model, str(tmp_path), tiny)
+    chosen = evaluate.choose_on_val([copy], tiny['cub'], str(tmp_path / 'val'), progress=False,
+                                    figure_images=2)
+    c = chosen['models']['joint_fc7_val']
+    assert set(c['decode_candidates']) == set(predict.DECODES) and c['images'] == 3
+    info = model_dir.read_info(copy)
+    assert info['keypoint_choice']['split'] == 'val' and info['decode'] == c['decode']
+    # a threshold that splits the peaks, written as a choice would be
+    p = predict.Predictor(copy)
+    data = read_cub(tiny['cub'])
+    p.predict(data.path(0), tuple(data.sizes[0]))
+    raw = p.net.blobs['kp_score'].data[0]
+    threshold = float(np.median(raw.reshape(len(raw), -1).max(1)))
+    c = dict(c, decode='quadratic', visibility=dict(c['visibility'], threshold=threshold))
+    assert choices.write_choice(copy, c) == 2  # the deploy net's and its oracle's
+    assert predict.deployed_decoding(read_net(os.path.join(copy, 'deploy.prototxt'))) \
+        == ('quadratic', pytest.approx(threshold))
+    # the deploy net alone under Caffe, as `caffe test` runs it
+    caffe_net, info = model_dir.load_model(copy)
+    q = predict.Predictor(copy)
+    assert (q.decode, q.visibility_threshold) == ('quadratic', pytest.approx(threshold))
+    for i in range(4):
+        r = q.predict(data.path(i), tuple(data.sizes[i]))
+        caffe_net.blobs['data'].data[...] = predict.preprocess(r['input'])
+        caffe_net.forward()
+        caffe_kp = caffe_net.blobs['part_locations'].data[0].reshape(-1, 3)
+        assert caffe_kp[:, 2].tolist() == r['keypoints_input'][:, 2].tolist()
+        np.testing.assert_allclose(caffe_kp[:, :2], r['keypoints_input'][:, :2], atol=1e-3)
+        np.testing.assert_allclose(caffe_net.blobs['prob'].data[0].ravel(), r['prob'], rtol=1e-5)
+    # the test pass: with the written threshold, and every part visible, paired
+    results = evaluate.evaluate_models([copy], tiny['cub'], str(tmp_path / 'test'),
+                                       progress=False, figure_images=2)
+    m = results['models']['joint_fc7_val']
+    assert m['decoding']['visibility_threshold'] == pytest.approx(threshold)
+    assert m['decoding']['chosen_on_val']['decode'] == 'quadratic'
+    plain = evaluate.evaluate_models([joint_model], tiny['cub'], str(tmp_path / 'plain'),
+                                     progress=False, figure_images=2)
+    assert m['classification_every_part_visible']['per_image'] == \
+        plain['models']['joint_fc7']['classification']['per_image']
+    arrays = np.load(str(tmp_path / 'test' / 'predictions_joint_fc7_val.npz'))
+    plain_prob = np.load(str(tmp_path / 'plain' / 'predictions_joint_fc7.npz'))['prob']
+    np.testing.assert_allclose(arrays['prob_every_part_visible'], plain_prob, rtol=1e-5)
+    assert not np.allclose(arrays['prob'], plain_prob)  # zeroed parts moved the scores
+    test = m['visibility_vs_every_part_visible']
+    assert test['items'] == len(results['image_ids']) and 'verdict' in test
+    readme = open(str(tmp_path / 'test' / 'README.md')).read()
+    assert 'with predicted visibility' in readme and 'Chosen on the val split' in readme

@@ -9,6 +9,7 @@ import pytest
 import caffe
 from posenorm.nets.backbones import BACKBONES
 from posenorm.pose import nets, solvers, stages
+from posenorm.pose.variant import Variant
 
 SMALL_TRAINED = list(stages.trained_nets('small'))
 
@@ -30,7 +31,7 @@ def test_checked_in_files_equal_generator_output(tmp_path, repo_root):
 
 def test_geometry_from_coord_map():
     """vgg16 at 500 px: fc7 is 10x10, cell j at 111.5 + 32 j; conv5_3 at 7.5 + 16 j."""
-    text = str(nets.pose_normalized_net('train', backbone='vgg16', holistic='cbp'))
+    text = str(nets.pose_normalized_net('train', Variant(holistic='cbp'), backbone='vgg16'))
     assert 'stride: 32' in text and 'offset: 111.5' in text
     assert 'feature_stride: 16' in text and 'feature_offset: 7.5' in text
 
@@ -45,10 +46,9 @@ def _net(tmp_path, proto, weights=None):
 def test_small_nets_forward_backward(name, tmp_path, small_lmdb):
     caffe.set_random_seed(0)
     # small_lmdb's classes are too small for a val split: val nets read test
-    kwargs = dict(stages.trained_nets('small')[name], lmdb_dir=small_lmdb, batch_size=2,
-                  num_classes=3, val_split='test')
+    setting = dict(lmdb_dir=small_lmdb, batch_size=2, num_classes=3, val_split='test')
     for phase in ('train', 'val'):
-        proto = nets.make_net(phase, 'small', **kwargs)
+        proto = nets.make_net(phase, stages.trained_nets('small')[name], 'small', **setting)
         proto.name = phase
         net = _net(tmp_path, proto)
         out = net.forward()
@@ -63,15 +63,14 @@ def test_small_nets_forward_backward(name, tmp_path, small_lmdb):
 
 
 def test_deploy_nets_outputs(tmp_path):
-    for name, kwargs in stages.deploy_nets().items():
-        proto = nets.pose_normalized_net('deploy', backbone='small', num_classes=3,
-                                         **kwargs)
+    for name, variant in stages.deploy_nets().items():
+        proto = nets.pose_normalized_net('deploy', variant, backbone='small', num_classes=3)
         proto.name = 'deploy'
         net = _net(tmp_path, proto)
         net.blobs['data'].data[...] = np.random.RandomState(0).randn(
             *net.blobs['data'].data.shape)
         out = net.forward()
-        if kwargs.get('classify', True):
+        if variant.classify:
             np.testing.assert_allclose(out['prob'].sum(1), 1, rtol=1e-5)
         if name.startswith('joint') or name == 'baseline_keypoint_features':
             locs = net.blobs['part_locations'].data
@@ -81,7 +80,7 @@ def test_deploy_nets_outputs(tmp_path):
 
 def test_faithful_vgg16_joint_net_shapes(tmp_path):
     """The paper's net at 500x500, batch 1: instantiated, not trained."""
-    proto = nets.pose_normalized_net('deploy', backbone='vgg16', holistic='cbp')
+    proto = nets.pose_normalized_net('deploy', Variant(holistic='cbp'), backbone='vgg16')
     proto.name = 'deploy'
     net = _net(tmp_path, proto)
     shape = lambda b: net.blobs[b].data.shape
@@ -106,11 +105,10 @@ def test_solvers_reference_generated_nets(repo_root):
 @pytest.mark.parametrize('name', list(stages.deploy_nets()))
 def test_faithful_vgg16_deploy_nets_instantiate(name, tmp_path):
     """Every vgg16 deploy net at 500x500: the paper's 10x10 keypoint maps."""
-    proto = nets.pose_normalized_net('deploy', backbone='vgg16',
-                                     **stages.deploy_nets()[name])
+    proto = nets.pose_normalized_net('deploy', stages.deploy_nets()[name], backbone='vgg16')
     proto.name = 'deploy'
     net = _net(tmp_path, proto)
-    if stages.deploy_nets()[name].get('parts', True):  # the baselines without parts have none
+    if stages.deploy_nets()[name].parts:  # the baselines without parts have none
         assert net.blobs['kp_score'].data.shape == (1, 15, 10, 10)
     if 'prob' in net.blobs:
         assert net.blobs['prob'].data.shape == (1, 200)

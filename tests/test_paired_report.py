@@ -94,7 +94,7 @@ def test_docs_block_has_every_section():
     assert round(100 * PAPER_PCK_MEAN[0.1], 1) == 83.6
     # decodings with their paired test, visibility, Table 3's rule, choices
     assert 'quadratic (used)' in block and 'p = 0.004' in block
-    assert '| `joint_cbp_frozen` | -1.0 | 90.00% | 80.00% | 3 | 5 |' in block
+    assert '| `joint_cbp_frozen` | -1 | 90.00% | 80.00% | 3 | 5 |' in block
     assert 'from the parts predicted visible' in block
     assert '0.01: 1.5 @ it 40, 0.1: -' in block and 'lr 0.01, 2.0 epochs' in block
 
@@ -103,11 +103,22 @@ def test_summary_table_sets_each_protocol_beside_the_paper():
     runs = [('frozen', _results('frozen', range(8), range(16))),
             ('partial', _results('partial', range(10), range(10)))]
     table = real_birds.summary_table(runs)
-    lines = [l for l in table.splitlines() if l.startswith('| frozen') or l.startswith('| partial')]
-    assert len(lines) == 6                      # baseline, parts, ground-truth parts, twice
-    parts = next(l for l in lines if '| Parts frozen |' in l)
-    assert '80.00% [10.0, 90.0]' in parts and '60.00%' in parts and '83.58%' in parts
+    assert '| Model | frozen | partial | The paper |' in table
+    rows = [l for l in table.splitlines() if l.startswith('| ') and '---' not in l][1:]
+    assert len(rows) == 7           # 3 per protocol's label set, and PCK@0.1
+    pck = rows[-1]
+    assert pck.startswith('| Keypoints: PCK@0.1 | 60.00% | 60.00% | 83.58% |')
+    parts = next(l for l in rows if l.startswith('| Parts frozen |'))
+    assert parts.startswith('| Parts frozen | 80.00% [10.0, 90.0] | - |')
     assert 'mean over keypoint types' in table
+
+
+def test_summary_rows_join_one_model_across_protocols():
+    assert real_birds._row_name('Our model (frozen ImageNet conv5_3)') == 'Our model'
+    assert (real_birds._row_name('First-order holistic (average conv5_3) + parts (partial '
+                                 'fine-tuning) (ground-truth parts at test)')
+            == 'First-order holistic (average conv5_3) + parts (ground-truth parts at test)')
+    assert real_birds._row_name('Plain label') == 'Plain label'
 
 
 def test_tool_writes_only_between_markers(tmp_path):

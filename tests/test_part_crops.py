@@ -14,6 +14,7 @@ from posenorm.pose import nets
 from posenorm.data.cub import PART_NAMES, read_cub
 from posenorm.data.part_crops import crop, crop_boxes
 from posenorm.pose.surgery import SurgeryError, copy_weights
+from posenorm.pose.variant import Variant
 
 HEAD = [PART_NAMES.index(p) for p in ('beak', 'crown', 'nape')]
 BODY = [PART_NAMES.index(p) for p in ('back', 'tail')]
@@ -106,8 +107,8 @@ def test_verify_names_a_misaligned_crop_lmdb(tmp_path, cub_root):
 
 
 def test_part_streams_come_last_and_share_names_with_the_part_nets(tmp_path):
-    fused = nets.pose_normalized_net('deploy', backbone='small', num_classes=5,
-                                     part_nets=('head', 'body'), crop_size=224)
+    fused = nets.pose_normalized_net('deploy', Variant(part_nets=('head', 'body')),
+                                     backbone='small', num_classes=5, crop_size=224)
     names = [l.name for l in fused.layer]
     first = names.index('head_data')
     assert [l.type for l in fused.layer].index('CoordinateTransfer') < first
@@ -125,7 +126,8 @@ def test_part_streams_come_last_and_share_names_with_the_part_nets(tmp_path):
 
 def test_copy_weights_renames_skips_and_checks_shapes(tmp_path):
     src = tmp_path / 'src.prototxt'
-    src.write_text(str(nets.pose_normalized_net('deploy', backbone='small', classify=False)))
+    src.write_text(str(nets.pose_normalized_net('deploy', Variant(classify=False),
+                                                backbone='small')))
     a = caffe.Net(str(src), caffe.TEST)
     for blobs in a.params.values():
         for b in blobs:

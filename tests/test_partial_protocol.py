@@ -13,6 +13,7 @@ from posenorm.nets.backbones import BACKBONES, trunk
 from posenorm.pose import feature_cache, report, solvers, stages
 from posenorm.pose.nets import pose_normalized_net, trunk_cache_net
 from posenorm.pose.train import Run, train
+from posenorm.pose.variant import Variant
 
 PARTIAL = ['partial_keypoint_stage1', 'partial_keypoint_stage2', 'partial_joint_cbp_stage3',
            'partial_joint_cbp_stage4', 'partial_baseline_cbp_stage3', 'partial_baseline_cbp_ft',
@@ -20,9 +21,8 @@ PARTIAL = ['partial_keypoint_stage1', 'partial_keypoint_stage2', 'partial_joint_
 
 
 def _net(name, backbone='vgg16', cache_layer=None, phase='train'):
-    args = stages.with_cache_layer(stages.stage(name).net_args(backbone), cache_layer)
-    return pose_normalized_net(phase, backbone=backbone, lmdb_dir='/x', score_from='conv5_3',
-                               **args)
+    variant = stages.for_run(stages.stage(name).variant(backbone), cache_layer, 'conv5_3')
+    return pose_normalized_net(phase, variant, backbone=backbone, lmdb_dir='/x')
 
 
 def test_partial_plan_has_the_papers_stages_in_order():
@@ -46,7 +46,7 @@ def test_partial_plan_has_the_papers_stages_in_order():
         stages.stage('frozen_joint_cbp').solver('vgg16')
     # other protocols' plans are unchanged by the new entries
     assert not {s.name for s in stages.plan()} & set(PARTIAL)
-    assert stages.deploy_nets()['joint_cbp_partial_oracle'] == dict(
+    assert stages.deploy_nets()['joint_cbp_partial_oracle'] == Variant(
         shared_upto='pool4', part_layer='conv5_3', holistic='cbp', oracle=True)
 
 
@@ -76,9 +76,10 @@ def test_partial_nets_share_a_fixed_trunk_and_train_exactly_what_is_above(cache_
 
 def test_partial_rejects_a_cut_that_is_not_a_pool_layer(tmp_path):
     with pytest.raises(ValueError, match='pool1 ... pool4'):
-        pose_normalized_net('train', backbone='vgg16', lmdb_dir='/x', shared_upto='conv4_3')
+        Variant(shared_upto='conv4_3')
     with pytest.raises(ValueError, match='inside the trunk shared up to pool4'):
-        pose_normalized_net('train', backbone='small', lmdb_dir='/x', shared_upto='pool4')
+        pose_normalized_net('train', Variant(shared_upto='pool4'), backbone='small',
+                            lmdb_dir='/x')
 
 
 def _trunk(tmp_path):

@@ -27,8 +27,8 @@ def test_frozen_protocol_plan_and_nets():
         stages.plan(['nope'])
     for name in ('frozen_joint_cbp', 'frozen_keypoint', 'baseline_cbp_frozen',
                  'frozen_joint_avg', 'baseline_avg_frozen'):
-        net = pose_normalized_net('train', backbone='vgg16', lmdb_dir='/x', score_from='conv5_3',
-                                  **stages.stage(name).net_args('vgg16'))
+        variant = stages.for_run(stages.stage(name).variant('vgg16'), score_from='conv5_3')
+        net = pose_normalized_net('train', variant, backbone='vgg16', lmdb_dir='/x')
         layers = [l.name for l in net.layer]
         assert not [l for l in layers if 'fc6' in l or 'fc7' in l or l.startswith('cls_conv')], layers
         assert 'conv5_3' in layers
@@ -52,7 +52,7 @@ def test_frozen_protocol_end_to_end_one_pass(tmp_path, small_lmdb, caffe_tool):
     # one trunk for every stage, as ImageNet weights give it (fillers would
     # differ per net: each Data layer draws from Caffe's RNG)
     proto = tmp_path / 'trunk.prototxt'
-    proto.write_text(str(pose_normalized_net('deploy', backbone='small', classify=False)))
+    proto.write_text(str(pose_normalized_net('deploy', stages.KEYPOINTS, backbone='small')))
     caffe.set_random_seed(0)
     trunk = str(tmp_path / 'trunk.caffemodel')
     caffe.Net(str(proto), caffe.TEST).save(trunk)

@@ -1,5 +1,6 @@
 """Issue 16 for tools/demo.py: its reused steps are reused only when they are
-what the arguments ask for, and its options say what they are."""
+what the arguments ask for (`posenorm.pose.reuse`), and its options say what
+they are."""
 import importlib.util
 import json
 import os
@@ -7,6 +8,8 @@ import re
 import time
 
 import pytest
+
+from posenorm.pose import reuse
 
 
 @pytest.fixture(scope='module')
@@ -18,27 +21,27 @@ def demo(repo_root):
     return module
 
 
-def test_another_synthetic_set_is_generated_not_reused(demo, tmp_path, capsys):
+def test_another_synthetic_set_is_generated_not_reused(tmp_path, capsys):
     out = str(tmp_path / 'synthetic_cub')
-    demo.ensure_synthetic(out, 2, 2, 48, 0)
-    demo.ensure_synthetic(out, 2, 2, 48, 0)
+    reuse.ensure_synthetic(out, 2, 2, 48, 0)
+    reuse.ensure_synthetic(out, 2, 2, 48, 0)
     assert '[demo] reusing' in capsys.readouterr().out
-    demo.ensure_synthetic(out, 3, 2, 48, 0)
+    reuse.ensure_synthetic(out, 3, 2, 48, 0)
     assert 'holds another synthetic set' in capsys.readouterr().out
     with open(os.path.join(out, 'synthetic_config.json')) as f:
         assert json.load(f)['classes'] == 3
 
 
-def test_lmdbs_of_a_changed_dataset_are_rebuilt(demo, tmp_path, capsys):
+def test_lmdbs_of_a_changed_dataset_are_rebuilt(tmp_path, capsys):
     cub = str(tmp_path / 'cub')
     lmdb = str(tmp_path / 'lmdb')
-    demo.ensure_synthetic(cub, 2, 2, 48, 0)
-    demo.ensure_lmdb(cub, lmdb, 32)
-    demo.ensure_lmdb(cub, lmdb, 32)
+    reuse.ensure_synthetic(cub, 2, 2, 48, 0)
+    reuse.ensure_lmdb(cub, lmdb, 32)
+    reuse.ensure_lmdb(cub, lmdb, 32)
     assert capsys.readouterr().out.count('[demo] reusing %s' % lmdb) == 1
     later = time.time() + 5
     os.utime(os.path.join(cub, 'images.txt'), (later, later))  # the dataset changed since
-    demo.ensure_lmdb(cub, lmdb, 32)
+    reuse.ensure_lmdb(cub, lmdb, 32)
     assert '[demo] reusing %s' % lmdb not in capsys.readouterr().out
 
 

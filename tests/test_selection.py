@@ -39,8 +39,8 @@ def test_final_solver_keeps_the_chosen_epochs_on_train_plus_val():
 
 
 def test_val_pass_reads_the_val_split_with_the_same_layers():
-    net = pose_normalized_net('train', backbone='small', lmdb_dir='/L',
-                              **stages.stage('frozen_joint_cbp').net_args('small'))
+    net = pose_normalized_net('train', stages.stage('frozen_joint_cbp').variant('small'),
+                              backbone='small', lmdb_dir='/L')
     val = feature_cache.reading_split(net, 'train', 'val')
     sources = [l.data_param.source for l in val.layer if l.type == 'Data']
     assert sources == ['/L/val_images', '/L/val_keypoints']
@@ -95,7 +95,7 @@ def test_frozen_protocol_chooses_on_val_with_one_pass_per_image(tmp_path, caffe_
     n_train, n_val = m['splits']['train']['count'], m['splits']['val']['count']
     # one trunk for every stage, as ImageNet weights give it
     proto = tmp_path / 'trunk.prototxt'
-    proto.write_text(str(pose_normalized_net('deploy', backbone='small', classify=False,
+    proto.write_text(str(pose_normalized_net('deploy', stages.KEYPOINTS, backbone='small',
                                              input_size=64)))
     caffe.set_random_seed(0)
     trunk = str(tmp_path / 'trunk.caffemodel')

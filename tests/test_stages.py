@@ -3,6 +3,7 @@ import pytest
 
 from posenorm.pose import stages
 from posenorm.nets.backbones import BACKBONES
+from posenorm.pose.variant import Variant
 
 
 def test_every_stage_has_a_solver_per_backbone_and_known_sources():
@@ -21,8 +22,8 @@ def test_stages_come_after_what_they_start_from():
 
 def test_pretrained_backbone_fixes_stage1_trunk_and_caches_it():
     s = stages.stage('keypoint_stage1')
-    assert s.net_args('vgg16')['loc_lr'] == 0 and s.is_cached('vgg16')
-    assert 'loc_lr' not in s.net_args('small') and not s.is_cached('small')
+    assert s.variant('vgg16').lr('loc') == 0 and s.is_cached('vgg16')
+    assert s.variant('small').lr('loc') == 1 and not s.is_cached('small')
 
 
 def test_plan_takes_only_what_a_model_needs():
@@ -41,7 +42,7 @@ def test_models_export_trained_stages_with_deploy_nets():
         assert m.stage in stages.STAGES_BY_NAME
         assert m.deploy in deploy
         assert (m.deploy + '_oracle' in deploy) == m.oracle
-    assert deploy['joint_cbp_oracle'] == dict(holistic='cbp', oracle=True)
+    assert deploy['joint_cbp_oracle'] == Variant(holistic='cbp', oracle=True)
 
 
 @pytest.mark.parametrize('name', ['missing_stage'])

@@ -14,6 +14,7 @@ from posenorm.core import net_loading
 from posenorm.nets.backbones import BACKBONES, conv_trunk_proto
 from posenorm.pose import surgery
 from posenorm.pose.nets import pose_normalized_net
+from posenorm.pose.variant import Variant
 from posenorm.pose.stages import trained_nets
 
 SMALL = BACKBONES['small']
@@ -144,8 +145,8 @@ def joint(zoo):
     report = surgery.surgery(zoo['caffemodel'], out, source_net=zoo['prototxt'],
                              backbone='small', holistic='fc7', num_classes=5, log=log.append)
     target = _write_proto(zoo['dir'] / 'small_joint_fc7_deploy.prototxt',
-                          pose_normalized_net('deploy', backbone='small', holistic='fc7',
-                                              num_classes=5))
+                          pose_normalized_net('deploy', Variant(holistic='fc7'),
+                                              backbone='small', num_classes=5))
     return dict(out=out, report=report, log=log, target=target)
 
 
@@ -188,10 +189,11 @@ def test_output_loads_into_every_train_net(zoo, joint, tmp_path):
     """What `caffe train --weights` does, for every stage of the small backbone."""
     src = zoo['params']
     known, skipped = set(caffe.layer_type_list()), []
-    for name, kw in trained_nets('small').items():
-        if 'part' in kw:  # part nets: the driver copies the trunk in renamed
+    for name, variant in trained_nets('small').items():
+        if variant.part:  # part nets: the driver copies the trunk in renamed
             continue      # (surgery.copy_weights, tests/test_train.py)
-        proto = _train_like(pose_normalized_net('train', backbone='small', num_classes=5, **kw))
+        proto = _train_like(pose_normalized_net('train', variant, backbone='small',
+                                                num_classes=5))
         missing = {layer.type for layer in proto.layer} - known
         if missing:  # e.g. CompactBilinear before it is built
             skipped.append(name)
@@ -353,7 +355,8 @@ def test_refuses_to_overwrite(zoo, tmp_path):
 
 def test_copy_stream(tmp_path):
     target = _write_proto(tmp_path / 'joint.prototxt',
-                          pose_normalized_net('deploy', backbone='small', holistic='fc7', num_classes=5))
+                          pose_normalized_net('deploy', Variant(holistic='fc7'), backbone='small',
+                                              num_classes=5))
     net = caffe.Net(target, caffe.TEST)
     rng = np.random.RandomState(1)
     for name in net.params:
@@ -401,7 +404,8 @@ def test_cli(zoo, tmp_path, repo_root):
 
 def test_caffe_train_weights(zoo, joint, tmp_path, caffe_tool):
     """`caffe train --weights OUT` on a stage-4 train net (Input blobs for the LMDBs)."""
-    proto = _train_like(pose_normalized_net('train', backbone='small', num_classes=5, holistic='fc7'),
+    proto = _train_like(pose_normalized_net('train', Variant(holistic='fc7'), backbone='small',
+                                            num_classes=5),
                         input_size=224, batch=1)
     net = _write_proto(tmp_path / 'train.prototxt', proto)
     (tmp_path / 'solver.prototxt').write_text(

@@ -153,6 +153,39 @@ def test_combined_init_is_made_again_after_its_source_is_retrained(tmp_path, key
         os.utime(run.final_weights('keypoint_stage2'))
 
 
+def test_classification_stream_starts_from_one_stream_imagenet_weights(
+        tmp_path, keypoint_run, small_lmdb, caffe_tool):
+    """ImageNet weights as published hold one stream (conv1_1 ...): stage 3's
+    classification stream (cls_conv1_1 ...) starts from them too, not from
+    its fillers, while the localization stream is keypoint_stage2's."""
+    imagenet = keypoint_run.final_weights('keypoint_stage1')
+    run = _run(tmp_path, small_lmdb, caffe_tool, imagenet_weights=imagenet)
+    run.prepare()
+    os.makedirs(run.path('done'))
+    for s in ('keypoint_stage1', 'keypoint_stage2'):
+        os.symlink(keypoint_run.path('done', s + '.json'), run.path('done', s + '.json'))
+    init = run.init_weights(stages.stage('joint_cbp_stage3'))
+    net = caffe.Net(run.path('prototxt', 'small', 'joint_cbp_stage3_train.prototxt'),
+                    caffe.TEST, weights=init)
+    one_stream = caffe.Net(run.path('prototxt', 'small', 'keypoint_stage2_train.prototxt'),
+                           caffe.TEST, weights=imagenet)
+    kp = caffe.Net(run.path('prototxt', 'small', 'keypoint_stage2_train.prototxt'),
+                   caffe.TEST, weights=run.final_weights('keypoint_stage2'))
+    for name in ('conv1_1', 'conv3_1'):
+        np.testing.assert_array_equal(net.params['cls_' + name][0].data,
+                                      one_stream.params[name][0].data)
+        np.testing.assert_array_equal(net.params[name][0].data, kp.params[name][0].data)
+    assert not np.array_equal(one_stream.params['conv3_1'][0].data, kp.params['conv3_1'][0].data)
+    # a stage that starts from ImageNet alone, with a classification stream
+    stage = stages.stage('partial_baseline_cbp_stage3')
+    net = caffe.Net(run.train_net(stage), caffe.TEST, weights=run.init_weights(stage))
+    cls = [n for n in net.params if n.startswith('cls_conv')]
+    assert cls
+    for name in cls:
+        np.testing.assert_array_equal(net.params[name][0].data,
+                                      one_stream.params[name[4:]][0].data)
+
+
 def test_feature_pass_skips_the_localization_stream(tmp_path, small_lmdb, caffe_tool):
     """Stage 3 pools at ground-truth keypoints: its feature pass needs the
     classification trunk and the keypoint labels, not the heatmap net."""
@@ -254,8 +287,9 @@ def test_every_vgg16_stage_trains(tmp_path_factory, caffe_tool):
     dirs = train(run)
     assert len(dirs) == 7
     for name in ('joint_fc7_stage3', 'joint_cbp_stage3'):  # the trunk ran once for them
-        assert '[train] %s: features cached in the same pass (the trunk it shares with ' \
-            'baseline_fc7_frozen ran once)' % name in logs
+        assert any(l.startswith('[train] %s: ' % name) and l.endswith(
+            'features cached in the same pass (the trunk it shares with baseline_fc7_frozen '
+            'ran once)') for l in logs)
     for stage in plan():
         assert run.done_record(stage.name)['iterations'] == 1
 
@@ -306,3 +340,13 @@ def test_part_nets_stages_and_their_fused_model(tmp_path, keypoint_run, small_lm
     np.testing.assert_allclose(from_input_coords(net.blobs['part_locations'].data[0, :, :2],
                                                  original.size, run.input_size), kp[:, :2])
     assert r['oracle_prob'] is None and abs(r['prob'].sum() - 1) < 1e-5
+
+
+def test_start_outputs_are_the_last_attempts_first_iteration():
+    """A log kept across attempts holds each attempt's iteration 0: the
+    record's start is the attempt that trained the final weights."""
+    from posenorm.pose.train import start_outputs
+    curves = {'train/loss_cls': [(0, 1.4), (20, 0.8), (0, 0.05), (20, 0.04)],
+              'train/loss_kp': [(0, 39.0), (20, 20.0)], 'val/loss_cls': [(0, 3.0)],
+              'train/empty': [(20, 1.0)]}
+    assert start_outputs(curves) == {'loss_cls': 0.05, 'loss_kp': 39.0}

@@ -60,6 +60,10 @@ def test_lmdb_val_split_disjoint_and_recorded(caffe, birds, tmp_path):
     again = lmdb_data.build_lmdbs(birds, str(tmp_path / 'again'), size=32, progress=False,
                                   crop_size=0, val_fraction=0.2)
     assert again['val_image_ids'] == m['val_image_ids']
+    # what a model trained from this set records (model.json's val_split)
+    rec = lmdb_data.val_split_record(lmdb_data.parse_manifest(out))
+    assert rec['image_ids'] == m['val_image_ids'] and (rec['fraction'], rec['seed']) == (0.2, 0)
+    assert lmdb_data.val_split_record(dict(val_image_ids=[])) is None
 
 
 def test_val_phase_reads_val_split():

@@ -9,14 +9,15 @@ Caffe links (a 4096^3 InnerProduct, as tools/bench_layers.py measures it),
 then VGG-16 conv1_1 ... pool5 (conv + ReLU + max pool, ceil mode) at each
 input shape of --input-shapes, forward and forward+backward (random top diff, no
 gradient to the data), layer by layer, for Caffe's original CPU code
-(POSENORM_CPU_ENGINE=reference), ours on its direct path (POSENORM_WINOGRAD=0)
-and ours as every prototxt gets it (both variables unset: Winograd where the
-engine picks it); then the same forward through ONNX Runtime (a child running
+(POSENORM_CPU_ENGINE=reference), ours on its direct path (POSENORM_WINOGRAD=0),
+ours with Winograd but the direct weight gradient (POSENORM_WINOGRAD=auto,0: the
+engine before its Winograd weight gradient) and ours as every prototxt gets it
+(both variables unset: Winograd where the engine picks it); then the same forward through ONNX Runtime (a child running
 tools/bench_conv_onnx.py in the pinned .venv-bench, from the same weights and
 input).
 
 Times are medians of --repeats passes after one warm-up, measured with
-time.perf_counter around each layer's net._forward/_backward; the three Caffe
+time.perf_counter around each layer's net._forward/_backward; the four Caffe
 paths take turns pass by pass (the nets built side by side), so that other
 jobs' load falls on all alike. GFLOP/s counts
 convolution multiply-adds only (2 flops each, the direct convolution's count

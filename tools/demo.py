@@ -19,7 +19,6 @@ curves, and the answer to the paper's question from this run's numbers) is
 written to --out (default reports/demo).
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -27,11 +26,11 @@ import time
 from posenorm.core import cli
 from posenorm.core import caffe_run, device, outputs, plots
 from posenorm.core.atomic import atomic_directory
-from posenorm.data import lmdb_data, synthetic
+from posenorm.data import lmdb_data
 from posenorm.nets.backbones import BACKBONES
-from posenorm.pose import report, run_record
+from posenorm.pose import report, reuse
 from posenorm.pose.cost import partial_cost
-from posenorm.pose.evaluate import REPORT_MARKER, evaluate_models
+from posenorm.pose.evaluate import REPORT_MARKER, choose_on_val, evaluate_models
 from posenorm.pose.nets import check_input_size
 from posenorm.pose.stages import ALL_MODELS, PARTIAL_CACHE, PROTOCOLS, require_imagenet
 from posenorm.pose.train import Run, train
@@ -46,77 +45,13 @@ def step(timings, name, fn, *args, **kwargs):
     return result
 
 
-def ensure_synthetic(out, classes, per_class, size, seed):
-    """The synthetic set of these arguments: reused only if it is that one."""
-    wanted = dict(classes=classes, per_class=per_class, size=size, seed=seed)
-    try:
-        with open(os.path.join(out, 'synthetic_config.json')) as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        config = None
-    if config is not None and {k: config.get(k) for k in wanted} == wanted:
-        print('[demo] reusing %s' % out)
-        return out
-    if config is not None:
-        print('[demo] %s holds another synthetic set (%s): generating the one asked for'
-              % (out, ', '.join('%s %s' % (k, config.get(k)) for k in wanted)))
-    synthetic.write_dataset(out, num_classes=classes, per_class=per_class, size=size, seed=seed,
-                            force=config is not None)
-    return out
-
-
-def ensure_lmdb(cub, out, size, classes=None, val_fraction=lmdb_data.VAL_FRACTION):
-    """LMDBs of `cub` at `size` (of `classes`, ids; None: all; val split
-    `val_fraction`): reused only if built from its files as they are now
-    (`lmdb_data.built_from`) with the same val split."""
-    try:
-        manifest = lmdb_data.parse_manifest(out)
-        if manifest['input_size'] == size and manifest.get('crop_size') and \
-                manifest.get('val_fraction', 0) == val_fraction and \
-                lmdb_data.built_from(manifest, cub, classes):
-            print('[demo] reusing %s' % out)
-            return out
-    except (OSError, ValueError, KeyError):
-        pass
-    m = lmdb_data.build_lmdbs(cub, out, size=size, classes=classes, force=True,
-                              val_fraction=val_fraction)
-    print('[demo] %s' % m['annotation_summary'])
-    return out
-
-
-def default_out(protocol):
-    return 'reports/demo' if protocol == 'full' else 'reports/demo_' + protocol
-
-
-def other_protocols(protocol, cub):
-    """The other CPU protocols' rows from their reports (default places),
-    where they evaluated the same test images of the same dataset."""
-    reports, rows = [], {}
-    for other in report.PROTOCOL_QUESTION:
-        path = os.path.join(default_out(other), 'results.json')
-        if other == protocol or not os.path.exists(path):
-            continue
-        with open(path) as f:
-            theirs = json.load(f)
-        if os.path.realpath(theirs['cub_dir']) == os.path.realpath(cub) and other in \
-                report.protocol_rows(theirs):
-            reports.append(path)
-            rows[other] = dict(report.protocol_rows(theirs)[other], image_ids=theirs['image_ids'])
-    return dict(reports=reports, protocols=rows)
-
-
 def training_curves(run):
     """[(stage, [(iteration, loss)])] parsed from the run's Caffe logs."""
     logs = sorted(f for f in os.listdir(run.path('logs')) if f.endswith('.log'))
     return [(name[:-4], caffe_run.parse_log(run.path('logs', name))['loss']) for name in logs]
 
 
-# What an earlier demo left in --work (directories made before `outputs.claim`).
-WORK_MARKERS = ('synthetic_cub', 'lmdb_*', 'run_*')
-
-
-@cli.tool
-def main(argv=None):
+def parser():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                  epilog=__doc__.split('\n', 2)[2],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -163,18 +98,79 @@ def main(argv=None):
                          'docs/real_birds.md; the figure into docs/demo/)')
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
     device.add_gpu_argument(ap, multi=True)
-    args = ap.parse_args(argv)
-    classes = args.classes
-    if classes and not args.data:
+    return ap
+
+
+def checked_models(ap, args):
+    """The models to train; the tool's errors for what cannot run."""
+    if args.classes and not args.data:
         ap.error('--classes needs --data (synthetic classes: --synthetic-classes)')
     models = [m for m in (args.models.split(',') if args.models else PROTOCOLS[args.protocol]) if m]
     unknown = [m for m in models if m not in ALL_MODELS]
     if unknown:
         ap.error('--models: unknown %s (known: %s)' % (', '.join(unknown), ', '.join(ALL_MODELS)))
     require_imagenet(models, args.backbone, args.weights)
-    out = args.out or default_out(args.protocol)
+    return models
+
+
+def prepare_data(args, size, timings):
+    """(dataset dir, LMDB dir): the synthetic birds unless --data, and their
+    LMDBs at `size`, each reused when it is the one asked for."""
+    if args.data:
+        cub = args.data
+    else:
+        cub = step(timings, 'synthetic birds', reuse.ensure_synthetic,
+                   os.path.join(args.work, 'synthetic_cub'), args.synthetic_classes, args.per_class,
+                   256, args.seed)
+    lmdbs = step(timings, 'LMDBs', reuse.ensure_lmdb, cub,
+                 reuse.lmdb_dir(args.work, cub, size, args.classes, args.val_fraction), size,
+                 args.classes, args.val_fraction)
+    return cub, lmdbs
+
+
+def extras(args, run, cub, timings):
+    """What results.json holds beside the evaluation: choices made on val,
+    feature passes, the val split, the cost and the other protocols."""
+    extra = dict(selection={r['stage']: r['selection'] for r in run.done_records()
+                            if r.get('selection')},
+                 feature_passes=run.feature_passes(),
+                 val_split=dict(fraction=args.val_fraction,
+                                images=run.manifest['splits'].get('val', {}).get('images', 0),
+                                image_ids=run.manifest.get('val_image_ids', [])))
+    if args.protocol == 'partial':
+        extra['cost'] = step(timings, 'cost (caffe time)', partial_cost, run)
+    if args.protocol in report.PROTOCOL_QUESTION:
+        extra['comparison'] = reuse.other_protocols(args.protocol, cub)
+    return extra
+
+
+def write_report(args, out, results, run, timings):
+    """README and figure together in `out`; with --readme its docs block."""
+    with atomic_directory(out, marker=REPORT_MARKER, update=True) as tmp:
+        plots.plot_loss_curves(os.path.join(tmp, 'training_curves.png'), training_curves(run))
+        report.write_readme(os.path.join(tmp, 'README.md'), results,
+                            training=report.training_section(run.dir, run.done_records()),
+                            timings=timings)
+    print('\n[demo] report: %s' % os.path.join(out, 'README.md'))
+    if args.readme:
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
+        command = ' '.join(['python tools/demo.py'] + sys.argv[1:])
+        # a figure of the synthetic birds only: real images are never committed
+        figure = None if args.data else 'docs/demo/figure3.png'
+        report.update_readme(os.path.join(root, report.DOCS_FILE[args.protocol]),
+                             report.readme_block(results, out, timings, root, command, figure),
+                             args.protocol)
+
+
+@cli.tool
+def main(argv=None):
+    ap = parser()
+    args = ap.parse_args(argv)
+    models = checked_models(ap, args)
+    out = args.out or reuse.default_out(args.protocol)
     inputs = [args.data, args.weights]
-    outputs.check_output(args.work, outputs.UPDATE, inputs, marker=WORK_MARKERS, what='--work')
+    outputs.check_output(args.work, outputs.UPDATE, inputs, marker=reuse.WORK_MARKERS,
+                         what='--work')
     outputs.check_output(out, outputs.DIRECTORY, inputs + [args.work], True, REPORT_MARKER,
                          'report directory')  # a demo replaces its own report
     caffe = caffe_run.caffe_tool()
@@ -186,56 +182,23 @@ def main(argv=None):
     size = args.input_size or BACKBONES[args.backbone].input_size
     check_input_size(args.backbone, size, '--input-size %d' % size)  # before any data work
     outputs.claim(args.work, 'tools/demo.py --work')
-    if args.data:
-        cub = args.data
-    else:
-        cub = step(timings, 'synthetic birds', ensure_synthetic,
-                   os.path.join(args.work, 'synthetic_cub'), args.synthetic_classes, args.per_class,
-                   256, args.seed)
-    tag = os.path.basename(os.path.normpath(cub))
-    subset = '_c' + str(classes).replace(',', '_') if classes else ''
-    val = '_v%g' % args.val_fraction if args.val_fraction != lmdb_data.VAL_FRACTION else ''
-    lmdb_dir = step(timings, 'LMDBs', ensure_lmdb, cub,
-                    os.path.join(args.work, 'lmdb_%s%s_%d%s' % (tag, subset, size, val)), size,
-                    classes, args.val_fraction)
-    num_classes = lmdb_data.parse_manifest(lmdb_dir)['num_classes']
-    # one run directory per LMDB set: another dataset never meets this one's stages
-    digest = run_record.manifest_digest(lmdb_dir)[:8]
-    run = Run(os.path.join(args.work, 'run_%s_%s_%d_%s' % (tag, args.backbone, size, digest)),
-              args.backbone, lmdb_dir, num_classes, caffe=caffe, gpus=args.gpu,
+    cub, lmdbs = prepare_data(args, size, timings)
+    run = Run(reuse.run_dir(args.work, cub, args.backbone, size, lmdbs), args.backbone, lmdbs,
+              lmdb_data.parse_manifest(lmdbs)['num_classes'], caffe=caffe, gpus=args.gpu,
               imagenet_weights=args.weights, iter_scale=args.iter_scale, seed=args.seed,
               retrain=[s for s in args.retrain.split(',') if s], cache_layer=args.cache_layer,
               progress=not args.quiet)
     model_dirs = step(timings, 'training (%s)' % args.backbone, train, run, models)
-    extra = dict(selection={r['stage']: r['selection'] for r in run.done_records()
-                            if r.get('selection')},
-                 feature_passes=run.feature_passes(),
-                 val_split=dict(fraction=args.val_fraction,
-                                images=run.manifest['splits'].get('val', {}).get('images', 0),
-                                image_ids=run.manifest.get('val_image_ids', [])))
-    if args.protocol == 'partial':
-        extra['cost'] = step(timings, 'cost (caffe time)', partial_cost, run)
-    if args.protocol in report.PROTOCOL_QUESTION:
-        extra['comparison'] = other_protocols(args.protocol, cub)
+    extra = extras(args, run, cub, timings)
+    if run.val_split == 'val':  # decoding and visibility threshold, written into the models
+        extra['keypoint_choices'] = step(
+            timings, 'choices on val', choose_on_val, model_dirs, cub, out.rstrip(os.sep) + '_val',
+            force=True, share=args.protocol != 'full', progress=not args.quiet)
     results = step(timings, 'evaluation', evaluate_models, model_dirs, cub, out,
                    limit=args.limit or None, force=True, share=args.protocol != 'full', extra=extra,
                    progress=not args.quiet)
     timings.append(('total', time.time() - t_start))
-    with atomic_directory(out, marker=REPORT_MARKER, update=True) as tmp:  # README and figure together
-        plots.plot_loss_curves(os.path.join(tmp, 'training_curves.png'), training_curves(run))
-        report.write_readme(os.path.join(tmp, 'README.md'), results,
-                            training=report.training_section(run.dir, run.done_records()),
-                            timings=timings)
-    readme = os.path.join(out, 'README.md')
-    print('\n[demo] report: %s' % readme)
-    if args.readme:
-        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')
-        command = ' '.join(['python tools/demo.py'] + sys.argv[1:])
-        # a figure of the synthetic birds only: real images are never committed
-        figure = None if args.data else 'docs/demo/figure3.png'
-        report.update_readme(os.path.join(root, report.DOCS_FILE[args.protocol]),
-                             report.readme_block(results, out, timings, root, command, figure),
-                             args.protocol)
+    write_report(args, out, results, run, timings)
     for name, seconds in timings:
         print('[demo] %-22s %6.0f s' % (name, seconds))
     return 0

@@ -5,6 +5,8 @@
       --data data/synthetic_cub --out reports/synthetic
   python tools/evaluate.py --models models/joint_cbp --data /path/to/CUB_200_2011 \\
       --out reports/cub --limit 200
+  python tools/evaluate.py --models RUN/models/joint_cbp_frozen --data /path/to/CUB_200_2011 \\
+      --split val --out reports/cub_val --write-choice
 
 Each model directory holds deploy.prototxt, weights.caffemodel and model.json
 (python/posenorm/nets/model_dir.py).  Every image of the split is read with
@@ -13,6 +15,11 @@ read_cub, resized to the model's input size and run through its deploy net
 README.md (markdown tables and figures), results.json (every number),
 confusion matrices, PCK-vs-alpha curves, Figure 3 grids and per-image
 predictions (.npz).  Metric definitions: python/posenorm/core/metrics.py.
+
+--split val scores the images the models' training held out (model.json's
+val_split); --write-choice then writes the keypoint decoding and visibility
+threshold chosen there into each model directory (python/posenorm/pose/
+choices.py), and a later test evaluation uses them: the test split scored once.
 """
 import argparse
 import os
@@ -22,7 +29,9 @@ from posenorm.core import cli
 from posenorm.core import device
 from posenorm.core import outputs
 from posenorm.core.report import pct
+from posenorm.pose.choices import write_choices
 from posenorm.pose.evaluate import REPORT_MARKER, evaluate_models
+from posenorm.pose.paired import paired_text
 from posenorm.pose.predict import add_decoding_arguments, decoding_options
 
 
@@ -48,6 +57,9 @@ def print_summary(results, split):
             print('visibility %-38s threshold %g: precision %s recall %s' % (
                 name[:38], m['decoding']['visibility_threshold'], pct(v['precision']),
                 pct(v['recall'])))
+        if m.get('visibility_vs_every_part_visible'):
+            print('with vs without predicted visibility %-20s %s' % (
+                name[:20], paired_text(m['visibility_vs_every_part_visible'])))
         if m.get('keypoint_choices') and split == 'val':
             c = m['keypoint_choices']
             print('chosen on val %-35s decode %s, visibility threshold %s (%d of %d flags '
@@ -65,7 +77,13 @@ def main(argv=None):
     ap.add_argument('--out', required=True, metavar='REPORT_DIR',
                     help='report directory to create (built beside it, then renamed); it may not be, '
                          'contain or sit inside a model directory or --data')
-    ap.add_argument('--split', default='test', choices=('test', 'train'), help='split to evaluate (default test)')
+    ap.add_argument('--split', default='test', choices=('test', 'train', 'val'),
+                    help='split to evaluate (default test; val: the images the models\' training '
+                         'held out, as their model.json records)')
+    ap.add_argument('--write-choice', action='store_true',
+                    help='with --split val: write the keypoint decoding and visibility threshold '
+                         'chosen on these images into each model directory (deploy nets and '
+                         'model.json), as tools/demo.py does before scoring the test split')
     ap.add_argument('--limit', **cli.limit('at most N images, round-robin over classes'))
     ap.add_argument('--figure-images', type=cli.integer(1, 1000), default=8, metavar='N',
                     help='images in each Figure 3 grid (default 8)')
@@ -79,6 +97,8 @@ def main(argv=None):
     ap.add_argument('--quiet', action='store_true', help='no progress bars')
     device.add_gpu_argument(ap)
     args = ap.parse_args(argv)
+    if args.write_choice and (args.split != 'val' or args.limit):
+        ap.error('--write-choice needs --split val and every val image (no --limit)')
     outputs.check_output(args.out, outputs.DIRECTORY, args.models + [args.data], args.force,
                          REPORT_MARKER, 'report directory')
     device.use_device(args.gpu)
@@ -91,6 +111,10 @@ def main(argv=None):
         print('note: %d %s image(s) of classes no model knows were not evaluated'
               % (results['images_of_classes_no_model_knows'], args.split))
     print_summary(results, args.split)
+    if args.write_choice:
+        for model, choice in write_choices(results).items():
+            print('wrote into %s: decode %s, visibility threshold %s'
+                  % (model, choice['decode'], choice['visibility']['threshold']))
     print('report: %s' % os.path.join(os.path.abspath(args.out), 'README.md'))
     return 0
 

@@ -11,15 +11,17 @@ The net is the paper's trunk (posenorm.nets.backbones.trunk: VGG_ILSVRC_16_layer
 names and shapes) up to conv5_3, plus pool5; Caffe pools with ceil rounding.
 Each CPU convolution path is built in turn, by the variables read when a
 layer is created: POSENORM_CPU_ENGINE=reference (Caffe's original code),
-POSENORM_WINOGRAD=0 (our engine's direct, banded path) and neither (our
-engine as every prototxt gets it: Winograd where it picks it). All get the
+POSENORM_WINOGRAD=0 (our engine's direct, banded path), POSENORM_WINOGRAD=auto,0
+(Winograd where the engine picks it, but the banded weight gradient: the
+engine before its Winograd weight gradient) and neither (our engine as every
+prototxt gets it: Winograd where it picks it). All get the
 same weights, input and top diff, and their pool5 and parameter gradients
 are compared with Caffe's (relative to the largest magnitude of each blob):
 end to end (pool5, and the parameter gradients for information: a ReLU sign
 or max-pool winner that flips between near-equal values moves whole terms of
 a gradient), and layer by layer from identical inputs (checked); each
-convolution's Winograd output and data gradient also against the direct
-path's. The nets are then timed in turns, pass by pass, so that the load of
+convolution's Winograd output, data and weight gradients also against the
+direct path's. The nets are then timed in turns, pass by pass, so that the load of
 other jobs on a shared machine falls on all alike.
 """
 import collections
@@ -41,7 +43,8 @@ from posenorm.nets.backbones import BACKBONES, VGG_MEAN_BGR, max_pool, trunk
 
 # The variables each path is built with (read when a layer is created).
 PATH_ENV = dict(reference=dict(POSENORM_CPU_ENGINE='reference'),
-                direct=dict(POSENORM_WINOGRAD='0'), fast={})
+                direct=dict(POSENORM_WINOGRAD='0'),
+                direct_dw=dict(POSENORM_WINOGRAD='auto,0'), fast={})
 PATHS = tuple(PATH_ENV)
 SEED = 0
 DATA_SCALE = 50.0  # mean-subtracted pixels are of this order
@@ -278,8 +281,9 @@ def measure_size(spec, n, h, w, weights, tmp, dump):
 
 
 def winograd_errors(local, layers):
-    """{conv: {'top': ..., 'dx': ...}}: each convolution's output and data
-    gradient, Winograd (where the engine picks it) against the direct path."""
+    """{conv: {'top': ..., 'dx': ..., 'dw': ...}}: each convolution's output,
+    data and weight gradients, Winograd (where the engine picks it) against
+    the direct path."""
     out = {}
     for _, name, kind, *_ in layers:
         if kind == 'Convolution':
@@ -287,7 +291,8 @@ def winograd_errors(local, layers):
                  if k.startswith(name + ':')}
             out[name] = dict(top=max(v for k, v in d.items() if k.endswith('/data')),
                              dx=max([v for k, v in d.items() if k.endswith('/diff')
-                                     and not k.startswith('param')] or [None]))
+                                     and not k.startswith('param')] or [None]),
+                             dw=d['param0/diff'])
     return out
 
 

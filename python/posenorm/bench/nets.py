@@ -64,9 +64,9 @@ def dummy_net(proto, batch, size):
     return out
 
 
-def make_net(backbone, batch, **variant):
-    proto = pose_normalized_net('train', backbone=backbone, batch_size=batch,
-                                num_classes=NUM_CLASSES, **variant)
+def make_net(backbone, batch, variant):
+    proto = pose_normalized_net('train', variant, backbone=backbone, batch_size=batch,
+                                num_classes=NUM_CLASSES)
     proto.name = 'bench_%s' % backbone
     return dummy_net(proto, batch, input_size(backbone))
 
@@ -188,7 +188,7 @@ def bench_backbone(settings, backbone, tmp, sync):
     path = lambda name: os.path.join(tmp, '%s_%s' % (backbone, name))
 
     # 1) the joint train net (stage 4: everything learns), `caffe time`
-    joint = make_net(backbone, batch, **trained_nets(backbone)['joint_cbp_stage4'])
+    joint = make_net(backbone, batch, trained_nets(backbone)['joint_cbp_stage4'])
     joint_path = write_text(path('joint_train.prototxt'), str(joint))
     progress('%s: caffe time, joint train net, %d iterations' % (backbone, iters))
     res['joint'] = caffe_time(settings, joint_path, iters, path('joint_time.log'))
@@ -197,7 +197,7 @@ def bench_backbone(settings, backbone, tmp, sync):
         backbone, res['joint']['total'], res['joint']['wall']))
 
     # 2a) stage 3 uncached: `caffe train` on the whole frozen net
-    stage3 = make_net(backbone, batch, **trained_nets(backbone)[STAGE3])
+    stage3 = make_net(backbone, batch, trained_nets(backbone)[STAGE3])
     stage3_path = write_text(path('stage3_train.prototxt'), str(stage3))
     solver = stage_solver(backbone, stage3_path, iters + 1, 1, path('stage3'))
     solver_path = write_text(path('stage3_solver.prototxt'),

@@ -137,6 +137,19 @@ def nonfinite_params(caffemodel):
                    for b in layer.blobs)]
 
 
+def check_trained(name, weights, solver_path):
+    """StageFailed unless `caffe train` of stage `name` left its final
+    `weights`; StageDiverged (the file set aside) where any is not finite."""
+    if not os.path.exists(weights):
+        raise StageFailed('%s finished without %s' % (name, weights))
+    bad = nonfinite_params(weights)
+    if bad:
+        os.replace(weights, weights + '.diverged')
+        raise StageDiverged(
+            '%s diverged: non-finite weights in %s (moved to %s.diverged); lower '
+            'base_lr in %s and run again' % (name, ', '.join(bad[:5]), weights, solver_path))
+
+
 def parse_log(path):
     """Training curves from a Caffe log: {'loss': [(iter, value)], ...}."""
     curves = {'loss': []}

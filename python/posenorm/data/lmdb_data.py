@@ -125,6 +125,18 @@ def validation_mask(data, fraction, seed):
     return mask
 
 
+def val_split_record(manifest):
+    """What a model trained from an LMDB set records of its val split
+    (model.json's `val_split`: fraction, seed, rule, image ids), so
+    `tools/evaluate.py --split val` scores exactly the images the builder
+    held out; None when the set has no val split."""
+    ids = manifest.get('val_image_ids') or []
+    if not ids:
+        return None
+    return dict(fraction=manifest['val_fraction'], seed=manifest['val_seed'],
+                rule=manifest.get('val_rule'), image_ids=list(ids))
+
+
 def split_data(data, split, val):
     """The images of one LMDB split; `val` is `validation_mask`'s mask."""
     if split == 'val':

@@ -20,7 +20,13 @@ model.json:
                                               # geometry of every spatial output
                                               #   (core.geometry), written by
                                               #   write_model_dir
-     "oracle_deploy": "oracle_deploy.prototxt"}         # optional
+     "oracle_deploy": "oracle_deploy.prototxt",         # optional
+     "val_split": {"fraction": 0.15, "seed": 0, "image_ids": [...]},
+                                              # optional: the images training
+                                              #   held out (`val_image_ids`)
+     "decode": "argmax", "visibility_threshold": -1.2,  # optional: the keypoint
+     "keypoint_choice": {...}}                #   decoding chosen on val, also
+                                              #   written into the deploy net
 
 Any other keys (training history, ...) are kept and ignored.  Directories
 are written atomically (`write_model_dir`): a reader never sees a half
@@ -152,6 +158,27 @@ def training_record(model_dir):
     return dict(records=records, lmdb_dir=lmdb_dir,
                 seen={s: splits[s] for s in ('train', 'val') if s in splits},
                 test=splits.get('test', []))
+
+
+def val_image_ids(info):
+    """The image ids of the val split a model's training held out
+    (model.json's `val_split`, copied from its LMDB manifest when the model
+    was written); ModelDirError naming model.json when it records none."""
+    ids = (info.get('val_split') or {}).get('image_ids')
+    if not ids:
+        raise ModelDirError('%s: records no val split (trained without one, or written before '
+                            'model.json recorded it)' % os.path.join(info['dir'], INFO))
+    return [int(i) for i in ids]
+
+
+def update_info(model_dir, **keys):
+    """Set `keys` in a model directory's model.json (atomically)."""
+    path = os.path.join(os.path.abspath(os.fspath(model_dir)), INFO)
+    with open(path) as f:
+        info = json.load(f)
+    info.update(keys)
+    validate_info(info, path)
+    atomic_write_text(path, json.dumps(info, indent=1) + '\n')
 
 
 def load_model(model_dir, oracle=False, allow_python=False):

@@ -64,10 +64,9 @@ class CachedStages(object):
             if not os.path.exists(init):
                 caffe.set_random_seed(self.seed)
                 atomic_save(init, caffe.Net(train_net, caffe.TEST).save)
-        classifies = stage.net_args(self.backbone).get('classify', True)
-        head = 'cls_score' if classifies else 'kp_score'
-        if self.above_cache(stage):  # its head's input computed from the trunk cache
-            train_net = self.above_net(stage, split)
+        head = 'cls_score' if stage.variant(self.backbone).classify else 'kp_score'
+        if self.partial.applies(stage):  # its head's input computed from the trunk cache
+            train_net = self.partial.above_net(stage, train_net, split)
         elif split != 'train':  # the same net reading the other split's LMDBs
             path = self.path('prototxt', self.backbone, '%s_train_on_%s.prototxt'
                              % (stage.name, split))

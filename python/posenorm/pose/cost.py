@@ -41,13 +41,16 @@ def partial_cost(run, iterations=2, stage=COMPARED_STAGE):
             timed = json.load(f)
     else:
         logs = run.path('logs', 'cost')
+        compared = stages.stage(stage)
+        full = run.train_net(compared)
         timed = dict(stage=stage, iterations=iterations, batch_size=run.batch_size,
-                     full_ms=caffe_time(run.caffe, run.train_net(stages.stage(stage)), iterations,
+                     full_ms=caffe_time(run.caffe, full, iterations,
                                         os.path.join(logs, 'time_full.log'), run.dir),
-                     above_ms=caffe_time(run.caffe, run.above_net(stages.stage(stage)), iterations,
-                                         os.path.join(logs, 'time_above.log'), run.dir))
+                     above_ms=caffe_time(run.caffe, run.partial.above_net(compared, full),
+                                         iterations, os.path.join(logs, 'time_above.log'),
+                                         run.dir))
         atomic_write_text(out, json.dumps(timed) + '\n')
-    trunk = run.trunk_pass()
+    trunk = run.partial.pass_record()
     done = [run.done_record(s.name) for s in stages.plan(stages.PROTOCOLS['partial'])]
     return dict(cache_layer=run.cache_layer, trunk_pass=trunk,
                 stages=[dict(stage=r['stage'], iterations=r['iterations'], seconds=r['seconds'],

@@ -31,11 +31,11 @@ from posenorm.core.atomic import atomic_directory, atomic_write_bytes, atomic_wr
 from posenorm.core.report import json_safe
 from posenorm.data.coords import keypoints_to_input
 from posenorm.data.cub import read_cub
-from posenorm.nets.model_dir import read_info
+from posenorm.nets.model_dir import read_info, val_image_ids
 from posenorm.pose import paired, report, tables
 from posenorm.pose.paper import PCK_CONVENTION
-from posenorm.pose.predict import (Predictor, choose_decoding, choose_visibility_threshold,
-                                   visibility_counts)
+from posenorm.pose.choices import choices_of, keypoint_choice, write_choices
+from posenorm.pose.predict import EVERY_PART_VISIBLE, Predictor, visibility_counts
 
 RESULTS_FORMAT = 'posenorm-evaluation 1'
 REPORT_MARKER = 'results.json'  # what makes a report directory ours
@@ -149,17 +149,19 @@ def decoding_results(by_decode, gt_kp, bboxes):
 
 # ---------------------------------------------------------------- main ---
 
-def _predict_all(predictor, data, gt, fig_idx, name, progress):
-    """Every image through one model: lists of its outputs, the Figure 3
-    inputs, and the seconds it took."""
+def _predict_all(predictor, data, gt, fig_idx, name, progress, twin=None):
+    """Every image through one model (and its `twin`, `visibility_twin`):
+    lists of its outputs, the Figure 3 inputs, and the seconds it took."""
     out = dict(prob=[], oracle_prob=[], keypoints=[], keypoints_input=[], scores=[], logits=[],
-               keypoints_by_decode=[])
+               keypoints_by_decode=[], prob_every_part_visible=[])
     inputs = {}
     start = time.perf_counter()
     for i in tqdm(range(len(data)), disable=not progress, desc=name, unit='img', mininterval=0.5):
         r = predictor.predict(data.path(i), tuple(data.sizes[i]), gt_keypoints=gt[i])
+        if twin is not None:
+            r['prob_every_part_visible'] = twin.predict(data.path(i), tuple(data.sizes[i]))['prob']
         for key in out:
-            if r[key] is not None:
+            if r.get(key) is not None:
                 out[key].append(r[key])
         if i in fig_idx:
             inputs[i] = r['input']
@@ -192,9 +194,8 @@ def _keypoints(res, arrays, out, inputs, data, gt, fig_idx, name, info, tmp):
         arrays['keypoint_scores'] = np.array(out['scores'])
         arrays['keypoint_logits'] = np.array(out['logits'])
         # what these images would choose (a choice only on the val split)
-        res['keypoint_choices'] = dict(
-            decode=choose_decoding(res['decodings'], paired.PAIRED_ALPHA),
-            visibility=choose_visibility_threshold(arrays['keypoint_logits'], gt[..., 2]))
+        res['keypoint_choices'] = keypoint_choice(res['decodings'], arrays['keypoint_logits'],
+                                                  gt[..., 2])
     for g, (gb, pb, iou) in boxes.items():
         arrays.update({'%s_gt_box' % g: gb, '%s_pred_box' % g: pb, '%s_iou' % g: iou})
     fname = 'pck_vs_alpha_%s.png' % name
@@ -210,20 +211,37 @@ def _keypoints(res, arrays, out, inputs, data, gt, fig_idx, name, info, tmp):
     res['files']['figure3'] = fname
 
 
+def visibility_twin(predictor, lead, allow_python=False):
+    """For a classifying model with a visibility threshold: the same model
+    with every part visible, sharing `lead`'s pass (its trunk; only
+    CoordinateTransfer and the head run again), so the paired test of
+    classification with vs without the predicted visibility costs one
+    trunk pass per image.  None for any other model."""
+    if not (predictor.classifies and predictor.visibility_threshold is not None):
+        return None
+    twin = Predictor(predictor.info['dir'], allow_python=allow_python, decode=predictor.decode,
+                     visibility_threshold=EVERY_PART_VISIBLE)
+    twin.share_from(lead)
+    return twin
+
+
 def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True, allow_python=False,
-                   predictor=None, decoding=None):
+                   predictor=None, decoding=None, twin=None):
     """One model over the selected images: its results dict (files written
     into `tmp`) and its per-keypoint PCK curve (None if it has none).
-    decoding: dict(decode, visibility_threshold) for `Predictor`."""
-    predictor = predictor or Predictor(info['dir'], oracle=oracle, allow_python=allow_python,
-                                       **(decoding or {}))
+    decoding: dict(decode, visibility_threshold) for `Predictor`.  twin:
+    its `visibility_twin` (made here when no predictor is given)."""
+    if predictor is None:
+        predictor = Predictor(info['dir'], oracle=oracle, allow_python=allow_python,
+                              **(decoding or {}))
+        twin = visibility_twin(predictor, predictor, allow_python)
     if predictor.predicts_keypoints and list(info['part_names']) != list(data.part_names):
         raise ValueError('%s: part names %s differ from the dataset\'s %s'
                          % (info['dir'], info['part_names'], list(data.part_names)))
     model_index = {c: i for i, c in enumerate(info['classes'])}
     label = np.array([model_index.get(data.class_names[l], -1) for l in data.labels])
     gt = np.asarray(data.keypoints, np.float64)
-    out, inputs, seconds = _predict_all(predictor, data, gt, fig_idx, name, progress)
+    out, inputs, seconds = _predict_all(predictor, data, gt, fig_idx, name, progress, twin)
     n = len(data)
     res = dict(dir=info['dir'], label=info['label'], variant=info['variant'],
                backbone=info.get('backbone'), input_size=info['input_size'],
@@ -231,7 +249,8 @@ def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True, a
                classification=None, oracle_classification=None, pck=None, pck_curve=None,
                pcp=None, files={}, images_of_unknown_classes=int((label < 0).sum()),
                decoding=dict(decode=predictor.decode,
-                             visibility_threshold=predictor.visibility_threshold))
+                             visibility_threshold=predictor.visibility_threshold,
+                             chosen_on_val=info.get('keypoint_choice')))
     arrays = dict(image_ids=data.image_ids, labels=label, gt_keypoints=gt)
     if out['prob']:
         _classification(res, arrays, 'classification', out['prob'], label, info, data.image_ids)
@@ -239,6 +258,12 @@ def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True, a
         plots.plot_confusion(os.path.join(tmp, fname), res['classification']['confusion'],
                              info['classes'], '%s: %s' % (name, info['label']))
         res['files']['confusion'] = fname
+    if out['prob_every_part_visible']:
+        _classification(res, arrays, 'classification_every_part_visible',
+                        out['prob_every_part_visible'], label, info, data.image_ids)
+        res['visibility_vs_every_part_visible'] = paired.paired_records(
+            res['classification']['per_image'],
+            res['classification_every_part_visible']['per_image'])
     if out['oracle_prob']:
         _classification(res, arrays, 'oracle_classification', out['oracle_prob'], label, info,
                         data.image_ids)
@@ -252,11 +277,30 @@ def evaluate_model(info, name, data, fig_idx, tmp, oracle=True, progress=True, a
     return res
 
 
+def val_images(infos, data, cub_dir):
+    """The val images every model's training held out (model.json's
+    `val_split`, `model_dir.val_image_ids`): the same ids for all, each an
+    official training image of `data`."""
+    ids = [val_image_ids(info) for info in infos]
+    if any(sorted(i) != sorted(ids[0]) for i in ids[1:]):
+        raise ValueError('%s and %s hold out different val images: evaluate them apart'
+                         % (infos[0]['dir'], next(info['dir'] for info, i in zip(infos, ids)
+                                                  if sorted(i) != sorted(ids[0]))))
+    keep = np.isin(data.image_ids, ids[0])
+    missing = sorted(set(ids[0]) - set(data.image_ids[keep].tolist()))
+    if missing or (keep & ~data.is_train).any():
+        raise ValueError('%s: the val images of %s are not all official training images there '
+                         '(e.g. image %s)' % (cub_dir, infos[0]['dir'], (missing or data.image_ids[
+                             keep & ~data.is_train].tolist())[0]))
+    return data.select(keep)
+
+
 def _select(infos, cub_dir, split, limit):
     """(data, dropped): the images to evaluate, those of classes some model
     knows (all when no model classifies), at most `limit`, round-robin over
     classes; and how many images of the split no model knows were left out."""
-    data = read_cub(cub_dir, allow_empty_split=True).split(split)
+    data = read_cub(cub_dir, allow_empty_split=True)
+    data = val_images(infos, data, cub_dir) if split == 'val' else data.split(split)
     known = set(n for info in infos for n in info['classes'])
     dropped = 0
     if all(info.get('class_ids') for info in infos):  # the classes trained on, by id
@@ -276,16 +320,16 @@ def _select(infos, cub_dir, split, limit):
 
 
 def _shared_predictors(infos, share, oracle, allow_python, decoding):
-    """With share: every model's Predictor, the later ones reusing the first
-    one's pass where their nets compute the same; else Nones (each model is
-    loaded in turn by `evaluate_model`)."""
+    """With share: every model's Predictor and `visibility_twin`, the later
+    ones reusing the first one's pass where their nets compute the same;
+    else Nones (each model is loaded in turn by `evaluate_model`)."""
     if not share:
-        return [None] * len(infos)
+        return [None] * len(infos), [None] * len(infos)
     predictors = [Predictor(info['dir'], oracle=oracle, allow_python=allow_python,
                             **(decoding or {})) for info in infos]
     for p in predictors[1:]:
         p.share_from(predictors[0])
-    return predictors
+    return predictors, [visibility_twin(p, predictors[0], allow_python) for p in predictors]
 
 
 def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress=True,
@@ -296,7 +340,8 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
     model_dirs: model directories (`posenorm.nets.model_dir`).  cub_dir: a
     CUB-layout dataset.  out: the report directory (built in OUT.tmp and
     renamed when complete; an existing one is replaced only with force=True).
-    split: 'test' or 'train'.  limit: at most this many images, round-robin
+    split: 'test', 'train' or 'val' (the images the models' training held
+    out, `val_images`).  limit: at most this many images, round-robin
     over classes (`select_images`).  figure_images: images in each Figure 3
     grid (evenly spaced over the evaluated images).  oracle: also run each
     model's oracle deploy net (ground-truth parts) when it has one.
@@ -330,11 +375,12 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
                    definitions=tables.definitions(), pck_alphas=list(metrics.PCK_ALPHAS), models={})
     with atomic_directory(out, force=force, inputs=list(model_dirs) + [cub_dir],
                           marker=REPORT_MARKER) as tmp:
-        predictors = _shared_predictors(infos, share, oracle, allow_python, decoding)
-        for name, info, predictor in zip(_unique_names(infos), infos, predictors):
+        predictors, twins = _shared_predictors(infos, share, oracle, allow_python, decoding)
+        for name, info, predictor, twin in zip(_unique_names(infos), infos, predictors, twins):
             results['models'][name] = evaluate_model(info, name, data, fig_idx, tmp, oracle=oracle,
                                                      progress=progress, allow_python=allow_python,
-                                                     predictor=predictor, decoding=decoding)
+                                                     predictor=predictor, decoding=decoding,
+                                                     twin=twin)
             if predictor is not None and predictor.lead is not None:
                 results['models'][name]['shared_pass_with'] = _unique_names(infos)[0]
         curves = [(r['label'] + ' (%s)' % name, r['pck_curve'])
@@ -348,3 +394,14 @@ def evaluate_models(model_dirs, cub_dir, out, split='test', limit=None, progress
         atomic_write_text(os.path.join(tmp, REPORT_MARKER), json.dumps(results, indent=1) + '\n')
         report.write_readme(os.path.join(tmp, 'README.md'), results)
     return results
+
+
+def choose_on_val(model_dirs, cub_dir, out, **kwargs):
+    """Evaluate `model_dirs` on the val split their training held out
+    (report in `out`, `evaluate_models`' keywords), choose each keypoint
+    model's decoding and visibility threshold there and write them into its
+    directory (`choices.write_choices`), so the test split is then scored
+    once with them.  Returns dict(report, images, models ({name: choice}))."""
+    results = evaluate_models(model_dirs, cub_dir, out, split='val', **kwargs)
+    write_choices(results)
+    return dict(report=os.path.abspath(out), images=results['images'], models=choices_of(results))

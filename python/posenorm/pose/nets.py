@@ -6,7 +6,8 @@ sigmoid cross-entropy loss) tells the classification stream where to look; a
 CoordinateTransfer layer pools that stream's features at the keypoints, a
 holistic feature (pooled fc7, or compact bilinear -> signed sqrt -> L2) joins
 them, and an InnerProduct + softmax classifies.  The same function writes the
-keypoint-only net (stages 1-2), the baselines of Table 1 and the deploy nets.
+keypoint-only net (stages 1-2), the baselines of Table 1 and the deploy nets:
+which one is a `variant.Variant`.
 
 Geometry (heatmap cell -> image point, image point -> feature cell) comes from
 `caffe.coord_map`, never typed in.  Layer names of the localization stream are
@@ -23,18 +24,10 @@ from posenorm.core.atomic import atomic_write_text
 from posenorm.core.geometry import check_input
 from posenorm.data.part_crops import CROP_SIZE
 from posenorm.nets.backbones import BACKBONES, VGG_MEAN_BGR, learn, trunk
+from posenorm.pose.variant import Variant, split_block
 
 NUM_KEYPOINTS = 15
-
-
-def split_block(shared_upto):
-    """The number of blocks below a `shared_upto` layer ('pool1' ... 'pool4');
-    0 for None."""
-    if shared_upto is None:
-        return 0
-    if shared_upto not in ('pool1', 'pool2', 'pool3', 'pool4'):
-        raise ValueError('shared_upto must be pool1 ... pool4, not %r' % shared_upto)
-    return int(shared_upto[4:])
+CBP_DIM = 5000  # compact bilinear's d (the paper's)
 
 
 def geometry(top, data):
@@ -117,7 +110,7 @@ def classifier(n, name, feature, num_classes, phase, lr=1):
 
 
 def part_net(phase, part, backbone='small', lmdb_dir='data/lmdb', batch_size=8,
-             crop_size=CROP_SIZE, num_classes=200, lr=1, head_lr=1, val_split='val'):
+             crop_size=CROP_SIZE, num_classes=200, val_split='val'):
     """A part net fine-tuned on crops of one part (head or body), as Zhang
     et al. (2014) fine-tune theirs: the part stream and its own classifier
     `<part>_cls_score`.  Its trunk weights then serve the joint model's part
@@ -126,168 +119,150 @@ def part_net(phase, part, backbone='small', lmdb_dir='data/lmdb', batch_size=8,
     n = caffe.NetSpec()
     crop_input(n, part, phase, lmdb_dir, batch_size, crop_size,
                labels=phase != 'deploy', val_split=val_split)
-    feature = part_stream(n, part, bb, lr=lr, train=phase == 'train')
-    classifier(n, part + '_cls_score', feature, num_classes, phase, lr=head_lr)
+    feature = part_stream(n, part, bb, train=phase == 'train')
+    classifier(n, part + '_cls_score', feature, num_classes, phase)
     return n.to_proto()
 
 
-def pose_normalized_net(phase, backbone='small', lmdb_dir='data/lmdb',
-                        batch_size=8, input_size=None, num_keypoints=NUM_KEYPOINTS,
-                        num_classes=200, holistic='cbp', parts=True,
-                        classify=True, shared_stream=False, part_layer=None,
-                        score_from=None, cbp_dim=5000, radius=None,
-                        loc_lr=1, score_lr=1, cls_lr=1, head_lr=1,
-                        keypoint_loss_weight=1, oracle=False, part_nets=(),
-                        part_net_lr=1, crop_size=CROP_SIZE, shared_upto=None,
+def inputs(n, phase, v, size, lmdb_dir, batch_size, val_split):
+    """The image (and, where used, labels and keypoints): LMDBs in
+    train/val, Input blobs in deploy."""
+    if phase == 'deploy':
+        n.data = L.Input(shape=dict(dim=[1, 3, size, size]))
+        if v.oracle:
+            n.keypoints = L.Input(shape=dict(dim=[1, NUM_KEYPOINTS, 3]))
+    else:
+        data_layers(n, lmdb_dir, 'train' if phase == 'train' else val_split, batch_size,
+                    keypoints=v.localizes, labels=v.classify)
+
+
+def localization_stream(n, phase, v, bb):
+    """Where to look: the trunk up to `score_from`, keypoint scores, and
+    their sigmoid (deploy) or loss; returns the scores."""
+    feature = trunk(n, n.data, bb, lr=v.lr('loc'), upto=v.score_from,
+                    train=phase == 'train', fixed_blocks=split_block(v.shared_upto))
+    kp_score = keypoint_scores(n, feature, NUM_KEYPOINTS, lr=v.lr('score'))
+    stride, offset = geometry(kp_score, n.data)
+    if phase == 'deploy':
+        n.heatmap = L.Sigmoid(kp_score)
+    else:
+        n.loss_kp = L.KeypointSigmoidCrossEntropyLoss(
+            kp_score, n.keypoints, loss_weight=1,
+            keypoint_loss_param=dict(stride=stride, offset=offset))
+    return kp_score
+
+
+def classification_stream(n, phase, v, bb):
+    """What is there: the classification trunk up to the deepest layer the
+    features read (none of its own under `shared_stream` with parts);
+    returns the prefix of its layer names."""
+    prefix = '' if v.shared_stream else 'cls_'
+    deepest = {'fc7': 'fc7', 'cbp': 'conv5_3', 'avg': 'conv5_3'}.get(v.holistic, v.part_layer)
+    if v.shared_stream and v.localizes:
+        return prefix  # parts and holistic feature read the localization stream
+    split = split_block(v.shared_upto)
+    train = phase == 'train'
+    if split:  # the classification stream branches off the fixed shared trunk
+        base = n[v.shared_upto] if v.localizes else trunk(n, n.data, bb, lr=0, upto=v.shared_upto)
+        trunk(n, base, bb, prefix=prefix, lr=v.lr('cls'), upto=deepest, train=train,
+              first_block=split + 1)
+    else:  # its own trunk (shared_stream without parts: the one trunk, named as the
+        # localization one)
+        trunk(n, n.data, bb, prefix=prefix, lr=v.lr('cls'), upto=deepest, train=train)
+    return prefix
+
+
+def part_features(n, phase, v, bb, feature, kp_score):
+    """The classification stream's `feature` max-pooled around each
+    keypoint (ground truth in train and for the oracle, else predicted)."""
+    kp_stride, kp_offset = geometry(kp_score, n.data)
+    f_stride, f_offset = geometry(feature, n.data)
+    bottoms = [feature, kp_score] + ([n.keypoints] if phase == 'train' or v.oracle else [])
+    # The part locations (top 2) are an output of deploy nets only: in a
+    # train/val net Caffe would log every element as a net output.
+    tops = L.CoordinateTransfer(
+        *bottoms, ntop=2 if phase == 'deploy' else 1,
+        coordinate_transfer_param=dict(
+            heatmap_stride=kp_stride, heatmap_offset=kp_offset,
+            feature_stride=f_stride, feature_offset=f_offset,
+            radius=bb.part_radius))
+    if phase == 'deploy':
+        n.parts, n.part_locations = tops
+    else:
+        n.parts = tops
+    n.parts_l2 = L.L2Normalize(n.parts)
+    return n.parts_l2
+
+
+def holistic_feature(n, holistic, prefix):
+    """The whole image's feature block: pooled fc7, compact bilinear ->
+    signed sqrt, or average conv5_3; L2-normalized, flat."""
+    if holistic == 'fc7':
+        n.fc7_pool = L.Pooling(n[prefix + 'fc7'], pool=P.Pooling.AVE, global_pooling=True)
+        n.fc7_l2 = L.L2Normalize(n.fc7_pool)
+        n.holistic = L.Flatten(n.fc7_l2)
+    elif holistic == 'cbp':
+        n.cbp = L.CompactBilinear(n[prefix + 'conv5_3'], param=learn(0),
+                                  compact_bilinear_param=dict(num_output=CBP_DIM))
+        n.cbp_sqrt = L.SignedSqrt(n.cbp)
+        n.cbp_l2 = L.L2Normalize(n.cbp_sqrt)
+        n.holistic = L.Flatten(n.cbp_l2)
+    else:  # 'avg', first-order: conv5_3 averaged over the image
+        n.avg_pool = L.Pooling(n[prefix + 'conv5_3'], pool=P.Pooling.AVE, global_pooling=True)
+        n.avg_l2 = L.L2Normalize(n.avg_pool)
+        n.holistic = L.Flatten(n.avg_l2)
+    return n.holistic
+
+
+def fuse(n, features):
+    """The feature blocks concatenated (the paper does not say how it joins
+    the part nets'; Zhang et al. concatenate too)."""
+    if len(features) == 1:
+        return features[0]
+    n.fused = L.Concat(*features, axis=1)
+    return n.fused
+
+
+def pose_normalized_net(phase, variant=Variant(), backbone='small', lmdb_dir='data/lmdb',
+                        batch_size=8, input_size=None, num_classes=200, crop_size=CROP_SIZE,
                         val_split='val'):
-    """The model of the paper's Figure 1, or one of its ablations.
+    """The model of the paper's Figure 1, or one of its ablations (`variant`).
 
     phase: 'train' (LMDB data, ground-truth parts pooled, losses), 'val'
       (LMDB data of `val_split`, predicted parts, losses + accuracy) or
       'deploy' (an Input blob; outputs class probabilities, heatmaps and
       predicted keypoints).  val_split: the LMDB split the val phase reads
       ('val', held out of the training images; 'test' only for an LMDB set
-      without one).
-    holistic: 'fc7' (the classification stream's fc7, averaged over its
-      map), 'cbp' (compact bilinear on conv5_3, then signed sqrt and L2),
-      'avg' (conv5_3 averaged over the image, 512-d, L2: a first-order
-      stand-in for fc7 when only conv weights exist) or None.  parts: pool part features with CoordinateTransfer.
-    classify: False gives the keypoint net alone (training stages 1-2).
-    shared_stream: parts pooled from the localization stream itself (the
-      paper's "keypoint features baseline"; `pose.paper` has its number);
-      with shared_upto, that stream is fixed below the cut.
-      Under the frozen protocol both streams hold the same ImageNet
-      weights, so one trunk (named as the localization one) serves both;
-      with parts=False it is that trunk alone.
-    part_layer, radius: the classification-stream layer the parts are
-      pooled from and the half-size of the max-pooling window in its cells
-      (default per backbone: conv5_3 and 1 for vgg16, whose conv5_3 is the
-      finest semantic map, the paper naming no layer; conv3_3 and 2 for small,
-      see BACKBONES).
-    score_from: the layer the keypoint scores sit on (default per backbone:
-      fc7 for vgg16 as in the paper, conv5_3 for small).
-    *_lr: learning-rate multipliers of the localization trunk, the keypoint
-      score layer, the classification trunk and the classifier (0 freezes).
-    shared_upto: 'pool1' ... 'pool4' (the partial fine-tuning protocol):
-      both streams hold the same fixed ImageNet weights up to that layer, so
-      one fixed trunk (named as the localization one) computes it and the
-      classification stream (`cls_` prefix) branches off its output.
+      without one).  Part nets' layers come last, so a deploy caller runs
+      the net up to them, cuts the crops at the predicted keypoints, and
+      runs the rest (`predict.Predictor`).
 
-    oracle: a deploy net that also takes ground-truth keypoints (an Input
-      blob `keypoints`, 1 x K x 3 in input pixels) and pools the parts there:
-      the ground-truth-parts oracle of the evaluation.
-    part_nets: parts ('head', 'body') whose fine-tuned part nets (section
-      3.6, `part_net`) add their features; each reads its crop from an input
-      `<part>_data` (crop_size square).  Their layers come last, so a deploy
-      caller runs the net up to them, cuts the crops at the predicted
-      keypoints, and runs the rest (`evaluate.Predictor`).
-
-    Each feature block (parts, holistic) is L2-normalized before the concat so
-    that neither dominates the classifier by scale alone (the paper does this
-    for compact bilinear; doing it for every block is our choice).
+    Each feature block (parts, holistic, part nets) is L2-normalized before
+    the concat so that neither dominates the classifier by scale alone (the
+    paper does this for compact bilinear; doing it for every block is our
+    choice).
     """
     bb = BACKBONES[backbone]
-    size = input_size or bb.input_size
-    score_from = score_from or bb.score_from
-    part_layer = part_layer or bb.part_layer
-    radius = bb.part_radius if radius is None else radius
+    v = variant.resolve(bb)
     train = phase == 'train'
-    needs_loc = not classify or parts
-    split = split_block(shared_upto)
-    if split and shared_stream and not needs_loc:
-        # the keypoint features baseline may cut its one trunk (the
-        # localization stream, fixed below the cut); a whole-image net has
-        # no second stream to share with
-        raise ValueError('shared_upto with shared_stream needs the localization stream (parts)')
     n = caffe.NetSpec()
-    if phase == 'deploy':
-        n.data = L.Input(shape=dict(dim=[1, 3, size, size]))
-        if oracle:
-            n.keypoints = L.Input(shape=dict(dim=[1, num_keypoints, 3]))
-    else:
-        data_layers(n, lmdb_dir, 'train' if train else val_split, batch_size,
-                    keypoints=needs_loc, labels=classify)
-
+    inputs(n, phase, v, input_size or bb.input_size, lmdb_dir, batch_size, val_split)
     # 1) localization net: where to look
-    if needs_loc:
-        loc_feature = trunk(n, n.data, bb, lr=loc_lr, upto=score_from,
-                            train=train, fixed_blocks=split)
-        kp_score = keypoint_scores(n, loc_feature, num_keypoints, lr=score_lr)
-        kp_stride, kp_offset = geometry(kp_score, n.data)
-        if phase == 'deploy':
-            n.heatmap = L.Sigmoid(kp_score)
-        else:
-            n.loss_kp = L.KeypointSigmoidCrossEntropyLoss(
-                kp_score, n.keypoints, loss_weight=keypoint_loss_weight,
-                keypoint_loss_param=dict(stride=kp_stride, offset=kp_offset))
-    if not classify:
+    kp_score = localization_stream(n, phase, v, bb) if v.localizes else None
+    if not v.classify:
         return n.to_proto()
-
     # 2) classification net: what is there, pooled at the parts
-    prefix = '' if shared_stream else 'cls_'
-    deepest = {'fc7': 'fc7', 'cbp': 'conv5_3', 'avg': 'conv5_3'}.get(holistic, part_layer)
-    if shared_stream and needs_loc:
-        if deepest != score_from and holistic == 'fc7':
-            raise ValueError('shared stream with fc7 needs score_from=fc7')
-    elif split:  # the classification stream branches off the fixed shared trunk
-        base = n[shared_upto] if needs_loc else trunk(n, n.data, bb, lr=0, upto=shared_upto)
-        trunk(n, base, bb, prefix=prefix, lr=cls_lr, upto=deepest, train=train,
-              first_block=split + 1)
-    else:  # shared_stream without parts: the one trunk, named as the localization one
-        trunk(n, n.data, bb, prefix=prefix, lr=cls_lr, upto=deepest, train=train)
+    prefix = classification_stream(n, phase, v, bb)
     features = []
-    if parts:
-        if split and (not part_layer.startswith('conv') or int(part_layer[4]) <= split):
-            # the partial protocol trains the layers above the shared trunk
-            raise ValueError('parts pooled from %s, inside the trunk shared up to %s'
-                             % (part_layer, shared_upto))
-        feature = n[prefix + part_layer]
-        f_stride, f_offset = geometry(feature, n.data)
-        bottoms = [feature, kp_score] + ([n.keypoints] if train or oracle else [])
-        # The part locations (top 2) are an output of deploy nets only: in a
-        # train/val net Caffe would log every element as a net output.
-        tops = L.CoordinateTransfer(
-            *bottoms, ntop=2 if phase == 'deploy' else 1,
-            coordinate_transfer_param=dict(
-                heatmap_stride=kp_stride, heatmap_offset=kp_offset,
-                feature_stride=f_stride, feature_offset=f_offset,
-                radius=radius))
-        if phase == 'deploy':
-            n.parts, n.part_locations = tops
-        else:
-            n.parts = tops
-        n.parts_l2 = L.L2Normalize(n.parts)
-        features.append(n.parts_l2)
-    if holistic == 'fc7':
-        n.fc7_pool = L.Pooling(n[prefix + 'fc7'], pool=P.Pooling.AVE,
-                               global_pooling=True)
-        n.fc7_l2 = L.L2Normalize(n.fc7_pool)
-        n.holistic = L.Flatten(n.fc7_l2)
-    elif holistic == 'cbp':
-        n.cbp = L.CompactBilinear(n[prefix + 'conv5_3'], param=learn(0),
-                                  compact_bilinear_param=dict(num_output=cbp_dim))
-        n.cbp_sqrt = L.SignedSqrt(n.cbp)
-        n.cbp_l2 = L.L2Normalize(n.cbp_sqrt)
-        n.holistic = L.Flatten(n.cbp_l2)
-    elif holistic == 'avg':  # first-order: conv5_3 averaged over the image
-        n.avg_pool = L.Pooling(n[prefix + 'conv5_3'], pool=P.Pooling.AVE, global_pooling=True)
-        n.avg_l2 = L.L2Normalize(n.avg_pool)
-        n.holistic = L.Flatten(n.avg_l2)
-    elif holistic is not None:
-        raise ValueError('holistic must be fc7, cbp, avg or None, not %r' % holistic)
-    if holistic is not None:
-        features.append(n.holistic)
-    # 3) the fine-tuned part nets on their crops, combined by concatenation
-    # (the paper does not say how; Zhang et al. concatenate too)
-    for part in part_nets:
+    if v.parts:
+        features.append(part_features(n, phase, v, bb, n[prefix + v.part_layer], kp_score))
+    if v.holistic is not None:
+        features.append(holistic_feature(n, v.holistic, prefix))
+    # 3) the fine-tuned part nets on their crops
+    for part in v.part_nets:
         crop_input(n, part, phase, lmdb_dir, batch_size, crop_size, val_split=val_split)
-        features.append(part_stream(n, part, bb, lr=part_net_lr, train=train))
-    if not features:
-        raise ValueError('nothing to classify: parts=False and holistic=None')
-    fused = L.Concat(*features, axis=1) if len(features) > 1 else features[0]
-    if len(features) > 1:
-        n.fused = fused
-    classifier(n, 'cls_score', fused, num_classes, phase, lr=head_lr)
+        features.append(part_stream(n, part, bb, lr=v.lr('part_nets'), train=train))
+    classifier(n, 'cls_score', fuse(n, features), num_classes, phase)
     return n.to_proto()
 
 
@@ -302,25 +277,22 @@ def trunk_cache_net(backbone='small', lmdb_dir='data/lmdb', batch_size=8, upto='
     return n.to_proto()
 
 
-# Arguments of the whole-image nets that a part net (on crops) has no use for.
-_WHOLE_IMAGE_ONLY = ('input_size', 'score_from')
-
-
-def make_net(phase, backbone, **kwargs):
-    """Any variant's net: `part_net` when kwargs name a `part`, else
-    `pose_normalized_net`."""
-    if 'part' in kwargs:
-        args = {k: v for k, v in kwargs.items() if k not in _WHOLE_IMAGE_ONLY}
-        return part_net(phase, backbone=backbone, **args)
-    return pose_normalized_net(phase, backbone=backbone, **kwargs)
+def make_net(phase, variant, backbone='small', input_size=None, **setting):
+    """Any variant's net: a part net on its crops (`variant.part`), else
+    Figure 1's.  setting: lmdb_dir, batch_size, num_classes, crop_size,
+    val_split."""
+    if variant.part:
+        return part_net(phase, variant.part, backbone=backbone, **setting)
+    return pose_normalized_net(phase, variant, backbone=backbone, input_size=input_size,
+                               **setting)
 
 
 def check_input_size(backbone, input_size, what):
     """ValueError naming the layer and the smallest size that works unless
     an input_size x input_size image gives every layer of `backbone`'s
     deploy net (both streams) a non-empty map."""
-    deploy = pose_normalized_net('deploy', backbone=backbone, input_size=input_size,
-                                 holistic='fc7')
+    deploy = pose_normalized_net('deploy', Variant(holistic='fc7'), backbone=backbone,
+                                 input_size=input_size)
     check_input(deploy, (input_size, input_size), what)
 
 
@@ -328,25 +300,25 @@ def net_path(out_dir, backbone, name, phase):
     return os.path.join(out_dir, backbone, '%s_%s.prototxt' % (name, phase))
 
 
-def write_nets(out_dir, backbone, trained, deploy, **kwargs):
+def write_nets(out_dir, backbone, trained, deploy, **setting):
     """Write train/val prototxts of the `trained` nets and deploy prototxts
-    of the `deploy` ones (name -> generator arguments, as
-    `stages.trained_nets` and `stages.deploy_nets` give them); return paths.
+    of the `deploy` ones (name -> `Variant`, as `stages.trained_nets` and
+    `stages.deploy_nets` give them); return paths.
 
-    kwargs (lmdb_dir, batch_size, num_classes, ...) go to every net.
+    setting (lmdb_dir, batch_size, num_classes, ...) goes to every net.
     """
     paths = []
     jobs = [(name, phase, v) for name, v in trained.items()
             for phase in ('train', 'val')]
     jobs += [(name, 'deploy', v) for name, v in deploy.items()]
-    for name, phase, v in jobs:
+    for name, phase, variant in jobs:
         path = net_path(out_dir, backbone, name, phase)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        args = dict(kwargs, **v)
+        args = dict(setting)
         if phase == 'deploy':
             args.pop('lmdb_dir', None)
             args.pop('batch_size', None)
-        proto = make_net(phase, backbone, **args)
+        proto = make_net(phase, variant, backbone, **args)
         proto.name = '%s_%s_%s' % (backbone, name, phase)
         atomic_write_text(path, HEADER + str(proto))
         paths.append(path)

@@ -185,7 +185,8 @@ def interval(bounds):
 
 def keypoint_comparisons(results):
     """Decodings (every one against the paper's argmax, paired on the
-    keypoints at PAIRED_ALPHA) and predicted visibility, per keypoint model."""
+    keypoints at PAIRED_ALPHA) and classification with vs without the
+    predicted visibility (on the same images), per keypoint model."""
     lines = []
     for name, r in results['models'].items():
         for d, dec in (r.get('decodings') or {}).items():
@@ -195,6 +196,15 @@ def keypoint_comparisons(results):
                              % (name, d, PAIRED_ALPHA, 100 * dec['mean'][j],
                                 100 * r['decodings']['argmax']['mean'][j],
                                 paired_text(dec['vs_argmax'], 'visible keypoints')))
+        test = r.get('visibility_vs_every_part_visible')
+        if test:
+            lines.append('- `%s`, classification with predicted visibility (threshold %.4g: parts '
+                         'predicted invisible get zero features, as in training) vs every part '
+                         'visible: %.2f%% vs %.2f%%: %s.' % (
+                             name, r['decoding']['visibility_threshold'],
+                             100 * r['classification']['accuracy'],
+                             100 * r['classification_every_part_visible']['accuracy'],
+                             paired_text(test)))
     return [''] + lines if lines else []
 
 

@@ -28,6 +28,9 @@ from posenorm.pose import feature_cache
 # How a heatmap peak becomes a point: 'argmax' = the peak cell's centre (the
 # paper); 'quadratic' = plus a sub-cell offset per axis (`peak_offsets`).
 DECODES = ('argmax', 'quadratic')
+# A visibility threshold no peak is below (CoordinateTransfer's default):
+# every part predicted visible, whatever the model directory wrote.
+EVERY_PART_VISIBLE = float('-inf')
 
 
 def peak_offsets(scores, i, j):
@@ -148,7 +151,7 @@ def apply_decoding(net_param, decode, visibility_threshold):
     for layer in layers:
         p = layer.coordinate_transfer_param
         p.decode = p.QUADRATIC if decode == 'quadratic' else p.ARGMAX_CELL
-        if visibility_threshold is None:
+        if visibility_threshold is None or visibility_threshold == EVERY_PART_VISIBLE:
             p.ClearField('visibility_threshold')
         else:
             p.visibility_threshold = visibility_threshold
@@ -198,10 +201,11 @@ class Predictor:
         # keypoint decoding: the arguments, else the deploy net's (chosen on
         # validation when the model was written), else the paper's argmax
         # with every part visible; the deploy net is made to decode alike
-        written = deployed_decoding(read_net(self.info['deploy_path']), self.info)
+        self.param = read_net(self.info['deploy_path'])  # as loaded (`_redeploy`)
+        written = deployed_decoding(self.param, self.info)
         self.decode = decode or written[0]
-        self.visibility_threshold = (visibility_threshold if visibility_threshold is not None
-                                     else written[1])
+        t = visibility_threshold if visibility_threshold is not None else written[1]
+        self.visibility_threshold = None if t == EVERY_PART_VISIBLE else t
         if self.decode not in DECODES:
             raise ValueError('%s: decode must be one of %s, not %r'
                              % (model_dir, DECODES, self.decode))
@@ -292,10 +296,9 @@ class Predictor:
     def _redeploy(self, allow_python):
         """The deploy net again, its CoordinateTransfer layers set to this
         predictor's decoding (`apply_decoding`)."""
-        param = read_net(self.info['deploy_path'])
-        if not apply_decoding(param, self.decode, self.visibility_threshold):
+        if not apply_decoding(self.param, self.decode, self.visibility_threshold):
             return self.net  # decoded in numpy alone
-        return load_net(param, self.info['weights_path'], self.info['deploy_path'],
+        return load_net(self.param, self.info['weights_path'], self.info['deploy_path'],
                         allow_python=allow_python)
 
     def _original(self, kp_in, image_size):
@@ -311,10 +314,10 @@ class Predictor:
         weighted layers this model (and its oracle) no longer runs."""
         if lead.passes[0] or self.passes[0] or lead.size != self.size:
             return 0  # part nets run in two passes around their crops
-        source = (lead.net, read_net(lead.info['deploy_path']), lead.passes[1])
+        source = (lead.net, lead.param, lead.passes[1])
         reads = [b for b in ('prob', 'kp_score', 'heatmap', 'part_locations') if b in self.net.blobs]
         layers, self.copy, skipped = feature_cache.plan_sharing(
-            source, (self.net, read_net(self.info['deploy_path']), self.passes[1]),
+            source, (self.net, self.param, self.passes[1]),
             reads)
         self.passes = ([], layers, [])
         if self.oracle_net is not None:

@@ -8,11 +8,15 @@ visibility, Table 3, the choices made on validation, the cost.
 `summary_table(runs)` renders the README's one compact table: every
 protocol's rows from its results.json beside the paper's numbers.
 """
+import collections
+import re
+
 from posenorm.core.atomic import atomic_write_text
 from posenorm.core.report import markdown_table, pct, replace_marked_block
 from posenorm.pose import paired, report
 from posenorm.pose.paired import interval
 from posenorm.pose.paper import PAPER_PCK_MEAN, PAPER_TABLE3, PCK_CONVENTION
+from posenorm.pose.tables import ORACLE_SUFFIX
 
 
 def docs_markers(protocol):
@@ -66,7 +70,8 @@ def selection_section(results):
         out += ['**Chosen on the validation split** (%s images; learning rate: best validation '
                 'loss at iteration)' % val.get('images', '?'), '',
                 markdown_table(['Stage', 'Criterion', 'Candidates', 'Chosen'], rows), '']
-    dec = [['`%s`' % n, m['decoding']['decode'], m['decoding'].get('visibility_threshold')]
+    dec = [['`%s`' % n, m['decoding']['decode'], '%.4g' % m['decoding']['visibility_threshold']
+            if m['decoding'].get('visibility_threshold') is not None else 'none']
            for n, m in results['models'].items() if m.get('decoding') and m.get('pck')]
     if dec:
         out += [markdown_table(['Model', 'Keypoint decoding', 'Visibility threshold'], dec), '']
@@ -101,24 +106,36 @@ def docs_block(results, source='results.json', with_visibility=None):
     return '\n'.join(out).rstrip() + '\n'
 
 
+def _row_name(label):
+    """A label without its protocol's qualifier (its last parenthesis before
+    the oracle's), so that the same model of two protocols shares one row."""
+    oracle = label.endswith(ORACLE_SUFFIX)
+    base = label[:-len(ORACLE_SUFFIX)] if oracle else label
+    return re.sub(r' \([^()]*\)$', '', base) + (ORACLE_SUFFIX if oracle else '')
+
+
 def summary_table(runs):
-    """The README's summary: one row per model of each run, beside the
-    paper.  runs: [(protocol, results)] (results.json contents).  Columns:
-    accuracy with its 95% interval and the paper's Table 1 row where the
-    model reproduces one, PCK@0.1 (mean over keypoint types) and the
-    paper's (the mean of its Table 2 at alpha 0.1)."""
-    rows = []
+    """The README's summary: one row per model, one column per run (the
+    same model of two protocols on one row), beside the paper.  runs:
+    [(protocol, results)] (results.json contents).  Cells: accuracy with its
+    95% interval; the last row is PCK@0.1 (mean over keypoint types) of each
+    run's keypoints; the paper's column is its Table 1 row where the model
+    reproduces one, and the mean of its Table 2 at alpha 0.1."""
+    cells, paper, pck = collections.OrderedDict(), {}, {}
     for protocol, results in runs:
-        table = {(r['model'], r['label']): r for r in results['tables']['table1']}
-        for (name, label), r in table.items():
-            m = results['models'][name]
-            pck = None if r['label'].endswith('(ground-truth parts at test)') else _pck_at(m)
-            rows.append([protocol, label, '%s %s' % (pct(r['accuracy']), interval(r.get('interval'))),
-                         pct(r.get('paper_reference')), pct(pck),
-                         pct(PAPER_PCK_MEAN[0.1]) if pck is not None else '-'])
+        for r in results['tables']['table1']:
+            name = _row_name(r['label'])
+            cells.setdefault(name, {})[protocol] = '%s %s' % (pct(r['accuracy']),
+                                                              interval(r.get('interval')))
+            paper.setdefault(name, r.get('paper_reference'))
+            if not r.get('oracle') and _pck_at(results['models'][r['model']]) is not None:
+                pck.setdefault(protocol, _pck_at(results['models'][r['model']]))
+    protocols = [protocol for protocol, _ in runs]
+    rows = [[name] + [row.get(p, '-') for p in protocols] + [pct(paper[name])]
+            for name, row in cells.items()]
+    rows.append(['Keypoints: PCK@0.1'] + [pct(pck.get(p)) for p in protocols]
+                + [pct(PAPER_PCK_MEAN[0.1])])
     return '\n'.join([
         '%s; accuracy with its 95%% Wilson interval; the paper\'s numbers from `pose/paper.py`.'
         % PCK_CONVENTION.describe(), '',
-        markdown_table(['Protocol', 'Model', 'Accuracy [95%]', 'The paper', 'PCK@0.1',
-                        'The paper\'s PCK@0.1'], rows)])
-
+        markdown_table(['Model'] + protocols + ['The paper'], rows)])

@@ -1,8 +1,8 @@
 """Every training stage and exported model of the paper: the one table.
 
-A **stage** (section 3.4) is a net, given as keyword arguments of
-`nets.pose_normalized_net` (or of `nets.part_net` when they name a `part`);
-where its weights start (`init`); whether its trunks are fixed, so that it
+A **stage** (section 3.4) is a net, given as a `Variant` (what
+`nets.pose_normalized_net` builds, or `nets.part_net` for one that names a
+`part`); where its weights start (`init`); whether its trunks are fixed, so that it
 trains a head on cached features (`cached`, `pose.feature_cache`); and its
 solver per backbone.  A backbone with ImageNet weights may change a stage
 (`pretrained`: stage 1 then keeps the trunk fixed, as the paper does).
@@ -19,6 +19,7 @@ import collections
 
 from posenorm.data.part_crops import PARTS
 from posenorm.nets.backbones import BACKBONES
+from posenorm.pose.variant import FROZEN, Variant
 
 # ------------------------------------------------------------ solvers ---
 
@@ -76,23 +77,23 @@ PARTIAL_CACHE = 'pool4'
 # Its nets: parts pooled from the classification stream's conv5_3 (above any
 # cut), for either backbone.
 PARTIAL = dict(shared_upto=PARTIAL_CACHE, part_layer='conv5_3')
+KEYPOINTS = Variant(classify=False)
 
 # ------------------------------------------------------------- stages ---
-
-FROZEN = dict(loc_lr=0, score_lr=0, cls_lr=0)
 
 
 class Stage(collections.namedtuple(
         'Stage', 'name net init cached solvers pretrained')):
-    """One training stage; `init` is IMAGENET, CLASSIFICATION_INIT,
-    PART_INIT, a stage name, or a tuple of stage names whose layers are
-    combined by name under a new classifier."""
+    """One training stage; `net` its `Variant`; `init` is IMAGENET,
+    CLASSIFICATION_INIT, PART_INIT, a stage name, or a tuple of stage names
+    whose layers are combined by name under a new classifier; `pretrained`
+    what changes with ImageNet weights (`net`: a variant, `cached`)."""
 
     def _pretrained(self, backbone):
         return self.pretrained if BACKBONES[backbone].imagenet else {}
 
-    def net_args(self, backbone):
-        return dict(self.net, **self._pretrained(backbone).get('net', {}))
+    def variant(self, backbone):
+        return self._pretrained(backbone).get('net', self.net)
 
     def is_cached(self, backbone):
         return self._pretrained(backbone).get('cached', self.cached)
@@ -119,39 +120,39 @@ def _stage(name, net, init, solvers, cached=False, pretrained=None):
 STAGES = (
     # (1) keypoint net with a new score layer (the trunk fixed when it has
     # ImageNet weights; a fixed random trunk would teach nothing)
-    _stage('keypoint_stage1', dict(classify=False), IMAGENET,
+    _stage('keypoint_stage1', KEYPOINTS, IMAGENET,
            dict(vgg16=VGG_FINETUNE, small=Solver('Adam', 1e-3, 5e-4, 250, 300)),
-           pretrained=dict(net=dict(loc_lr=0), cached=True)),
+           pretrained=dict(net=KEYPOINTS.replace(frozen={'loc'}), cached=True)),
     # (2) the whole keypoint net, at a smaller rate
-    _stage('keypoint_stage2', dict(classify=False), 'keypoint_stage1',
+    _stage('keypoint_stage2', KEYPOINTS, 'keypoint_stage1',
            dict(vgg16=Solver('SGD', 1e-4, 5e-4, 4000, 10000),
                 small=Solver('Adam', 1e-4, 5e-4, 50, 50))),
-    _stage('baseline_fc7_frozen', dict(parts=False, holistic='fc7', cls_lr=0),
+    _stage('baseline_fc7_frozen', Variant(parts=False, holistic='fc7', frozen={'cls'}),
            CLASSIFICATION_INIT, dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
     # fine-tuned from the frozen baseline's classifier, as stage 4 from stage 3
-    _stage('baseline_fc7_ft', dict(parts=False, holistic='fc7'), 'baseline_fc7_frozen',
+    _stage('baseline_fc7_ft', Variant(parts=False, holistic='fc7'), 'baseline_fc7_frozen',
            dict(vgg16=VGG_FINETUNE, small=Solver('Adam', 1e-4, 5e-4, 100, 100))),
     _stage('baseline_keypoint_features',
-           dict(shared_stream=True, holistic=None, loc_lr=0, score_lr=0),
+           Variant(shared_stream=True, holistic=None, frozen={'loc', 'score'}),
            'keypoint_stage2', dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
     # (3) the classifier on fixed features with ground-truth parts
-    _stage('joint_fc7_stage3', dict(holistic='fc7', **FROZEN), CLASSIFICATION_INIT,
+    _stage('joint_fc7_stage3', Variant(holistic='fc7', frozen=FROZEN), CLASSIFICATION_INIT,
            dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
     # (4) everything, at a smaller rate
-    _stage('joint_fc7_stage4', dict(holistic='fc7'), 'joint_fc7_stage3',
+    _stage('joint_fc7_stage4', Variant(holistic='fc7'), 'joint_fc7_stage3',
            dict(vgg16=VGG_FINETUNE, small=SMALL_FINETUNE)),
-    _stage('joint_cbp_stage3', dict(holistic='cbp', **FROZEN), CLASSIFICATION_INIT,
+    _stage('joint_cbp_stage3', Variant(holistic='cbp', frozen=FROZEN), CLASSIFICATION_INIT,
            dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
-    _stage('joint_cbp_stage4', dict(holistic='cbp'), 'joint_cbp_stage3',
+    _stage('joint_cbp_stage4', Variant(holistic='cbp'), 'joint_cbp_stage3',
            dict(vgg16=VGG_FINETUNE, small=SMALL_FINETUNE)),
     # section 3.6: a part net per crop, then their features joined to the
     # compact bilinear model's under a new classifier (trunks fixed)
-    _stage('part_head', dict(part='head'), PART_INIT,
+    _stage('part_head', Variant(part='head'), PART_INIT,
            dict(vgg16=VGG_FINETUNE, small=SMALL_PART_NET)),
-    _stage('part_body', dict(part='body'), PART_INIT,
+    _stage('part_body', Variant(part='body'), PART_INIT,
            dict(vgg16=VGG_FINETUNE, small=SMALL_PART_NET)),
     _stage('joint_cbp_partnets',
-           dict(holistic='cbp', part_nets=PARTS, part_net_lr=0, **FROZEN),
+           Variant(holistic='cbp', part_nets=PARTS, frozen=FROZEN | {'part_nets'}),
            ('joint_cbp_stage4', 'part_head', 'part_body'),
            dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
     # The frozen protocol (no fine-tuning; `PROTOCOLS['frozen']`): both
@@ -159,51 +160,53 @@ STAGES = (
     # (shared_stream) and one feature pass serves every stage.  The joint
     # stage comes first: its Data layers read images, labels and keypoints,
     # so its pass holds everything the other two read.
-    _stage('frozen_joint_cbp', dict(shared_stream=True, holistic='cbp', **FROZEN), IMAGENET,
+    _stage('frozen_joint_cbp', Variant(shared_stream=True, holistic='cbp', frozen=FROZEN),
+           IMAGENET,
            dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
-    _stage('frozen_keypoint', dict(classify=False, loc_lr=0), IMAGENET,
+    _stage('frozen_keypoint', KEYPOINTS.replace(frozen={'loc'}), IMAGENET,
            dict(vgg16=FROZEN_KEYPOINT, small=FROZEN_KEYPOINT), cached=True),
     # the question's baseline: compact bilinear on the whole image alone
     # (same trunk, same d, no parts)
-    _stage('baseline_cbp_frozen', dict(shared_stream=True, parts=False, holistic='cbp', cls_lr=0),
-           IMAGENET, dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
+    _stage('baseline_cbp_frozen',
+           Variant(shared_stream=True, parts=False, holistic='cbp', frozen={'cls'}), IMAGENET, dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
     # the paper's fc7 question without fc7 weights: a first-order holistic
     # feature (conv5_3 averaged over the image) with and without the parts,
     # on the same single trunk pass
-    _stage('frozen_joint_avg', dict(shared_stream=True, holistic='avg', **FROZEN), IMAGENET,
+    _stage('frozen_joint_avg', Variant(shared_stream=True, holistic='avg', frozen=FROZEN),
+           IMAGENET,
            dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
-    _stage('baseline_avg_frozen', dict(shared_stream=True, parts=False, holistic='avg', cls_lr=0),
-           IMAGENET, dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
+    _stage('baseline_avg_frozen',
+           Variant(shared_stream=True, parts=False, holistic='avg', frozen={'cls'}), IMAGENET, dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
 )
 STAGES = STAGES + (
     # The partial fine-tuning protocol (`PROTOCOLS['partial']`): the trunk up
     # to PARTIAL_CACHE is fixed and shared (`shared_upto`), so one pass caches
     # its output; every stage trains the layers above it from that cache
-    # (Run.above_cache).  `cached` stages (fixed conv5) also cache their
+    # (`partial.PartialProtocol`).  `cached` stages (fixed conv5) also cache their
     # head's input, computed from it.  The paper's stages 1-4:
-    _stage('partial_keypoint_stage1', dict(classify=False, **PARTIAL, loc_lr=0),
+    _stage('partial_keypoint_stage1', KEYPOINTS.replace(**PARTIAL, frozen={'loc'}),
            IMAGENET, dict(vgg16=FROZEN_KEYPOINT, small=FROZEN_KEYPOINT), cached=True),
-    _stage('partial_keypoint_stage2', dict(classify=False, **PARTIAL),
+    _stage('partial_keypoint_stage2', KEYPOINTS.replace(**PARTIAL),
            'partial_keypoint_stage1', dict(vgg16=PARTIAL_FINETUNE, small=PARTIAL_FINETUNE)),
-    _stage('partial_joint_cbp_stage3', dict(holistic='cbp', **PARTIAL, **FROZEN),
+    _stage('partial_joint_cbp_stage3', Variant(holistic='cbp', **PARTIAL, frozen=FROZEN),
            PARTIAL_CLASSIFICATION_INIT, dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
-    _stage('partial_joint_cbp_stage4', dict(holistic='cbp', **PARTIAL),
+    _stage('partial_joint_cbp_stage4', Variant(holistic='cbp', **PARTIAL),
            'partial_joint_cbp_stage3', dict(vgg16=PARTIAL_FINETUNE, small=PARTIAL_FINETUNE)),
     # the question's baseline fine-tuned the same way: its classifier on
     # fixed ImageNet conv5, then everything above the cache
     _stage('partial_baseline_cbp_stage3',
-           dict(parts=False, holistic='cbp', **PARTIAL, cls_lr=0), IMAGENET,
+           Variant(parts=False, holistic='cbp', **PARTIAL, frozen={'cls'}), IMAGENET,
            dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
-    _stage('partial_baseline_cbp_ft', dict(parts=False, holistic='cbp', **PARTIAL),
+    _stage('partial_baseline_cbp_ft', Variant(parts=False, holistic='cbp', **PARTIAL),
            'partial_baseline_cbp_stage3', dict(vgg16=PARTIAL_FINETUNE, small=PARTIAL_FINETUNE)),
     # the keypoint features baseline as the paper trains it: parts pooled
     # from the localization stream itself, its classifier first on the fixed
     # fine-tuned keypoint net, then that net fine-tuned above the cache with
     # the classification loss beside the keypoint loss
-    _stage('partial_baseline_kpfeat_stage3', dict(shared_stream=True, holistic=None, **PARTIAL,
-                                                  loc_lr=0, score_lr=0),
+    _stage('partial_baseline_kpfeat_stage3',
+           Variant(shared_stream=True, holistic=None, **PARTIAL, frozen={'loc', 'score'}),
            'partial_keypoint_stage2', dict(vgg16=VGG_HEAD, small=SMALL_HEAD), cached=True),
-    _stage('partial_baseline_kpfeat_ft', dict(shared_stream=True, holistic=None, **PARTIAL),
+    _stage('partial_baseline_kpfeat_ft', Variant(shared_stream=True, holistic=None, **PARTIAL),
            'partial_baseline_kpfeat_stage3', dict(vgg16=PARTIAL_FINETUNE, small=PARTIAL_FINETUNE)),
 )
 STAGES_BY_NAME = {s.name: s for s in STAGES}
@@ -213,18 +216,21 @@ def stage(name):
     return STAGES_BY_NAME[name]
 
 
-def with_cache_layer(net_args, cache_layer=None):
-    """A partial-protocol net's arguments with its shared trunk cut at
-    `cache_layer` (None: as the table says); other nets unchanged."""
-    if cache_layer is None or 'shared_upto' not in net_args:
-        return net_args
-    return dict(net_args, shared_upto=cache_layer)
+def for_run(variant, cache_layer=None, score_from=None):
+    """A variant as one run builds it: a partial-protocol net's shared trunk
+    cut at `cache_layer`, keypoints scored on `score_from` (None: as the
+    table says)."""
+    if cache_layer is not None and variant.shared_upto is not None:
+        variant = variant.replace(shared_upto=cache_layer)
+    if score_from is not None and variant.part is None:
+        variant = variant.replace(score_from=score_from)
+    return variant
 
 
-def trained_nets(backbone, cache_layer=None):
-    """Stage name -> net keyword arguments, in training order."""
-    return collections.OrderedDict((s.name, with_cache_layer(s.net_args(backbone), cache_layer))
-                                   for s in STAGES)
+def trained_nets(backbone, cache_layer=None, score_from=None):
+    """Stage name -> `Variant`, in training order."""
+    return collections.OrderedDict(
+        (s.name, for_run(s.variant(backbone), cache_layer, score_from)) for s in STAGES)
 
 
 # ------------------------------------------------------------- models ---
@@ -232,30 +238,30 @@ def trained_nets(backbone, cache_layer=None):
 Model = collections.namedtuple('Model', 'name stage deploy deploy_net oracle label paper')
 Model.__doc__ = """An exported model: `stage` the stage whose final weights it
 carries (or a tuple of stages, merged by layer name, later ones winning),
-`deploy` names its deploy net (several models may share one), `deploy_net` its keyword arguments, `oracle` whether
+`deploy` names its deploy net (several models may share one), `deploy_net` its `Variant`, `oracle` whether
 it also gets a ground-truth-parts deploy net, `paper` the paper's Table 1
 row it reproduces (`paper.PAPER_TABLE1`) or None."""
 
 MODELS = collections.OrderedDict((m.name, m) for m in (
-    Model('keypoint', 'keypoint_stage2', 'keypoint', dict(classify=False), False,
+    Model('keypoint', 'keypoint_stage2', 'keypoint', KEYPOINTS, False,
           'Keypoint localization net', None),
     Model('baseline_fc7_frozen', 'baseline_fc7_frozen', 'baseline_fc7',
-          dict(parts=False, holistic='fc7'), False, 'fc7 feature on whole image',
+          Variant(parts=False, holistic='fc7'), False, 'fc7 feature on whole image',
           'fc7 feature of VGG on whole image'),
     Model('baseline_fc7_ft', 'baseline_fc7_ft', 'baseline_fc7',
-          dict(parts=False, holistic='fc7'), False,
+          Variant(parts=False, holistic='fc7'), False,
           'fc7 feature of fine-tuned net on whole image',
           'fc7 feature of VGG-ft on whole image'),
     Model('baseline_keypoint_features', 'baseline_keypoint_features',
-          'baseline_keypoint_features', dict(shared_stream=True, holistic=None), False,
+          'baseline_keypoint_features', Variant(shared_stream=True, holistic=None), False,
           'Keypoint features baseline', 'Keypoint features baseline'),
-    Model('joint_fc7', 'joint_fc7_stage4', 'joint_fc7', dict(holistic='fc7'), True,
+    Model('joint_fc7', 'joint_fc7_stage4', 'joint_fc7', Variant(holistic='fc7'), True,
           'Our model with fc7 feature', 'Our model with fc7 feature'),
-    Model('joint_cbp', 'joint_cbp_stage4', 'joint_cbp', dict(holistic='cbp'), True,
+    Model('joint_cbp', 'joint_cbp_stage4', 'joint_cbp', Variant(holistic='cbp'), True,
           'Our model with compact bilinear feature',
           'Our model with compact bilinear feature'),
     Model('joint_cbp_partnets', 'joint_cbp_partnets', 'joint_cbp_partnets',
-          dict(holistic='cbp', part_nets=PARTS), True,
+          Variant(holistic='cbp', part_nets=PARTS), True,
           'Our model with compact bilinear feature on ft-part nets',
           'Our model with compact bilinear feature on ft-part nets'),
 ))
@@ -266,29 +272,29 @@ MODELS = collections.OrderedDict((m.name, m) for m in (
 # frozen_keypoint, its classifier from frozen_joint_cbp.
 FROZEN_MODELS = collections.OrderedDict((m.name, m) for m in (
     Model('baseline_cbp_frozen', 'baseline_cbp_frozen', 'baseline_cbp_frozen',
-          dict(shared_stream=True, parts=False, holistic='cbp'), False,
+          Variant(shared_stream=True, parts=False, holistic='cbp'), False,
           'Compact bilinear on whole image (frozen ImageNet conv5_3)', None),
     Model('joint_cbp_frozen', ('frozen_joint_cbp', 'frozen_keypoint'), 'joint_cbp_frozen',
-          dict(shared_stream=True, holistic='cbp'), True,
+          Variant(shared_stream=True, holistic='cbp'), True,
           'Our model with compact bilinear feature (frozen ImageNet conv5_3)', None),
     Model('baseline_avg_frozen', 'baseline_avg_frozen', 'baseline_avg_frozen',
-          dict(shared_stream=True, parts=False, holistic='avg'), False,
+          Variant(shared_stream=True, parts=False, holistic='avg'), False,
           'First-order holistic (average conv5_3) on whole image (frozen ImageNet conv5_3)', None),
     Model('joint_avg_frozen', ('frozen_joint_avg', 'frozen_keypoint'), 'joint_avg_frozen',
-          dict(shared_stream=True, holistic='avg'), True,
+          Variant(shared_stream=True, holistic='avg'), True,
           'First-order holistic (average conv5_3) + parts (frozen ImageNet conv5_3)', None),
 ))
 # The partial protocol's models: everything above the cache layer fine-tuned
 # (stage 4), and the whole-image baseline fine-tuned the same way.
 PARTIAL_MODELS = collections.OrderedDict((m.name, m) for m in (
     Model('baseline_cbp_partial', 'partial_baseline_cbp_ft', 'baseline_cbp_partial',
-          dict(**PARTIAL, parts=False, holistic='cbp'), False,
+          Variant(**PARTIAL, parts=False, holistic='cbp'), False,
           'Compact bilinear on whole image (partial fine-tuning)', None),
     Model('joint_cbp_partial', 'partial_joint_cbp_stage4', 'joint_cbp_partial',
-          dict(**PARTIAL, holistic='cbp'), True,
+          Variant(**PARTIAL, holistic='cbp'), True,
           'Our model with compact bilinear feature (partial fine-tuning)', None),
     Model('baseline_keypoint_features_partial', 'partial_baseline_kpfeat_ft',
-          'baseline_keypoint_features_partial', dict(**PARTIAL, shared_stream=True, holistic=None),
+          'baseline_keypoint_features_partial', Variant(**PARTIAL, shared_stream=True, holistic=None),
           False, 'Keypoint features baseline (partial fine-tuning)', 'Keypoint features baseline'),
 ))
 ALL_MODELS = collections.OrderedDict(list(MODELS.items()) + list(FROZEN_MODELS.items())
@@ -322,13 +328,13 @@ def model_stages(model):
     return s if isinstance(s, tuple) else (s,)
 
 
-def deploy_nets(cache_layer=None):
-    """Deploy net name -> keyword arguments: each model's, and its oracle's."""
+def deploy_nets(cache_layer=None, score_from=None):
+    """Deploy net name -> `Variant`: each model's, and its oracle's."""
     out = collections.OrderedDict()
     for m in ALL_MODELS.values():
-        out[m.deploy] = with_cache_layer(m.deploy_net, cache_layer)
+        out[m.deploy] = for_run(m.deploy_net, cache_layer, score_from)
         if m.oracle:
-            out[m.deploy + '_oracle'] = dict(out[m.deploy], oracle=True)
+            out[m.deploy + '_oracle'] = out[m.deploy].replace(oracle=True)
     return out
 
 

@@ -30,11 +30,13 @@ import numpy as np
 
 import caffe
 from caffe.proto import caffe_pb2
+from google.protobuf import text_format
 
 from posenorm.core import net_loading, outputs
 from posenorm.core.net_loading import NetLoadError, load_net
 from posenorm.nets.backbones import conv_trunk_proto
 from posenorm.pose.nets import pose_normalized_net
+from posenorm.pose.variant import Variant
 
 STREAMS = ('', 'cls_')
 
@@ -210,6 +212,26 @@ def copy_weights(net, weights, src_prefix='', dst_prefix='', skip=(), log=print)
 # ---------------------------------------------------------------------------
 # Reading and writing caffemodels
 
+def imagenet_into(net, weights, log=print):
+    """ImageNet weights into both streams of `net`: a `surgery` output holds
+    both; weights as published hold one (conv1_1 ...), and then the
+    classification stream's cls_X takes X."""
+    net.copy_from(weights)
+    copy_weights(net, weights, dst_prefix='cls_', skip=tuple(net_loading.caffemodel_blobs(weights)),
+                 log=log)
+
+
+def one_stream_short(weights, prototxt):
+    """Whether the weights lack a classification-stream layer (cls_X) that
+    the net of `prototxt` holds and the weights hold as X."""
+    have = net_loading.caffemodel_blobs(weights)
+    param = caffe_pb2.NetParameter()
+    with open(prototxt) as f:
+        text_format.Merge(f.read(), param)
+    return any(l.name.startswith('cls_') and l.name not in have and l.name[4:] in have
+               for l in param.layer)
+
+
 def load_weights(prototxt, weights, label=None):
     """caffe.Net(prototxt) with `weights`, through the one loader
     (`net_loading.load_net`, exact): every layer of the prototxt gets its
@@ -259,7 +281,7 @@ def save_weights(net, path, layers=None, force=False, name='', inputs=()):
 
 def target_proto(backbone='vgg16', holistic='fc7', num_classes=200):
     """The joint deploy net both streams are initialized in."""
-    proto = pose_normalized_net('deploy', backbone=backbone, holistic=holistic,
+    proto = pose_normalized_net('deploy', Variant(holistic=holistic), backbone=backbone,
                                 num_classes=num_classes)
     proto.name = '%s_joint_%s_deploy' % (backbone, holistic)
     return proto
@@ -346,7 +368,7 @@ def surgery(weights, out, source_net=None, net=None, backbone='vgg16',
         log('note: the source has no fc6/fc7 (a conv-only caffemodel), so %s keep their '
             'filler initialization.' % ', '.join(fc_filler))
         if backbone == 'vgg16':
-            log('note: keypoint_stage1 of vgg16 freezes the trunk (loc_lr=0) and scores '
+            log('note: keypoint_stage1 of vgg16 freezes the trunk and scores '
                 'keypoints on fc7, i.e. on filler fc6/fc7 here; the Model Zoo caffemodel '
                 '(see docs/weights.md) gives the paper\'s initialization.')
     save_weights(dst, out, report['written'], force=force, inputs=inputs)

@@ -7,6 +7,9 @@ from posenorm.pose.paired import NO_DIFFERENCE, SIGNIFICANCE
 from posenorm.pose.paper import PAPER_TABLE1, PCK_CONVENTION
 from posenorm.pose.stages import MODELS
 
+# what an oracle row's label adds to its model's
+ORACLE_SUFFIX = ' (ground-truth parts at test)'
+
 
 def _paper_accuracy(model_results):
     """The paper's Table 1 number for the row a model reproduces, or None."""
@@ -26,7 +29,7 @@ def build_tables(results):
                            oracle=False, paper_reference=_paper_accuracy(r)))
         if r.get('oracle_classification'):
             c = r['oracle_classification']
-            t1.append(dict(model=name, label=r['label'] + ' (ground-truth parts at test)',
+            t1.append(dict(model=name, label=r['label'] + ORACLE_SUFFIX,
                            accuracy=c['accuracy'], mean_per_class_accuracy=c['mean_per_class_accuracy'],
                            interval=c.get('accuracy_interval'),
                            images=c['images'], oracle=True, paper_reference=None))

@@ -49,17 +49,18 @@ from google.protobuf import text_format
 from posenorm.core import caffe_run, device, outputs
 from posenorm.core.atomic import atomic_save, atomic_write_text
 from posenorm.core.net_loading import caffemodel_blobs
-from posenorm.data.lmdb_data import parse_manifest
+from posenorm.data.lmdb_data import parse_manifest, val_split_record
 from posenorm.data.part_crops import CROP_SIZE
 from posenorm.nets.backbones import BACKBONES
 from posenorm.nets.model_dir import ORACLE_DEPLOY, write_model_dir
 from posenorm.pose import run_record, selection, stages
 from posenorm.pose.cached import CachedStages
-from posenorm.pose.nets import check_input_size, pose_normalized_net, split_block, write_nets
+from posenorm.pose.nets import check_input_size, pose_normalized_net, write_nets
 from posenorm.pose.partial import PartialProtocol
 from posenorm.pose.selection import Selection
 from posenorm.pose.solvers import make_solver
-from posenorm.pose.surgery import copy_weights
+from posenorm.pose.surgery import copy_weights, imagenet_into, one_stream_short
+from posenorm.pose.variant import split_block
 
 
 # What a run directory made before `outputs.claim` holds; a training that
@@ -67,7 +68,7 @@ from posenorm.pose.surgery import copy_weights
 RUN_MARKERS = ('done', 'prototxt', 'solvers', caffe_run.LOCK_NAME)
 
 
-class Run(CachedStages, PartialProtocol, Selection):
+class Run(CachedStages, Selection):
     """One run directory and the settings its nets were generated with."""
 
     def __init__(self, run_dir, backbone, lmdb_dir, num_classes, caffe='caffe',
@@ -112,17 +113,18 @@ class Run(CachedStages, PartialProtocol, Selection):
         if self.val_split == 'test':
             log('[train] %s has no val split: the val nets read the test split and no choice '
                 'is made on validation (rebuild it with --val-fraction > 0)' % self.lmdb_dir)
-        self.net_args = dict(lmdb_dir=self.lmdb_dir, batch_size=self.batch_size,
-                             num_classes=num_classes, input_size=self.input_size,
-                             crop_size=self.manifest.get('crop_size') or CROP_SIZE,
-                             val_split=self.val_split)
-        if self.imagenet and backbone == 'vgg16':
-            if 'fc6' not in caffemodel_blobs(self.imagenet):
-                # Conv-only ImageNet weights: fc6/fc7 would be random, so the
-                # keypoint scores sit on conv5_3 (stride 16) instead of fc7.
-                self.net_args['score_from'] = 'conv5_3'
-                log('[train] %s has no fc6/fc7: keypoints are scored on conv5_3 '
-                    '(a documented deviation from the paper\'s fc7)' % self.imagenet)
+        self.crop_size = self.manifest.get('crop_size') or CROP_SIZE
+        # Conv-only ImageNet weights: fc6/fc7 would be random, so the
+        # keypoint scores sit on conv5_3 (stride 16) instead of fc7.
+        self.score_from = None
+        if self.imagenet and backbone == 'vgg16' and 'fc6' not in caffemodel_blobs(self.imagenet):
+            self.score_from = 'conv5_3'
+            log('[train] %s has no fc6/fc7: keypoints are scored on conv5_3 '
+                '(a documented deviation from the paper\'s fc7)' % self.imagenet)
+        self.partial = PartialProtocol(
+            self.dir, backbone, self.lmdb_dir, self.batch_size, self.cache_layer, self.imagenet,
+            seed, {k: int(v['count']) for k, v in self.manifest['splits'].items()}, log=log,
+            enabled=use_cache)
 
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
@@ -141,8 +143,11 @@ class Run(CachedStages, PartialProtocol, Selection):
         for name in self.retrain:
             self.forget(name)
         write_nets(self.path('prototxt'), self.backbone,
-                   stages.trained_nets(self.backbone, self.cache_layer),
-                   stages.deploy_nets(self.cache_layer), **self.net_args)
+                   stages.trained_nets(self.backbone, self.cache_layer, self.score_from),
+                   stages.deploy_nets(self.cache_layer, self.score_from),
+                   lmdb_dir=self.lmdb_dir, batch_size=self.batch_size,
+                   num_classes=self.num_classes, input_size=self.input_size,
+                   crop_size=self.crop_size, val_split=self.val_split)
         for name in stages.trained_nets(self.backbone):
             s = self.solver_param(name)
             atomic_write_text(self.path('solvers', name + '.prototxt'),
@@ -169,15 +174,15 @@ class Run(CachedStages, PartialProtocol, Selection):
                         test_iter=self.test_iter, seed=self.seed, epoch_iters=self.epoch_iters())
         settings = dict(
             backbone=self.backbone, batch_size=self.batch_size, num_classes=self.num_classes,
-            input_size=self.input_size, crop_size=self.net_args['crop_size'],
-            score_from=self.net_args.get('score_from'), cached=self.cached(stage), seed=self.seed,
+            input_size=self.input_size, crop_size=self.crop_size,
+            score_from=self.score_from, cached=self.cached(stage), seed=self.seed,
             solver='%s base_lr %g, weight_decay %g, stepsize %d' % (
                 s.type, s.base_lr, s.weight_decay, s.stepsize),
             max_iter=s.max_iter,
             imagenet=self.imagenet and '%s (%d bytes)' % (os.path.basename(self.imagenet),
                                                           os.path.getsize(self.imagenet)),
             sources={n: run_record.identity(self.done_record(n)) for n in stage.needs()})
-        if self.above_cache(stage):
+        if self.partial.applies(stage):
             settings['cache_layer'] = self.cache_layer
         if self.selects(stage):  # rate and length chosen on val, then train + val
             settings['chosen_on_val'] = dict(lr_factors=list(selection.LR_FACTORS),
@@ -215,24 +220,27 @@ class Run(CachedStages, PartialProtocol, Selection):
     def init_weights(self, stage):
         """Assemble the caffemodel a stage starts from; None for fillers."""
         if stage.init == stages.IMAGENET:
-            if self.imagenet is None and self.above_cache(stage):
-                return self._trunk_weights()  # one fixed trunk below the cache
-            return self.imagenet  # None: the fillers
+            if self.imagenet is None and self.partial.applies(stage):
+                return self.partial.trunk_weights()  # one fixed trunk below the cache
+            if self.imagenet is None or not one_stream_short(self.imagenet, self.train_net(stage)):
+                return self.imagenet  # None: the fillers
         if isinstance(stage.init, str) and stage.init in stages.STAGES_BY_NAME:
             return self.final_weights(stage.init)
         out = self.path('init', stage.name + '.caffemodel')
-        sources = [self.final_weights(n) for n in stage.needs()]
+        sources = [self.final_weights(n) for n in stage.needs()] + [self.imagenet] * (
+            stage.init == stages.IMAGENET)
         # reused while no stage it reads from was trained again (--retrain)
         if os.path.exists(out) and all(os.path.getmtime(out) >= os.path.getmtime(s)
                                        for s in sources):
             return out
         caffe.set_random_seed(self.seed)  # the new layers' fillers: reproducible
-        net = caffe.Net(self.path('prototxt', self.backbone, stage.name + '_train.prototxt'),
-                        caffe.TEST)
-        if stage.init in (stages.CLASSIFICATION_INIT, stages.PARTIAL_CLASSIFICATION_INIT):
+        net = caffe.Net(self.train_net(stage), caffe.TEST)
+        if stage.init == stages.IMAGENET:
+            imagenet_into(net, self.imagenet, log=self.log)
+        elif stage.init in (stages.CLASSIFICATION_INIT, stages.PARTIAL_CLASSIFICATION_INIT):
             keypoints = self.final_weights(stages.CLASSIFICATION_SOURCES[stage.init])
-            if self.imagenet:  # both streams (tools/surgery.py output)
-                net.copy_from(self.imagenet)
+            if self.imagenet:
+                imagenet_into(net, self.imagenet, log=self.log)
             net.copy_from(keypoints)
             if not self.imagenet:
                 # No ImageNet weights: the classification stream starts from the
@@ -241,7 +249,7 @@ class Run(CachedStages, PartialProtocol, Selection):
                 # to copy from.
                 copy_weights(net, keypoints, src_prefix='', dst_prefix='cls_', log=self.log)
         elif stage.init == stages.PART_INIT:  # the same choice for a part net's trunk
-            part = stage.net['part']
+            part = stage.net.part
             copy_weights(net, self.imagenet or self.final_weights('keypoint_stage2'),
                          src_prefix='', dst_prefix=part + '_', log=self.log)
         else:  # several stages' layers by name; a new classifier
@@ -263,45 +271,21 @@ class Run(CachedStages, PartialProtocol, Selection):
             return record['weights']
         run_record.check_started(self._started_path(stage.name), current, stage.name)
         t0 = time.time()
-        part = stage.net.get('part')
-        if part and part not in self.manifest.get('crop_parts', []):
-            raise caffe_run.StageFailed(
-                '%s needs %s crops, which the LMDBs in %s lack: rebuild them with '
-                'tools/build_lmdb.py (crops are on by default)' % (stage.name, part, self.lmdb_dir))
+        self._check_crops(stage)
         init = self.init_weights(stage)
-        if 'shared_upto' in stage.net:
-            init = self.complete_init(stage, init)
+        if stage.net.shared_upto is not None:  # the same start from the cache or not
+            init = self.partial.start_weights(stage, self.train_net(stage), init)
         solver = self.solver_param(stage.name)
         log_path = self.path('logs', stage.name + '.log')
         cached = self.cached(stage)
         if cached:
             weights, curves = self._run_cached(stage, solver, init, log_path, later)
-        elif self.above_cache(stage):
+        elif self.partial.applies(stage):
             weights, curves = self._run_above(stage, solver, init, log_path)
         else:
-            solver_path = self.path('solvers', stage.name + '.prototxt')
-            atomic_write_text(solver_path, text_format.MessageToString(solver))
-            it, state = caffe_run.latest_snapshot(solver.snapshot_prefix, log=self.log)
-            if state:
-                self.log('[train] %s: resuming from iteration %d (%s)'
-                         % (stage.name, it, os.path.basename(state)))
-            else:
-                self.log('[train] %s: %d iterations from %s'
-                         % (stage.name, solver.max_iter, init or 'fillers'))
-            curves = caffe_run.run_caffe_train(
-                self.caffe, solver_path, log_path, solver.max_iter, weights=init,
-                snapshot=state, cwd=self.dir, desc=stage.name, progress=self.progress,
-                gpus=self.gpus)
-            weights = '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter)
-        if not os.path.exists(weights):
-            raise caffe_run.StageFailed('%s finished without %s' % (stage.name, weights))
-        bad = caffe_run.nonfinite_params(weights)
-        if bad:
-            os.replace(weights, weights + '.diverged')
-            raise caffe_run.StageDiverged(
-                '%s diverged: non-finite weights in %s (moved to %s.diverged); lower '
-                'base_lr in %s and run again' % (stage.name, ', '.join(bad[:5]), weights,
-                                                  self.path('solvers', stage.name + '.prototxt')))
+            weights, curves = self._run_full(stage, solver, init, log_path)
+        caffe_run.check_trained(stage.name, weights,
+                                self.path('solvers', stage.name + '.prototxt'))
         chosen = self.selection(stage.name) if cached and self.selects(stage) else None
         record = run_record.new_record(
             stage.name, weights, self.dir, current, seconds=round(time.time() - t0, 1),
@@ -313,6 +297,40 @@ class Run(CachedStages, PartialProtocol, Selection):
         self.log('[train] %s: done in %.0f s, loss %s' % (stage.name, record['seconds'],
                                                           record['final_loss']))
         return weights
+
+    def _check_crops(self, stage):
+        part = stage.net.part
+        if part and part not in self.manifest.get('crop_parts', []):
+            raise caffe_run.StageFailed(
+                '%s needs %s crops, which the LMDBs in %s lack: rebuild them with '
+                'tools/build_lmdb.py (crops are on by default)' % (stage.name, part, self.lmdb_dir))
+
+    def _run_full(self, stage, solver, init, log_path):
+        """`caffe train` of the stage's whole net, resumed from its newest
+        snapshot; returns (final weights, curves)."""
+        solver_path = self.path('solvers', stage.name + '.prototxt')
+        atomic_write_text(solver_path, text_format.MessageToString(solver))
+        it, state = caffe_run.latest_snapshot(solver.snapshot_prefix, log=self.log)
+        if state:
+            self.log('[train] %s: resuming from iteration %d (%s)'
+                     % (stage.name, it, os.path.basename(state)))
+        else:
+            self.log('[train] %s: %d iterations from %s'
+                     % (stage.name, solver.max_iter, init or 'fillers'))
+        curves = caffe_run.run_caffe_train(
+            self.caffe, solver_path, log_path, solver.max_iter, weights=init,
+            snapshot=state, cwd=self.dir, desc=stage.name, progress=self.progress,
+            gpus=self.gpus)
+        return '%s_iter_%d.caffemodel' % (solver.snapshot_prefix, solver.max_iter), curves
+
+    def _run_above(self, stage, solver, init, log_path):
+        """Train everything above the cache layer from the trunk cache with
+        `caffe train`, then merge it into the full model."""
+        net, solver, prefix = self.partial.training(stage, solver, self.train_net(stage),
+                                                    self.val_split)
+        trained, curves = self._train_cached_net(stage, solver, net, prefix, init, log_path,
+                                                 'above %s' % self.cache_layer)
+        return self._merge(stage, solver, init, trained), curves
 
     def cached(self, stage):
         """Whether this run trains the stage's head on cached features."""
@@ -326,20 +344,19 @@ class Run(CachedStages, PartialProtocol, Selection):
     def export(self, model):
         """Write models/<model>/ for evaluation and prediction."""
         m = stages.ALL_MODELS[model]
-        sizes = dict(num_classes=self.num_classes, input_size=self.input_size,
-                     crop_size=self.net_args['crop_size'])
-        if self.net_args.get('score_from'):  # as the stages were trained
-            sizes['score_from'] = self.net_args['score_from']
-        deploy_net = stages.with_cache_layer(m.deploy_net, self.cache_layer)
-        deploy = pose_normalized_net('deploy', backbone=self.backbone, **dict(deploy_net, **sizes))
+        sizes = dict(backbone=self.backbone, num_classes=self.num_classes,
+                     input_size=self.input_size, crop_size=self.crop_size)
+        # as the stages were trained
+        variant = stages.for_run(m.deploy_net, self.cache_layer, self.score_from)
+        deploy = pose_normalized_net('deploy', variant, **sizes)
         info = dict(variant=model, label=m.label, backbone=self.backbone,
                     input_size=self.input_size, classes=self.manifest['class_names'],
                     class_ids=self.manifest.get('classes'),  # trained on; labels are id - 1
-                    part_names=self.manifest['part_names'])
+                    part_names=self.manifest['part_names'],
+                    val_split=val_split_record(self.manifest))
         extra = {}
         if m.oracle:
-            oracle = pose_normalized_net('deploy', backbone=self.backbone,
-                                         **dict(deploy_net, oracle=True, **sizes))
+            oracle = pose_normalized_net('deploy', variant.replace(oracle=True), **sizes)
             extra[ORACLE_DEPLOY] = str(oracle)
             info['oracle_deploy'] = ORACLE_DEPLOY
         out = self.path('models', model)
@@ -367,8 +384,11 @@ def start_outputs(curves):
     """{output: value} of the train net at its first logged iteration (a
     stage 4 whose classification loss starts near 0 gets no gradient from
     it: issue 25, section 6)."""
-    return {k[len('train/'):]: v[0][1] for k, v in curves.items()
-            if k.startswith('train/') and v and v[0][0] == 0}
+    # the last start: a log kept across attempts (resumed, or started over
+    # after an interruption) holds every attempt's iteration 0
+    starts = {k[len('train/'):]: [value for it, value in v if it == 0]
+              for k, v in curves.items() if k.startswith('train/')}
+    return {k: v[-1] for k, v in starts.items() if v}
 
 
 def train(run, models=None):

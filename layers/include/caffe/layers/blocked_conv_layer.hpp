@@ -29,11 +29,14 @@ namespace caffe {
  * The schedule is static: results do not depend on timing.
  *
  * 3x3, stride-1, undilated, ungrouped convolutions run as Winograd
- * F(4x4, 3x3) instead (caffe/util/winograd.hpp): forward, and the data
+ * F(4x4, 3x3) instead (caffe/util/winograd.hpp): forward, the data
  * gradient as a Winograd convolution of the top diff with the flipped
- * kernel; the weight gradient stays banded.  POSENORM_WINOGRAD (read when
- * the layer is created): 0 off, 2 or 4 forces F(2x2) or F(4x4) on every
- * such layer, unset picks per layer (winograd_tile()).
+ * kernel, and the weight gradient as a Winograd correlation of the input
+ * with the top diff (winograd_weight_grad).  POSENORM_WINOGRAD (read when
+ * the layer is created): "T" or "T,W", T for the forward pass and data
+ * gradient, W for the weight gradient (T when absent): 0 off, 2 or 4
+ * forces F(2x2) or F(4x4) on every such layer, auto (or unset) picks per
+ * layer (winograd_tile(), winograd_weight_tile()).
  *
  * Same parameters, weights and numerics (up to float summation order, and
  * Winograd's rounding: docs/bench_conv.md) as ConvolutionLayer; N-D
@@ -49,6 +52,8 @@ class BlockedConvolutionLayer : public ConvolutionLayer<Dtype> {
   /// The Winograd output tile this layer uses now: 4 or 2, 0 for the
   /// banded path.
   int winograd_tile() const;
+  /// The same for the weight gradient.
+  int winograd_weight_tile() const;
 
  protected:
   virtual void Forward_cpu(const vector<Blob<Dtype>*>& bottom,
@@ -59,6 +64,7 @@ class BlockedConvolutionLayer : public ConvolutionLayer<Dtype> {
  private:
   struct Plan;
   bool blocked() const;
+  bool winograd_geometry() const;
   Plan plan(int nthreads, int min_items) const;
   void reserve(const Plan& p, bool backward);
   Dtype* thread_buffer(int tid);
@@ -77,7 +83,7 @@ class BlockedConvolutionLayer : public ConvolutionLayer<Dtype> {
     int m = 0;
     std::vector<Dtype> weights, u;
   };
-  const int winograd_setting_;
+  const cpu::WinogradSetting winograd_setting_;
   WinogradKernel winograd_[2];
   std::vector<Dtype> winograd_scratch_;
 

@@ -47,12 +47,32 @@ void winograd_conv(const WinogradShape& s, int num, const Dtype* in,
                    Dtype* out, long out_stride, int nthreads,
                    std::vector<Dtype>* scratch);
 
-/// POSENORM_WINOGRAD: -1 unset (the engine picks per layer), 0 off, 2 or 4
-/// (that tile on every layer that can take it).
-int winograd_setting();
+/// The weight gradient of a convolution of shape s (in: the bottom data,
+/// out: the top diff): dw[o][c][3][3] += the sum over num images of the
+/// correlation of in's channel c with out's channel o.  Lavin & Gray's
+/// F(m x m, 3 x 3) with the roles swapped, dg = G^T [(A dy A^T) .
+/// (B^T d B)] G: the input patches get the forward transform, the top
+/// diff's m x m tiles A, and per transform coordinate one GEMM of
+/// (out x tiles) by (tiles x in) sums the products over every tile; then
+/// one G^T S G per (o, c).  Threads and scratch as in winograd_conv; a
+/// static schedule.
+template <typename Dtype>
+void winograd_weight_grad(const WinogradShape& s, int num, const Dtype* in,
+                          long in_stride, const Dtype* out, long out_stride,
+                          Dtype* dw, int nthreads,
+                          std::vector<Dtype>* scratch);
+
+/// POSENORM_WINOGRAD, "T" or "T,W": the tile of the forward pass and the
+/// data gradient (T) and of the weight gradient (W; T when absent), each 0
+/// (off), 2 or 4 (that tile on every layer that can take it) or auto (-1:
+/// the engine picks per layer; also when the variable is unset).
+struct WinogradSetting {
+  int data, weight;
+};
+WinogradSetting winograd_setting();
 
 /// Tests: the most tiles in one block (0: sized for the cache), so that
-/// small maps are cut into several blocks too.
+/// small maps are cut into several blocks too (both passes).
 void WinogradMaxBlockTiles(int tiles);
 
 }  // namespace cpu

@@ -19,6 +19,11 @@ int min_cols = 512;
 // Winograd when the engine picks: F(4x4) from this many input channels
 // (fewer: the transforms outweigh the GEMMs; docs/bench_conv.md).
 const int kWinogradMinChannels = 16;
+// The Winograd weight gradient when the engine picks: F(4x4) from this many
+// output positions per channel pair (N x H x W of the top; fewer: the
+// (m + 2)^2 x out x in sums it writes and reads back outweigh the saved
+// multiplications; docs/bench_conv.md).
+const long kWinogradWeightMinOutputs = 2048;
 
 using cpu::gemm;
 
@@ -110,17 +115,33 @@ Dtype* BlockedConvolutionLayer<Dtype>::thread_buffer(int tid) {
   return buffers_.data() + tid * buffer_stride_;
 }
 
+// 3x3, stride 1, undilated, ungrouped: what Winograd can take.
 template <typename Dtype>
-int BlockedConvolutionLayer<Dtype>::winograd_tile() const {
-  if (winograd_setting_ == 0 || !blocked() || this->group_ != 1) return 0;
+bool BlockedConvolutionLayer<Dtype>::winograd_geometry() const {
+  if (!blocked() || this->group_ != 1) return false;
   const int* kernel = this->kernel_shape_.cpu_data();
   const int* stride = this->stride_.cpu_data();
   const int* dilation = this->dilation_.cpu_data();
   for (int i = 0; i < 2; ++i) {
-    if (kernel[i] != 3 || stride[i] != 1 || dilation[i] != 1) return 0;
+    if (kernel[i] != 3 || stride[i] != 1 || dilation[i] != 1) return false;
   }
-  if (winograd_setting_ > 0) return winograd_setting_;
+  return true;
+}
+
+template <typename Dtype>
+int BlockedConvolutionLayer<Dtype>::winograd_tile() const {
+  if (winograd_setting_.data == 0 || !winograd_geometry()) return 0;
+  if (winograd_setting_.data > 0) return winograd_setting_.data;
   return this->channels_ >= kWinogradMinChannels ? 4 : 0;
+}
+
+template <typename Dtype>
+int BlockedConvolutionLayer<Dtype>::winograd_weight_tile() const {
+  if (winograd_setting_.weight == 0 || !winograd_geometry()) return 0;
+  if (winograd_setting_.weight > 0) return winograd_setting_.weight;
+  const long outputs = static_cast<long>(this->num_) * this->out_spatial_dim_;
+  return this->channels_ >= kWinogradMinChannels &&
+      outputs >= kWinogradWeightMinOutputs ? 4 : 0;
 }
 
 // Forward: bottom -> top.  flip (the data gradient): top diff -> bottom
@@ -285,12 +306,22 @@ void BlockedConvolutionLayer<Dtype>::Backward_cpu(
   }
   const int nthreads = cpu::num_threads();
   const Plan p = plan(nthreads, 2 * nthreads);
-  reserve(p, true);
   const Dtype* weight = this->blobs_[0]->cpu_data();
-  const bool want_w = this->param_propagate_down_[0];
+  const int mw = winograd_weight_tile();
+  const bool want_w = this->param_propagate_down_[0] && !mw;  // banded
   Dtype* weight_diff = want_w ? this->blobs_[0]->mutable_cpu_diff() : NULL;
-  // Winograd data gradients first: before `single`, which would leave the
+  reserve(p, want_w);
+  // Winograd gradients first: before `single`, which would leave the
   // pool's loops one thread.
+  if (mw && this->param_propagate_down_[0]) {
+    const cpu::WinogradShape s = winograd_shape(mw, false);
+    Dtype* dw = this->blobs_[0]->mutable_cpu_diff();
+    for (int i = 0; i < top.size(); ++i) {
+      cpu::winograd_weight_grad(s, this->num_, bottom[i]->cpu_data(),
+          this->bottom_dim_, top[i]->cpu_diff(), this->top_dim_, dw,
+          nthreads, &winograd_scratch_);
+    }
+  }
   const int m = winograd_tile();
   vector<bool> banded_x(propagate_down);
   if (m && std::count(propagate_down.begin(), propagate_down.end(), true)) {

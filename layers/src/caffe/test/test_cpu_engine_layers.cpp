@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -165,6 +166,10 @@ const ConvCase kWinogradCases[] = {
   {1, 16, 37, 93, 20, 3, 3, 1, 1, 1, 0, 1, 1, true},
   {4, 2, 3, 5, 2, 3, 3, 1, 1, 1, 1, 1, 1, true},
   {1, 17, 65, 129, 7, 3, 3, 1, 1, 2, 1, 1, 1, true},
+  // Enough channels for the weight gradient's thread grid: input channel
+  // ranges (70), output channel ranges (100).
+  {2, 70, 11, 9, 36, 3, 3, 1, 1, 1, 1, 1, 1, true},
+  {1, 40, 9, 14, 100, 3, 3, 1, 1, 0, 2, 1, 1, false},
 };
 
 // Runs case c through Caffe's layer and ours (both from the same weights,
@@ -255,17 +260,21 @@ TYPED_TEST(CpuEngineTest, ConvolutionMatchesReference) {
 }
 
 // Winograd F(4x4) and F(2x2), forced on every 3x3 stride-1 case, against
-// Caffe's direct convolution.  Tolerance: Winograd's transforms scale
-// values by up to ~10 (F(4x4)) before the sums, so float results carry a
-// few more rounding errors than the direct path's (measured on VGG-16:
-// docs/bench_conv.md); 1e-4 of the largest value still catches any wrong
-// tile, pad or coordinate.
+// Caffe's direct convolution: forward, data and weight gradients (the
+// weight and bias diffs start from Gaussian values, so a pass that
+// overwrites them instead of adding fails); then Winograd on the weight
+// gradient alone and on all but it.  Tolerance: Winograd's transforms
+// scale values by up to ~10 (F(4x4)) before the sums, so float results
+// carry a few more rounding errors than the direct path's (measured on
+// VGG-16: docs/bench_conv.md); 1e-4 of the largest value still catches any
+// wrong tile, pad or coordinate.
 TYPED_TEST(CpuEngineTest, WinogradMatchesReference) {
   typedef TypeParam Dtype;
-  for (const char* tile : {"4", "2"}) {
+  for (const char* tile : {"4", "2", "0,4", "2,0"}) {
     ScopedWinograd winograd(tile);
     // Blocks sized for the cache (one per image here), and of 16 tiles.
     for (int block : {0, 16}) {
+      if (block && std::strchr(tile, ',')) continue;
       cpu::WinogradMaxBlockTiles(block);
       for (const ConvCase& c : kWinogradCases) {
         for (int threads : thread_counts()) {
@@ -286,7 +295,8 @@ TYPED_TEST(CpuEngineTest, WinogradMatchesReference) {
 }
 
 // The engine picks Winograd for 3x3 stride-1 undilated ungrouped layers
-// with enough input channels; POSENORM_WINOGRAD=0 turns it off.  The
+// with enough input channels (the weight gradient: and enough outputs);
+// POSENORM_WINOGRAD=0 turns it off.  The
 // transformed kernel follows the weights (it is cached between passes).
 TYPED_TEST(CpuEngineTest, WinogradPicksAndFollowsWeights) {
   typedef TypeParam Dtype;
@@ -305,13 +315,29 @@ TYPED_TEST(CpuEngineTest, WinogradPicksAndFollowsWeights) {
     BlockedConvolutionLayer<Dtype> layer(conv_param(*cases[i]));
     layer.SetUp(bottom, top);
     EXPECT_EQ(i == 0 ? 4 : 0, layer.winograd_tile()) << "case " << i;
+    // The weight gradient: too few outputs (12 x 12) to pay.
+    EXPECT_EQ(0, layer.winograd_weight_tile()) << "case " << i;
   }
   {
-    ScopedWinograd off("0");
+    ConvCase big = wide;  // 2 x 32 x 32 outputs per channel pair: it pays
+    big.num = 2;
+    big.height = big.width = 32;
+    x.Reshape(2, 64, 32, 32);
+    BlockedConvolutionLayer<Dtype> layer(conv_param(big));
+    layer.SetUp(bottom, top);
+    EXPECT_EQ(4, layer.winograd_weight_tile());
+  }
+  // POSENORM_WINOGRAD: T, or T,W (forward and data gradient, weight
+  // gradient).
+  const char* settings[] = {"0", "2", "4,0", "0,2", "auto,0", "2,auto"};
+  const int tiles[][2] = {{0, 0}, {2, 2}, {4, 0}, {0, 2}, {4, 0}, {2, 0}};
+  for (int i = 0; i < 6; ++i) {
+    ScopedWinograd setting(settings[i]);
     x.Reshape(1, 64, 12, 12);
     BlockedConvolutionLayer<Dtype> layer(conv_param(wide));
     layer.SetUp(bottom, top);
-    EXPECT_EQ(0, layer.winograd_tile());
+    EXPECT_EQ(tiles[i][0], layer.winograd_tile()) << settings[i];
+    EXPECT_EQ(tiles[i][1], layer.winograd_weight_tile()) << settings[i];
   }
   // New weights between passes: the second pass must use them.
   const LayerParameter param = conv_param(wide);

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "caffe/common.hpp"
@@ -148,6 +149,44 @@ template <> struct Tile<4> {
     u[4 * us] = g0_24 - g1_12;
     u[5 * us] = g2;
   }
+  // The weight gradient (dg = G^T [(A dy) . (B^T d)]): A, m -> m + 2, on
+  // the top diff's tiles...
+  template <typename D>
+  static WINOGRAD_INLINE void grad(const D* x, long xs, D* y, long ys) {
+    typedef typename Lanes<D>::V V;
+    const V x0 = load(x), x1 = load(x + xs), x2 = load(x + 2 * xs),
+        x3 = load(x + 3 * xs);
+    const D two = 2, four = 4;
+    const V a = x0 + x2, b = x1 + x3, c = x0 + four * x2,
+        d = two * (x1 + four * x3);
+    store(y, x0);
+    store(y + ys, a + b);
+    store(y + 2 * ys, a - b);
+    store(y + 3 * ys, c + d);
+    store(y + 4 * ys, c - d);
+    store(y + 5 * ys, x3);
+  }
+  // e[j * es + l] = src[4 l + j], j < 4: one row of the lanes' tiles.
+  template <typename D>
+  static WINOGRAD_INLINE void deal(const D* src, D* e, long es) {
+    typedef typename Lanes<D>::V V;
+    const V a0 = load(src), a1 = load(src + kLanes),
+        a2 = load(src + 2 * kLanes), a3 = load(src + 3 * kLanes);
+    for (int j = 0; j < 4; ++j) {
+      const typename Lanes<D>::Mask m = strided<D>(j, 4, kLanes / 2);
+      const V lo = __builtin_shuffle(a0, a1, m),
+          hi = __builtin_shuffle(a2, a3, m);
+      store(e + j * es, __builtin_shuffle(lo, hi, pairs<D>(0, kLanes / 2)));
+    }
+  }
+  // ... and G^T, m + 2 -> 3, on the summed products (in double).
+  static void kernel_grad(const double* m, int ms, double* g, int gs) {
+    const double m0 = m[0], m12 = m[ms] + m[2 * ms], d12 = m[2 * ms] - m[ms];
+    const double m34 = m[3 * ms] + m[4 * ms], d34 = m[3 * ms] - m[4 * ms];
+    g[0] = m0 * 0.25 - m12 * (1.0 / 6) + m34 * (1.0 / 24);
+    g[gs] = d12 * (1.0 / 6) + d34 * (1.0 / 12);
+    g[2 * gs] = (m34 - m12) * (1.0 / 6) + m[5 * ms];
+  }
 };
 
 template <> struct Tile<2> {
@@ -197,6 +236,28 @@ template <> struct Tile<2> {
     u[2 * us] = (g0 - g1 + g2) * 0.5;
     u[3 * us] = g2;
   }
+  template <typename D>
+  static WINOGRAD_INLINE void grad(const D* x, long xs, D* y, long ys) {
+    typedef typename Lanes<D>::V V;
+    const V x0 = load(x), x1 = load(x + xs);
+    store(y, x0);
+    store(y + ys, x0 + x1);
+    store(y + 2 * ys, x0 - x1);
+    store(y + 3 * ys, -x1);
+  }
+  template <typename D>
+  static WINOGRAD_INLINE void deal(const D* src, D* e, long es) {
+    typedef typename Lanes<D>::V V;
+    const V a0 = load(src), a1 = load(src + kLanes);
+    store(e, __builtin_shuffle(a0, a1, strided<D>(0, 2, kLanes)));
+    store(e + es, __builtin_shuffle(a0, a1, strided<D>(1, 2, kLanes)));
+  }
+  static void kernel_grad(const double* m, int ms, double* g, int gs) {
+    const double h = (m[ms] + m[2 * ms]) * 0.5;
+    g[0] = m[0] + h;
+    g[gs] = (m[ms] - m[2 * ms]) * 0.5;
+    g[2 * gs] = h + m[3 * ms];
+  }
 };
 
 // Tiles [t0, t0 + count) of one image, in raster order; P: the block's
@@ -223,12 +284,13 @@ WINOGRAD_INLINE int lane_origins(const Block& b, int g, int* oy, int* ox,
   return n;
 }
 
-// V[xi][c][p] = (B^T d B)[xi] for the block's tiles p and every channel c.
+// V[xi][c - c0][p] = (B^T d B)[xi] for the block's tiles p and channels
+// c0 <= c < c1.
 template <int M, typename D>
 WINOGRAD_INLINE void input_block_impl(const WinogradShape& s, const Block& b,
-                                      const D* in, D* v) {
+                                      const D* in, D* v, int c0, int c1) {
   const int A = M + 2, L = kLanes;
-  const long xi_stride = s.in_channels * b.P;
+  const long xi_stride = (c1 - c0) * b.P;
   const long plane_size = static_cast<long>(s.height) * s.width;
   alignas(64) D d[A * A * L], t[A * A * L];
   int oy[L], ox[L];
@@ -239,7 +301,7 @@ WINOGRAD_INLINE void input_block_impl(const WinogradShape& s, const Block& b,
     // One tile row, inside the image: strided loads of whole rows.
     const bool fast = n == L && row && y0 >= 0 && y0 + A <= s.height &&
         x0 >= 0 && ox[L - 1] - s.pad_w + A <= s.width;
-    for (int c = 0; c < s.in_channels; ++c) {
+    for (int c = c0; c < c1; ++c) {
       const D* plane = in + c * plane_size;
       if (fast) {
         for (int i = 0; i < A; ++i) {
@@ -264,7 +326,7 @@ WINOGRAD_INLINE void input_block_impl(const WinogradShape& s, const Block& b,
       for (int j = 0; j < A; ++j) {
         Tile<M>::in(d + j * L, A * L, t + j * L, A * L);
       }
-      D* dst = v + c * b.P + g * L;
+      D* dst = v + (c - c0) * b.P + g * L;
       for (int i = 0; i < A; ++i) {
         Tile<M>::in(t + i * A * L, L, dst + i * A * xi_stride, xi_stride);
       }
@@ -315,12 +377,62 @@ WINOGRAD_INLINE void output_block_impl(const WinogradShape& s,
   }
 }
 
+// DY[xi][k - k0][p] = (A dy A^T)[xi] for the block's tiles p of the top
+// diff (zero past the map's edge) and channels k0 <= k < k1.
+template <int M, typename D>
+WINOGRAD_INLINE void grad_block_impl(const WinogradShape& s, const Block& b,
+                                     const D* dout, D* dy, int k0, int k1) {
+  const int A = M + 2, L = kLanes;
+  const long xi_stride = (k1 - k0) * b.P;
+  const long plane_size = static_cast<long>(s.out_h) * s.out_w;
+  alignas(64) D d[M * M * L], t[A * M * L];
+  int oy[L], ox[L];
+  for (int g = 0; g * L < b.count; ++g) {
+    bool row;
+    const int n = lane_origins<M>(b, g, oy, ox, &row);
+    const bool fast = n == L && row && oy[0] + M <= s.out_h &&
+        ox[L - 1] + M <= s.out_w;
+    for (int k = k0; k < k1; ++k) {
+      const D* plane = dout + k * plane_size;
+      if (fast) {
+        for (int i = 0; i < M; ++i) {
+          Tile<M>::deal(plane + static_cast<long>(oy[0] + i) * s.out_w + ox[0],
+                        d + i * M * L, L);
+        }
+      } else {
+        for (int l = 0; l < L; ++l) {
+          const int ty = l < n ? oy[l] : s.out_h, tx = l < n ? ox[l] : 0;
+          for (int i = 0; i < M; ++i) {
+            const int y = ty + i;
+            for (int j = 0; j < M; ++j) {
+              const int x = tx + j;
+              d[(i * M + j) * L + l] = y < s.out_h && x < s.out_w
+                  ? plane[static_cast<long>(y) * s.out_w + x] : D(0);
+            }
+          }
+        }
+      }
+      for (int j = 0; j < M; ++j) {
+        Tile<M>::grad(d + j * L, M * L, t + j * L, M * L);
+      }
+      D* dst = dy + (k - k0) * b.P + g * L;
+      for (int i = 0; i < A; ++i) {
+        Tile<M>::grad(t + i * M * L, L, dst + i * A * xi_stride, xi_stride);
+      }
+    }
+  }
+}
+
 // The hot loops, one clone set per tile size and type (overloads: GCC's
 // target_clones takes no templates).
 #define WINOGRAD_CLONES(M, D)                                               \
   CAFFE_CPU_CLONES void input_block(Tile<M>*, const WinogradShape& s,       \
-      const Block& b, const D* in, D* v) {                                  \
-    input_block_impl<M>(s, b, in, v);                                       \
+      const Block& b, const D* in, D* v, int c0, int c1) {                  \
+    input_block_impl<M>(s, b, in, v, c0, c1);                               \
+  }                                                                         \
+  CAFFE_CPU_CLONES void grad_block(Tile<M>*, const WinogradShape& s,        \
+      const Block& b, const D* dout, D* dy, int k0, int k1) {               \
+    grad_block_impl<M>(s, b, dout, dy, k0, k1);                             \
   }                                                                         \
   CAFFE_CPU_CLONES void output_block(Tile<M>*, const WinogradShape& s,      \
       const Block& b, const D* mm, const D* bias, D* out) {                 \
@@ -407,7 +519,7 @@ void conv_impl(const WinogradShape& s, int num, const Dtype* in,
       mine.count = static_cast<int>(std::min(P, tiles - mine.t0));
       const int cols = (mine.count + kLanes - 1) / kLanes * kLanes;
       input_block(static_cast<Tile<M>*>(NULL), s, mine, in + n * in_stride,
-                  v);
+                  v, 0, s.in_channels);
       for (int xi = 0; xi < A2; ++xi) {
         gemm(false, false, s.out_channels, cols, s.in_channels, Dtype(1),
              u + xi * s.out_channels * s.in_channels, s.in_channels,
@@ -420,7 +532,120 @@ void conv_impl(const WinogradShape& s, int num, const Dtype* in,
   });
 }
 
+// The weight gradient's blocks: P tiles (the GEMMs' inner dimension) whose
+// transforms take about kWeightBlockBytes per thread, within [64, 512]
+// (docs/bench_conv.md); ranges of at least kMinRange channels per thread.
+const long kWeightBlockBytes = 2L << 20;
+const int kMinRange = 32;
+
+// dw[k][c] += G^T S[k][c] G from the summed products S[xi][k][c], for
+// k0 <= k < k1, c0 <= c < c1; kChunk channels at a time, so that the
+// (m + 2)^2 matrices of S are read as runs.
+template <int M, typename Dtype>
+void weight_inverse(const Dtype* sum, int K, int C, int k0, int k1, int c0,
+                    int c1, Dtype* dw) {
+  const int A = M + 2, A2 = A * A, kChunk = 64;
+  const long xi_stride = static_cast<long>(K) * C;
+  double m[kChunk][A2], t[A * 3], g[9];
+  for (int k = k0; k < k1; ++k) {
+    for (int q0 = c0; q0 < c1; q0 += kChunk) {
+      const int n = std::min(kChunk, c1 - q0);
+      for (int xi = 0; xi < A2; ++xi) {
+        const Dtype* src = sum + xi * xi_stride + static_cast<long>(k) * C + q0;
+        for (int q = 0; q < n; ++q) m[q][xi] = src[q];
+      }
+      for (int q = 0; q < n; ++q) {
+        for (int i = 0; i < A; ++i) {
+          Tile<M>::kernel_grad(m[q] + i * A, 1, t + i * 3, 1);
+        }
+        for (int j = 0; j < 3; ++j) Tile<M>::kernel_grad(t + j, 3, g + j, 3);
+        Dtype* w = dw + (static_cast<long>(k) * C + q0 + q) * 9;
+        for (int i = 0; i < 9; ++i) w[i] += static_cast<Dtype>(g[i]);
+      }
+    }
+  }
+}
+
+// Threads form a grid over (input channel, output channel) ranges, input
+// channels first (their transform is the dearer one).  Each transforms its
+// channels' input patches and top-diff tiles of every block and multiplies
+// them into its own part of the summed products S[xi][k][c]: no two
+// threads write one value, no reduction, a static schedule.
+template <int M, typename Dtype>
+void weight_grad_impl(const WinogradShape& s, int num, const Dtype* in,
+                      long in_stride, const Dtype* dout, long out_stride,
+                      Dtype* dw, int nthreads, std::vector<Dtype>* scratch) {
+  const int A2 = (M + 2) * (M + 2);
+  const int C = s.in_channels, K = s.out_channels;
+  Block b;
+  b.tiles_x = (s.out_w + M - 1) / M;
+  const long tiles = static_cast<long>(b.tiles_x) * ((s.out_h + M - 1) / M);
+  const int ct = std::max(1, std::min(nthreads, C / kMinRange));
+  const int kt = std::max(1, std::min(nthreads / ct, K / kMinRange));
+  const int nt = ct * kt;
+  const int cr = (C + ct - 1) / ct, kr = (K + kt - 1) / kt;
+  const long round = kLanes;
+  long P = kWeightBlockBytes / (A2 * (cr + kr) * sizeof(Dtype));
+  P = std::max(64L, std::min(512L, P));
+  if (max_block_tiles > 0) P = std::min<long>(P, max_block_tiles);
+  P = std::min(P, num * ((tiles + round - 1) / round * round));
+  P = std::max(round, (P + round - 1) / round * round);
+  const long sum_size = static_cast<long>(A2) * K * C;
+  const long buffer = A2 * (cr + kr) * P;
+  if (static_cast<long>(scratch->size()) < sum_size + nt * buffer) {
+    scratch->resize(sum_size + nt * buffer);
+  }
+  Dtype* sum = scratch->data();
+  SingleThreadedBlas single(nt > 1);
+  parallel(nt, [&](int tid, int) {
+    const int ci = tid % ct, ki = tid / ct;
+    const int c0 = chunk_begin(C, ci, ct), c1 = chunk_begin(C, ci + 1, ct);
+    const int k0 = chunk_begin(K, ki, kt), k1 = chunk_begin(K, ki + 1, kt);
+    Dtype* v = scratch->data() + sum_size + tid * buffer;
+    Dtype* dy = v + A2 * (c1 - c0) * P;
+    Dtype beta = 0;  // the first block sets S, the others add
+    Block mine = b;
+    mine.P = P;
+    long col = 0;
+    for (int n = 0; n < num; ++n) {
+      for (long t0 = 0; t0 < tiles; t0 += mine.count) {
+        mine.t0 = t0;
+        mine.count = static_cast<int>(std::min(P - col, tiles - t0));
+        input_block(static_cast<Tile<M>*>(NULL), s, mine, in + n * in_stride,
+                    v + col, c0, c1);
+        grad_block(static_cast<Tile<M>*>(NULL), s, mine,
+                   dout + n * out_stride, dy + col, k0, k1);
+        col += (mine.count + round - 1) / round * round;
+        if (col < P && (n + 1 < num || t0 + mine.count < tiles)) continue;
+        for (int xi = 0; xi < A2; ++xi) {
+          gemm(false, true, k1 - k0, c1 - c0, static_cast<int>(col),
+               Dtype(1), dy + xi * (k1 - k0) * P, static_cast<int>(P),
+               v + xi * (c1 - c0) * P, static_cast<int>(P), beta,
+               sum + xi * K * C + k0 * C + c0, C);
+        }
+        beta = 1;
+        col = 0;
+      }
+    }
+    weight_inverse<M>(sum, K, C, k0, k1, c0, c1, dw);
+  });
+}
+
 }  // namespace
+
+template <typename Dtype>
+void winograd_weight_grad(const WinogradShape& s, int num, const Dtype* in,
+                          long in_stride, const Dtype* dout, long out_stride,
+                          Dtype* dw, int nthreads,
+                          std::vector<Dtype>* scratch) {
+  if (s.m == 4) {
+    weight_grad_impl<4>(s, num, in, in_stride, dout, out_stride, dw, nthreads,
+                        scratch);
+  } else {
+    weight_grad_impl<2>(s, num, in, in_stride, dout, out_stride, dw, nthreads,
+                        scratch);
+  }
+}
 
 template <typename Dtype>
 void winograd_kernel(int m, const Dtype* w, int num_output, int channels,
@@ -446,12 +671,29 @@ void winograd_conv(const WinogradShape& s, int num, const Dtype* in,
   }
 }
 
-int winograd_setting() {
+namespace {
+
+// One part of POSENORM_WINOGRAD: -1 for auto, else the tile (0: off).
+int setting_part(const std::string& part, const char* whole) {
+  if (part == "auto") return -1;
+  CHECK(part == "0" || part == "2" || part == "4")
+      << "POSENORM_WINOGRAD=" << whole << ": expected T or T,W, each 0 (off), "
+      << "2 or 4 (tile) or auto";
+  return part[0] - '0';
+}
+
+}  // namespace
+
+WinogradSetting winograd_setting() {
+  WinogradSetting s = {-1, -1};
   const char* v = std::getenv("POSENORM_WINOGRAD");
-  if (!v || !*v) return -1;
-  CHECK(!std::strcmp(v, "0") || !std::strcmp(v, "2") || !std::strcmp(v, "4"))
-      << "POSENORM_WINOGRAD=" << v << ": expected 0 (off), 2 or 4 (tile)";
-  return std::atoi(v);
+  if (!v || !*v) return s;
+  const std::string all(v);
+  const size_t comma = all.find(',');
+  s.data = setting_part(all.substr(0, comma), v);
+  s.weight = comma == std::string::npos ? s.data
+      : setting_part(all.substr(comma + 1), v);
+  return s;
 }
 
 void WinogradMaxBlockTiles(int tiles) { max_block_tiles = tiles; }
@@ -460,6 +702,11 @@ template void winograd_kernel<float>(int, const float*, int, int, bool,
                                      float*);
 template void winograd_kernel<double>(int, const double*, int, int, bool,
                                       double*);
+template void winograd_weight_grad<float>(const WinogradShape&, int,
+    const float*, long, const float*, long, float*, int, std::vector<float>*);
+template void winograd_weight_grad<double>(const WinogradShape&, int,
+    const double*, long, const double*, long, double*, int,
+    std::vector<double>*);
 template void winograd_conv<float>(const WinogradShape&, int, const float*,
     long, const float*, const float*, float*, long, int,
     std::vector<float>*);
