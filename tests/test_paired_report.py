@@ -145,7 +145,7 @@ def test_tool_writes_only_between_markers(tmp_path):
 def test_project_docs_have_one_block_per_protocol(repo_root):
     with open(os.path.join(repo_root, 'docs', 'real_birds.md')) as f:
         text = f.read()
-    for protocol in ('frozen 448 px', 'frozen 224 px', 'partial'):
+    for protocol in ('frozen 448 px', 'frozen 224 px', 'partial 224 px'):
         begin, end = real_birds.docs_markers(protocol)
         assert text.count(begin) == 1 and text.count(end) == 1 and \
             text.index(begin) < text.index(end), protocol
