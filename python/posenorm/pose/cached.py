@@ -20,6 +20,7 @@ from posenorm.core import caffe_run
 from posenorm.core.atomic import atomic_save, atomic_write_text
 from posenorm.core.net_loading import read_net
 from posenorm.pose import feature_cache, run_record, stages
+from posenorm.pose.solvers import train_only
 
 
 class CachedStages(object):
@@ -28,12 +29,7 @@ class CachedStages(object):
     def _train_cached_net(self, stage, solver, train_net, prefix, init, log_path, what):
         """`caffe train` of a net on cached features with the stage's solver
         (no test net); resumable.  Returns (final weights, curves)."""
-        head = type(solver)()
-        head.CopyFrom(solver)
-        head.train_net = train_net
-        del head.test_net[:]
-        del head.test_iter[:]
-        head.ClearField('test_interval')
+        head = train_only(solver, train_net)
         head.snapshot_prefix = prefix
         solver_path = prefix + '_solver.prototxt'
         atomic_write_text(solver_path, text_format.MessageToString(head))

@@ -24,6 +24,7 @@ from posenorm.core import caffe_run
 from posenorm.core.atomic import atomic_write_text
 from posenorm.core.net_loading import read_net
 from posenorm.pose import feature_cache
+from posenorm.pose.solvers import train_only
 
 # learning rates tried, as factors of the stage's table rate (a log grid)
 LR_FACTORS = (0.1, 1.0, 10.0)
@@ -91,12 +92,7 @@ def final_solver(base, train_net, prefix, chosen, train_images, all_images, batc
     chosen length and the table's lr step, both in epochs of the train
     split, scaled to the larger set (the same epochs)."""
     per_train, per_all = epoch_iters(train_images, batch), epoch_iters(all_images, batch)
-    s = type(base)()
-    s.CopyFrom(base)
-    s.train_net = train_net
-    del s.test_net[:]
-    del s.test_iter[:]
-    s.ClearField('test_interval')
+    s = train_only(base, train_net)
     s.base_lr = chosen['base_lr']
     s.max_iter = max(1, int(round(chosen['best_iteration'] * per_all / per_train)))
     s.stepsize = max(1, int(round(base.stepsize * per_all / per_train)))

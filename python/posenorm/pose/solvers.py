@@ -62,6 +62,18 @@ def make_solver(backbone, name, net_dir='prototxt', snapshot_dir='snapshots',
     return s
 
 
+def train_only(solver, train_net):
+    """A copy of `solver` training `train_net` with no test net (a net on
+    cached features: the choices on val test it elsewhere)."""
+    out = type(solver)()
+    out.CopyFrom(solver)
+    out.train_net = train_net
+    del out.test_net[:]
+    del out.test_iter[:]
+    out.ClearField('test_interval')
+    return out
+
+
 def write_solvers(out_dir, backbone, **kwargs):
     """Write one solver per stage; return their paths.  A budget in epochs
     needs kwargs' epoch_iters (the training set's size at its batch)."""
