@@ -27,7 +27,8 @@ struct WinogradShape {
   int pad_h, pad_w;  // output (0, 0) reads input (-pad_h, -pad_w); may be < 0
 };
 
-/// The transformed kernel U: (m + 2)^2 matrices of out x in, from Caffe's
+/// The transformed kernel U: (m + 2)^2 matrices of out x in (each packed
+/// for winograd_product, winograd_kernel_size values in all), from Caffe's
 /// weights w[num_output][channels][3][3].  Forward: out = num_output,
 /// in = channels.  flip (the data gradient, a convolution of the top diff
 /// with the flipped kernel): out = channels, in = num_output,
@@ -35,6 +36,8 @@ struct WinogradShape {
 template <typename Dtype>
 void winograd_kernel(int m, const Dtype* w, int num_output, int channels,
                      bool flip, Dtype* u);
+
+long winograd_kernel_size(int m, int num_output, int channels, bool flip);
 
 /// Convolves num images (in + n * in_stride -> out + n * out_stride),
 /// writing every output value (+ bias[o] when bias is not NULL), on up to

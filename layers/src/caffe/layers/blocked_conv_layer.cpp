@@ -174,7 +174,8 @@ const Dtype* BlockedConvolutionLayer<Dtype>::winograd_kernel(int m,
       !std::equal(k.weights.begin(), k.weights.end(), w.cpu_data())) {
     k.m = m;
     k.weights.assign(w.cpu_data(), w.cpu_data() + w.count());
-    k.u.resize(static_cast<long>(m + 2) * (m + 2) * w.count() / 9);
+    k.u.resize(cpu::winograd_kernel_size(m, this->num_output_,
+                                         this->channels_, flip));
     cpu::winograd_kernel(m, w.cpu_data(), this->num_output_, this->channels_,
                          flip, k.u.data());
   }

@@ -1,9 +1,11 @@
 #include <algorithm>
 #include <cfloat>
+#include <cstring>
 #include <vector>
 
 #include "caffe/layers/threaded_pooling_layer.hpp"
 #include "caffe/util/cpu_parallel.hpp"
+#include "caffe/util/cpu_simd.hpp"
 #include "caffe/util/math_functions.hpp"
 
 namespace caffe {
@@ -12,8 +14,83 @@ using std::max;
 using std::min;
 
 namespace {
+
 const long kMinPlanesPerThread = 4;
+
+// MAX over 2x2 windows at stride 2 (VGG's pools), output columns [0, n)
+// of one row whose windows lie inside the input: Caffe's comparisons in
+// Caffe's order, kLanes columns at a time.  r0, r1: the window's input
+// rows, index0: r0's offset in the plane (Caffe's mask holds plane
+// offsets).
+CAFFE_CPU_CLONES void max_2x2_row(const float* r0, const float* r1, int n,
+                                  int index0, int width, float* out,
+                                  int* mask) {
+  typedef cpu::simd::VecF V;
+  typedef cpu::simd::MaskF I;
+  const int L = cpu::simd::kLanes;
+  I even, odd, lane;
+  for (int l = 0; l < L; ++l) {
+    even[l] = 2 * l;
+    odd[l] = 2 * l + 1;
+    lane[l] = 2 * l;
+  }
+  int pw = 0;
+  for (; pw + L <= n; pw += L) {
+    const V a0 = cpu::simd::load(r0 + 2 * pw),
+        a1 = cpu::simd::load(r0 + 2 * pw + L),
+        b0 = cpu::simd::load(r1 + 2 * pw),
+        b1 = cpu::simd::load(r1 + 2 * pw + L);
+    const V x[4] = {__builtin_shuffle(a0, a1, even),
+                    __builtin_shuffle(a0, a1, odd),
+                    __builtin_shuffle(b0, b1, even),
+                    __builtin_shuffle(b0, b1, odd)};
+    const I at = lane + (index0 + 2 * pw);
+    const int offset[4] = {0, 1, width, width + 1};
+    V best = V{} - FLT_MAX;
+    I best_index = I{} - 1;
+    for (int k = 0; k < 4; ++k) {
+      const I greater = x[k] > best;
+      best = greater ? x[k] : best;
+      best_index = greater ? at + offset[k] : best_index;
+    }
+    cpu::simd::store(out + pw, best);
+    std::memcpy(mask + pw, &best_index, sizeof(best_index));  // unaligned
+  }
+  for (; pw < n; ++pw) {
+    const float x[4] = {r0[2 * pw], r0[2 * pw + 1], r1[2 * pw], r1[2 * pw + 1]};
+    const int at[4] = {index0 + 2 * pw, index0 + 2 * pw + 1,
+                       index0 + width + 2 * pw, index0 + width + 2 * pw + 1};
+    float best = -FLT_MAX;
+    int best_index = -1;
+    for (int k = 0; k < 4; ++k) {
+      const bool greater = x[k] > best;
+      best = greater ? x[k] : best;
+      best_index = greater ? at[k] : best_index;
+    }
+    out[pw] = best;
+    mask[pw] = best_index;
+  }
 }
+
+// The whole windows of a plane of VGG's pools: output rows [0, height / 2)
+// by columns [0, width / 2); false where not done (doubles).
+template <typename Dtype>
+bool max_2x2_whole(const Dtype*, int, int, int, Dtype*, int*) {
+  return false;
+}
+
+template <>
+bool max_2x2_whole<float>(const float* in, int height, int width,
+                          int pooled_width, float* out, int* mask) {
+  for (int ph = 0; ph < height / 2; ++ph) {
+    const int index0 = 2 * ph * width;
+    max_2x2_row(in + index0, in + index0 + width, width / 2, index0, width,
+                out + ph * pooled_width, mask + ph * pooled_width);
+  }
+  return true;
+}
+
+}  // namespace
 
 template <typename Dtype>
 bool ThreadedPoolingLayer<Dtype>::threaded() const {
@@ -27,8 +104,16 @@ bool ThreadedPoolingLayer<Dtype>::threaded() const {
 template <typename Dtype>
 void ThreadedPoolingLayer<Dtype>::max_plane(const Dtype* in, Dtype* out,
     int* mask, Dtype* top_mask) const {
+  const bool vgg = mask && this->kernel_h_ == 2 && this->kernel_w_ == 2 &&
+      this->stride_h_ == 2 && this->stride_w_ == 2 && this->pad_h_ == 0 &&
+      this->pad_w_ == 0 && max_2x2_whole(in, this->height_, this->width_,
+                                         this->pooled_width_, out, mask);
+  // The rest: windows clipped by the edge, or every window when not vgg.
+  const int whole_h = vgg ? this->height_ / 2 : 0;
+  const int whole_w = vgg ? this->width_ / 2 : 0;
   for (int ph = 0; ph < this->pooled_height_; ++ph) {
-    for (int pw = 0; pw < this->pooled_width_; ++pw) {
+    for (int pw = ph < whole_h ? whole_w : 0; pw < this->pooled_width_;
+         ++pw) {
       int hstart = ph * this->stride_h_ - this->pad_h_;
       int wstart = pw * this->stride_w_ - this->pad_w_;
       const int hend = min(hstart + this->kernel_h_, this->height_);

@@ -385,13 +385,21 @@ TYPED_TEST(CpuEngineTest, PoolingMatchesReferenceExactly) {
           pp->set_stride(c[1]);
           pp->set_pad(c[2]);
         }
-        Blob<Dtype> x(3, 5, 17, 12);
-        fill(&x, 5);
-        // Ties: max pooling must pick the same (first) index.
-        for (int i = 0; i < x.count(); i += 7) x.mutable_cpu_data()[i] = 1;
-        PoolingLayer<Dtype> ref(param);
-        ThreadedPoolingLayer<Dtype> ours(param);
-        expect_identical<Dtype>(&ref, &ours, &x, c[4] ? 2 : 1, 6);
+        // Small planes, and planes wide enough for the vector loop of
+        // VGG's 2x2 pools with an odd edge and a scalar tail.
+        Blob<Dtype> x(3, 5, 17, 12), wide(2, 3, 9, 75);
+        for (Blob<Dtype>* b : {&x, &wide}) {
+          fill(b, 5);
+          // Ties: max pooling must pick the same (first) index (every 3rd
+          // value of `wide`: rows 75 apart).
+          const int step = b == &x ? 7 : 3;
+          for (int i = 0; i < b->count(); i += step) {
+            b->mutable_cpu_data()[i] = 1;
+          }
+          PoolingLayer<Dtype> ref(param);
+          ThreadedPoolingLayer<Dtype> ours(param);
+          expect_identical<Dtype>(&ref, &ours, b, c[4] ? 2 : 1, 6);
+        }
       }
     }
   }

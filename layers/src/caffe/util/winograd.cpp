@@ -7,11 +7,11 @@
 #include "caffe/common.hpp"
 #include "caffe/util/cpu_gemm.hpp"
 #include "caffe/util/cpu_parallel.hpp"
+#include "caffe/util/cpu_simd.hpp"
 #include "caffe/util/winograd.hpp"
+#include "caffe/util/winograd_product.hpp"
 
-// The transforms' loop bodies are inlined into each target clone, so that
-// every clone compiles them for its own vector width.
-#define WINOGRAD_INLINE inline __attribute__((always_inline))
+#define WINOGRAD_INLINE CAFFE_CPU_INLINE
 
 namespace caffe {
 namespace cpu {
@@ -19,20 +19,11 @@ namespace cpu {
 namespace {
 
 // Tiles transformed together: the transforms' vector lanes.
-const int kLanes = 16;
+using simd::kLanes;
+using simd::Lanes;
+using simd::load;
+using simd::store;
 int max_block_tiles = 0;
-
-// kLanes values of a type as one GCC vector (lowered to what each clone's
-// target has: 4 SSE, 2 AVX2 or 1 AVX-512 register of floats), unaligned.
-typedef float VecF __attribute__((vector_size(kLanes * 4), aligned(4),
-                                  may_alias));
-typedef double VecD __attribute__((vector_size(kLanes * 8), aligned(8),
-                                   may_alias));
-typedef int MaskF __attribute__((vector_size(kLanes * 4)));
-typedef long long MaskD __attribute__((vector_size(kLanes * 8)));
-template <typename D> struct Lanes;
-template <> struct Lanes<float> { typedef VecF V; typedef MaskF Mask; };
-template <> struct Lanes<double> { typedef VecD V; typedef MaskD Mask; };
 
 // Shuffle masks over two vectors a, b (lanes 0 .. 2 kLanes - 1 of a then
 // b).  strided: lane l takes first + step * l for l < count (the rest
@@ -54,15 +45,6 @@ WINOGRAD_INLINE typename Lanes<D>::Mask pairs(int first, int width) {
     m[l] = side * kLanes + first + pair * width + l % width;
   }
   return m;
-}
-
-template <typename D>
-WINOGRAD_INLINE typename Lanes<D>::V load(const D* x) {
-  return *reinterpret_cast<const typename Lanes<D>::V*>(x);
-}
-template <typename D>
-WINOGRAD_INLINE void store(D* y, typename Lanes<D>::V v) {
-  *reinterpret_cast<typename Lanes<D>::V*>(y) = v;
 }
 
 // The 1-D transforms B^T (input, m + 2 -> m + 2), A^T (output, m + 2 -> m)
@@ -269,19 +251,86 @@ struct Block {
   long P;
 };
 
-// Where the lanes of group g start: the tiles' output origins.  Returns
-// the number of tiles in the group; *row: all in one tile row.
+// A group's lanes as runs of neighbouring tiles in one tile row: lanes
+// [a, a + len), lane a's tile at output origin (oy, ox).
+struct Run {
+  int a, len, oy, ox;
+};
+
+// The runs of lane group g (at most kLanes); *n: its tiles.
 template <int M>
-WINOGRAD_INLINE int lane_origins(const Block& b, int g, int* oy, int* ox,
-                                 bool* row) {
-  const int n = std::min(kLanes, b.count - g * kLanes);
-  for (int l = 0; l < n; ++l) {
+WINOGRAD_INLINE int lane_runs(const Block& b, int g, Run* runs, int* n) {
+  *n = std::min(kLanes, b.count - g * kLanes);
+  int k = 0;
+  for (int l = 0; l < *n; ++k) {
     const long t = b.t0 + g * kLanes + l;
-    oy[l] = static_cast<int>(t / b.tiles_x) * M;
-    ox[l] = static_cast<int>(t % b.tiles_x) * M;
+    const int tx = static_cast<int>(t % b.tiles_x);
+    runs[k].a = l;
+    runs[k].len = std::min(*n - l, b.tiles_x - tx);
+    runs[k].oy = static_cast<int>(t / b.tiles_x) * M;
+    runs[k].ox = tx * M;
+    l += runs[k].len;
   }
-  *row = oy[n - 1] == oy[0];
-  return n;
+  return k;
+}
+
+// row[p] = line[x0 + p] for p < span, zero where x0 + p is outside
+// [0, width) or line is NULL (a row outside the map).
+template <typename D>
+WINOGRAD_INLINE void clipped_row(const D* line, int x0, int width, int span,
+                                 D* row) {
+  const int lo = line ? std::min(span, std::max(0, -x0)) : span;
+  const int hi = line ? std::max(lo, std::min(span, width - x0)) : span;
+  for (int p = 0; p < lo; ++p) row[p] = D(0);
+  if (hi > lo) std::memcpy(row + lo, line + x0 + lo, (hi - lo) * sizeof(D));
+  for (int p = hi; p < span; ++p) row[p] = D(0);
+}
+
+// Lanes of a run: the blend that keeps a run's lanes of one split.
+template <typename D>
+WINOGRAD_INLINE typename Lanes<D>::Mask run_mask(const Run& r) {
+  typename Lanes<D>::Mask m;
+  for (int l = 0; l < kLanes; ++l) m[l] = l >= r.a && l < r.a + r.len ? -1 : 0;
+  return m;
+}
+
+// d[(i * A + j) * L + l] = the input at row i, column j of lane l's patch
+// (zero outside the image and for lanes past the group's tiles): input
+// row i of every run, split into the lanes straight from the plane where
+// one run fills the group inside the image, else through a zero-padded
+// copy of the row (a few vector copies, not A^2 L scalar reads).
+template <int M, typename D>
+WINOGRAD_INLINE void gather_patches(const WinogradShape& s, const D* plane,
+                                    const Run* runs, int nruns, D* d) {
+  typedef typename Lanes<D>::V V;
+  const int A = M + 2, L = kLanes, span_all = M * L + 2;
+  alignas(64) D buf[M * kLanes + 2 + kLanes], e[A * kLanes];
+  const bool whole = nruns == 1 && runs[0].len == L;
+  for (int i = 0; i < A; ++i) {
+    D* di = d + i * A * L;
+    for (int k = 0; k < nruns; ++k) {
+      const Run& r = runs[k];
+      const int y = r.oy - s.pad_h + i, x0 = r.ox - s.pad_w;
+      const D* line = y >= 0 && y < s.height
+          ? plane + static_cast<long>(y) * s.width : NULL;
+      if (whole && line && x0 >= 0 && x0 + span_all <= s.width) {
+        Tile<M>::split(line + x0, di, L);
+        continue;
+      }
+      if (k == 0 && !whole) std::memset(buf, 0, sizeof(buf));
+      clipped_row(line, x0, s.width, M * r.len + 2, buf + M * r.a);
+      if (whole) {
+        Tile<M>::split(buf, di, L);
+        continue;
+      }
+      Tile<M>::split(buf, e, L);
+      const typename Lanes<D>::Mask keep = run_mask<D>(r);
+      for (int j = 0; j < A; ++j) {
+        const V old = k == 0 ? V{} : load(di + j * L);
+        store(di + j * L, keep ? load(e + j * L) : old);
+      }
+    }
+  }
 }
 
 // V[xi][c - c0][p] = (B^T d B)[xi] for the block's tiles p and channels
@@ -293,36 +342,12 @@ WINOGRAD_INLINE void input_block_impl(const WinogradShape& s, const Block& b,
   const long xi_stride = (c1 - c0) * b.P;
   const long plane_size = static_cast<long>(s.height) * s.width;
   alignas(64) D d[A * A * L], t[A * A * L];
-  int oy[L], ox[L];
+  Run runs[kLanes];
+  int n;
   for (int g = 0; g * L < b.count; ++g) {
-    bool row;
-    const int n = lane_origins<M>(b, g, oy, ox, &row);
-    const int y0 = oy[0] - s.pad_h, x0 = ox[0] - s.pad_w;
-    // One tile row, inside the image: strided loads of whole rows.
-    const bool fast = n == L && row && y0 >= 0 && y0 + A <= s.height &&
-        x0 >= 0 && ox[L - 1] - s.pad_w + A <= s.width;
+    const int nruns = lane_runs<M>(b, g, runs, &n);
     for (int c = c0; c < c1; ++c) {
-      const D* plane = in + c * plane_size;
-      if (fast) {
-        for (int i = 0; i < A; ++i) {
-          Tile<M>::split(plane + static_cast<long>(y0 + i) * s.width + x0,
-                         d + i * A * L, L);
-        }
-      } else {
-        for (int l = 0; l < L; ++l) {
-          const int ty = l < n ? oy[l] - s.pad_h : -A;
-          const int tx = l < n ? ox[l] - s.pad_w : -A;
-          for (int i = 0; i < A; ++i) {
-            const int y = ty + i;
-            const bool y_in = y >= 0 && y < s.height;
-            for (int j = 0; j < A; ++j) {
-              const int x = tx + j;
-              d[(i * A + j) * L + l] = y_in && x >= 0 && x < s.width
-                  ? plane[static_cast<long>(y) * s.width + x] : D(0);
-            }
-          }
-        }
-      }
+      gather_patches<M>(s, in + c * plane_size, runs, nruns, d);
       for (int j = 0; j < A; ++j) {
         Tile<M>::in(d + j * L, A * L, t + j * L, A * L);
       }
@@ -334,20 +359,22 @@ WINOGRAD_INLINE void input_block_impl(const WinogradShape& s, const Block& b,
   }
 }
 
-// out[o] = (A^T M A) + bias[o] for the block's tiles, clipped to the map.
+// out[o] = (A^T M A) + bias[o] for the block's tiles, clipped to the map:
+// each output row of the group's tiles joined into the plane when one run
+// fills the group inside the map, else into a row copied out run by run.
 template <int M, typename D>
 WINOGRAD_INLINE void output_block_impl(const WinogradShape& s,
     const Block& b, const D* mm, const D* bias, D* out) {
   const int A = M + 2, L = kLanes;
   const long xi_stride = s.out_channels * b.P;
   const long plane_size = static_cast<long>(s.out_h) * s.out_w;
-  alignas(64) D t[M * A * L], y[M * M * L];
-  int oy[L], ox[L];
+  alignas(64) D t[M * A * L], y[M * M * L], row[M * L];
+  Run runs[kLanes];
+  int n;
   for (int g = 0; g * L < b.count; ++g) {
-    bool row;
-    const int n = lane_origins<M>(b, g, oy, ox, &row);
-    const bool fast = n == L && row && oy[0] + M <= s.out_h &&
-        ox[L - 1] + M <= s.out_w;
+    const int nruns = lane_runs<M>(b, g, runs, &n);
+    const bool fast = nruns == 1 && n == L && runs[0].oy + M <= s.out_h &&
+        runs[0].ox + M * L <= s.out_w;
     for (int o = 0; o < s.out_channels; ++o) {
       const D* src = mm + o * b.P + g * L;
       for (int j = 0; j < A; ++j) {
@@ -358,19 +385,19 @@ WINOGRAD_INLINE void output_block_impl(const WinogradShape& s,
       }
       const D bo = bias ? bias[o] : D(0);
       D* plane = out + o * plane_size;
-      if (fast) {
-        for (int k = 0; k < M; ++k) {
+      for (int k = 0; k < M; ++k) {
+        if (fast) {
           Tile<M>::join(y + k * M * L, L, bo,
-              plane + static_cast<long>(oy[0] + k) * s.out_w + ox[0]);
+              plane + static_cast<long>(runs[0].oy + k) * s.out_w + runs[0].ox);
+          continue;
         }
-        continue;
-      }
-      for (int l = 0; l < n; ++l) {
-        const int kn = std::min(M, s.out_h - oy[l]);
-        const int qn = std::min(M, s.out_w - ox[l]);
-        for (int k = 0; k < kn; ++k) {
-          D* dst = plane + static_cast<long>(oy[l] + k) * s.out_w + ox[l];
-          for (int q = 0; q < qn; ++q) dst[q] = y[(k * M + q) * L + l] + bo;
+        Tile<M>::join(y + k * M * L, L, bo, row);
+        for (int r = 0; r < nruns; ++r) {
+          const int yy = runs[r].oy + k;
+          const int w = std::min(M * runs[r].len, s.out_w - runs[r].ox);
+          if (yy >= s.out_h) continue;
+          std::memcpy(plane + static_cast<long>(yy) * s.out_w + runs[r].ox,
+                      row + M * runs[r].a, w * sizeof(D));
         }
       }
     }
@@ -378,39 +405,37 @@ WINOGRAD_INLINE void output_block_impl(const WinogradShape& s,
 }
 
 // DY[xi][k - k0][p] = (A dy A^T)[xi] for the block's tiles p of the top
-// diff (zero past the map's edge) and channels k0 <= k < k1.
+// diff (zero past the map's edge and for lanes past the group's tiles) and
+// channels k0 <= k < k1.  The tiles do not overlap: one row, run by run.
 template <int M, typename D>
 WINOGRAD_INLINE void grad_block_impl(const WinogradShape& s, const Block& b,
                                      const D* dout, D* dy, int k0, int k1) {
   const int A = M + 2, L = kLanes;
   const long xi_stride = (k1 - k0) * b.P;
   const long plane_size = static_cast<long>(s.out_h) * s.out_w;
-  alignas(64) D d[M * M * L], t[A * M * L];
-  int oy[L], ox[L];
+  alignas(64) D d[M * M * L], t[A * M * L], buf[M * L];
+  Run runs[kLanes];
+  int n;
   for (int g = 0; g * L < b.count; ++g) {
-    bool row;
-    const int n = lane_origins<M>(b, g, oy, ox, &row);
-    const bool fast = n == L && row && oy[0] + M <= s.out_h &&
-        ox[L - 1] + M <= s.out_w;
+    const int nruns = lane_runs<M>(b, g, runs, &n);
+    const bool fast = nruns == 1 && n == L && runs[0].oy + M <= s.out_h &&
+        runs[0].ox + M * L <= s.out_w;
     for (int k = k0; k < k1; ++k) {
       const D* plane = dout + k * plane_size;
-      if (fast) {
-        for (int i = 0; i < M; ++i) {
-          Tile<M>::deal(plane + static_cast<long>(oy[0] + i) * s.out_w + ox[0],
-                        d + i * M * L, L);
+      for (int i = 0; i < M; ++i) {
+        if (fast) {
+          Tile<M>::deal(plane + static_cast<long>(runs[0].oy + i) * s.out_w +
+                        runs[0].ox, d + i * M * L, L);
+          continue;
         }
-      } else {
-        for (int l = 0; l < L; ++l) {
-          const int ty = l < n ? oy[l] : s.out_h, tx = l < n ? ox[l] : 0;
-          for (int i = 0; i < M; ++i) {
-            const int y = ty + i;
-            for (int j = 0; j < M; ++j) {
-              const int x = tx + j;
-              d[(i * M + j) * L + l] = y < s.out_h && x < s.out_w
-                  ? plane[static_cast<long>(y) * s.out_w + x] : D(0);
-            }
-          }
+        for (int r = 0; r < nruns; ++r) {
+          const int yy = runs[r].oy + i;
+          clipped_row(yy < s.out_h ? plane + static_cast<long>(yy) * s.out_w
+                                   : static_cast<const D*>(NULL),
+                      runs[r].ox, s.out_w, M * runs[r].len, buf + M * runs[r].a);
         }
+        for (int p = M * n; p < M * L; ++p) buf[p] = D(0);
+        Tile<M>::deal(buf, d + i * M * L, L);
       }
       for (int j = 0; j < M; ++j) {
         Tile<M>::grad(d + j * L, M * L, t + j * L, M * L);
@@ -450,10 +475,11 @@ void kernel_impl(const Dtype* w, int num_output, int channels, bool flip,
   const int A = M + 2;
   const int rows = flip ? channels : num_output;
   const int cols = flip ? num_output : channels;
-  const long xi_stride = static_cast<long>(rows) * cols;
+  const long xi_stride = packed_rows(rows) * cols;
   // Row r of U (an output channel of this convolution), kChunk kernels at
-  // a time, each coordinate's values stored as one run: the coordinates'
+  // a time, then each coordinate's values in turn: the coordinates'
   // matrices lie a power of two apart, too many streams for the cache.
+  // Packed for winograd_product.
   const int kChunk = 64;
   parallel_for(rows, [&](long r0, long r1) {
     double g[9], t[A * 3], uu[kChunk][A * A];
@@ -471,8 +497,11 @@ void kernel_impl(const Dtype* w, int num_output, int channels, bool flip,
           }
         }
         for (int xi = 0; xi < A * A; ++xi) {
-          Dtype* dst = u + xi * xi_stride + r * cols + q0;
-          for (int q = 0; q < n; ++q) dst[q] = static_cast<Dtype>(uu[q][xi]);
+          Dtype* dst = u + xi * xi_stride + r / kPackRows * kPackRows * cols +
+              q0 * kPackRows + r % kPackRows;
+          for (int q = 0; q < n; ++q) {
+            dst[q * kPackRows] = static_cast<Dtype>(uu[q][xi]);
+          }
         }
       }
     }
@@ -506,8 +535,7 @@ void conv_impl(const WinogradShape& s, int num, const Dtype* in,
     scratch->resize(nt * buffer);
   }
   b.P = P;
-  // One block in all: one thread, its GEMMs threaded by the BLAS.
-  SingleThreadedBlas single(nt > 1);
+  const long u_stride = packed_rows(s.out_channels) * s.in_channels;
   parallel(nt, [&](int tid, int nthr) {
     Dtype* v = scratch->data() + tid * buffer;
     Dtype* mm = v + v_size;
@@ -521,10 +549,9 @@ void conv_impl(const WinogradShape& s, int num, const Dtype* in,
       input_block(static_cast<Tile<M>*>(NULL), s, mine, in + n * in_stride,
                   v, 0, s.in_channels);
       for (int xi = 0; xi < A2; ++xi) {
-        gemm(false, false, s.out_channels, cols, s.in_channels, Dtype(1),
-             u + xi * s.out_channels * s.in_channels, s.in_channels,
-             v + xi * s.in_channels * P, P, Dtype(0),
-             mm + xi * s.out_channels * P, P);
+        winograd_product(s.out_channels, cols, s.in_channels,
+                         u + xi * u_stride, v + xi * s.in_channels * P, P,
+                         mm + xi * s.out_channels * P, P);
       }
       output_block(static_cast<Tile<M>*>(NULL), s, mine, mm, bias,
                    out + n * out_stride);
@@ -645,6 +672,11 @@ void winograd_weight_grad(const WinogradShape& s, int num, const Dtype* in,
     weight_grad_impl<2>(s, num, in, in_stride, dout, out_stride, dw, nthreads,
                         scratch);
   }
+}
+
+long winograd_kernel_size(int m, int num_output, int channels, bool flip) {
+  return (m + 2) * (m + 2) * packed_rows(flip ? channels : num_output) *
+      (flip ? num_output : channels);
 }
 
 template <typename Dtype>
