@@ -8,6 +8,10 @@
 
 #define CAFFE_CPU_INLINE inline __attribute__((always_inline))
 
+// The vectors never cross a call (everything here is inlined), so GCC's
+// note that passing them would change the ABI does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
 namespace caffe {
 namespace cpu {
 namespace simd {

@@ -41,9 +41,9 @@ long winograd_kernel_size(int m, int num_output, int channels, bool flip);
 
 /// Convolves num images (in + n * in_stride -> out + n * out_stride),
 /// writing every output value (+ bias[o] when bias is not NULL), on up to
-/// nthreads threads of the engine's pool, each calling the BLAS
-/// single-threaded (nthreads: what cpu::num_threads() said before any
-/// SingleThreadedBlas).  scratch: per-thread buffers.
+/// nthreads threads of the engine's pool (nthreads: what
+/// cpu::num_threads() said before any SingleThreadedBlas), the products in
+/// winograd_product.  scratch: per-thread buffers.
 template <typename Dtype>
 void winograd_conv(const WinogradShape& s, int num, const Dtype* in,
                    long in_stride, const Dtype* u, const Dtype* bias,

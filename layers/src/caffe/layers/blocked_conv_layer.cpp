@@ -23,7 +23,7 @@ const int kWinogradMinChannels = 16;
 // output positions per channel pair (N x H x W of the top; fewer: the
 // (m + 2)^2 x out x in sums it writes and reads back outweigh the saved
 // multiplications; docs/bench_conv.md).
-const long kWinogradWeightMinOutputs = 2048;
+const long kWinogradWeightMinOutputs = 768;
 
 using cpu::gemm;
 

@@ -25,6 +25,12 @@ using simd::load;
 using simd::store;
 int max_block_tiles = 0;
 
+// Tiles per block of the forward pass and the data gradient: V and M of
+// 32 tiles stay in a core's L2 up to 256 channels, and the product's
+// register block covers them in one pass (VGG-16 at 500 x 500: 32 beat
+// 16, 48, 64, 128 and 256 on every layer; docs/bench_conv.md).
+const long kBlockTiles = 32;
+
 // Shuffle masks over two vectors a, b (lanes 0 .. 2 kLanes - 1 of a then
 // b).  strided: lane l takes first + step * l for l < count (the rest
 // repeat the last: don't care).
@@ -161,13 +167,17 @@ template <> struct Tile<4> {
       store(e + j * es, __builtin_shuffle(lo, hi, pairs<D>(0, kLanes / 2)));
     }
   }
-  // ... and G^T, m + 2 -> 3, on the summed products (in double).
-  static void kernel_grad(const double* m, int ms, double* g, int gs) {
-    const double m0 = m[0], m12 = m[ms] + m[2 * ms], d12 = m[2 * ms] - m[ms];
-    const double m34 = m[3 * ms] + m[4 * ms], d34 = m[3 * ms] - m[4 * ms];
-    g[0] = m0 * 0.25 - m12 * (1.0 / 6) + m34 * (1.0 / 24);
-    g[gs] = d12 * (1.0 / 6) + d34 * (1.0 / 12);
-    g[2 * gs] = (m34 - m12) * (1.0 / 6) + m[5 * ms];
+  // ... and G^T, m + 2 -> 3, on the summed products (T: values or lanes
+  // of them, S: their scalar).
+  template <typename T, typename S>
+  static WINOGRAD_INLINE void kernel_grad(const T* m, int ms, T* g, int gs) {
+    const S quarter = S(0.25), sixth = S(1) / S(6), twelfth = S(1) / S(12),
+        twenty_fourth = S(1) / S(24);
+    const T m0 = m[0], m12 = m[ms] + m[2 * ms], d12 = m[2 * ms] - m[ms];
+    const T m34 = m[3 * ms] + m[4 * ms], d34 = m[3 * ms] - m[4 * ms];
+    g[0] = m0 * quarter - m12 * sixth + m34 * twenty_fourth;
+    g[gs] = d12 * sixth + d34 * twelfth;
+    g[2 * gs] = (m34 - m12) * sixth + m[5 * ms];
   }
 };
 
@@ -234,10 +244,12 @@ template <> struct Tile<2> {
     store(e, __builtin_shuffle(a0, a1, strided<D>(0, 2, kLanes)));
     store(e + es, __builtin_shuffle(a0, a1, strided<D>(1, 2, kLanes)));
   }
-  static void kernel_grad(const double* m, int ms, double* g, int gs) {
-    const double h = (m[ms] + m[2 * ms]) * 0.5;
+  template <typename T, typename S>
+  static WINOGRAD_INLINE void kernel_grad(const T* m, int ms, T* g, int gs) {
+    const S half = S(0.5);
+    const T h = (m[ms] + m[2 * ms]) * half;
     g[0] = m[0] + h;
-    g[gs] = (m[ms] - m[2 * ms]) * 0.5;
+    g[gs] = (m[ms] - m[2 * ms]) * half;
     g[2 * gs] = h + m[3 * ms];
   }
 };
@@ -274,6 +286,15 @@ WINOGRAD_INLINE int lane_runs(const Block& b, int g, Run* runs, int* n) {
   return k;
 }
 
+// dst[p] = src[p], p < n: whole vectors, then the rest (short rows: no
+// call to memcpy).
+template <typename D>
+WINOGRAD_INLINE void copy_row(const D* src, int n, D* dst) {
+  int p = 0;
+  for (; p + kLanes <= n; p += kLanes) store(dst + p, load(src + p));
+  for (; p < n; ++p) dst[p] = src[p];
+}
+
 // row[p] = line[x0 + p] for p < span, zero where x0 + p is outside
 // [0, width) or line is NULL (a row outside the map).
 template <typename D>
@@ -282,7 +303,7 @@ WINOGRAD_INLINE void clipped_row(const D* line, int x0, int width, int span,
   const int lo = line ? std::min(span, std::max(0, -x0)) : span;
   const int hi = line ? std::max(lo, std::min(span, width - x0)) : span;
   for (int p = 0; p < lo; ++p) row[p] = D(0);
-  if (hi > lo) std::memcpy(row + lo, line + x0 + lo, (hi - lo) * sizeof(D));
+  if (hi > lo) copy_row(line + x0 + lo, hi - lo, row + lo);
   for (int p = hi; p < span; ++p) row[p] = D(0);
 }
 
@@ -317,7 +338,9 @@ WINOGRAD_INLINE void gather_patches(const WinogradShape& s, const D* plane,
         Tile<M>::split(line + x0, di, L);
         continue;
       }
-      if (k == 0 && !whole) std::memset(buf, 0, sizeof(buf));
+      if (k == 0 && !whole) {
+        for (int p = 0; p < span_all; p += kLanes) store(buf + p, V{});
+      }
       clipped_row(line, x0, s.width, M * r.len + 2, buf + M * r.a);
       if (whole) {
         Tile<M>::split(buf, di, L);
@@ -396,8 +419,8 @@ WINOGRAD_INLINE void output_block_impl(const WinogradShape& s,
           const int yy = runs[r].oy + k;
           const int w = std::min(M * runs[r].len, s.out_w - runs[r].ox);
           if (yy >= s.out_h) continue;
-          std::memcpy(plane + static_cast<long>(yy) * s.out_w + runs[r].ox,
-                      row + M * runs[r].a, w * sizeof(D));
+          copy_row(row + M * runs[r].a, w,
+                   plane + static_cast<long>(yy) * s.out_w + runs[r].ox);
         }
       }
     }
@@ -448,6 +471,49 @@ WINOGRAD_INLINE void grad_block_impl(const WinogradShape& s, const Block& b,
   }
 }
 
+// dw[k][c] += G^T S[k][c] G from the summed products S[xi][k][c], for
+// k0 <= k < k1, c0 <= c < c1: kLanes channels at a time as vectors (the
+// (m + 2)^2 values of a channel pair lie K C apart, those of neighbouring
+// channels side by side), the rest one by one in double.
+template <int M, typename D>
+WINOGRAD_INLINE void inverse_block_impl(const D* sum, int K, int C, int k0,
+                                        int k1, int c0, int c1, D* dw) {
+  typedef typename Lanes<D>::V V;
+  const int A = M + 2, A2 = A * A, L = kLanes;
+  const long xi_stride = static_cast<long>(K) * C;
+  for (int k = k0; k < k1; ++k) {
+    const D* row = sum + static_cast<long>(k) * C;
+    int q = c0;
+    for (; q + L <= c1; q += L) {
+      V m[A2], t[A * 3], g[9];
+      for (int xi = 0; xi < A2; ++xi) m[xi] = load(row + xi * xi_stride + q);
+      for (int i = 0; i < A; ++i) {
+        Tile<M>::template kernel_grad<V, D>(m + i * A, 1, t + i * 3, 1);
+      }
+      for (int j = 0; j < 3; ++j) {
+        Tile<M>::template kernel_grad<V, D>(t + j, 3, g + j, 3);
+      }
+      D* w = dw + (static_cast<long>(k) * C + q) * 9;
+      for (int l = 0; l < L; ++l) {
+        for (int i = 0; i < 9; ++i) w[l * 9 + i] += g[i][l];
+      }
+    }
+    for (; q < c1; ++q) {
+      double m[A2], t[A * 3], g[9];
+      for (int xi = 0; xi < A2; ++xi) m[xi] = row[xi * xi_stride + q];
+      for (int i = 0; i < A; ++i) {
+        Tile<M>::template kernel_grad<double, double>(m + i * A, 1, t + i * 3,
+                                                      1);
+      }
+      for (int j = 0; j < 3; ++j) {
+        Tile<M>::template kernel_grad<double, double>(t + j, 3, g + j, 3);
+      }
+      D* w = dw + (static_cast<long>(k) * C + q) * 9;
+      for (int i = 0; i < 9; ++i) w[i] += static_cast<D>(g[i]);
+    }
+  }
+}
+
 // The hot loops, one clone set per tile size and type (overloads: GCC's
 // target_clones takes no templates).
 #define WINOGRAD_CLONES(M, D)                                               \
@@ -462,6 +528,10 @@ WINOGRAD_INLINE void grad_block_impl(const WinogradShape& s, const Block& b,
   CAFFE_CPU_CLONES void output_block(Tile<M>*, const WinogradShape& s,      \
       const Block& b, const D* mm, const D* bias, D* out) {                 \
     output_block_impl<M>(s, b, mm, bias, out);                              \
+  }                                                                         \
+  CAFFE_CPU_CLONES void inverse_block(Tile<M>*, const D* sum, int K, int C, \
+      int k0, int k1, int c0, int c1, D* dw) {                              \
+    inverse_block_impl<M>(sum, K, C, k0, k1, c0, c1, dw);                   \
   }
 WINOGRAD_CLONES(2, float)
 WINOGRAD_CLONES(4, float)
@@ -517,11 +587,9 @@ void conv_impl(const WinogradShape& s, int num, const Dtype* in,
   b.tiles_x = (s.out_w + M - 1) / M;
   const long tiles = static_cast<long>(b.tiles_x) * ((s.out_h + M - 1) / M);
   const long round = kLanes;
-  // Block size, measured (docs/bench_conv.md): GEMMs of (in + out) / 8
-  // columns, at least 32 (smaller: the BLAS's packing of U dominates;
-  // larger: the block leaves the cache); at least one block per thread; a
-  // whole number of lane groups.
-  long P = std::max(32, (s.in_channels + s.out_channels) / 8);
+  // Block size, measured (docs/bench_conv.md): kBlockTiles; at least one
+  // block per thread; a whole number of lane groups.
+  long P = kBlockTiles;
   P = std::min(P, (num * tiles + nthreads - 1) / nthreads);
   if (max_block_tiles > 0) P = std::min<long>(P, max_block_tiles);
   P = std::min(P, tiles);
@@ -564,34 +632,6 @@ void conv_impl(const WinogradShape& s, int num, const Dtype* in,
 // (docs/bench_conv.md); ranges of at least kMinRange channels per thread.
 const long kWeightBlockBytes = 2L << 20;
 const int kMinRange = 32;
-
-// dw[k][c] += G^T S[k][c] G from the summed products S[xi][k][c], for
-// k0 <= k < k1, c0 <= c < c1; kChunk channels at a time, so that the
-// (m + 2)^2 matrices of S are read as runs.
-template <int M, typename Dtype>
-void weight_inverse(const Dtype* sum, int K, int C, int k0, int k1, int c0,
-                    int c1, Dtype* dw) {
-  const int A = M + 2, A2 = A * A, kChunk = 64;
-  const long xi_stride = static_cast<long>(K) * C;
-  double m[kChunk][A2], t[A * 3], g[9];
-  for (int k = k0; k < k1; ++k) {
-    for (int q0 = c0; q0 < c1; q0 += kChunk) {
-      const int n = std::min(kChunk, c1 - q0);
-      for (int xi = 0; xi < A2; ++xi) {
-        const Dtype* src = sum + xi * xi_stride + static_cast<long>(k) * C + q0;
-        for (int q = 0; q < n; ++q) m[q][xi] = src[q];
-      }
-      for (int q = 0; q < n; ++q) {
-        for (int i = 0; i < A; ++i) {
-          Tile<M>::kernel_grad(m[q] + i * A, 1, t + i * 3, 1);
-        }
-        for (int j = 0; j < 3; ++j) Tile<M>::kernel_grad(t + j, 3, g + j, 3);
-        Dtype* w = dw + (static_cast<long>(k) * C + q0 + q) * 9;
-        for (int i = 0; i < 9; ++i) w[i] += static_cast<Dtype>(g[i]);
-      }
-    }
-  }
-}
 
 // Threads form a grid over (input channel, output channel) ranges, input
 // channels first (their transform is the dearer one).  Each transforms its
@@ -654,7 +694,8 @@ void weight_grad_impl(const WinogradShape& s, int num, const Dtype* in,
         col = 0;
       }
     }
-    weight_inverse<M>(sum, K, C, k0, k1, c0, c1, dw);
+    inverse_block(static_cast<Tile<M>*>(NULL), sum, K, C, k0, k1, c0, c1,
+                  dw);
   });
 }
 
