@@ -26,6 +26,11 @@ template <typename Dtype>
 void winograd_product(int rows, int cols, int depth, const Dtype* u,
                       const Dtype* v, long ldv, Dtype* c, long ldc);
 
+/// Tests: run the products with the code for one instruction set (0:
+/// baseline x86-64, 1: AVX2, 2: AVX-512; -1: the best this CPU has, the
+/// default).  Returns false, changing nothing, where the CPU lacks it.
+bool WinogradProductTarget(int target);
+
 }  // namespace cpu
 }  // namespace caffe
 

@@ -20,6 +20,7 @@
 #include "caffe/util/cpu_parallel.hpp"
 #include "caffe/util/math_functions.hpp"
 #include "caffe/util/winograd.hpp"
+#include "caffe/util/winograd_product.hpp"
 
 #include "caffe/test/test_caffe_main.hpp"
 
@@ -292,6 +293,33 @@ TYPED_TEST(CpuEngineTest, WinogradMatchesReference) {
     }
   }
   cpu::WinogradMaxBlockTiles(0);
+}
+
+// The products' code for each instruction set this CPU has (the runs above
+// use only the best): baseline x86-64, AVX2, AVX-512, each with its own
+// register block, against Caffe's direct convolution.
+TYPED_TEST(CpuEngineTest, WinogradProductsOnEveryTarget) {
+  typedef TypeParam Dtype;
+  int targets = 0;
+  for (int target = 0; target < 3; ++target) {
+    if (!cpu::WinogradProductTarget(target)) continue;
+    ++targets;
+    for (const char* tile : {"4", "2"}) {
+      ScopedWinograd winograd(tile);
+      for (const ConvCase& c : kWinogradCases) {
+        for (int propagate = 0; propagate < 2; ++propagate) {
+          SCOPED_TRACE(::testing::Message() << "target " << target << ", F("
+                       << tile << "x" << tile << ") case "
+                       << (&c - kWinogradCases) << ", propagate_down "
+                       << propagate);
+          expect_conv_near<Dtype>(c, propagate, tolerance<Dtype>(),
+                                  std::atoi(tile));
+        }
+      }
+    }
+  }
+  cpu::WinogradProductTarget(-1);
+  EXPECT_GE(targets, 1);  // baseline x86-64 at least
 }
 
 // The engine picks Winograd for 3x3 stride-1 undilated ungrouped layers

@@ -98,12 +98,19 @@ Target best_target() {
   return kBaseline;
 }
 
+Target target = best_target();
+
 }  // namespace
+
+bool WinogradProductTarget(int t) {
+  if (t > best_target()) return false;
+  target = t < 0 ? best_target() : static_cast<Target>(t);
+  return true;
+}
 
 template <typename Dtype>
 void winograd_product(int rows, int cols, int depth, const Dtype* u,
                       const Dtype* v, long ldv, Dtype* c, long ldc) {
-  static const Target target = best_target();
 #if defined(__x86_64__) && defined(__GNUC__)
   if (target == kAvx512) {
     product_avx512(rows, cols, depth, u, v, ldv, c, ldc);
