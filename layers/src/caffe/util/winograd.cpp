@@ -255,13 +255,20 @@ template <> struct Tile<2> {
 };
 
 // Tiles [t0, t0 + count) of one image, in raster order; P: the block's
-// capacity, the row length of V and M.
+// capacity, the row length of V and M; skew: values between one transform
+// coordinate's matrix of V (M) and the next, past its rows x P.
 struct Block {
   int tiles_x;
   long t0;
   int count;
   long P;
+  long skew;
 };
+
+// One cache line: the (m + 2)^2 matrices of a block are a power of two
+// apart without it (channels x 32 tiles), so the 36 stores of one tile
+// group's transform fell into one set of L1 and evicted each other.
+const long kSkew = kLanes;
 
 // A group's lanes as runs of neighbouring tiles in one tile row: lanes
 // [a, a + len), lane a's tile at output origin (oy, ox).
@@ -356,13 +363,33 @@ WINOGRAD_INLINE void gather_patches(const WinogradShape& s, const D* plane,
   }
 }
 
+// Channels ahead that the transforms prefetch: a group's rows of one
+// plane are a few short runs in separate pages, too short for the
+// hardware's prefetcher, and the next plane is a megabyte away.
+const int kPrefetchAhead = 2;
+
+// Prefetches the lines of rows [y0, y0 + rows) x [x0, x0 + span) of a
+// plane (clipped to it) for reading (write 0) or writing (1).
+template <int Write, typename D>
+WINOGRAD_INLINE void prefetch_rows(const D* plane, int height, int width,
+                                   int y0, int rows, int x0, int span) {
+  const int xa = std::max(0, x0), xb = std::min(width, x0 + span);
+  for (int y = std::max(0, y0); y < std::min(height, y0 + rows); ++y) {
+    const D* line = plane + static_cast<long>(y) * width;
+    for (int x = xa; x < xb; x += 64 / sizeof(D)) {
+      __builtin_prefetch(line + x, Write);
+    }
+    if (xb > xa) __builtin_prefetch(line + xb - 1, Write);
+  }
+}
+
 // V[xi][c - c0][p] = (B^T d B)[xi] for the block's tiles p and channels
 // c0 <= c < c1.
 template <int M, typename D>
 WINOGRAD_INLINE void input_block_impl(const WinogradShape& s, const Block& b,
                                       const D* in, D* v, int c0, int c1) {
   const int A = M + 2, L = kLanes;
-  const long xi_stride = (c1 - c0) * b.P;
+  const long xi_stride = (c1 - c0) * b.P + b.skew;
   const long plane_size = static_cast<long>(s.height) * s.width;
   alignas(64) D d[A * A * L], t[A * A * L];
   Run runs[kLanes];
@@ -370,6 +397,13 @@ WINOGRAD_INLINE void input_block_impl(const WinogradShape& s, const Block& b,
   for (int g = 0; g * L < b.count; ++g) {
     const int nruns = lane_runs<M>(b, g, runs, &n);
     for (int c = c0; c < c1; ++c) {
+      if (c + kPrefetchAhead < c1) {
+        for (int r = 0; r < nruns; ++r) {
+          prefetch_rows<0>(in + (c + kPrefetchAhead) * plane_size, s.height,
+                           s.width, runs[r].oy - s.pad_h, A,
+                           runs[r].ox - s.pad_w, M * runs[r].len + 2);
+        }
+      }
       gather_patches<M>(s, in + c * plane_size, runs, nruns, d);
       for (int j = 0; j < A; ++j) {
         Tile<M>::in(d + j * L, A * L, t + j * L, A * L);
@@ -389,7 +423,7 @@ template <int M, typename D>
 WINOGRAD_INLINE void output_block_impl(const WinogradShape& s,
     const Block& b, const D* mm, const D* bias, D* out) {
   const int A = M + 2, L = kLanes;
-  const long xi_stride = s.out_channels * b.P;
+  const long xi_stride = s.out_channels * b.P + b.skew;
   const long plane_size = static_cast<long>(s.out_h) * s.out_w;
   alignas(64) D t[M * A * L], y[M * M * L], row[M * L];
   Run runs[kLanes];
@@ -399,6 +433,13 @@ WINOGRAD_INLINE void output_block_impl(const WinogradShape& s,
     const bool fast = nruns == 1 && n == L && runs[0].oy + M <= s.out_h &&
         runs[0].ox + M * L <= s.out_w;
     for (int o = 0; o < s.out_channels; ++o) {
+      if (o + kPrefetchAhead < s.out_channels) {
+        for (int r = 0; r < nruns; ++r) {
+          prefetch_rows<1>(out + (o + kPrefetchAhead) * plane_size, s.out_h,
+                           s.out_w, runs[r].oy, M, runs[r].ox,
+                           M * runs[r].len);
+        }
+      }
       const D* src = mm + o * b.P + g * L;
       for (int j = 0; j < A; ++j) {
         Tile<M>::out(src + j * xi_stride, A * xi_stride, t + j * L, A * L);
@@ -434,7 +475,7 @@ template <int M, typename D>
 WINOGRAD_INLINE void grad_block_impl(const WinogradShape& s, const Block& b,
                                      const D* dout, D* dy, int k0, int k1) {
   const int A = M + 2, L = kLanes;
-  const long xi_stride = (k1 - k0) * b.P;
+  const long xi_stride = (k1 - k0) * b.P + b.skew;
   const long plane_size = static_cast<long>(s.out_h) * s.out_w;
   alignas(64) D d[M * M * L], t[A * M * L], buf[M * L];
   Run runs[kLanes];
@@ -597,12 +638,15 @@ void conv_impl(const WinogradShape& s, int num, const Dtype* in,
   const long blocks = (tiles + P - 1) / P;
   const long items = num * blocks;
   const int nt = static_cast<int>(std::min<long>(nthreads, items));
-  const long v_size = A2 * s.in_channels * P;
-  const long buffer = v_size + A2 * s.out_channels * P;
+  const long v_xi = s.in_channels * P + kSkew;
+  const long m_xi = s.out_channels * P + kSkew;
+  const long v_size = A2 * v_xi;
+  const long buffer = v_size + A2 * m_xi;
   if (static_cast<long>(scratch->size()) < nt * buffer) {
     scratch->resize(nt * buffer);
   }
   b.P = P;
+  b.skew = kSkew;
   const long u_stride = packed_rows(s.out_channels) * s.in_channels;
   parallel(nt, [&](int tid, int nthr) {
     Dtype* v = scratch->data() + tid * buffer;
@@ -618,8 +662,8 @@ void conv_impl(const WinogradShape& s, int num, const Dtype* in,
                   v, 0, s.in_channels);
       for (int xi = 0; xi < A2; ++xi) {
         winograd_product(s.out_channels, cols, s.in_channels,
-                         u + xi * u_stride, v + xi * s.in_channels * P, P,
-                         mm + xi * s.out_channels * P, P);
+                         u + xi * u_stride, v + xi * v_xi, P, mm + xi * m_xi,
+                         P);
       }
       output_block(static_cast<Tile<M>*>(NULL), s, mine, mm, bias,
                    out + n * out_stride);
@@ -658,7 +702,7 @@ void weight_grad_impl(const WinogradShape& s, int num, const Dtype* in,
   P = std::min(P, num * ((tiles + round - 1) / round * round));
   P = std::max(round, (P + round - 1) / round * round);
   const long sum_size = static_cast<long>(A2) * K * C;
-  const long buffer = A2 * (cr + kr) * P;
+  const long buffer = A2 * ((cr + kr) * P + 2 * kSkew);
   if (static_cast<long>(scratch->size()) < sum_size + nt * buffer) {
     scratch->resize(sum_size + nt * buffer);
   }
@@ -669,10 +713,12 @@ void weight_grad_impl(const WinogradShape& s, int num, const Dtype* in,
     const int c0 = chunk_begin(C, ci, ct), c1 = chunk_begin(C, ci + 1, ct);
     const int k0 = chunk_begin(K, ki, kt), k1 = chunk_begin(K, ki + 1, kt);
     Dtype* v = scratch->data() + sum_size + tid * buffer;
-    Dtype* dy = v + A2 * (c1 - c0) * P;
+    const long v_xi = (c1 - c0) * P + kSkew, dy_xi = (k1 - k0) * P + kSkew;
+    Dtype* dy = v + A2 * v_xi;
     Dtype beta = 0;  // the first block sets S, the others add
     Block mine = b;
     mine.P = P;
+    mine.skew = kSkew;
     long col = 0;
     for (int n = 0; n < num; ++n) {
       for (long t0 = 0; t0 < tiles; t0 += mine.count) {
@@ -686,8 +732,8 @@ void weight_grad_impl(const WinogradShape& s, int num, const Dtype* in,
         if (col < P && (n + 1 < num || t0 + mine.count < tiles)) continue;
         for (int xi = 0; xi < A2; ++xi) {
           gemm(false, true, k1 - k0, c1 - c0, static_cast<int>(col),
-               Dtype(1), dy + xi * (k1 - k0) * P, static_cast<int>(P),
-               v + xi * (c1 - c0) * P, static_cast<int>(P), beta,
+               Dtype(1), dy + xi * dy_xi, static_cast<int>(P),
+               v + xi * v_xi, static_cast<int>(P), beta,
                sum + xi * K * C + k0 * C + c0, C);
         }
         beta = 1;
