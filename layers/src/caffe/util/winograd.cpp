@@ -363,10 +363,14 @@ WINOGRAD_INLINE void gather_patches(const WinogradShape& s, const D* plane,
   }
 }
 
-// Channels ahead that the transforms prefetch: a group's rows of one
-// plane are a few short runs in separate pages, too short for the
-// hardware's prefetcher, and the next plane is a megabyte away.
+// Channels ahead that the transforms prefetch, on planes of at least
+// kPrefetchMinPlane values: a group's rows of one plane are a few short
+// runs in separate pages, too short for the hardware's prefetcher, and the
+// next plane is up to a megabyte away.  On smaller planes (VGG-16's conv3
+// and up at 500 x 500) the rows are mostly cached and the prefetches cost
+// more than they save (docs/bench_conv.md).
 const int kPrefetchAhead = 2;
+const long kPrefetchMinPlane = 32768;
 
 // Prefetches the lines of rows [y0, y0 + rows) x [x0, x0 + span) of a
 // plane (clipped to it) for reading (write 0) or writing (1).
@@ -397,7 +401,7 @@ WINOGRAD_INLINE void input_block_impl(const WinogradShape& s, const Block& b,
   for (int g = 0; g * L < b.count; ++g) {
     const int nruns = lane_runs<M>(b, g, runs, &n);
     for (int c = c0; c < c1; ++c) {
-      if (c + kPrefetchAhead < c1) {
+      if (plane_size >= kPrefetchMinPlane && c + kPrefetchAhead < c1) {
         for (int r = 0; r < nruns; ++r) {
           prefetch_rows<0>(in + (c + kPrefetchAhead) * plane_size, s.height,
                            s.width, runs[r].oy - s.pad_h, A,
@@ -433,7 +437,8 @@ WINOGRAD_INLINE void output_block_impl(const WinogradShape& s,
     const bool fast = nruns == 1 && n == L && runs[0].oy + M <= s.out_h &&
         runs[0].ox + M * L <= s.out_w;
     for (int o = 0; o < s.out_channels; ++o) {
-      if (o + kPrefetchAhead < s.out_channels) {
+      if (plane_size >= kPrefetchMinPlane &&
+          o + kPrefetchAhead < s.out_channels) {
         for (int r = 0; r < nruns; ++r) {
           prefetch_rows<1>(out + (o + kPrefetchAhead) * plane_size, s.out_h,
                            s.out_w, runs[r].oy, M, runs[r].ox,
