@@ -40,7 +40,9 @@ CAFFE_CPU_INLINE void register_block(int depth, const D* u, const D* v,
   for (int i = 0; i < R; ++i) {
     if (i >= rows) break;
 #pragma GCC unroll 4
-    for (int j = 0; j < NP; ++j) simd::store(c + i * ldc + j * kLanes, acc[i][j]);
+    for (int j = 0; j < NP; ++j) {
+      simd::store(c + i * ldc + j * kLanes, acc[i][j]);
+    }
   }
 }
 
