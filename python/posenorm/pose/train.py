@@ -278,10 +278,11 @@ class Run(CachedStages, Selection):
         solver = self.solver_param(stage.name)
         log_path = self.path('logs', stage.name + '.log')
         cached = self.cached(stage)
+        iterations = solver.max_iter
         if cached:
             weights, curves = self._run_cached(stage, solver, init, log_path, later)
         elif self.partial.applies(stage):
-            weights, curves = self._run_above(stage, solver, init, log_path)
+            weights, curves, iterations = self._run_above(stage, solver, init, log_path)
         else:
             weights, curves = self._run_full(stage, solver, init, log_path)
         caffe_run.check_trained(stage.name, weights,
@@ -289,7 +290,7 @@ class Run(CachedStages, Selection):
         chosen = self.selection(stage.name) if cached and self.selects(stage) else None
         record = run_record.new_record(
             stage.name, weights, self.dir, current, seconds=round(time.time() - t0, 1),
-            iterations=chosen['final']['iterations'] if chosen else solver.max_iter,
+            iterations=chosen['final']['iterations'] if chosen else iterations,
             cached=cached, final_loss=curves['loss'][-1][1] if curves['loss'] else None,
             selection=chosen, start_outputs=start_outputs(curves))
         run_record.write_record(self.path('done', stage.name + '.json'), record)
@@ -325,12 +326,13 @@ class Run(CachedStages, Selection):
 
     def _run_above(self, stage, solver, init, log_path):
         """Train everything above the cache layer from the trunk cache with
-        `caffe train`, then merge it into the full model."""
+        `caffe train`, then merge it into the full model; also returns the
+        iterations trained (more than the stage's own on train + val)."""
         net, solver, prefix = self.partial.training(stage, solver, self.train_net(stage),
                                                     self.val_split)
         trained, curves = self._train_cached_net(stage, solver, net, prefix, init, log_path,
                                                  'above %s' % self.cache_layer)
-        return self._merge(stage, solver, init, trained), curves
+        return self._merge(stage, solver, init, trained), curves, solver.max_iter
 
     def cached(self, stage):
         """Whether this run trains the stage's head on cached features."""
