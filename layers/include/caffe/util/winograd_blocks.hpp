@@ -18,19 +18,19 @@ namespace winograd {
 template <int M> struct TileSize {};
 
 // Tiles [t0, t0 + count) of one image, in raster order; P: the block's
-// capacity, the row length of V and M; skew: values between one transform
-// coordinate's matrix of V (M) and the next, past its rows x P.
+// capacity, the row length of V and M.
 struct Block {
   int tiles_x;
   long t0;
   int count;
   long P;
-  long skew;
 };
 
-// One cache line: the (m + 2)^2 matrices of a block are a power of two
-// apart without it (channels x 32 tiles), so the 36 stores of one tile
-// group's transform fell into one set of L1 and evicted each other.
+// Values between one transform coordinate's matrix of V (M) and the next,
+// past its rows x P: one cache line.  The (m + 2)^2 matrices of a block
+// are a power of two apart without it (channels x 32 tiles), so the 36
+// stores of one tile group's transform fell into one set of L1 and
+// evicted each other.
 const long kSkew = simd::kLanes;
 
 #define WINOGRAD_BLOCKS(M, D)                                               \

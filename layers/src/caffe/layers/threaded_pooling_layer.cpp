@@ -28,11 +28,10 @@ CAFFE_CPU_CLONES void max_2x2_row(const float* r0, const float* r1, int n,
   typedef cpu::simd::VecF V;
   typedef cpu::simd::MaskF I;
   const int L = cpu::simd::kLanes;
-  I even, odd, lane;
+  I even, odd;  // shuffle masks; even is also each window's column offset
   for (int l = 0; l < L; ++l) {
     even[l] = 2 * l;
     odd[l] = 2 * l + 1;
-    lane[l] = 2 * l;
   }
   int pw = 0;
   for (; pw + L <= n; pw += L) {
@@ -44,7 +43,7 @@ CAFFE_CPU_CLONES void max_2x2_row(const float* r0, const float* r1, int n,
                     __builtin_shuffle(a0, a1, odd),
                     __builtin_shuffle(b0, b1, even),
                     __builtin_shuffle(b0, b1, odd)};
-    const I at = lane + (index0 + 2 * pw);
+    const I at = even + (index0 + 2 * pw);
     const int offset[4] = {0, 1, width, width + 1};
     V best = V{} - FLT_MAX;
     I best_index = I{} - 1;

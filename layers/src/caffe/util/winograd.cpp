@@ -95,7 +95,6 @@ void conv_impl(const WinogradShape& s, int num, const Dtype* in,
     scratch->resize(nt * buffer);
   }
   b.P = P;
-  b.skew = kSkew;
   const long u_stride = packed_rows(s.out_channels) * s.in_channels;
   parallel(nt, [&](int tid, int nthr) {
     Dtype* v = scratch->data() + tid * buffer;
@@ -167,7 +166,6 @@ void weight_grad_impl(const WinogradShape& s, int num, const Dtype* in,
     Dtype beta = 0;  // the first block sets S, the others add
     Block mine = b;
     mine.P = P;
-    mine.skew = kSkew;
     long col = 0;
     for (int n = 0; n < num; ++n) {
       for (long t0 = 0; t0 < tiles; t0 += mine.count) {

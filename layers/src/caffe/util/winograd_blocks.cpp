@@ -133,7 +133,7 @@ template <int M, typename D>
 WINOGRAD_INLINE void input_block_impl(const WinogradShape& s, const Block& b,
                                       const D* in, D* v, int c0, int c1) {
   const int A = M + 2, L = kLanes;
-  const long xi_stride = (c1 - c0) * b.P + b.skew;
+  const long xi_stride = (c1 - c0) * b.P + kSkew;
   const long plane_size = static_cast<long>(s.height) * s.width;
   alignas(64) D d[A * A * L], t[A * A * L];
   Run runs[kLanes];
@@ -167,7 +167,7 @@ template <int M, typename D>
 WINOGRAD_INLINE void output_block_impl(const WinogradShape& s,
     const Block& b, const D* mm, const D* bias, D* out) {
   const int A = M + 2, L = kLanes;
-  const long xi_stride = s.out_channels * b.P + b.skew;
+  const long xi_stride = s.out_channels * b.P + kSkew;
   const long plane_size = static_cast<long>(s.out_h) * s.out_w;
   alignas(64) D t[M * A * L], y[M * M * L], row[M * L];
   Run runs[kLanes];
@@ -220,7 +220,7 @@ template <int M, typename D>
 WINOGRAD_INLINE void grad_block_impl(const WinogradShape& s, const Block& b,
                                      const D* dout, D* dy, int k0, int k1) {
   const int A = M + 2, L = kLanes;
-  const long xi_stride = (k1 - k0) * b.P + b.skew;
+  const long xi_stride = (k1 - k0) * b.P + kSkew;
   const long plane_size = static_cast<long>(s.out_h) * s.out_w;
   alignas(64) D d[M * M * L], t[A * M * L], buf[M * L];
   Run runs[kLanes];
